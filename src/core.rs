@@ -1,0 +1,287 @@
+//! The token engine shared by the layer and the issuer: decode, verify,
+//! validate, sign. One JSON pass over the claims, straight into the user's type.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Deserializer};
+
+use crate::claims::{Audience, Claims, RegisteredClaims};
+use crate::clock::Clock;
+use crate::error::{IssueError, IssueErrorKind};
+use crate::keys::{KeyMiss, Keys, alg_name, select};
+use crate::reject::RejectionKind;
+
+/// Validation and lifetime settings, checked when the layer is built.
+pub(crate) struct Core<K, C> {
+    pub(crate) keys: K,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) required_typ: Option<String>,
+    pub(crate) leeway: i64,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) ttl: i64,
+    pub(crate) max_session: i64,
+    pub(crate) _claims: PhantomData<fn() -> C>,
+}
+
+impl<K, C> fmt::Debug for Core<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("required_typ", &self.required_typ)
+            .field("leeway", &self.leeway)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("ttl", &self.ttl)
+            .field("max_session", &self.max_session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The JOSE header fields this crate reads. Everything else (`jku`, `x5u`,
+/// `jwk`, `x5c`, ...) is ignored: keys come only from configuration.
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Present,
+}
+
+/// Whether a member is present at all, whatever its value (even `null`).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Present(true))
+    }
+}
+
+fn b64_decode(part: &str) -> Result<Vec<u8>, RejectionKind> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| RejectionKind::MalformedToken)
+}
+
+/// `typ` values compare case-insensitively, with an optional `application/` prefix
+/// (RFC 7515 §4.1.9).
+fn same_type(actual: &str, expected: &str) -> bool {
+    fn strip(s: &str) -> &str {
+        match s.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &s[12..],
+            _ => s,
+        }
+    }
+    strip(actual).eq_ignore_ascii_case(strip(expected))
+}
+
+/// Splits a compact JWS into exactly three parts.
+fn split(token: &str) -> Result<(&str, &str, &str, &str), RejectionKind> {
+    let first = token.find('.').ok_or(RejectionKind::MalformedToken)?;
+    let second = first
+        + 1
+        + token[first + 1..]
+            .find('.')
+            .ok_or(RejectionKind::MalformedToken)?;
+    let signature = &token[second + 1..];
+    if signature.contains('.') {
+        return Err(RejectionKind::MalformedToken);
+    }
+    Ok((
+        &token[..first],
+        &token[first + 1..second],
+        signature,
+        &token[..second],
+    ))
+}
+
+/// The part of the token that identifies it for single flight: its signature.
+pub(crate) fn signature_part(token: &str) -> &str {
+    token.rsplit('.').next().unwrap_or(token)
+}
+
+/// A fresh 128-bit random id, base64url (22 characters).
+pub(crate) fn random_id() -> Result<String, IssueError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| IssueError::new(IssueErrorKind::Random, Some(Box::new(e))))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl<K: Keys, C: Claims> Core<K, C> {
+    /// Verifies `token` completely (RFC 8725 order: size, shape, header, key,
+    /// signature, then claims) and returns its claims.
+    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<C, RejectionKind> {
+        if token.len() > self.max_token_bytes {
+            return Err(RejectionKind::TokenTooLarge);
+        }
+        let (header_b64, payload_b64, signature_b64, signing_input) = split(token)?;
+        let header_json = b64_decode(header_b64)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| RejectionKind::MalformedToken)?;
+        let key = select(
+            self.keys.verification_keys(),
+            &header.alg,
+            header.kid.as_deref(),
+        )
+        .map_err(|miss| match miss {
+            KeyMiss::Algorithm => RejectionKind::AlgorithmNotAllowed,
+            KeyMiss::UnknownKid => RejectionKind::UnknownKey,
+        })?;
+        if header.crit.0 {
+            return Err(RejectionKind::UnsupportedCritical);
+        }
+        if let Some(expected) = &self.required_typ {
+            if !header
+                .typ
+                .as_deref()
+                .is_some_and(|typ| same_type(typ, expected))
+            {
+                return Err(RejectionKind::WrongType);
+            }
+        }
+        let signature = b64_decode(signature_b64)?;
+        if signature.is_empty() || !key.verify(signing_input.as_bytes(), &signature) {
+            return Err(RejectionKind::InvalidSignature);
+        }
+        let payload = b64_decode(payload_b64)?;
+        // RFC 7519 §7.2: the claims set is a JSON object (a struct would also
+        // accept an array).
+        if payload.trim_ascii_start().first() != Some(&b'{') {
+            return Err(RejectionKind::InvalidClaims);
+        }
+        let claims: C =
+            serde_json::from_slice(&payload).map_err(|_| RejectionKind::InvalidClaims)?;
+        self.validate(claims.registered(), now)?;
+        Ok(claims)
+    }
+
+    fn validate(&self, claims: &RegisteredClaims, now: i64) -> Result<(), RejectionKind> {
+        if now >= claims.exp.saturating_add(self.leeway) {
+            return Err(RejectionKind::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(RejectionKind::NotYetValid);
+        }
+        if let Some(issuer) = &self.issuer {
+            if claims.iss.as_deref() != Some(issuer.as_str()) {
+                return Err(RejectionKind::WrongIssuer);
+            }
+        }
+        if !self.audiences.is_empty() {
+            let aud = claims.aud.as_ref();
+            if !aud.is_some_and(|aud| self.audiences.iter().any(|a| aud.contains(a))) {
+                return Err(RejectionKind::WrongAudience);
+            }
+        }
+        // The cap is absolute: no leeway.
+        if self
+            .session_deadline(claims)
+            .is_some_and(|deadline| now >= deadline)
+        {
+            return Err(RejectionKind::SessionExpired);
+        }
+        Ok(())
+    }
+
+    /// `auth_time + max_session`, when the token says when the session began.
+    pub(crate) fn session_deadline(&self, claims: &RegisteredClaims) -> Option<i64> {
+        claims.auth_time.map(|t| t.saturating_add(self.max_session))
+    }
+
+    /// Sets the registered claims of a login token, signs it and returns it.
+    pub(crate) fn issue(&self, mut claims: C) -> Result<(String, C), IssueError> {
+        let now = self.clock.now();
+        let registered = claims.registered_mut();
+        registered.iat = Some(now);
+        registered.nbf = None;
+        registered.auth_time = Some(now);
+        registered.exp = now.saturating_add(self.ttl.min(self.max_session));
+        registered.sid = Some(random_id()?);
+        registered.jti = Some(random_id()?);
+        registered.iss.clone_from(&self.issuer);
+        registered.aud = match self.audiences.as_slice() {
+            [] => None,
+            [one] => Some(Audience::One(one.clone())),
+            many => Some(Audience::Many(many.to_vec())),
+        };
+        let token = self.sign(&claims)?;
+        Ok((token, claims))
+    }
+
+    /// Signs `claims` with the active key; `alg` and `kid` come from that key.
+    pub(crate) fn sign(&self, claims: &C) -> Result<String, IssueError> {
+        let key = self.keys.signing_key();
+        let header = match key.kid() {
+            Some(kid) => format!(
+                r#"{{"alg":"{}","typ":"JWT","kid":"{}"}}"#,
+                alg_name(key.algorithm()),
+                kid
+            ),
+            None => format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg_name(key.algorithm())),
+        };
+        let payload = serde_json::to_vec(claims)
+            .map_err(|e| IssueError::new(IssueErrorKind::Claims, Some(Box::new(e))))?;
+        if payload.first() != Some(&b'{') {
+            return Err(IssueError::new(IssueErrorKind::Claims, None));
+        }
+        let mut token = URL_SAFE_NO_PAD.encode(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = key.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_needs_exactly_three_parts() {
+        assert_eq!(split("a.b.c").unwrap(), ("a", "b", "c", "a.b"));
+        assert_eq!(split("a.b.").unwrap().2, "");
+        assert!(split("a.b").is_err());
+        assert!(split("a.b.c.d").is_err());
+        assert!(split("abc").is_err());
+        assert!(split("").is_err());
+    }
+
+    #[test]
+    fn typ_comparison() {
+        assert!(same_type("JWT", "jwt"));
+        assert!(same_type("application/at+jwt", "at+JWT"));
+        assert!(!same_type("JWS", "JWT"));
+        assert!(!same_type("applicatio", "JWT"));
+    }
+
+    #[test]
+    fn random_ids_differ() {
+        let a = random_id().unwrap();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, random_id().unwrap());
+    }
+
+    #[test]
+    fn padding_is_refused() {
+        assert!(b64_decode("eyJ9").is_ok());
+        assert!(b64_decode("eyJ=").is_err());
+        assert!(b64_decode("e+J9").is_err());
+    }
+}

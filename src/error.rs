@@ -1,0 +1,149 @@
+//! Errors raised while building a layer or issuing a token.
+//!
+//! Rejections of requests are not errors: they are responses, described by
+//! [`Rejection`](crate::Rejection).
+
+use std::error::Error as StdError;
+use std::fmt;
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A configuration that cannot be used, reported when it is built.
+///
+/// Nothing in the layer panics at run time because of configuration: every
+/// check happens here, once.
+#[derive(Debug)]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    source: Option<BoxError>,
+}
+
+/// What is wrong with a configuration.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigErrorKind {
+    /// Neither the `rust_crypto` nor the `aws_lc_rs` feature is enabled.
+    #[error(
+        "no jsonwebtoken crypto backend is enabled (enable the `rust_crypto` or `aws_lc_rs` feature)"
+    )]
+    NoCryptoBackend,
+    /// The key material could not be parsed or does not suit its algorithm.
+    #[error("invalid key material for the algorithm")]
+    InvalidKey,
+    /// An HMAC secret shorter than the hash output (RFC 7518 §3.2).
+    #[error("hmac secret is shorter than the hash output (at least 32, 48 or 64 bytes)")]
+    WeakSecret,
+    /// A private key and its public key do not belong together.
+    #[error("the private and public keys do not match")]
+    KeyMismatch,
+    /// Two keys in a key ring share a `kid` (or both have none).
+    #[error("two keys share the same `kid`")]
+    DuplicateKeyId,
+    /// The active key of a key ring cannot sign (it was given without a private key).
+    #[error("the active key has no private part and cannot sign")]
+    NotASigningKey,
+    /// A `kid` that is empty or not printable ASCII.
+    #[error("invalid key id")]
+    InvalidKeyId,
+    /// A lifetime, window or interval that is zero, negative or out of range.
+    #[error("invalid duration setting")]
+    InvalidDuration,
+    /// A clock-skew leeway above 60 seconds.
+    #[error("leeway above 60 seconds")]
+    LeewayTooLarge,
+    /// A header name that cannot carry tokens (for example `Refresh`).
+    #[error("invalid or forbidden token header name")]
+    InvalidHeaderName,
+    /// A cookie name or attribute that is not valid in a `Set-Cookie` header.
+    #[error("invalid cookie name or attribute")]
+    InvalidCookie,
+    /// A realm, issuer, audience or `typ` that is empty or not printable, or a
+    /// size limit or capacity out of range.
+    #[error("invalid realm, issuer, audience, type, size limit or capacity")]
+    InvalidValue,
+}
+
+impl ConfigError {
+    pub(crate) fn new(kind: ConfigErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    pub(crate) fn with_source(kind: ConfigErrorKind, source: impl Into<BoxError>) -> Self {
+        Self {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+}
+
+impl From<ConfigErrorKind> for ConfigError {
+    fn from(kind: ConfigErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid sliding-jwt configuration: {}", self.kind)
+    }
+}
+
+impl StdError for ConfigError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A token could not be issued or renewed.
+#[derive(Debug)]
+pub struct IssueError {
+    kind: IssueErrorKind,
+    source: Option<BoxError>,
+}
+
+/// Why a token could not be issued.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IssueErrorKind {
+    /// The claims could not be serialized to a JSON object.
+    #[error("claims could not be serialized")]
+    Claims,
+    /// The crypto backend failed to sign.
+    #[error("signing failed")]
+    Signing,
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed")]
+    Random,
+}
+
+impl IssueError {
+    pub(crate) fn new(kind: IssueErrorKind, source: Option<BoxError>) -> Self {
+        Self { kind, source }
+    }
+
+    /// Why issuing failed.
+    pub fn kind(&self) -> IssueErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not issue token: {}", self.kind)
+    }
+}
+
+impl StdError for IssueError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}

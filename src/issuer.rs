@@ -1,0 +1,98 @@
+//! Issuing the first token of a session, at login, from the layer's own
+//! configuration.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::claims::Claims;
+use crate::core::Core;
+use crate::error::IssueError;
+use crate::keys::Keys;
+
+/// Mints login tokens with the same keys, clock, issuer, audience and
+/// lifetimes the layer verifies with, so the two cannot disagree.
+///
+/// Cheap to clone; get one from [`SlidingJwtLayer::issuer`](crate::SlidingJwtLayer::issuer)
+/// and hand it to your login handler.
+pub struct Issuer<K, C> {
+    pub(crate) core: Arc<Core<K, C>>,
+}
+
+impl<K, C> Clone for Issuer<K, C> {
+    fn clone(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<K, C> fmt::Debug for Issuer<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer").field("core", &self.core).finish()
+    }
+}
+
+impl<K: Keys, C: Claims> Issuer<K, C> {
+    /// Starts a session: sets `iat` and `auth_time` to now, a new random `sid`
+    /// and `jti`, `exp = now + ttl` (within the session cap), the configured
+    /// `iss` and `aud`, removes `nbf`, and signs with the active key. Your own
+    /// claims are kept as they are.
+    ///
+    /// # Errors
+    /// An [`IssueError`] when the claims do not serialize to a JSON object,
+    /// the backend fails to sign, or the system's randomness fails.
+    pub fn issue(&self, claims: C) -> Result<IssuedToken<C>, IssueError> {
+        let (token, claims) = self.core.issue(claims)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// The current time according to the layer's clock.
+    pub fn now(&self) -> i64 {
+        self.core.clock.now()
+    }
+}
+
+/// A freshly issued token and the claims it carries. `Debug` hides the token.
+#[derive(Clone)]
+pub struct IssuedToken<C> {
+    token: String,
+    claims: C,
+}
+
+impl<C: Claims> IssuedToken<C> {
+    /// The compact JWS to send to the client.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Takes the token out.
+    pub fn into_token(self) -> String {
+        self.token
+    }
+
+    /// The claims as signed.
+    pub fn claims(&self) -> &C {
+        &self.claims
+    }
+
+    /// The token's `exp`.
+    pub fn expires_at(&self) -> i64 {
+        self.claims.registered().exp
+    }
+
+    /// Seconds from issue to expiry (for a cookie's `Max-Age`).
+    pub fn lifetime(&self) -> i64 {
+        let registered = self.claims.registered();
+        registered
+            .exp
+            .saturating_sub(registered.iat.unwrap_or(registered.exp))
+    }
+}
+
+impl<C> fmt::Debug for IssuedToken<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}

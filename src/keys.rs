@@ -1,0 +1,505 @@
+//! Signing and verification keys, and the key ring that picks one by `kid`.
+//!
+//! Keys are checked and paired when they are built: a bad PEM, a secret that
+//! is too short, or a private key that does not match its public key is a
+//! [`ConfigError`], never a failure on a request.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
+
+use crate::error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
+
+/// The jsonwebtoken crypto backend chosen by this crate's features.
+///
+/// `aws_lc_rs` wins when both features are enabled, so enabling features stays
+/// additive; with neither, building a key is a [`ConfigErrorKind::NoCryptoBackend`].
+pub(crate) fn provider() -> Result<&'static CryptoProvider, ConfigError> {
+    #[cfg(feature = "aws_lc_rs")]
+    {
+        Ok(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+    }
+    #[cfg(all(feature = "rust_crypto", not(feature = "aws_lc_rs")))]
+    {
+        Ok(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER)
+    }
+    #[cfg(not(any(feature = "rust_crypto", feature = "aws_lc_rs")))]
+    {
+        Err(ConfigError::new(ConfigErrorKind::NoCryptoBackend))
+    }
+}
+
+/// One key: an algorithm, an optional `kid`, the public (or shared) part for
+/// verification, and the private part when the key may sign.
+#[derive(Clone)]
+pub struct Key {
+    alg: Algorithm,
+    kid: Option<String>,
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+    provider: &'static CryptoProvider,
+}
+
+impl Key {
+    /// An HMAC key (`HS256`, `HS384` or `HS512`) from a raw secret.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] for a non-HMAC algorithm and
+    /// [`ConfigErrorKind::WeakSecret`] for a secret shorter than the hash output
+    /// (32, 48 or 64 bytes; RFC 7518 §3.2).
+    pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        let min_len = match alg {
+            Algorithm::HS256 => 32,
+            Algorithm::HS384 => 48,
+            Algorithm::HS512 => 64,
+            _ => return Err(ConfigErrorKind::InvalidKey.into()),
+        };
+        if secret.len() < min_len {
+            return Err(ConfigErrorKind::WeakSecret.into());
+        }
+        Self::new(
+            alg,
+            EncodingKey::from_secret(secret),
+            DecodingKey::from_secret(secret),
+        )
+    }
+
+    /// An `HS256` key from a raw secret of at least 32 bytes.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::WeakSecret`] for a shorter secret.
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Self::hmac(Algorithm::HS256, secret)
+    }
+
+    /// A signing key from a PEM private key; the public key is derived from it.
+    ///
+    /// RSA keys are PKCS#1 or PKCS#8 (`RS*`/`PS*`); ECDSA keys PKCS#8 (`ES256`
+    /// on P-256, `ES384` on P-384); EdDSA keys PKCS#8 Ed25519.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] when the PEM does not hold a private key of
+    /// the algorithm's family; [`ConfigErrorKind::NoCryptoBackend`] without a backend.
+    pub fn from_pem(alg: Algorithm, private_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let pem = private_pem.as_ref();
+        let encoding = match alg.family() {
+            AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+        }
+        .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        Self::from_encoding_key(alg, encoding)
+    }
+
+    /// A signing key from a DER private key (PKCS#1 for RSA, PKCS#8 for ECDSA
+    /// and EdDSA); the public key is derived from it.
+    ///
+    /// # Errors
+    /// As [`Key::from_pem`].
+    pub fn from_der(alg: Algorithm, private_der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let der = private_der.as_ref();
+        let encoding = match alg.family() {
+            AlgorithmFamily::Rsa => EncodingKey::from_rsa_der(der),
+            AlgorithmFamily::Ec => EncodingKey::from_ec_der(der),
+            AlgorithmFamily::Ed => EncodingKey::from_ed_der(der),
+            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+        };
+        Self::from_encoding_key(alg, encoding)
+    }
+
+    /// A verification-only key from a PEM public key (`-----BEGIN PUBLIC KEY-----`,
+    /// or `RSA PUBLIC KEY` for RSA). Tokens signed by it verify; it never signs.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] when the PEM does not hold a public key of
+    /// the algorithm's family.
+    pub fn public_pem(alg: Algorithm, public_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let pem = public_pem.as_ref();
+        let decoding = match alg.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+        }
+        .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        Self::verifying(alg, decoding)
+    }
+
+    /// A signing key from jsonwebtoken's key types (for JWKs, base64 secrets or
+    /// other forms). The pair is checked by signing and verifying a probe.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] when either key does not suit `alg`,
+    /// [`ConfigErrorKind::KeyMismatch`] when they do not belong together.
+    pub fn new(
+        alg: Algorithm,
+        encoding: EncodingKey,
+        decoding: DecodingKey,
+    ) -> Result<Self, ConfigError> {
+        let key = Self::verifying(alg, decoding)?;
+        if encoding.family() != alg.family() {
+            return Err(ConfigErrorKind::InvalidKey.into());
+        }
+        let key = Key {
+            encoding: Some(encoding),
+            ..key
+        };
+        // Sign and verify a probe: proves the private key parses and matches.
+        let probe = b"tower-sliding-jwt key probe";
+        let signature = key
+            .sign(probe)
+            .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        if !key.verify(probe, &signature) {
+            return Err(ConfigErrorKind::KeyMismatch.into());
+        }
+        Ok(key)
+    }
+
+    /// A verification-only key from jsonwebtoken's [`DecodingKey`].
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] when the key does not suit `alg`.
+    pub fn verifying(alg: Algorithm, decoding: DecodingKey) -> Result<Self, ConfigError> {
+        let provider = provider()?;
+        if decoding.family() != alg.family() {
+            return Err(ConfigErrorKind::InvalidKey.into());
+        }
+        (provider.verifier_factory)(&alg, &decoding)
+            .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        Ok(Key {
+            alg,
+            kid: None,
+            encoding: None,
+            decoding,
+            provider,
+        })
+    }
+
+    fn from_encoding_key(alg: Algorithm, encoding: EncodingKey) -> Result<Self, ConfigError> {
+        let provider = provider()?;
+        let utils = &provider.key_utils;
+        let der = encoding.as_bytes();
+        let invalid = |e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e);
+        let decoding = match alg.family() {
+            AlgorithmFamily::Rsa => {
+                let (n, e) = (utils.rsa_pub_components_from_private_key)(der).map_err(invalid)?;
+                DecodingKey::from_rsa_raw_components(&n, &e)
+            }
+            AlgorithmFamily::Ec => {
+                let (_, x, y) =
+                    (utils.ec_pub_components_from_private_key)(der, alg).map_err(invalid)?;
+                DecodingKey::from_ec_components(
+                    &URL_SAFE_NO_PAD.encode(x),
+                    &URL_SAFE_NO_PAD.encode(y),
+                )
+                .map_err(invalid)?
+            }
+            AlgorithmFamily::Ed => {
+                let curve = jsonwebtoken::jwk::EllipticCurve::Ed25519;
+                let x = (utils.ed_pub_components_from_private_key)(der, &curve).map_err(invalid)?;
+                DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(x)).map_err(invalid)?
+            }
+            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+        };
+        Self::new(alg, encoding, decoding)
+    }
+
+    /// Sets the key id written to the `kid` header of tokens this key signs and
+    /// matched exactly against the `kid` of incoming tokens.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKeyId`] for an empty id, one longer than 256
+    /// bytes, or one with characters outside printable ASCII.
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let printable = kid
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        if kid.is_empty() || kid.len() > 256 || !printable {
+            return Err(ConfigErrorKind::InvalidKeyId.into());
+        }
+        self.kid = Some(kid);
+        Ok(self)
+    }
+
+    /// The algorithm this key signs and verifies with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The key id, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// Whether this key has a private part and can sign.
+    pub fn can_sign(&self) -> bool {
+        self.encoding.is_some()
+    }
+
+    /// Verifies `signature` over `message`. Never panics; `false` on any failure.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match (self.provider.verifier_factory)(&self.alg, &self.decoding) {
+            // The trait takes `&Vec<u8>`; the copy is the signature only.
+            Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Signs `message`.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IssueError> {
+        let encoding = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| IssueError::new(IssueErrorKind::Signing, None))?;
+        let signer = (self.provider.signer_factory)(&self.alg, encoding)
+            .map_err(|e| IssueError::new(IssueErrorKind::Signing, Some(e.into())))?;
+        signer
+            .try_sign(message)
+            .map_err(|e| IssueError::new(IssueErrorKind::Signing, Some(e.into())))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("can_sign", &self.can_sign())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the layer finds its keys: one active key that signs, and the keys that
+/// verify (the active one among them).
+///
+/// The layer itself picks the verification key: the one whose `kid` equals the
+/// token's `kid` exactly (a token without `kid` matches the key without one), and
+/// only if that key's algorithm equals the token's `alg`. Implementations only
+/// say which keys exist, so every implementation gets the same rules.
+pub trait Keys: Send + Sync + 'static {
+    /// The key that signs new and renewed tokens.
+    fn signing_key(&self) -> &Key;
+
+    /// Every key that verifies incoming tokens, including the signing key.
+    fn verification_keys(&self) -> &[Key];
+}
+
+impl Keys for Key {
+    fn signing_key(&self) -> &Key {
+        self
+    }
+
+    fn verification_keys(&self) -> &[Key] {
+        std::slice::from_ref(self)
+    }
+}
+
+/// One active signing key and any number of retired keys that still verify.
+///
+/// A token signed by a retired key stays valid until it expires, and its first
+/// renewal is signed by the active key, so rotating keys logs nobody out.
+///
+/// ```
+/// use tower_sliding_jwt::{Key, KeyRing};
+///
+/// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
+/// let retired = Key::hs256([1u8; 32])?.with_kid("2025-10")?;
+/// let active = Key::hs256([2u8; 32])?.with_kid("2026-11")?;
+/// let ring = KeyRing::new(active)?.with_verification_key(retired)?;
+/// # let _ = ring;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    /// `keys[0]` is the active key.
+    keys: Vec<Key>,
+}
+
+impl KeyRing {
+    /// A ring whose active key is `active`.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::NotASigningKey`] when `active` has no private part.
+    pub fn new(active: Key) -> Result<Self, ConfigError> {
+        if !active.can_sign() {
+            return Err(ConfigErrorKind::NotASigningKey.into());
+        }
+        Ok(Self { keys: vec![active] })
+    }
+
+    /// Adds a key that verifies but does not sign.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::DuplicateKeyId`] when a key with the same `kid` (or
+    /// another key without one) is already in the ring.
+    pub fn with_verification_key(mut self, key: Key) -> Result<Self, ConfigError> {
+        if self.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(ConfigErrorKind::DuplicateKeyId.into());
+        }
+        self.keys.push(key);
+        Ok(self)
+    }
+}
+
+impl Keys for KeyRing {
+    fn signing_key(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    fn verification_keys(&self) -> &[Key] {
+        &self.keys
+    }
+}
+
+/// Finds the verification key for a token header: exact `kid`, same `alg`.
+pub(crate) fn select<'k>(
+    keys: &'k [Key],
+    alg: &str,
+    kid: Option<&str>,
+) -> Result<&'k Key, KeyMiss> {
+    let Some(key) = keys.iter().find(|k| k.kid.as_deref() == kid) else {
+        return Err(if keys.iter().any(|k| alg_name(k.alg) == alg) {
+            KeyMiss::UnknownKid
+        } else {
+            KeyMiss::Algorithm
+        });
+    };
+    if alg_name(key.alg) != alg {
+        return Err(KeyMiss::Algorithm);
+    }
+    Ok(key)
+}
+
+/// Why no key was selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyMiss {
+    /// The `alg` is not one the keys use (including `none`).
+    Algorithm,
+    /// The `alg` is known, the `kid` is not.
+    UnknownKid,
+}
+
+/// The JOSE name of an algorithm.
+pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // `Algorithm` is non-exhaustive: an algorithm this crate does not know
+        // never matches a header.
+        _ => "\0unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_hmac_secrets_are_refused() {
+        assert_eq!(
+            Key::hs256([0u8; 31]).unwrap_err().kind(),
+            ConfigErrorKind::WeakSecret
+        );
+        assert!(Key::hs256([0u8; 32]).is_ok());
+        assert_eq!(
+            Key::hmac(Algorithm::HS512, [0u8; 63]).unwrap_err().kind(),
+            ConfigErrorKind::WeakSecret
+        );
+        assert_eq!(
+            Key::hmac(Algorithm::ES256, [0u8; 64]).unwrap_err().kind(),
+            ConfigErrorKind::InvalidKey
+        );
+    }
+
+    #[test]
+    fn garbage_pem_is_a_config_error() {
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            assert_eq!(
+                Key::from_pem(alg, "not a pem").unwrap_err().kind(),
+                ConfigErrorKind::InvalidKey
+            );
+            assert_eq!(
+                Key::public_pem(alg, "not a pem").unwrap_err().kind(),
+                ConfigErrorKind::InvalidKey
+            );
+            assert_eq!(
+                Key::from_der(alg, [0u8; 40]).unwrap_err().kind(),
+                ConfigErrorKind::InvalidKey
+            );
+        }
+        assert_eq!(
+            Key::from_pem(Algorithm::HS256, "x").unwrap_err().kind(),
+            ConfigErrorKind::InvalidKey
+        );
+    }
+
+    #[test]
+    fn kid_rules() {
+        let key = Key::hs256([0u8; 32]).unwrap();
+        assert!(key.clone().with_kid("").is_err());
+        assert!(key.clone().with_kid("a\"b").is_err());
+        assert!(key.clone().with_kid("x".repeat(257)).is_err());
+        assert_eq!(key.with_kid("k1").unwrap().kid(), Some("k1"));
+    }
+
+    #[test]
+    fn ring_rejects_duplicate_kids_and_verify_only_active() {
+        let a = Key::hs256([1u8; 32]).unwrap();
+        let b = Key::hs256([2u8; 32]).unwrap();
+        assert_eq!(
+            KeyRing::new(a.clone())
+                .unwrap()
+                .with_verification_key(b)
+                .unwrap_err()
+                .kind(),
+            ConfigErrorKind::DuplicateKeyId
+        );
+        let verify_only =
+            Key::verifying(Algorithm::HS256, DecodingKey::from_secret(&[1u8; 32])).unwrap();
+        assert_eq!(
+            KeyRing::new(verify_only).unwrap_err().kind(),
+            ConfigErrorKind::NotASigningKey
+        );
+    }
+
+    #[test]
+    fn debug_hides_key_material() {
+        let key = Key::hs256(b"super-secret-super-secret-super-secret").unwrap();
+        assert!(!format!("{key:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn selection_is_exact() {
+        let a = Key::hs256([1u8; 32]).unwrap().with_kid("a").unwrap();
+        let b = Key::hs256([2u8; 32]).unwrap();
+        let keys = [a, b];
+        assert_eq!(select(&keys, "HS256", Some("a")).unwrap().kid(), Some("a"));
+        assert_eq!(select(&keys, "HS256", None).unwrap().kid(), None);
+        assert_eq!(
+            select(&keys, "HS256", Some("A")).unwrap_err(),
+            KeyMiss::UnknownKid
+        );
+        assert_eq!(
+            select(&keys, "HS384", Some("a")).unwrap_err(),
+            KeyMiss::Algorithm
+        );
+        assert_eq!(select(&keys, "none", None).unwrap_err(), KeyMiss::Algorithm);
+    }
+}

@@ -1,0 +1,348 @@
+//! The layer, its builder and the shared configuration.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::claims::Claims;
+use crate::clock::{Clock, SystemClock};
+use crate::core::Core;
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::flight::SingleFlight;
+use crate::issuer::Issuer;
+use crate::keys::{Keys, provider};
+use crate::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
+use crate::reject::HttpResponder;
+use crate::service::SlidingJwt;
+use crate::source::{BearerHeader, TokenSource};
+
+/// Everything a layer and its services share, behind one `Arc`.
+pub(crate) struct Config<K, C, P, R> {
+    pub(crate) core: Arc<Core<K, C>>,
+    pub(crate) policy: P,
+    pub(crate) responder: R,
+    pub(crate) sources: Vec<Box<dyn TokenSource>>,
+    pub(crate) optional: bool,
+    pub(crate) flights: SingleFlight,
+}
+
+impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("core", &self.core)
+            .field("policy", &self.policy)
+            .field("responder", &self.responder)
+            .field("sources", &self.sources.len())
+            .field("optional", &self.optional)
+            .field("flights", &self.flights)
+            .finish()
+    }
+}
+
+/// A tower [`Layer`] that verifies JWTs and slides their sessions.
+///
+/// `K` holds the keys ([`Key`](crate::Key) or [`KeyRing`](crate::KeyRing)), `C`
+/// is your claims type, `P` the [`RenewalPolicy`] and `R` the
+/// [`Responder`](crate::Responder) for refused requests. Build it with
+/// [`SlidingJwtLayer::builder`]; clones share one configuration.
+pub struct SlidingJwtLayer<K, C, P = DefaultPolicy, R = HttpResponder> {
+    config: Arc<Config<K, C, P, R>>,
+}
+
+impl<K, C, P, R> Clone for SlidingJwtLayer<K, C, P, R> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtLayer<K, C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlidingJwtLayer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
+    /// Starts a configuration with the demo defaults: tokens live 1 hour, are
+    /// renewed in their last 20 minutes at most once a minute, sessions end 24
+    /// hours after login, 5 s leeway, 8 KiB token limit, `Authorization: Bearer`.
+    pub fn builder(keys: K) -> SlidingJwtBuilder<K, C> {
+        SlidingJwtBuilder {
+            keys,
+            policy: default_policy(),
+            responder: HttpResponder::new(),
+            sources: Vec::new(),
+            clock: Arc::new(SystemClock),
+            issuer: None,
+            audiences: Vec::new(),
+            required_typ: None,
+            leeway: Duration::from_secs(5),
+            max_token_bytes: 8 * 1024,
+            ttl: Duration::from_secs(3600),
+            max_session: Duration::from_secs(86_400),
+            optional: false,
+            single_flight_capacity: 10_000,
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
+    /// An [`Issuer`] for login handlers, sharing this layer's keys and settings.
+    pub fn issuer(&self) -> Issuer<K, C> {
+        Issuer {
+            core: self.config.core.clone(),
+        }
+    }
+}
+
+impl<S, K, C, P, R> Layer<S> for SlidingJwtLayer<K, C, P, R> {
+    type Service = SlidingJwt<S, K, C, P, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SlidingJwt::new(inner, self.config.clone())
+    }
+}
+
+/// Configures a [`SlidingJwtLayer`]; every setting is checked by
+/// [`build`](SlidingJwtBuilder::build).
+pub struct SlidingJwtBuilder<K, C, P = DefaultPolicy, R = HttpResponder> {
+    keys: K,
+    policy: P,
+    responder: R,
+    sources: Vec<Box<dyn TokenSource>>,
+    clock: Arc<dyn Clock>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    required_typ: Option<String>,
+    leeway: Duration,
+    max_token_bytes: usize,
+    ttl: Duration,
+    max_session: Duration,
+    optional: bool,
+    single_flight_capacity: usize,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlidingJwtBuilder")
+            .field("policy", &self.policy)
+            .field("responder", &self.responder)
+            .field("sources", &self.sources.len())
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("required_typ", &self.required_typ)
+            .field("leeway", &self.leeway)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("ttl", &self.ttl)
+            .field("max_session", &self.max_session)
+            .field("optional", &self.optional)
+            .finish_non_exhaustive()
+    }
+}
+
+fn printable(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
+    /// Lifetime of every new token (default 1 hour).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The session cap: no token of a session expires later than
+    /// `auth_time + max_session`, and a session past it is refused (default 24 hours).
+    pub fn with_max_session(mut self, max_session: Duration) -> Self {
+        self.max_session = max_session;
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf` (default 5 s, at most 60 s).
+    /// It never lengthens a token's or a session's lifetime.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires `iss` to equal `issuer`, and writes it into issued tokens.
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Accepts tokens whose `aud` names `audience` (call again to accept
+    /// several); issued tokens carry every configured audience.
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Requires the header's `typ` to equal `typ` (case-insensitive, optional
+    /// `application/` prefix). Issued tokens always carry `typ: JWT`.
+    pub fn with_required_typ(mut self, typ: impl Into<String>) -> Self {
+        self.required_typ = Some(typ.into());
+        self
+    }
+
+    /// Refuses tokens longer than `bytes` before decoding anything (default 8 KiB).
+    pub fn with_max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Where "now" comes from (default: the system clock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Adds a token source; sources are tried in the order added. Without any,
+    /// the layer reads `Authorization: Bearer`.
+    pub fn with_token_source(mut self, source: impl TokenSource) -> Self {
+        self.sources.push(Box::new(source));
+        self
+    }
+
+    /// Optional mode: a request without a token passes through as anonymous
+    /// (no claims in its extensions); a request with a bad token is still refused.
+    pub fn with_optional(mut self, optional: bool) -> Self {
+        self.optional = optional;
+        self
+    }
+
+    /// How many old tokens the single-flight map remembers (default 10 000).
+    pub fn with_single_flight_capacity(mut self, capacity: usize) -> Self {
+        self.single_flight_capacity = capacity;
+        self
+    }
+
+    /// Replaces the renewal policy.
+    pub fn with_policy<P2: RenewalPolicy>(self, policy: P2) -> SlidingJwtBuilder<K, C, P2, R> {
+        SlidingJwtBuilder {
+            keys: self.keys,
+            policy,
+            responder: self.responder,
+            sources: self.sources,
+            clock: self.clock,
+            issuer: self.issuer,
+            audiences: self.audiences,
+            required_typ: self.required_typ,
+            leeway: self.leeway,
+            max_token_bytes: self.max_token_bytes,
+            ttl: self.ttl,
+            max_session: self.max_session,
+            optional: self.optional,
+            single_flight_capacity: self.single_flight_capacity,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Replaces the responder for refused requests (e.g. [`GrpcResponder`](crate::GrpcResponder)
+    /// or a closure).
+    pub fn with_responder<R2>(self, responder: R2) -> SlidingJwtBuilder<K, C, P, R2> {
+        SlidingJwtBuilder {
+            keys: self.keys,
+            policy: self.policy,
+            responder,
+            sources: self.sources,
+            clock: self.clock,
+            issuer: self.issuer,
+            audiences: self.audiences,
+            required_typ: self.required_typ,
+            leeway: self.leeway,
+            max_token_bytes: self.max_token_bytes,
+            ttl: self.ttl,
+            max_session: self.max_session,
+            optional: self.optional,
+            single_flight_capacity: self.single_flight_capacity,
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<K, C, R> SlidingJwtBuilder<K, C, DefaultPolicy, R> {
+    /// When a token becomes eligible for renewal (default: 20 minutes before expiry).
+    pub fn with_renew_window(mut self, window: RenewWindow) -> Self {
+        self.policy.0 = window;
+        self
+    }
+
+    /// At most one renewal per session per interval (default 60 s).
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.policy.1 = throttle;
+        self
+    }
+}
+
+impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] when no crypto backend is enabled, the active key
+    /// cannot sign, a lifetime is zero, the leeway exceeds 60 s, the token
+    /// limit is below 64 bytes or above 1 MiB, or an issuer, audience or `typ`
+    /// is empty or not printable ASCII.
+    pub fn build(self) -> Result<SlidingJwtLayer<K, C, P, R>, ConfigError> {
+        provider()?;
+        if !self.keys.signing_key().can_sign() {
+            return Err(ConfigErrorKind::NotASigningKey.into());
+        }
+        let ttl = secs(self.ttl)
+            .filter(|&s| s > 0)
+            .ok_or(ConfigErrorKind::InvalidDuration)?;
+        let max_session = secs(self.max_session)
+            .filter(|&s| s > 0)
+            .ok_or(ConfigErrorKind::InvalidDuration)?;
+        let leeway = secs(self.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
+        if leeway > 60 {
+            return Err(ConfigErrorKind::LeewayTooLarge.into());
+        }
+        if !(64..=1024 * 1024).contains(&self.max_token_bytes) || self.single_flight_capacity == 0 {
+            return Err(ConfigErrorKind::InvalidValue.into());
+        }
+        let values = self
+            .issuer
+            .iter()
+            .chain(&self.audiences)
+            .chain(&self.required_typ);
+        if !values.into_iter().all(|v| printable(v)) {
+            return Err(ConfigErrorKind::InvalidValue.into());
+        }
+        let mut sources = self.sources;
+        if sources.is_empty() {
+            sources.push(Box::new(BearerHeader::new()));
+        }
+        let core = Core {
+            keys: self.keys,
+            clock: self.clock,
+            issuer: self.issuer,
+            audiences: self.audiences,
+            required_typ: self.required_typ,
+            leeway,
+            max_token_bytes: self.max_token_bytes,
+            ttl,
+            max_session,
+            _claims: PhantomData,
+        };
+        let config = Config {
+            core: Arc::new(core),
+            policy: self.policy,
+            responder: self.responder,
+            sources,
+            optional: self.optional,
+            flights: SingleFlight::new(self.single_flight_capacity),
+        };
+        Ok(SlidingJwtLayer {
+            config: Arc::new(config),
+        })
+    }
+}

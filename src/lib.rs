@@ -1,0 +1,155 @@
+//! Sliding JWT sessions for any tower service: axum, hyper and tonic alike.
+//!
+//! The layer verifies the JWT on every request and puts the verified claims
+//! into the request's extensions. When a valid token is close to expiry, it
+//! signs a replacement for the same session (same `sid` and `auth_time`, new
+//! `jti`, later `exp`) and returns it with the response, on the channel the token
+//! came in. Active users stay logged in; idle ones time out; no session
+//! outlives its cap.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{Layer, ServiceExt, service_fn};
+//! use tower_sliding_jwt::{Key, ManualClock, SlidingJwtLayer, StandardClaims};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let clock = ManualClock::new(1_700_000_000);
+//! let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256(b"an example secret of 32+ bytes!!")?)
+//!     .with_issuer("my-api")
+//!     .with_ttl(Duration::from_secs(3600))
+//!     .with_clock(clock.clone())
+//!     .build()?;
+//!
+//! // At login: the same configuration issues the first token.
+//! let login = layer.issuer().issue(StandardClaims::new("alice", Default::default()))?;
+//!
+//! // Any tower service; handlers read the claims from the request's extensions.
+//! let app = layer.layer(service_fn(|req: Request<()>| async move {
+//!     let claims = req.extensions().get::<StandardClaims>().expect("set by the layer");
+//!     Ok::<_, Infallible>(Response::new(format!("hello {}", claims.registered.sub.as_deref().unwrap_or("?"))))
+//! }));
+//!
+//! let request = |token: &str| Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap();
+//!
+//! // A fresh token is verified and passed through.
+//! let response = app.clone().oneshot(request(login.token())).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert!(!response.headers().contains_key("authorization"));
+//!
+//! // 50 minutes later the token is inside the renew window: a replacement comes back.
+//! clock.advance(Duration::from_secs(50 * 60));
+//! let response = app.clone().oneshot(request(login.token())).await?;
+//! let renewed = response.headers()["authorization"].to_str()?;
+//! assert!(renewed.starts_with("Bearer "));
+//! assert_eq!(response.headers()["cache-control"], "no-store");
+//!
+//! // No token: 401 with a bare challenge.
+//! let response = app.oneshot(Request::get("/").body(()).unwrap()).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], "Bearer");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it does |
+//! |---|---|---|
+//! | `rust_crypto` | yes | jsonwebtoken's RustCrypto backend (pure Rust; fastest for HMAC and EdDSA) |
+//! | `aws_lc_rs` | no | jsonwebtoken's aws-lc-rs backend (much faster ECDSA and RSA); wins when both are enabled |
+//!
+//! With neither backend, building a key or a layer is a [`ConfigError`]
+//! (`NoCryptoBackend`), never a panic.
+//!
+//! # How renewal works
+//!
+//! For a verified token, renewal happens when all of these hold:
+//!
+//! * the request is not `OPTIONS`, and the token has `auth_time` (so the session
+//!   cap can be enforced);
+//! * the [`RenewalPolicy`] agrees: by default the token expires within the renew
+//!   window (20 minutes), it was issued at least the throttle interval ago
+//!   (60 s), and the new `exp` gains at least that interval;
+//! * the inner response is 2xx or 3xx (and, for gRPC, not an error status);
+//! * the handler did not put [`NoRenewal`] in the response or set a token on
+//!   that channel itself.
+//!
+//! The new `exp` is `min(now + ttl, auth_time + max_session)`. Every claim is
+//! copied except `iat` (now), `nbf` (removed), `exp` and `jti` (new). `alg` and
+//! `kid` come from the active key, so a key rotation moves live sessions to the
+//! new key. Parallel requests presenting the same old token receive the same
+//! replacement (a bounded single-flight map).
+//!
+//! Delivery follows the token's channel: a `Bearer` header is answered with
+//! `Authorization: Bearer <new>` (the name is configurable), a cookie with
+//! `Set-Cookie` (`HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=...`). Every
+//! response carrying a token gets `Cache-Control: no-store`, and the header
+//! value is marked sensitive.
+//!
+//! # Security model
+//!
+//! * **Keys come only from configuration.** The accepted algorithms are exactly
+//!   those of the configured keys; `alg: none`, a foreign algorithm, or a
+//!   public key used as an HMAC secret never verify. `jku`, `x5u`, `jwk` and
+//!   `x5c` headers are ignored. A `kid` must match a configured key exactly.
+//! * **Full validation before use:** size limit (8 KiB) before any decoding;
+//!   exactly three unpadded base64url segments; JSON object header and claims;
+//!   signature checked before the claims are parsed; integer `exp` required;
+//!   `nbf`, `iss`, `aud` and `typ` when configured; any `crit` header refused.
+//! * **Leeway never lengthens a lifetime**: it is at most 60 s, applies only to
+//!   `exp`/`nbf` checks, and the session cap has none.
+//! * **Nothing leaks:** rejection bodies are empty and `error_description` is
+//!   generic. The precise [`RejectionKind`] is in the response's extensions
+//!   for your code. Tokens and keys have redacting `Debug` implementations.
+//! * **Bounded work:** no panics on input, no unbounded allocation; the
+//!   single-flight map has a fixed capacity.
+//!
+//! Renewal makes a stolen token live as long as its thief keeps using it, up
+//! to the session cap. Keep the cap short enough for your threat model.
+//!
+//! # Rejections
+//!
+//! | situation | HTTP ([`HttpResponder`]) | gRPC ([`GrpcResponder`]) |
+//! |---|---|---|
+//! | no token | 401, `WWW-Authenticate: Bearer` | `UNAUTHENTICATED` |
+//! | malformed or duplicate `Authorization`/cookie | 400, `error="invalid_request"` | `UNAUTHENTICATED` |
+//! | bad, expired or capped token | 401, `error="invalid_token"` | `UNAUTHENTICATED` |
+//!
+//! In optional mode ([`SlidingJwtBuilder::with_optional`]) a request without a
+//! token passes through anonymously; a bad token is still refused.
+
+mod claims;
+mod clock;
+mod core;
+mod error;
+mod extensions;
+mod flight;
+mod future;
+mod issuer;
+mod keys;
+mod layer;
+mod policy;
+mod reject;
+mod service;
+mod source;
+
+pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
+pub use extensions::{NoRenewal, RawToken, Renewed};
+pub use future::ResponseFuture;
+pub use issuer::{IssuedToken, Issuer};
+pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+pub use keys::{Key, KeyRing, Keys};
+pub use layer::{SlidingJwtBuilder, SlidingJwtLayer};
+pub use policy::{
+    DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle,
+};
+pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
+pub use service::SlidingJwt;
+pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
