@@ -128,6 +128,10 @@ impl<K: Keys, C: Claims> Core<K, C> {
         }
         let (header_b64, payload_b64, signature_b64, signing_input) = split(token)?;
         let header_json = b64_decode(header_b64)?;
+        // A struct would also deserialize from an array: the header is an object.
+        if header_json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(RejectionKind::MalformedToken);
+        }
         let header: JoseHeader<'_> =
             serde_json::from_slice(&header_json).map_err(|_| RejectionKind::MalformedToken)?;
         let key = select(
@@ -142,22 +146,20 @@ impl<K: Keys, C: Claims> Core<K, C> {
         if header.crit.0 {
             return Err(RejectionKind::UnsupportedCritical);
         }
-        if let Some(expected) = &self.required_typ {
-            if !header
+        if let Some(expected) = &self.required_typ
+            && !header
                 .typ
                 .as_deref()
                 .is_some_and(|typ| same_type(typ, expected))
-            {
-                return Err(RejectionKind::WrongType);
-            }
+        {
+            return Err(RejectionKind::WrongType);
         }
         let signature = b64_decode(signature_b64)?;
         if signature.is_empty() || !key.verify(signing_input.as_bytes(), &signature) {
             return Err(RejectionKind::InvalidSignature);
         }
         let payload = b64_decode(payload_b64)?;
-        // RFC 7519 §7.2: the claims set is a JSON object (a struct would also
-        // accept an array).
+        // RFC 7519 §7.2: the claims set is a JSON object.
         if payload.trim_ascii_start().first() != Some(&b'{') {
             return Err(RejectionKind::InvalidClaims);
         }
@@ -177,10 +179,10 @@ impl<K: Keys, C: Claims> Core<K, C> {
         {
             return Err(RejectionKind::NotYetValid);
         }
-        if let Some(issuer) = &self.issuer {
-            if claims.iss.as_deref() != Some(issuer.as_str()) {
-                return Err(RejectionKind::WrongIssuer);
-            }
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(RejectionKind::WrongIssuer);
         }
         if !self.audiences.is_empty() {
             let aud = claims.aud.as_ref();

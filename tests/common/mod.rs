@@ -1,0 +1,198 @@
+//! Shared helpers for the behaviour tests: keys, a test app, token forging.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderValue, Request, Response, StatusCode};
+use serde_json::Value;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_sliding_jwt::{
+    Algorithm, Claims, EncodingKey, Key, ManualClock, NoRenewal, RawToken, Rejection,
+    RejectionKind, SlidingJwt, SlidingJwtLayer, StandardClaims,
+};
+
+pub const SECRET: &[u8] = b"test secret that is at least 32 bytes long";
+pub const T0: i64 = 1_800_000_000;
+
+pub const ES256_PRIVATE: &str = include_str!("../keys/es256-private.pem");
+pub const ES256_PUBLIC: &str = include_str!("../keys/es256-public.pem");
+pub const ES256_OTHER_PRIVATE: &str = include_str!("../keys/es256-other-private.pem");
+pub const ES384_PRIVATE: &str = include_str!("../keys/es384-private.pem");
+pub const ED25519_PRIVATE: &str = include_str!("../keys/ed25519-private.pem");
+pub const ED25519_PUBLIC: &str = include_str!("../keys/ed25519-public.pem");
+pub const RSA_PRIVATE: &str = include_str!("../keys/rsa-private.pem");
+pub const RSA_PUBLIC: &str = include_str!("../keys/rsa-public.pem");
+
+/// With both backends compiled in, jsonwebtoken's own helpers (used here to
+/// forge tokens) need an explicit default; the layer picks aws-lc-rs too.
+pub fn init() {
+    #[cfg(feature = "aws_lc_rs")]
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
+}
+
+pub fn hs256() -> Key {
+    Key::hs256(SECRET).unwrap()
+}
+
+pub fn es256() -> Key {
+    Key::from_pem(Algorithm::ES256, ES256_PRIVATE).unwrap()
+}
+
+pub fn eddsa() -> Key {
+    Key::from_pem(Algorithm::EdDSA, ED25519_PRIVATE).unwrap()
+}
+
+pub fn rs256() -> Key {
+    Key::from_pem(Algorithm::RS256, RSA_PRIVATE).unwrap()
+}
+
+pub type Claimset = StandardClaims;
+
+/// Claims for a user with a role, as the demos use.
+pub fn user(sub: &str, role: &str) -> Claimset {
+    let mut extra = serde_json::Map::new();
+    extra.insert("role".into(), Value::from(role));
+    StandardClaims::new(sub, extra)
+}
+
+/// A handler that echoes what the layer gave it and obeys a few test headers:
+/// `x-status` sets the status, `x-no-renewal` asks for no renewal,
+/// `x-set-auth` sets its own `authorization` response header.
+pub type Handler = tower::util::ServiceFn<
+    fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
+>;
+
+pub fn app<K, P, R>(
+    layer: &SlidingJwtLayer<K, Claimset, P, R>,
+) -> SlidingJwt<Handler, K, Claimset, P, R> {
+    layer.layer(service_fn(handler as fn(_) -> _))
+}
+
+fn handler(request: Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>> {
+    let claims = request.extensions().get::<Claimset>();
+    let body = match claims {
+        Some(claims) => serde_json::to_string(claims).unwrap(),
+        None => "anonymous".to_owned(),
+    };
+    let raw_ok = match (claims, request.extensions().get::<RawToken>()) {
+        (Some(_), Some(raw)) => raw.as_str().split('.').count() == 3,
+        (None, None) => true,
+        _ => false,
+    };
+    assert!(raw_ok, "claims and raw token travel together");
+    let mut response = Response::new(body);
+    if let Some(status) = request.headers().get("x-status") {
+        *response.status_mut() = StatusCode::from_bytes(status.as_bytes()).unwrap();
+    }
+    if request.headers().contains_key("x-no-renewal") {
+        response.extensions_mut().insert(NoRenewal);
+    }
+    if request.headers().contains_key("x-set-auth") {
+        response.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_static("Bearer from-handler"),
+        );
+    }
+    std::future::ready(Ok(response))
+}
+
+pub fn get(token: &str) -> Request<()> {
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+}
+
+pub fn anonymous() -> Request<()> {
+    Request::get("/").body(()).unwrap()
+}
+
+pub async fn send<S>(app: &S, request: Request<()>) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone,
+{
+    app.clone().oneshot(request).await.unwrap()
+}
+
+pub fn rejection(response: &Response<String>) -> Option<RejectionKind> {
+    response
+        .extensions()
+        .get::<Rejection>()
+        .map(Rejection::kind)
+}
+
+pub fn challenge(response: &Response<String>) -> &str {
+    response
+        .headers()
+        .get("www-authenticate")
+        .map_or("", |v| v.to_str().unwrap())
+}
+
+pub const INVALID_TOKEN: &str =
+    "Bearer error=\"invalid_token\", error_description=\"the access token is invalid or expired\"";
+pub const INVALID_REQUEST: &str = "Bearer error=\"invalid_request\", error_description=\"the request's credentials are malformed\"";
+
+/// The token a response renewed into, from `Authorization: Bearer`.
+pub fn renewed(response: &Response<String>) -> Option<String> {
+    let value = response.headers().get("authorization")?.to_str().unwrap();
+    Some(value.strip_prefix("Bearer ").unwrap().to_owned())
+}
+
+pub fn part(token: &str, index: usize) -> Value {
+    let segment = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+pub fn header(token: &str) -> Value {
+    part(token, 0)
+}
+
+pub fn payload(token: &str) -> Value {
+    part(token, 1)
+}
+
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token with exactly this header and payload JSON, signed with `key`/`alg`.
+pub fn forge(header_json: &str, payload_json: &str, key: &EncodingKey, alg: Algorithm) -> String {
+    init();
+    let input = format!("{}.{}", b64(header_json), b64(payload_json));
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
+    format!("{input}.{signature}")
+}
+
+/// A token with this payload JSON, signed HS256 with the test secret.
+pub fn forge_hs256(payload_json: &str) -> String {
+    forge(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        payload_json,
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+}
+
+/// A valid payload for `now`: a session that began at `auth_time`.
+pub fn claims_json(now: i64, exp: i64, auth_time: i64) -> String {
+    format!(
+        r#"{{"sub":"alice","role":"admin","iat":{now},"exp":{exp},"auth_time":{auth_time},"sid":"s1","jti":"j1"}}"#
+    )
+}
+
+pub fn clock() -> ManualClock {
+    ManualClock::new(T0)
+}
+
+pub fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+pub fn sub_of<C: Claims>(claims: &C) -> Option<&str> {
+    claims.registered().sub.as_deref()
+}

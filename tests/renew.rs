@@ -1,0 +1,453 @@
+//! Renewal: rules 3, 4, 7, 8, 9 and 14 of the design, driven by a manual clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::{Method, Request, StatusCode};
+use tower_sliding_jwt::{
+    CookieSource, Key, KeyRing, ManualClock, RenewWindow, Renewed, SlidingJwtLayer, Throttle,
+};
+
+fn layer_with(key: Key, clock: &ManualClock) -> SlidingJwtLayer<Key, Claimset> {
+    SlidingJwtLayer::builder(key)
+        .with_clock(clock.clone())
+        .with_issuer("demo")
+        .with_audience("api")
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn near_expiry_token_is_renewed_for_the_same_session() {
+    let clock = clock();
+    let layer = layer_with(hs256(), &clock);
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let old = payload(login.token());
+    assert_eq!(old["auth_time"], T0);
+    assert_eq!(old["iat"], T0);
+    assert_eq!(old["exp"], T0 + 3600);
+
+    // 39 minutes in: 21 minutes left, outside the 20-minute window.
+    clock.advance(minutes(39));
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed(&response).is_none());
+
+    // 41 minutes in: renewed.
+    clock.advance(minutes(2));
+    let now = T0 + 41 * 60;
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let token = renewed(&response).expect("renewed");
+    assert!(response.headers()["authorization"].is_sensitive());
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(
+        response.extensions().get::<Renewed>().map(|r| r.expires_at),
+        Some(now + 3600)
+    );
+
+    let new = payload(&token);
+    assert_eq!(new["exp"], now + 3600);
+    assert_eq!(new["iat"], now);
+    assert_ne!(new["jti"], old["jti"]);
+    for same in ["sid", "auth_time", "sub", "role", "iss", "aud"] {
+        assert_eq!(new[same], old[same], "{same} is copied");
+    }
+    assert_eq!(header(&token)["alg"], "HS256");
+    // The replacement verifies.
+    assert_eq!(send(&app, get(&token)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn nbf_is_dropped_and_unknown_claims_survive() {
+    let clock = clock();
+    let layer = layer_with(hs256(), &clock);
+    let app = app(&layer);
+    let json = format!(
+        r#"{{"iss":"demo","aud":"api","sub":"bob","iat":{},"nbf":{},"exp":{},"auth_time":{},"sid":"s","jti":"j","tenant":{{"id":7}},"scope":["a","b"]}}"#,
+        T0 - 3000,
+        T0 - 3000,
+        T0 + 600,
+        T0 - 3000
+    );
+    let response = send(&app, get(&forge_hs256(&json))).await;
+    let new = payload(&renewed(&response).unwrap());
+    assert!(new.get("nbf").is_none());
+    assert_eq!(new["tenant"]["id"], 7);
+    assert_eq!(new["scope"], serde_json::json!(["a", "b"]));
+    assert_eq!(new["sid"], "s");
+}
+
+#[tokio::test]
+async fn throttle_blocks_renewals_too_soon_after_issue() {
+    let clock = clock();
+    // ttl shorter than the window: every token is always in the window.
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_ttl(minutes(10))
+        .with_throttle(Throttle::new(Duration::from_secs(60)).unwrap())
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(Duration::from_secs(59));
+    assert!(renewed(&send(&app, get(login.token())).await).is_none());
+    clock.advance(Duration::from_secs(1));
+    let first = renewed(&send(&app, get(login.token())).await).unwrap();
+    // The new token is itself throttled.
+    clock.advance(Duration::from_secs(30));
+    assert!(renewed(&send(&app, get(&first)).await).is_none());
+}
+
+#[tokio::test]
+async fn fractional_window() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_renew_window(RenewWindow::fraction(0.5).unwrap())
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(29));
+    assert!(renewed(&send(&app, get(login.token())).await).is_none());
+    clock.advance(minutes(1));
+    assert!(renewed(&send(&app, get(login.token())).await).is_some());
+}
+
+#[tokio::test]
+async fn renewal_stops_at_the_session_cap() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_ttl(minutes(60))
+        .with_max_session(minutes(150))
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let mut token = login.token().to_owned();
+    let cap = T0 + 150 * 60;
+    let mut renewals = 0;
+    // Keep the session busy every 5 minutes for 3 hours.
+    for _ in 0..36 {
+        clock.advance(minutes(5));
+        let response = send(&app, get(&token)).await;
+        if clock_now(&clock) >= cap {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                rejection(&response),
+                Some(tower_sliding_jwt::RejectionKind::SessionExpired),
+                "the cap has no leeway"
+            );
+            break;
+        }
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "at {}",
+            clock_now(&clock) - T0
+        );
+        if let Some(next) = renewed(&response) {
+            let exp = payload(&next)["exp"].as_i64().unwrap();
+            assert!(exp <= cap, "never past the cap");
+            assert!(
+                exp > payload(&token)["exp"].as_i64().unwrap(),
+                "never earlier than the old exp"
+            );
+            renewals += 1;
+            token = next;
+        }
+    }
+    assert!(clock_now(&clock) >= cap, "the session ended at its cap");
+    assert!(renewals >= 2);
+    assert_eq!(
+        payload(&token)["exp"],
+        cap,
+        "the last renewal ends exactly at the cap"
+    );
+}
+
+fn clock_now(clock: &ManualClock) -> i64 {
+    use tower_sliding_jwt::Clock;
+    clock.now()
+}
+
+#[tokio::test]
+async fn no_renewal_on_errors_options_logout_or_handler_tokens() {
+    let clock = clock();
+    let layer = layer_with(hs256(), &clock);
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(45));
+    let with = |name: &str, value: &str| {
+        Request::get("/")
+            .header("authorization", format!("Bearer {}", login.token()))
+            .header(name, value)
+            .body(())
+            .unwrap()
+    };
+    for status in ["400", "403", "404", "500", "503"] {
+        let response = send(&app, with("x-status", status)).await;
+        assert!(renewed(&response).is_none(), "{status}");
+        assert!(!response.headers().contains_key("cache-control"));
+    }
+    for status in ["201", "204", "302", "304"] {
+        assert!(
+            renewed(&send(&app, with("x-status", status)).await).is_some(),
+            "{status}"
+        );
+    }
+    assert!(renewed(&send(&app, with("x-no-renewal", "1")).await).is_none());
+    let response = send(&app, with("x-set-auth", "1")).await;
+    assert_eq!(
+        response.headers()["authorization"],
+        "Bearer from-handler",
+        "the handler's token is kept"
+    );
+    let mut options = get(login.token());
+    *options.method_mut() = Method::OPTIONS;
+    assert!(renewed(&send(&app, options).await).is_none());
+}
+
+#[tokio::test]
+async fn grpc_error_status_is_not_renewed() {
+    let clock = clock();
+    let layer = layer_with(hs256(), &clock);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(45));
+    let service = tower::Layer::layer(
+        &layer,
+        tower::service_fn(|_req: Request<()>| async {
+            let mut response = http::Response::new(String::new());
+            response
+                .headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_static("7"));
+            Ok::<_, std::convert::Infallible>(response)
+        }),
+    );
+    let response = tower::ServiceExt::oneshot(service, get(login.token()))
+        .await
+        .unwrap();
+    assert!(renewed(&response).is_none());
+}
+
+#[tokio::test]
+async fn tokens_without_auth_time_are_never_renewed() {
+    let clock = clock();
+    let layer = layer_with(hs256(), &clock);
+    let json = format!(
+        r#"{{"iss":"demo","aud":"api","iat":{},"exp":{}}}"#,
+        T0 - 3000,
+        T0 + 600
+    );
+    let response = send(&app(&layer), get(&forge_hs256(&json))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed(&response).is_none());
+}
+
+#[tokio::test]
+async fn parallel_requests_with_one_old_token_get_one_replacement() {
+    let clock = clock();
+    let layer = layer_with(es256(), &clock);
+    let app = app(&layer);
+    let a = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let b = layer.issuer().issue(user("bob", "user")).unwrap();
+    clock.advance(minutes(45));
+    let requests = (0..16).map(|i| {
+        let app = app.clone();
+        let token = if i % 2 == 0 {
+            a.token().to_owned()
+        } else {
+            b.token().to_owned()
+        };
+        tokio::spawn(async move { (i % 2, renewed(&send(&app, get(&token)).await).unwrap()) })
+    });
+    let mut seen = [Vec::new(), Vec::new()];
+    for handle in requests {
+        let (who, token) = handle.await.unwrap();
+        seen[who].push(token);
+    }
+    for tokens in &seen {
+        assert_eq!(tokens.len(), 8);
+        assert!(
+            tokens.iter().all(|t| t == &tokens[0]),
+            "one replacement per old token"
+        );
+    }
+    assert_ne!(seen[0][0], seen[1][0]);
+    assert_eq!(payload(&seen[0][0])["sub"], "alice");
+    assert_eq!(payload(&seen[1][0])["sub"], "bob");
+    // A request that arrives later with the old token still gets the same one.
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        renewed(&send(&app, get(a.token())).await).unwrap(),
+        seen[0][0]
+    );
+}
+
+#[tokio::test]
+async fn cookie_tokens_are_renewed_into_a_cookie() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_token_source(tower_sliding_jwt::BearerHeader::new())
+        .with_token_source(CookieSource::new("session").unwrap())
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(50));
+    let request = Request::get("/")
+        .header("cookie", format!("theme=dark; session={}", login.token()))
+        .body(())
+        .unwrap();
+    let response = send(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        !response.headers().contains_key("authorization"),
+        "delivered on the cookie channel only"
+    );
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(response.headers()["set-cookie"].is_sensitive());
+    assert!(cookie.starts_with("session="));
+    assert!(
+        cookie.ends_with("; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=3600"),
+        "{cookie}"
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let token = cookie
+        .trim_start_matches("session=")
+        .split(';')
+        .next()
+        .unwrap();
+    assert_eq!(payload(token)["sid"], payload(login.token())["sid"]);
+
+    // Bearer wins when both are present, and the renewal follows it.
+    let both = Request::get("/")
+        .header("authorization", format!("Bearer {}", login.token()))
+        .header("cookie", "session=garbage")
+        .body(())
+        .unwrap();
+    let response = send(&app, both).await;
+    assert!(renewed(&response).is_some());
+    assert!(!response.headers().contains_key("set-cookie"));
+}
+
+#[tokio::test]
+async fn custom_response_header() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_token_source(
+            tower_sliding_jwt::BearerHeader::new()
+                .with_response_header("x-renewed-token")
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(50));
+    let response = send(&app(&layer), get(login.token())).await;
+    assert!(
+        response.headers()["x-renewed-token"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ey")
+    );
+    assert!(!response.headers().contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn key_rotation_moves_live_sessions_to_the_active_key() {
+    let clock = clock();
+    let old_key = hs256().with_kid("2026-10").unwrap();
+    let old_layer = SlidingJwtLayer::<_, Claimset>::builder(old_key.clone())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let login = old_layer.issuer().issue(user("alice", "admin")).unwrap();
+    assert_eq!(header(login.token())["kid"], "2026-10");
+
+    let active = es256().with_kid("2026-11").unwrap();
+    let ring = KeyRing::new(active)
+        .unwrap()
+        .with_verification_key(old_key)
+        .unwrap();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(ring)
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    // Before the window: the retired key still verifies.
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed(&response).is_none());
+    // In the window: renewed under the active key, alg and kid from that key.
+    clock.advance(minutes(45));
+    let token = renewed(&send(&app, get(login.token())).await).unwrap();
+    assert_eq!(header(&token)["alg"], "ES256");
+    assert_eq!(header(&token)["kid"], "2026-11");
+    assert_eq!(payload(&token)["sid"], payload(login.token())["sid"]);
+    assert_eq!(send(&app, get(&token)).await.status(), StatusCode::OK);
+    // The old layer cannot verify the new token: the migration is real.
+    assert_eq!(
+        send(&app_old(&old_layer), get(&token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+fn app_old(
+    layer: &SlidingJwtLayer<Key, Claimset>,
+) -> impl tower::Service<
+    Request<()>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+> + Clone {
+    app(layer)
+}
+
+#[tokio::test]
+async fn login_tokens_start_new_sessions() {
+    let clock = clock();
+    let layer = layer_with(eddsa(), &clock);
+    let first = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let second = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let (a, b) = (payload(first.token()), payload(second.token()));
+    assert_ne!(a["sid"], b["sid"]);
+    assert_ne!(a["jti"], b["jti"]);
+    assert_eq!(a["auth_time"], T0);
+    assert_eq!(first.expires_at(), T0 + 3600);
+    assert_eq!(first.lifetime(), 3600);
+    assert_eq!(header(first.token())["typ"], "JWT");
+    assert_eq!(
+        send(&app(&layer), get(first.token())).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn renewal_with_es256_and_eddsa() {
+    for key in [es256(), eddsa()] {
+        let clock = clock();
+        let layer = layer_with(key, &clock);
+        let app = app(&layer);
+        let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+        clock.advance(minutes(50));
+        let token = renewed(&send(&app, get(login.token())).await).unwrap();
+        clock.advance(minutes(30));
+        assert_eq!(
+            send(&app, get(login.token())).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "old token expired"
+        );
+        assert_eq!(
+            send(&app, get(&token)).await.status(),
+            StatusCode::OK,
+            "new token lives on"
+        );
+    }
+}
