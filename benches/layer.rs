@@ -39,7 +39,9 @@ fn algorithms() -> Vec<Alg> {
     // With both backends compiled in, jsonwebtoken's own encode/decode need an
     // explicit provider; the layer picks aws-lc-rs in that case too.
     #[cfg(feature = "aws_lc_rs")]
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
     vec![
         Alg {
             name: "HS256",
@@ -118,7 +120,10 @@ where
 }
 
 fn bearer(token: &str) -> Request<()> {
-    Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap()
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
 }
 
 fn bench_verify(c: &mut Criterion) {
@@ -146,7 +151,9 @@ fn bench_renew(c: &mut Criterion) {
     let clock = ManualClock::new(NOW);
     for alg in algorithms() {
         // Distinct near-expiry tokens, so single flight never skips the signing.
-        let pool: Vec<String> = (0..512).map(|n| token(&alg, &claims(NOW - 3000, NOW + 600, n))).collect();
+        let pool: Vec<String> = (0..512)
+            .map(|n| token(&alg, &claims(NOW - 3000, NOW + 600, n)))
+            .collect();
         let key = (alg.key)();
         c.bench_function(&format!("renew/{}/layer", alg.name), |b| {
             b.iter_custom(|iters| {
@@ -175,7 +182,9 @@ fn bench_renew(c: &mut Criterion) {
                 let request = black_box(bearer(&pool[n % pool.len()]));
                 n += 1;
                 let value = request.headers()["authorization"].to_str().unwrap();
-                let mut data = jsonwebtoken::decode::<Claims>(&value[7..], &alg.decoding, &validation).unwrap();
+                let mut data =
+                    jsonwebtoken::decode::<Claims>(&value[7..], &alg.decoding, &validation)
+                        .unwrap();
                 data.claims.registered.iat = Some(NOW);
                 data.claims.registered.exp = NOW + 3600;
                 data.claims.registered.jti = Some(format!("jti-{n:08}"));
@@ -189,13 +198,19 @@ fn bench_other(c: &mut Criterion) {
     let clock = ManualClock::new(NOW);
     let hs = &algorithms()[0];
     let mut bare = inner();
-    c.bench_function("passthrough/bare", |b| b.iter(|| call(&mut bare, black_box(bearer("x")))));
+    c.bench_function("passthrough/bare", |b| {
+        b.iter(|| call(&mut bare, black_box(bearer("x"))))
+    });
     let mut service = layer((hs.key)(), &clock).layer(inner());
     let garbage = "x".repeat(300);
-    c.bench_function("reject/garbage/layer", |b| b.iter(|| call(&mut service, black_box(bearer(&garbage)))));
+    c.bench_function("reject/garbage/layer", |b| {
+        b.iter(|| call(&mut service, black_box(bearer(&garbage))))
+    });
     let expired = token(hs, &claims(NOW - 7200, NOW - 3600, 0));
     assert_eq!(call(&mut service, bearer(&expired)).status(), 401);
-    c.bench_function("reject/expired/layer", |b| b.iter(|| call(&mut service, black_box(bearer(&expired)))));
+    c.bench_function("reject/expired/layer", |b| {
+        b.iter(|| call(&mut service, black_box(bearer(&expired))))
+    });
 }
 
 criterion_group! {

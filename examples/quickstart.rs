@@ -32,26 +32,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. A protected service reads the verified claims from the request.
     let app = layer.layer(service_fn(|request: Request<()>| async move {
-        let claims = request.extensions().get::<StandardClaims>().expect("set by the layer");
+        let claims = request
+            .extensions()
+            .get::<StandardClaims>()
+            .expect("set by the layer");
         let body = format!("hello {}", claims.registered.sub.as_deref().unwrap_or("?"));
         Ok::<_, Infallible>(Response::new(body))
     }));
     let call = |token: &str| {
-        Request::get("/me").header("authorization", format!("Bearer {token}")).body(())
+        Request::get("/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
     };
 
     let response = app.clone().oneshot(call(login.token())?).await?;
-    println!("verified:       {} {:?}", response.status(), response.body());
+    println!(
+        "verified:       {} {:?}",
+        response.status(),
+        response.body()
+    );
 
     // 3. Fifty minutes later the token is inside the 20-minute renew window.
     clock.advance(Duration::from_secs(50 * 60));
     let response = app.clone().oneshot(call(login.token())?).await?;
-    let renewed = response.headers().get("authorization").ok_or("no renewal")?.to_str()?;
+    let renewed = response
+        .headers()
+        .get("authorization")
+        .ok_or("no renewal")?
+        .to_str()?;
     println!("renewed token:  {}", renewed.trim_start_matches("Bearer "));
-    println!("cache-control:  {:?}", response.headers().get("cache-control"));
+    println!(
+        "cache-control:  {:?}",
+        response.headers().get("cache-control")
+    );
 
     // 4. Without a token: 401 and a bare challenge.
     let response = app.oneshot(Request::get("/me").body(())?).await?;
-    println!("no token:       {} {:?}", response.status(), response.headers().get("www-authenticate"));
+    println!(
+        "no token:       {} {:?}",
+        response.status(),
+        response.headers().get("www-authenticate")
+    );
     Ok(())
 }

@@ -152,4 +152,9 @@ pub use policy::{
 };
 pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
 pub use service::SlidingJwt;
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};

@@ -6,25 +6,50 @@ use std::time::Duration;
 
 use common::*;
 use tower_sliding_jwt::{
-    Algorithm, BearerHeader, ConfigErrorKind as E, CookieSource, DecodingKey, EncodingKey, HeaderSource, Key, KeyRing,
-    SlidingJwtLayer,
+    Algorithm, BearerHeader, ConfigErrorKind as E, CookieSource, DecodingKey, EncodingKey,
+    HeaderSource, Key, KeyRing, SlidingJwtLayer,
 };
 
-fn build(f: impl FnOnce(tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>) -> tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>) -> Result<(), E> {
-    f(SlidingJwtLayer::builder(hs256())).build().map(drop).map_err(|e| e.kind())
+fn build(
+    f: impl FnOnce(
+        tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>,
+    ) -> tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>,
+) -> Result<(), E> {
+    f(SlidingJwtLayer::builder(hs256()))
+        .build()
+        .map(drop)
+        .map_err(|e| e.kind())
 }
 
 #[test]
 fn builder_settings_are_validated() {
     assert_eq!(build(|b| b), Ok(()));
-    assert_eq!(build(|b| b.with_ttl(Duration::ZERO)), Err(E::InvalidDuration));
-    assert_eq!(build(|b| b.with_ttl(Duration::from_millis(500))), Err(E::InvalidDuration));
-    assert_eq!(build(|b| b.with_max_session(Duration::ZERO)), Err(E::InvalidDuration));
-    assert_eq!(build(|b| b.with_leeway(Duration::from_secs(61))), Err(E::LeewayTooLarge));
+    assert_eq!(
+        build(|b| b.with_ttl(Duration::ZERO)),
+        Err(E::InvalidDuration)
+    );
+    assert_eq!(
+        build(|b| b.with_ttl(Duration::from_millis(500))),
+        Err(E::InvalidDuration)
+    );
+    assert_eq!(
+        build(|b| b.with_max_session(Duration::ZERO)),
+        Err(E::InvalidDuration)
+    );
+    assert_eq!(
+        build(|b| b.with_leeway(Duration::from_secs(61))),
+        Err(E::LeewayTooLarge)
+    );
     assert_eq!(build(|b| b.with_leeway(Duration::from_secs(60))), Ok(()));
     assert_eq!(build(|b| b.with_max_token_bytes(10)), Err(E::InvalidValue));
-    assert_eq!(build(|b| b.with_max_token_bytes(usize::MAX)), Err(E::InvalidValue));
-    assert_eq!(build(|b| b.with_single_flight_capacity(0)), Err(E::InvalidValue));
+    assert_eq!(
+        build(|b| b.with_max_token_bytes(usize::MAX)),
+        Err(E::InvalidValue)
+    );
+    assert_eq!(
+        build(|b| b.with_single_flight_capacity(0)),
+        Err(E::InvalidValue)
+    );
     assert_eq!(build(|b| b.with_issuer("")), Err(E::InvalidValue));
     assert_eq!(build(|b| b.with_audience("a\nb")), Err(E::InvalidValue));
     assert_eq!(build(|b| b.with_required_typ("")), Err(E::InvalidValue));
@@ -32,19 +57,52 @@ fn builder_settings_are_validated() {
 
 #[test]
 fn token_channels_are_validated() {
-    assert_eq!(BearerHeader::new().with_response_header("Refresh").unwrap_err().kind(), E::InvalidHeaderName);
-    assert_eq!(BearerHeader::new().with_response_header("Set-Cookie").unwrap_err().kind(), E::InvalidHeaderName);
-    assert_eq!(HeaderSource::new("x token").unwrap_err().kind(), E::InvalidHeaderName);
+    assert_eq!(
+        BearerHeader::new()
+            .with_response_header("Refresh")
+            .unwrap_err()
+            .kind(),
+        E::InvalidHeaderName
+    );
+    assert_eq!(
+        BearerHeader::new()
+            .with_response_header("Set-Cookie")
+            .unwrap_err()
+            .kind(),
+        E::InvalidHeaderName
+    );
+    assert_eq!(
+        HeaderSource::new("x token").unwrap_err().kind(),
+        E::InvalidHeaderName
+    );
     assert_eq!(CookieSource::new("").unwrap_err().kind(), E::InvalidCookie);
-    assert_eq!(CookieSource::new("a=b").unwrap_err().kind(), E::InvalidCookie);
+    assert_eq!(
+        CookieSource::new("a=b").unwrap_err().kind(),
+        E::InvalidCookie
+    );
 }
 
 #[test]
 fn keys_are_validated_and_paired() {
     assert_eq!(Key::hs256(b"short").unwrap_err().kind(), E::WeakSecret);
-    assert_eq!(Key::from_pem(Algorithm::ES256, RSA_PRIVATE).unwrap_err().kind(), E::InvalidKey);
-    assert_eq!(Key::from_pem(Algorithm::ES384, ES256_PRIVATE).unwrap_err().kind(), E::InvalidKey);
-    assert_eq!(Key::from_pem(Algorithm::EdDSA, ES256_PRIVATE).unwrap_err().kind(), E::InvalidKey);
+    assert_eq!(
+        Key::from_pem(Algorithm::ES256, RSA_PRIVATE)
+            .unwrap_err()
+            .kind(),
+        E::InvalidKey
+    );
+    assert_eq!(
+        Key::from_pem(Algorithm::ES384, ES256_PRIVATE)
+            .unwrap_err()
+            .kind(),
+        E::InvalidKey
+    );
+    assert_eq!(
+        Key::from_pem(Algorithm::EdDSA, ES256_PRIVATE)
+            .unwrap_err()
+            .kind(),
+        E::InvalidKey
+    );
     assert!(Key::from_pem(Algorithm::ES384, ES384_PRIVATE).is_ok());
     assert!(Key::from_pem(Algorithm::PS256, RSA_PRIVATE).is_ok());
     assert!(Key::public_pem(Algorithm::ES256, ES256_PUBLIC).is_ok());
@@ -60,25 +118,43 @@ fn keys_are_validated_and_paired() {
     // A key that cannot sign cannot be the active key.
     let public = Key::public_pem(Algorithm::ES256, ES256_PUBLIC).unwrap();
     assert!(!public.can_sign());
-    assert_eq!(SlidingJwtLayer::<_, Claimset>::builder(public.clone()).build().unwrap_err().kind(), E::NotASigningKey);
+    assert_eq!(
+        SlidingJwtLayer::<_, Claimset>::builder(public.clone())
+            .build()
+            .unwrap_err()
+            .kind(),
+        E::NotASigningKey
+    );
     assert_eq!(KeyRing::new(public).unwrap_err().kind(), E::NotASigningKey);
 }
 
 #[test]
 fn verification_only_keys_verify_tokens_signed_elsewhere() {
     // An auth server signs; this service only verifies with the public key.
-    let signer = SlidingJwtLayer::<_, Claimset>::builder(es256()).with_clock(clock()).build().unwrap();
+    let signer = SlidingJwtLayer::<_, Claimset>::builder(es256())
+        .with_clock(clock())
+        .build()
+        .unwrap();
     let token = signer.issuer().issue(user("alice", "admin")).unwrap();
     let public = Key::public_pem(Algorithm::ES256, ES256_PUBLIC).unwrap();
-    let ring = KeyRing::new(hs256().with_kid("local").unwrap()).unwrap().with_verification_key(public).unwrap();
-    let layer = SlidingJwtLayer::<_, Claimset>::builder(ring).with_clock(clock()).build().unwrap();
+    let ring = KeyRing::new(hs256().with_kid("local").unwrap())
+        .unwrap()
+        .with_verification_key(public)
+        .unwrap();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(ring)
+        .with_clock(clock())
+        .build()
+        .unwrap();
     let app = app(&layer);
     let response = futures_lite_block_on(send(&app, get(token.token())));
     assert_eq!(response.status(), http::StatusCode::OK);
 }
 
 fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 #[test]
@@ -88,7 +164,14 @@ fn errors_name_the_problem_but_never_the_secret() {
     let text = format!("{error} {error:?}");
     assert!(text.contains("hmac secret is shorter"), "{text}");
     assert!(!text.contains("hunter2"));
-    let error = Key::from_pem(Algorithm::ES256, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----").unwrap_err();
+    let error = Key::from_pem(
+        Algorithm::ES256,
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----",
+    )
+    .unwrap_err();
     assert!(!format!("{error} {error:?}").contains("c2VjcmV0"));
-    assert!(std::error::Error::source(&error).is_some(), "the underlying cause is kept");
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the underlying cause is kept"
+    );
 }

@@ -11,5 +11,8 @@ fn keys_report_the_missing_backend() {
     assert_eq!(error.kind(), ConfigErrorKind::NoCryptoBackend);
     assert!(error.to_string().contains("rust_crypto"));
     let pem = include_str!("keys/es256-private.pem");
-    assert_eq!(Key::from_pem(Algorithm::ES256, pem).unwrap_err().kind(), ConfigErrorKind::NoCryptoBackend);
+    assert_eq!(
+        Key::from_pem(Algorithm::ES256, pem).unwrap_err().kind(),
+        ConfigErrorKind::NoCryptoBackend
+    );
 }
