@@ -451,3 +451,50 @@ async fn renewal_with_es256_and_eddsa() {
         );
     }
 }
+
+#[tokio::test]
+async fn rejected_requests_are_never_renewed() {
+    let clock = clock();
+    let layer = layer_with(hs256(), &clock);
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(50));
+    // In the window, but tampered: refused, and nothing is signed.
+    let mut tampered = login.token().to_owned();
+    tampered.pop();
+    tampered.push(if login.token().ends_with('A') {
+        'B'
+    } else {
+        'A'
+    });
+    let response = send(&app, get(&tampered)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(!response.headers().contains_key("authorization"));
+    assert!(!response.headers().contains_key("cache-control"));
+    // Expired beyond the leeway: refused, not revived.
+    clock.advance(minutes(11));
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(renewed(&response).is_none());
+}
+
+#[tokio::test]
+async fn leeway_never_lengthens_a_renewed_token() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_leeway(Duration::from_secs(60))
+        .with_max_session(minutes(100))
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(59));
+    let token = renewed(&send(&app, get(login.token())).await).unwrap();
+    assert_eq!(
+        payload(&token)["exp"],
+        T0 + 100 * 60,
+        "capped exactly, leeway not added"
+    );
+    assert_eq!(payload(&token)["iat"], T0 + 59 * 60);
+}

@@ -7,10 +7,11 @@ use std::time::Duration;
 use common::*;
 use http::{Request, Response, StatusCode};
 use tower_sliding_jwt::{
-    GrpcResponder, HeaderSource, HttpResponder, Realm, Rejection, RejectionKind, SlidingJwtLayer,
+    GrpcResponder, HeaderSource, HttpResponder, Key, Realm, Rejection, RejectionKind,
+    SlidingJwtLayer,
 };
 
-fn layer() -> SlidingJwtLayer<tower_sliding_jwt::Key, Claimset> {
+fn layer() -> SlidingJwtLayer<Key, Claimset> {
     SlidingJwtLayer::builder(hs256())
         .with_clock(clock())
         .build()
@@ -385,9 +386,33 @@ async fn session_past_its_cap_is_refused() {
     assert_eq!(send(&app, get(&almost)).await.status(), StatusCode::OK);
 }
 
+#[test]
+fn service_and_future_fit_axum_hyper_and_tonic() {
+    // axum's Router::layer and hyper/tonic servers need Clone + Send + Sync
+    // services with Send futures.
+    fn check<T: Clone + Send + Sync + 'static>(_: &T) {}
+    fn check_future<F: std::future::Future + Send + 'static>(_: F) {}
+    let layer = layer();
+    check(&layer);
+    let app = app(&layer);
+    check(&app);
+    let mut service = app.clone();
+    check_future(tower::Service::call(&mut service, anonymous()));
+}
+
 #[tokio::test]
-async fn works_with_es256_eddsa_and_rs256() {
-    for key in [es256(), eddsa(), rs256()] {
+async fn works_with_every_algorithm_family() {
+    use tower_sliding_jwt::Algorithm;
+    let keys = [
+        es256(),
+        eddsa(),
+        rs256(),
+        Key::from_pem(Algorithm::PS256, RSA_PRIVATE).unwrap(),
+        Key::from_pem(Algorithm::ES384, ES384_PRIVATE).unwrap(),
+        Key::hmac(Algorithm::HS384, [3u8; 48]).unwrap(),
+        Key::hmac(Algorithm::HS512, [4u8; 64]).unwrap(),
+    ];
+    for key in keys {
         let alg = key.algorithm();
         let layer = SlidingJwtLayer::<_, Claimset>::builder(key)
             .with_clock(clock())
