@@ -15,11 +15,13 @@ use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::{KeyMiss, Keys, alg_name, select};
 use crate::reject::RejectionKind;
+use crate::revoke::RevocationStore;
 
 /// Validation and lifetime settings, checked when the layer is built.
 pub(crate) struct Core<K, C> {
     pub(crate) keys: K,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn RevocationStore>,
     pub(crate) issuer: Option<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) required_typ: Option<String>,

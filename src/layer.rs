@@ -16,7 +16,9 @@ use crate::issuer::Issuer;
 use crate::keys::{Keys, provider};
 use crate::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
 use crate::reject::HttpResponder;
+use crate::revoke::{MemoryStore, Revalidate, RevocationStore};
 use crate::service::SlidingJwt;
+use crate::session::Revoker;
 use crate::source::{BearerHeader, TokenSource};
 
 /// Everything a layer and its services share, behind one `Arc`.
@@ -27,6 +29,7 @@ pub(crate) struct Config<K, C, P, R> {
     pub(crate) sources: Vec<Box<dyn TokenSource>>,
     pub(crate) optional: bool,
     pub(crate) flights: SingleFlight,
+    pub(crate) revalidate: Option<Box<dyn Revalidate<C>>>,
 }
 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
@@ -38,6 +41,7 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
             .field("sources", &self.sources.len())
             .field("optional", &self.optional)
             .field("flights", &self.flights)
+            .field("revalidate", &self.revalidate.is_some())
             .finish()
     }
 }
@@ -88,7 +92,8 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
             max_session: Duration::from_secs(86_400),
             optional: false,
             single_flight_capacity: 10_000,
-            _claims: PhantomData,
+            store: None,
+            revalidate: None,
         }
     }
 }
@@ -98,6 +103,17 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
     pub fn issuer(&self) -> Issuer<K, C> {
         Issuer {
             core: self.config.core.clone(),
+        }
+    }
+
+    /// A [`Revoker`] for ending sessions outside a request (admin actions,
+    /// "log out everywhere"), sharing this layer's revocation store.
+    pub fn revoker(&self) -> Revoker {
+        let core = &self.config.core;
+        Revoker {
+            store: core.store.clone(),
+            clock: core.clock.clone(),
+            horizon: core.max_session.saturating_add(core.leeway),
         }
     }
 }
@@ -127,7 +143,8 @@ pub struct SlidingJwtBuilder<K, C, P = DefaultPolicy, R = HttpResponder> {
     max_session: Duration,
     optional: bool,
     single_flight_capacity: usize,
-    _claims: PhantomData<fn() -> C>,
+    store: Option<Arc<dyn RevocationStore>>,
+    revalidate: Option<Box<dyn Revalidate<C>>>,
 }
 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, P, R> {
@@ -144,6 +161,7 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, 
             .field("ttl", &self.ttl)
             .field("max_session", &self.max_session)
             .field("optional", &self.optional)
+            .field("revalidate", &self.revalidate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +243,21 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
         self
     }
 
+    /// Where revocations are kept and checked on every request (default: a
+    /// fresh [`MemoryStore`], private to this layer).
+    pub fn with_revocation_store(mut self, store: impl RevocationStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A hook that runs, before the inner service, whenever a renewal is about
+    /// to happen: it may approve, update the claims, veto the renewal, or
+    /// reject the request.
+    pub fn with_revalidation(mut self, hook: impl Revalidate<C>) -> Self {
+        self.revalidate = Some(Box::new(hook));
+        self
+    }
+
     /// Replaces the renewal policy.
     pub fn with_policy<P2: RenewalPolicy>(self, policy: P2) -> SlidingJwtBuilder<K, C, P2, R> {
         SlidingJwtBuilder {
@@ -242,7 +275,8 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
             max_session: self.max_session,
             optional: self.optional,
             single_flight_capacity: self.single_flight_capacity,
-            _claims: PhantomData,
+            store: self.store,
+            revalidate: self.revalidate,
         }
     }
 
@@ -264,7 +298,8 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
             max_session: self.max_session,
             optional: self.optional,
             single_flight_capacity: self.single_flight_capacity,
-            _claims: PhantomData,
+            store: self.store,
+            revalidate: self.revalidate,
         }
     }
 }
@@ -324,6 +359,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         let core = Core {
             keys: self.keys,
             clock: self.clock,
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             issuer: self.issuer,
             audiences: self.audiences,
             required_typ: self.required_typ,
@@ -340,6 +376,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             sources,
             optional: self.optional,
             flights: SingleFlight::new(self.single_flight_capacity),
+            revalidate: self.revalidate,
         };
         Ok(SlidingJwtLayer {
             config: Arc::new(config),

@@ -135,7 +135,9 @@ mod keys;
 mod layer;
 mod policy;
 mod reject;
+mod revoke;
 mod service;
+mod session;
 mod source;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
@@ -151,7 +153,12 @@ pub use policy::{
     DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle,
 };
 pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
+pub use revoke::{
+    BoxFuture, Lookup, MemoryStore, Revalidate, Revocation, RevocationStore, RevocationTarget,
+    Status, StoreError, StoreErrorKind, TokenIds, Verdict,
+};
 pub use service::SlidingJwt;
+pub use session::{Revoker, Session};
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::error::{ConfigError, ConfigErrorKind};
@@ -80,6 +80,16 @@ pub enum RejectionKind {
     /// The session is older than the session cap (`auth_time + max_session`).
     #[error("session expired")]
     SessionExpired,
+    /// The session, the token or the subject's sessions were revoked.
+    #[error("token revoked")]
+    Revoked,
+    /// The revalidation hook refused the session (e.g. the user was disabled).
+    #[error("session rejected on revalidation")]
+    SessionRejected,
+    /// The revocation store could not answer, and fails closed: 503 (gRPC
+    /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
+    #[error("revocation store unavailable")]
+    StoreUnavailable,
 }
 
 impl RejectionKind {
@@ -87,6 +97,7 @@ impl RejectionKind {
         match self {
             Self::MissingCredentials => Class::Missing,
             Self::MalformedCredentials | Self::DuplicateCredentials => Class::InvalidRequest,
+            Self::StoreUnavailable => Class::Unavailable,
             _ => Class::InvalidToken,
         }
     }
@@ -97,6 +108,7 @@ enum Class {
     Missing,
     InvalidRequest,
     InvalidToken,
+    Unavailable,
 }
 
 impl Rejection {
@@ -111,19 +123,21 @@ impl Rejection {
         self.kind
     }
 
-    /// The HTTP status: 401, or 400 for a malformed request.
+    /// The HTTP status: 401, 400 for a malformed request, 503 when the
+    /// revocation store is unavailable.
     pub fn status(&self) -> StatusCode {
         match self.kind.class() {
             Class::InvalidRequest => StatusCode::BAD_REQUEST,
             Class::Missing | Class::InvalidToken => StatusCode::UNAUTHORIZED,
+            Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// The RFC 6750 error code: `None` when no credentials were sent,
-    /// `invalid_request` or `invalid_token` otherwise.
+    /// The RFC 6750 error code: `None` when no credentials were sent (or the
+    /// store is unavailable), `invalid_request` or `invalid_token` otherwise.
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind.class() {
-            Class::Missing => None,
+            Class::Missing | Class::Unavailable => None,
             Class::InvalidRequest => Some("invalid_request"),
             Class::InvalidToken => Some("invalid_token"),
         }
@@ -133,7 +147,7 @@ impl Rejection {
     /// problem, never the token or the precise check that failed.
     pub fn public_description(&self) -> Option<&'static str> {
         match self.kind.class() {
-            Class::Missing => None,
+            Class::Missing | Class::Unavailable => None,
             Class::InvalidRequest => Some("the request's credentials are malformed"),
             Class::InvalidToken => Some("the access token is invalid or expired"),
         }
@@ -231,7 +245,8 @@ where
 /// |---|---|---|
 /// | no credentials | 401 | `Bearer` (plus `realm` if set) |
 /// | malformed or duplicate credentials | 400 | `Bearer error="invalid_request", ...` |
-/// | anything wrong with the token | 401 | `Bearer error="invalid_token", ...` |
+/// | anything wrong with the token, revoked | 401 | `Bearer error="invalid_token", ...` |
+/// | revocation store unavailable | 503 | none (`Retry-After: 1`) |
 #[derive(Debug, Clone, Default)]
 pub struct HttpResponder {
     realm: Option<Realm>,
@@ -254,16 +269,20 @@ impl<B: Default> Responder<B> for HttpResponder {
     fn respond(&self, rejection: &Rejection) -> Response<B> {
         let mut response = Response::new(B::default());
         *response.status_mut() = rejection.status();
-        response
-            .headers_mut()
-            .insert(WWW_AUTHENTICATE, rejection.challenge(self.realm.as_ref()));
+        let headers = response.headers_mut();
+        if rejection.kind.class() == Class::Unavailable {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        } else {
+            headers.insert(WWW_AUTHENTICATE, rejection.challenge(self.realm.as_ref()));
+        }
         response
     }
 }
 
 /// Answers every rejection as a gRPC `UNAUTHENTICATED` status (code 16) in a
 /// trailers-only response: HTTP 200, `content-type: application/grpc`,
-/// `grpc-status: 16` and a generic `grpc-message`. Needs no tonic dependency.
+/// `grpc-status: 16` and a generic `grpc-message`; an unavailable revocation
+/// store is `UNAVAILABLE` (14). Needs no tonic dependency.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcResponder;
 
@@ -272,13 +291,14 @@ impl<B: Default> Responder<B> for GrpcResponder {
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from_static("16"));
-        // grpc-message is percent-encoded; these fixed messages need no escaping.
-        let message = match rejection.kind.class() {
-            Class::Missing => "missing credentials",
-            Class::InvalidRequest => "malformed credentials",
-            Class::InvalidToken => "invalid or expired token",
+        let (status, message) = match rejection.kind.class() {
+            Class::Missing => ("16", "missing credentials"),
+            Class::InvalidRequest => ("16", "malformed credentials"),
+            Class::InvalidToken => ("16", "invalid or expired token"),
+            Class::Unavailable => ("14", "authentication backend unavailable"),
         };
+        headers.insert("grpc-status", HeaderValue::from_static(status));
+        // grpc-message is percent-encoded; these fixed messages need no escaping.
         headers.insert("grpc-message", HeaderValue::from_static(message));
         response
     }

@@ -10,15 +10,18 @@ use tower_service::Service;
 use crate::claims::Claims;
 use crate::core::signature_part;
 use crate::extensions::RawToken;
-use crate::future::{PendingRenewal, ResponseFuture};
+use crate::future::{After, Gate, Plan, ResponseFuture};
 use crate::keys::Keys;
 use crate::layer::Config;
 use crate::policy::{RenewalContext, RenewalPolicy};
 use crate::reject::{Rejection, RejectionKind, Responder};
+use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, Verdict};
+use crate::session::Session;
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
-/// each request's token, puts the claims into the request's extensions, calls
-/// the inner service, and attaches a renewed token to the response when due.
+/// each request's token, checks revocation, puts the claims, the raw token and
+/// a [`Session`] handle into the request's extensions, calls the inner
+/// service, and attaches a renewed token to the response when due.
 pub struct SlidingJwt<S, K, C, P, R> {
     inner: S,
     config: Arc<Config<K, C, P, R>>,
@@ -64,7 +67,7 @@ impl<S: fmt::Debug, K, C, P, R> fmt::Debug for SlidingJwt<S, K, C, P, R> {
 
 impl<S, K, C, P, R, ReqB, ResB> Service<Request<ReqB>> for SlidingJwt<S, K, C, P, R>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     K: Keys,
     C: Claims,
     P: RenewalPolicy,
@@ -72,7 +75,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB, K, C, P, R>;
+    type Future = ResponseFuture<S, ReqB, S::Future, ResB, K, C, P, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -80,7 +83,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let config = &self.config;
-        let now = config.core.clock.now();
+        let core = &config.core;
+        let now = core.clock.now();
 
         let mut found = None;
         for (index, source) in config.sources.iter().enumerate() {
@@ -104,19 +108,84 @@ where
             ));
         };
 
-        let claims: C = match config.core.verify(token, now) {
+        let claims: C = match core.verify(token, now) {
             Ok(claims) => claims,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
+
+        let pending_lookup = match core.store.check(&TokenIds::of(claims.registered()), now) {
+            Lookup::Ready(Ok(Status::Active)) => None,
+            Lookup::Ready(Ok(Status::Revoked)) => {
+                return ResponseFuture::rejected(reject(
+                    config,
+                    Rejection::new(RejectionKind::Revoked),
+                ));
+            }
+            Lookup::Ready(Err(_)) => {
+                return ResponseFuture::rejected(reject(
+                    config,
+                    Rejection::new(RejectionKind::StoreUnavailable),
+                ));
+            }
+            Lookup::Pending(lookup) => Some(lookup),
+        };
+
+        let plan = plan(config, &claims, token, now, request.method());
+        let hook = match (&plan, &config.revalidate) {
+            (Some(_), Some(hook)) => Some(hook.revalidate(&claims)),
+            _ => None,
+        };
+
         let raw = RawToken(Arc::from(token));
-        let renewal = plan(config, &claims, raw.as_str(), source, now, request.method());
-        request.extensions_mut().insert(claims);
-        request.extensions_mut().insert(raw);
-        ResponseFuture::inner(self.inner.call(request), renewal)
+        let session = Session::new(
+            claims.clone(),
+            core.store.clone(),
+            core.clock.clone(),
+            core.max_session,
+            core.leeway,
+        );
+        let extensions = request.extensions_mut();
+        extensions.insert(claims);
+        extensions.insert(raw);
+        extensions.insert(session.clone());
+        let after = After::new(config.clone(), session, source, now, plan);
+
+        if pending_lookup.is_none() && hook.is_none() {
+            return ResponseFuture::inner(self.inner.call(request), Some(after));
+        }
+        // Asynchronous checks first. The service that reported ready is the one
+        // called afterwards; a clone stays behind for the next request.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::checking(Box::pin(gate(pending_lookup, hook)), ready, request, after)
     }
 }
 
-fn reject<K, C, P, R, B>(config: &Config<K, C, P, R>, rejection: Rejection) -> Response<B>
+/// Awaits the revocation look-up, then the revalidation hook.
+async fn gate<C>(
+    lookup: Option<BoxFuture<'static, Result<Status, StoreError>>>,
+    hook: Option<BoxFuture<'static, Verdict<C>>>,
+) -> Gate<C> {
+    if let Some(lookup) = lookup {
+        match lookup.await {
+            Ok(Status::Active) => {}
+            Ok(Status::Revoked) => return Gate::Reject(RejectionKind::Revoked),
+            Err(_) => return Gate::Reject(RejectionKind::StoreUnavailable),
+        }
+    }
+    match hook {
+        None => Gate::Proceed(Verdict::Approve),
+        Some(hook) => match hook.await {
+            Verdict::Reject => Gate::Reject(RejectionKind::SessionRejected),
+            verdict => Gate::Proceed(verdict),
+        },
+    }
+}
+
+pub(crate) fn reject<K, C, P, R, B>(
+    config: &Config<K, C, P, R>,
+    rejection: Rejection,
+) -> Response<B>
 where
     R: Responder<B>,
 {
@@ -127,13 +196,12 @@ where
 
 /// Whether this request's token qualifies for renewal; the response decides the rest.
 fn plan<K, C, P, R>(
-    config: &Arc<Config<K, C, P, R>>,
+    config: &Config<K, C, P, R>,
     claims: &C,
     token: &str,
-    source: usize,
     now: i64,
     method: &Method,
-) -> Option<PendingRenewal<K, C, P, R>>
+) -> Option<Plan>
 where
     K: Keys,
     C: Claims,
@@ -146,27 +214,17 @@ where
     let registered = claims.registered();
     // Without `auth_time` the session cap cannot be enforced: never renew.
     let deadline = core.session_deadline(registered)?;
-    let renewed_expires_at = now.saturating_add(core.ttl).min(deadline);
-    if renewed_expires_at <= registered.exp {
+    let expires_at = now.saturating_add(core.ttl).min(deadline);
+    if expires_at <= registered.exp {
         return None;
     }
-    let ctx = RenewalContext::new(
-        now,
-        registered.iat,
-        registered.exp,
-        core.ttl,
-        renewed_expires_at,
-    );
+    let ctx = RenewalContext::new(now, registered.iat, registered.exp, core.ttl, expires_at);
     if !config.policy.should_renew(&ctx) {
         return None;
     }
-    Some(PendingRenewal {
-        config: config.clone(),
-        claims: claims.clone(),
+    Some(Plan {
         flight_key: signature_part(token).into(),
-        source,
-        now,
-        expires_at: renewed_expires_at,
+        expires_at,
         forget_after: registered.exp.saturating_add(core.leeway),
     })
 }

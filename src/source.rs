@@ -35,6 +35,13 @@ pub trait TokenSource: Send + Sync + 'static {
     /// Whether the response already carries a token on this channel (a
     /// handler set one, e.g. at login): the layer then does not renew.
     fn is_delivered(&self, headers: &HeaderMap) -> bool;
+
+    /// Called when the handler ended the session: remove the token from the
+    /// client where this channel can (a cookie is expired). Does nothing by
+    /// default: a client holding a bearer token simply gets 401 next time.
+    fn end_session(&self, headers: &mut HeaderMap) {
+        let _ = headers;
+    }
 }
 
 /// Headers that must never carry a token.
@@ -383,6 +390,10 @@ impl TokenSource for CookieSource {
 
     fn deliver(&self, token: &str, max_age: i64, headers: &mut HeaderMap) {
         headers.append(SET_COOKIE, self.set_cookie(token, max_age));
+    }
+
+    fn end_session(&self, headers: &mut HeaderMap) {
+        headers.append(SET_COOKIE, self.clear_cookie());
     }
 
     fn is_delivered(&self, headers: &HeaderMap) -> bool {

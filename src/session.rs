@@ -1,0 +1,215 @@
+//! Handler-side session control: the per-request [`Session`] handle and the
+//! [`Revoker`] for administrative actions.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::claims::Claims;
+use crate::clock::Clock;
+use crate::revoke::{Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind};
+
+/// What the handler asked for.
+pub(crate) enum Action<C> {
+    None,
+    End,
+    RenewWith(C),
+}
+
+struct Inner<C> {
+    claims: C,
+    store: Arc<dyn RevocationStore>,
+    clock: Arc<dyn Clock>,
+    /// When a revocation of this session can be forgotten.
+    session_until: i64,
+    action: Mutex<Action<C>>,
+}
+
+/// The current session, in the request's extensions of every authenticated
+/// request (`Extension<Session<MyClaims>>` in axum).
+///
+/// ```no_run
+/// # use tower_sliding_jwt::{Session, StandardClaims};
+/// async fn logout(session: Session<StandardClaims>) -> http::StatusCode {
+///     match session.end().await {
+///         Ok(()) => http::StatusCode::NO_CONTENT,
+///         Err(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+///     }
+/// }
+/// ```
+pub struct Session<C> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Session<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Session<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl<C: Claims> Session<C> {
+    pub(crate) fn new(
+        claims: C,
+        store: Arc<dyn RevocationStore>,
+        clock: Arc<dyn Clock>,
+        max_session: i64,
+        leeway: i64,
+    ) -> Self {
+        let registered = claims.registered();
+        // No token of the session outlives its cap; without `auth_time` the
+        // session is never renewed, so it ends with this token.
+        let session_until = match registered.auth_time {
+            Some(at) => at.saturating_add(max_session),
+            None => registered.exp,
+        }
+        .saturating_add(leeway);
+        Self {
+            inner: Arc::new(Inner {
+                claims,
+                store,
+                clock,
+                session_until,
+                action: Mutex::new(Action::None),
+            }),
+        }
+    }
+
+    /// The verified claims of the current token.
+    pub fn claims(&self) -> &C {
+        &self.inner.claims
+    }
+
+    /// Logs out: revokes the session (by `sid`, or the token by `jti` when it
+    /// has no `sid`), so every token of it gets 401 from now on; this
+    /// response carries no renewed token, and in cookie mode it expires the
+    /// cookie.
+    ///
+    /// # Errors
+    /// The store's error when it cannot record the revocation (the response
+    /// still carries no renewal), or [`StoreErrorKind::NotRevocable`] for a
+    /// token with neither `sid` nor `jti`.
+    pub async fn end(&self) -> Result<(), StoreError> {
+        self.set(Action::End);
+        let registered = self.inner.claims.registered();
+        let target = match (&registered.sid, &registered.jti) {
+            (Some(sid), _) => RevocationTarget::Session(sid.clone()),
+            (None, Some(jti)) => RevocationTarget::Token(jti.clone()),
+            (None, None) => return Err(StoreErrorKind::NotRevocable.into()),
+        };
+        let revocation = Revocation {
+            target,
+            until: self.inner.session_until,
+        };
+        self.inner
+            .store
+            .revoke(revocation, self.inner.clock.now())
+            .await
+    }
+
+    /// Issues a token with updated claims on this response, now, whatever the
+    /// renew window (e.g. after a role change). `sid` and `auth_time` are kept
+    /// from the current token, `iat`, `exp` and `jti` are set by the layer, and
+    /// the session cap still holds. Ignored if the session is ended.
+    pub fn renew_with(&self, claims: C) {
+        let mut action = self
+            .inner
+            .action
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*action, Action::End) {
+            *action = Action::RenewWith(claims);
+        }
+    }
+
+    fn set(&self, action: Action<C>) {
+        *self
+            .inner
+            .action
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = action;
+    }
+
+    pub(crate) fn take_action(&self) -> Action<C> {
+        std::mem::replace(
+            &mut *self
+                .inner
+                .action
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            Action::None,
+        )
+    }
+}
+
+/// Revokes sessions outside a request: an admin ending a user's sessions, a
+/// password change logging out every device. Get one from
+/// [`SlidingJwtLayer::revoker`](crate::SlidingJwtLayer::revoker).
+#[derive(Clone)]
+pub struct Revoker {
+    pub(crate) store: Arc<dyn RevocationStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// `max_session + leeway`: no token issued before now outlives now + this.
+    pub(crate) horizon: i64,
+}
+
+impl fmt::Debug for Revoker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revoker")
+            .field("horizon", &self.horizon)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Revoker {
+    /// Revokes every token of the session `sid`.
+    ///
+    /// # Errors
+    /// The store's error when it cannot record the revocation.
+    pub async fn revoke_session(&self, sid: &str) -> Result<(), StoreError> {
+        self.revoke(RevocationTarget::Session(sid.to_owned())).await
+    }
+
+    /// Revokes the single token `jti`.
+    ///
+    /// # Errors
+    /// The store's error when it cannot record the revocation.
+    pub async fn revoke_token(&self, jti: &str) -> Result<(), StoreError> {
+        self.revoke(RevocationTarget::Token(jti.to_owned())).await
+    }
+
+    /// "Log out everywhere": revokes every session of `subject` that
+    /// authenticated before the current second. A session started in this
+    /// second or later stays valid, so a password-change handler can revoke and
+    /// then issue the current device a fresh login token.
+    ///
+    /// # Errors
+    /// The store's error when it cannot record the revocation.
+    pub async fn revoke_subject(&self, subject: &str) -> Result<(), StoreError> {
+        let before = self.clock.now();
+        self.revoke(RevocationTarget::Subject {
+            subject: subject.to_owned(),
+            before,
+        })
+        .await
+    }
+
+    async fn revoke(&self, target: RevocationTarget) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store
+            .revoke(
+                Revocation {
+                    target,
+                    until: now.saturating_add(self.horizon),
+                },
+                now,
+            )
+            .await
+    }
+}
