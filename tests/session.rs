@@ -1,0 +1,328 @@
+//! Session control: revocation, revalidation on renewal, logout and
+//! renew-with, through `oneshot` and a manual clock.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use http::{Request, Response, StatusCode};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_sliding_jwt::{
+    BearerHeader, BoxFuture, CookieSource, GrpcResponder, Key, Lookup, ManualClock, MemoryStore, Revocation,
+    RevocationStore, RejectionKind, SlidingJwtLayer, Session, StoreError, StoreErrorKind, TokenIds, Verdict,
+};
+
+type Builder = tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>;
+
+fn builder(clock: &ManualClock) -> Builder {
+    SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_token_source(BearerHeader::new())
+        .with_token_source(CookieSource::new("session").unwrap())
+}
+
+/// A handler with session control: `x-logout` ends the session, `x-promote`
+/// re-issues the token with `role: admin`, `x-wait` waits for a signal.
+async fn handler(request: Request<()>, gate: Arc<tokio::sync::Notify>) -> Result<Response<String>, Infallible> {
+    let session = request.extensions().get::<Session<Claimset>>().cloned();
+    if request.headers().contains_key("x-wait") {
+        gate.notified().await;
+    }
+    let mut status = StatusCode::OK;
+    if let Some(session) = session {
+        if request.headers().contains_key("x-logout") {
+            status = match session.end().await {
+                Ok(()) => StatusCode::NO_CONTENT,
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+        }
+        if request.headers().contains_key("x-promote") {
+            let mut claims = session.claims().clone();
+            claims.extra.insert("role".into(), "admin".into());
+            // Changing the session's identity is ignored by the layer.
+            claims.registered.sid = Some("forged".into());
+            claims.registered.auth_time = Some(0);
+            session.renew_with(claims);
+        }
+    }
+    let mut response = Response::new(String::new());
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+fn app(
+    layer: &SlidingJwtLayer<Key, Claimset>,
+) -> (impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone, Arc<tokio::sync::Notify>)
+{
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let signal = gate.clone();
+    let service = layer.layer(service_fn(move |request| handler(request, gate.clone())));
+    (service, signal)
+}
+
+fn with(token: &str, header: &'static str) -> Request<()> {
+    Request::get("/").header("authorization", format!("Bearer {token}")).header(header, "1").body(()).unwrap()
+}
+
+fn cookie(token: &str) -> Request<()> {
+    Request::get("/").header("cookie", format!("session={token}")).body(()).unwrap()
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session_and_clears_the_cookie() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, _) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45)); // inside the renew window: logout must still not renew
+
+    let mut request = cookie(login.token());
+    request.headers_mut().insert("x-logout", "1".parse().unwrap());
+    let response = send(&app, request).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let cleared = response.headers().get_all("set-cookie").iter().collect::<Vec<_>>();
+    assert_eq!(cleared.len(), 1, "only the clearing cookie, no renewal");
+    assert_eq!(cleared[0], "session=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
+    assert!(response.headers().get("authorization").is_none());
+
+    for request in [cookie(login.token()), get(login.token())] {
+        let response = send(&app, request).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge(&response), INVALID_TOKEN);
+        assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+    }
+    // Another session of the same user is untouched.
+    let other = layer.issuer().issue(user("alice", "user")).unwrap();
+    assert_eq!(send(&app, get(other.token())).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_token_of_a_revoked_session_is_refused_and_never_renewed() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, _) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let renewed_token = renewed(&send(&app, get(login.token())).await).unwrap();
+    let sid = login.claims().registered.sid.clone().unwrap();
+    layer.revoker().revoke_session(&sid).await.unwrap();
+    for token in [login.token(), renewed_token.as_str()] {
+        let response = send(&app, get(token)).await;
+        assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+        assert!(renewed(&response).is_none());
+    }
+}
+
+#[tokio::test]
+async fn revoking_one_token_leaves_the_rest_of_the_session() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, _) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let next = renewed(&send(&app, get(login.token())).await).unwrap();
+    layer.revoker().revoke_token(login.claims().registered.jti.as_deref().unwrap()).await.unwrap();
+    assert_eq!(rejection(&send(&app, get(login.token())).await), Some(RejectionKind::Revoked));
+    assert_eq!(send(&app, get(&next)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn log_out_everywhere_spares_only_later_logins() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, _) = app(&layer);
+    let phone = layer.issuer().issue(user("alice", "user")).unwrap();
+    let laptop = layer.issuer().issue(user("alice", "user")).unwrap();
+    let bob = layer.issuer().issue(user("bob", "user")).unwrap();
+    clock.advance(minutes(10));
+    layer.revoker().revoke_subject("alice").await.unwrap();
+    // Password change flow: the current device logs in again at once.
+    let fresh = layer.issuer().issue(user("alice", "user")).unwrap();
+    for token in [phone.token(), laptop.token()] {
+        assert_eq!(rejection(&send(&app, get(token)).await), Some(RejectionKind::Revoked));
+    }
+    assert_eq!(send(&app, get(fresh.token())).await.status(), StatusCode::OK);
+    assert_eq!(send(&app, get(bob.token())).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revocations_are_forgotten_after_the_session_cap() {
+    let clock = clock();
+    let store = MemoryStore::new();
+    let layer = builder(&clock).with_revocation_store(store.clone()).with_max_session(minutes(120)).build().unwrap();
+    let (app, _) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    let mut request = get(login.token());
+    request.headers_mut().insert("x-logout", "1".parse().unwrap());
+    assert_eq!(send(&app, request).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(store.len(), 1);
+    // Past the cap (plus leeway) no token of the session can verify: the entry goes.
+    clock.advance(minutes(120) + Duration::from_secs(5));
+    store.purge(tower_sliding_jwt::Clock::now(&clock));
+    assert_eq!(store.len(), 0);
+    // Entries are also dropped while revoking, without an explicit purge.
+    let other = layer.issuer().issue(user("bob", "user")).unwrap();
+    layer.revoker().revoke_session(other.claims().registered.sid.as_deref().unwrap()).await.unwrap();
+    clock.advance(minutes(200));
+    layer.revoker().revoke_session("another").await.unwrap();
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn renew_with_issues_updated_claims_for_the_same_session() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, _) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(5)); // far from the window: renew_with does not wait for it
+    let response = send(&app, with(login.token(), "x-promote")).await;
+    let token = renewed(&response).expect("a new token with the new role");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let (old, new) = (payload(login.token()), payload(&token));
+    assert_eq!(new["role"], "admin");
+    assert_eq!(new["sid"], old["sid"], "the session's identity is kept");
+    assert_eq!(new["auth_time"], old["auth_time"]);
+    assert_ne!(new["jti"], old["jti"]);
+    assert_eq!(new["iat"], T0 + 300);
+    assert_eq!(new["exp"], T0 + 300 + 3600);
+    assert_eq!(send(&app, get(&token)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revalidation_runs_only_for_renewals_and_decides_them() {
+    for (verdict, expect_status, expect_renewal) in [
+        (Verdict::Approve, StatusCode::OK, Some("user")),
+        (Verdict::Update(user("alice", "auditor")), StatusCode::OK, Some("auditor")),
+        (Verdict::Veto, StatusCode::OK, None),
+        (Verdict::Reject, StatusCode::UNAUTHORIZED, None),
+    ] {
+        let clock = clock();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let layer = builder(&clock)
+            .with_revalidation(move |claims: &Claimset| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(claims.registered.sub.as_deref(), Some("alice"));
+                let verdict = verdict.clone();
+                async move { verdict }
+            })
+            .build()
+            .unwrap();
+        let (app, _) = app(&layer);
+        let login = layer.issuer().issue(user("alice", "user")).unwrap();
+        assert_eq!(send(&app, get(login.token())).await.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no renewal due: the hook is not called");
+
+        clock.advance(minutes(45));
+        let response = send(&app, get(login.token())).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(response.status(), expect_status);
+        let role = renewed(&response).map(|t| payload(&t)["role"].as_str().unwrap().to_owned());
+        assert_eq!(role.as_deref(), expect_renewal);
+        if expect_status == StatusCode::UNAUTHORIZED {
+            assert_eq!(rejection(&response), Some(RejectionKind::SessionRejected));
+            assert_eq!(challenge(&response), INVALID_TOKEN);
+        }
+        if let Some(token) = renewed(&response) {
+            assert_eq!(payload(&token)["sid"], payload(login.token())["sid"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_during_the_request_yields_no_live_token() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, gate) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    // The request passes the revocation check, then waits inside the handler
+    // (`join!` polls it first); meanwhile the session is revoked.
+    let request = app.clone().oneshot(with(login.token(), "x-wait"));
+    let revoke = async {
+        layer.revoker().revoke_session(login.claims().registered.sid.as_deref().unwrap()).await.unwrap();
+        gate.notify_one();
+    };
+    let (response, ()) = tokio::join!(request, revoke);
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the request was admitted before the revocation");
+    assert!(renewed(&response).is_none(), "but no replacement is issued for a revoked session");
+    assert_eq!(rejection(&send(&app, get(login.token())).await), Some(RejectionKind::Revoked));
+}
+
+/// A store that answers over "the network": every check is `Pending`, and it
+/// can be switched to fail.
+#[derive(Clone, Default)]
+struct RemoteStore {
+    memory: MemoryStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    checks: Arc<AtomicUsize>,
+}
+
+impl RevocationStore for RemoteStore {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        let answer = if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::new(StoreErrorKind::Unavailable, None))
+        } else {
+            Ok(self.memory.status(token, now))
+        };
+        Lookup::Pending(Box::pin(async move {
+            tokio::task::yield_now().await;
+            answer
+        }))
+    }
+
+    fn revoke<'a>(&'a self, revocation: Revocation, now: i64) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.memory.revoke(revocation, now)
+    }
+}
+
+#[tokio::test]
+async fn asynchronous_stores_are_awaited_and_fail_closed() {
+    let clock = clock();
+    let store = RemoteStore::default();
+    let layer = builder(&clock).with_revocation_store(store.clone()).build().unwrap();
+    let (app, _) = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed(&response).is_some(), "renewal works after an asynchronous check");
+    assert_eq!(store.checks.load(Ordering::SeqCst), 2, "checked on the request and before issuing");
+
+    let mut request = get(login.token());
+    request.headers_mut().insert("x-logout", "1".parse().unwrap());
+    assert_eq!(send(&app, request).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(rejection(&send(&app, get(login.token())).await), Some(RejectionKind::Revoked));
+
+    store.down.store(true, Ordering::SeqCst);
+    let other = layer.issuer().issue(user("bob", "user")).unwrap();
+    let response = send(&app, get(other.token())).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(response.headers().get("www-authenticate").is_none(), "not a credential problem");
+    assert_eq!(rejection(&response), Some(RejectionKind::StoreUnavailable));
+
+    let grpc = builder(&clock).with_revocation_store(store.clone()).with_responder(GrpcResponder).build().unwrap();
+    let service = grpc.layer(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    let response = service.oneshot(get(other.token())).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "14");
+}
+
+#[tokio::test]
+async fn a_store_error_on_logout_is_reported() {
+    let clock = clock();
+    let layer = builder(&clock).with_revocation_store(MemoryStore::with_capacity(1)).build().unwrap();
+    let (app, _) = app(&layer);
+    let a = layer.issuer().issue(user("alice", "user")).unwrap();
+    let b = layer.issuer().issue(user("bob", "user")).unwrap();
+    assert_eq!(send(&app, with(a.token(), "x-logout")).await.status(), StatusCode::NO_CONTENT);
+    let response = send(&app, with(b.token(), "x-logout")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "the handler saw StoreErrorKind::Full");
+    assert!(renewed(&response).is_none());
+}
