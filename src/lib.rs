@@ -62,6 +62,7 @@
 //! |---|---|---|
 //! | `rust_crypto` | yes | jsonwebtoken's RustCrypto backend (pure Rust; fastest for HMAC and EdDSA) |
 //! | `aws_lc_rs` | no | jsonwebtoken's aws-lc-rs backend (much faster ECDSA and RSA); wins when both are enabled |
+//! | `redis` | no | `redis::RedisStore`: revocations shared by a cluster through Redis (tokio) |
 //!
 //! With neither backend, building a key or a layer is a [`ConfigError`]
 //! (`NoCryptoBackend`), never a panic.
@@ -91,6 +92,28 @@
 //! response carrying a token gets `Cache-Control: no-store`, and the header
 //! value is marked sensitive.
 //!
+//! # Sessions: logout, log out everywhere, password and role changes
+//!
+//! Every authenticated request carries a [`Session`] handle in its extensions,
+//! and every token is checked against a [`RevocationStore`] before the inner
+//! service runs (a private [`MemoryStore`] by default; share one store between
+//! layers, or use `redis::RedisStore` (feature `redis`) for a cluster). A revoked
+//! token gets 401 `invalid_token` and is never renewed.
+//!
+//! | to... | do |
+//! |---|---|
+//! | log out | `session.end().await` in the handler: the session (`sid`) is revoked, the response carries no renewal, and a cookie is expired |
+//! | log out everywhere | [`Revoker::revoke_subject`]: every session of the user that began before now gets 401 |
+//! | change a password | `revoke_subject(user)`, then issue the current device a fresh login token (sessions that begin from this second on are unaffected) |
+//! | change a role | `session.renew_with(updated_claims)`: this response carries a token with the new claims, same `sid` and `auth_time`, within the cap; for *other* sessions of the user, use a [`Revalidate`] hook that answers [`Verdict::Update`] (or [`Verdict::Reject`] for a disabled user) at their next renewal |
+//! | end one session from an admin page | [`Revoker::revoke_session`] with its `sid` |
+//!
+//! The revalidation hook runs only when a renewal is about to happen, so its
+//! cost (a database look-up, say) is paid at most once per session per
+//! throttle interval. A token that is already out stays valid until it expires
+//! unless it is revoked: revocation is the immediate switch, revalidation the
+//! periodic one.
+//!
 //! # Security model
 //!
 //! * **Keys come only from configuration.** The accepted algorithms are exactly
@@ -107,7 +130,10 @@
 //!   generic. The precise [`RejectionKind`] is in the response's extensions
 //!   for your code. Tokens and keys have redacting `Debug` implementations.
 //! * **Bounded work:** no panics on input, no unbounded allocation; the
-//!   single-flight map has a fixed capacity.
+//!   single-flight map and the revocation store have fixed capacities.
+//! * **Revocation is checked on every request** and again before a renewal is
+//!   handed out, so a session revoked while a request was in flight gets no
+//!   replacement. A store that cannot answer fails closed with 503.
 //!
 //! Renewal makes a stolen token live as long as its thief keeps using it, up
 //! to the session cap. Keep the cap short enough for your threat model.
@@ -118,7 +144,8 @@
 //! |---|---|---|
 //! | no token | 401, `WWW-Authenticate: Bearer` | `UNAUTHENTICATED` |
 //! | malformed or duplicate `Authorization`/cookie | 400, `error="invalid_request"` | `UNAUTHENTICATED` |
-//! | bad, expired or capped token | 401, `error="invalid_token"` | `UNAUTHENTICATED` |
+//! | bad, expired, capped or revoked token | 401, `error="invalid_token"` | `UNAUTHENTICATED` |
+//! | revocation store unavailable | 503, `Retry-After: 1` | `UNAVAILABLE` |
 //!
 //! In optional mode ([`SlidingJwtBuilder::with_optional`]) a request without a
 //! token passes through anonymously; a bad token is still refused.
@@ -134,6 +161,8 @@ mod issuer;
 mod keys;
 mod layer;
 mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod reject;
 mod revoke;
 mod service;

@@ -310,7 +310,7 @@ impl MemoryStore {
                     .subjects
                     .entry(subject.as_str().into())
                     .or_insert((*before, until));
-                *slot = ((*slot).0.max(*before), (*slot).1.max(until));
+                *slot = (slot.0.max(*before), slot.1.max(until));
             }
         }
         Ok(())

@@ -12,8 +12,9 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_sliding_jwt::{
-    BearerHeader, BoxFuture, CookieSource, GrpcResponder, Key, Lookup, ManualClock, MemoryStore, Revocation,
-    RevocationStore, RejectionKind, SlidingJwtLayer, Session, StoreError, StoreErrorKind, TokenIds, Verdict,
+    BearerHeader, BoxFuture, CookieSource, GrpcResponder, Key, Lookup, ManualClock, MemoryStore,
+    RejectionKind, Revocation, RevocationStore, Session, SlidingJwtLayer, StoreError,
+    StoreErrorKind, TokenIds, Verdict,
 };
 
 type Builder = tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>;
@@ -27,7 +28,10 @@ fn builder(clock: &ManualClock) -> Builder {
 
 /// A handler with session control: `x-logout` ends the session, `x-promote`
 /// re-issues the token with `role: admin`, `x-wait` waits for a signal.
-async fn handler(request: Request<()>, gate: Arc<tokio::sync::Notify>) -> Result<Response<String>, Infallible> {
+async fn handler(
+    request: Request<()>,
+    gate: Arc<tokio::sync::Notify>,
+) -> Result<Response<String>, Infallible> {
     let session = request.extensions().get::<Session<Claimset>>().cloned();
     if request.headers().contains_key("x-wait") {
         gate.notified().await;
@@ -56,8 +60,10 @@ async fn handler(request: Request<()>, gate: Arc<tokio::sync::Notify>) -> Result
 
 fn app(
     layer: &SlidingJwtLayer<Key, Claimset>,
-) -> (impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone, Arc<tokio::sync::Notify>)
-{
+) -> (
+    impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone,
+    Arc<tokio::sync::Notify>,
+) {
     let gate = Arc::new(tokio::sync::Notify::new());
     let signal = gate.clone();
     let service = layer.layer(service_fn(move |request| handler(request, gate.clone())));
@@ -65,11 +71,18 @@ fn app(
 }
 
 fn with(token: &str, header: &'static str) -> Request<()> {
-    Request::get("/").header("authorization", format!("Bearer {token}")).header(header, "1").body(()).unwrap()
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .header(header, "1")
+        .body(())
+        .unwrap()
 }
 
 fn cookie(token: &str) -> Request<()> {
-    Request::get("/").header("cookie", format!("session={token}")).body(()).unwrap()
+    Request::get("/")
+        .header("cookie", format!("session={token}"))
+        .body(())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -81,12 +94,21 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
     clock.advance(minutes(45)); // inside the renew window: logout must still not renew
 
     let mut request = cookie(login.token());
-    request.headers_mut().insert("x-logout", "1".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-logout", "1".parse().unwrap());
     let response = send(&app, request).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let cleared = response.headers().get_all("set-cookie").iter().collect::<Vec<_>>();
+    let cleared = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .collect::<Vec<_>>();
     assert_eq!(cleared.len(), 1, "only the clearing cookie, no renewal");
-    assert_eq!(cleared[0], "session=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
+    assert_eq!(
+        cleared[0],
+        "session=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0"
+    );
     assert!(response.headers().get("authorization").is_none());
 
     for request in [cookie(login.token()), get(login.token())] {
@@ -97,7 +119,10 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
     }
     // Another session of the same user is untouched.
     let other = layer.issuer().issue(user("alice", "user")).unwrap();
-    assert_eq!(send(&app, get(other.token())).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, get(other.token())).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -125,8 +150,15 @@ async fn revoking_one_token_leaves_the_rest_of_the_session() {
     let login = layer.issuer().issue(user("alice", "user")).unwrap();
     clock.advance(minutes(45));
     let next = renewed(&send(&app, get(login.token())).await).unwrap();
-    layer.revoker().revoke_token(login.claims().registered.jti.as_deref().unwrap()).await.unwrap();
-    assert_eq!(rejection(&send(&app, get(login.token())).await), Some(RejectionKind::Revoked));
+    layer
+        .revoker()
+        .revoke_token(login.claims().registered.jti.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        rejection(&send(&app, get(login.token())).await),
+        Some(RejectionKind::Revoked)
+    );
     assert_eq!(send(&app, get(&next)).await.status(), StatusCode::OK);
 }
 
@@ -143,9 +175,15 @@ async fn log_out_everywhere_spares_only_later_logins() {
     // Password change flow: the current device logs in again at once.
     let fresh = layer.issuer().issue(user("alice", "user")).unwrap();
     for token in [phone.token(), laptop.token()] {
-        assert_eq!(rejection(&send(&app, get(token)).await), Some(RejectionKind::Revoked));
+        assert_eq!(
+            rejection(&send(&app, get(token)).await),
+            Some(RejectionKind::Revoked)
+        );
     }
-    assert_eq!(send(&app, get(fresh.token())).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, get(fresh.token())).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(send(&app, get(bob.token())).await.status(), StatusCode::OK);
 }
 
@@ -153,11 +191,17 @@ async fn log_out_everywhere_spares_only_later_logins() {
 async fn revocations_are_forgotten_after_the_session_cap() {
     let clock = clock();
     let store = MemoryStore::new();
-    let layer = builder(&clock).with_revocation_store(store.clone()).with_max_session(minutes(120)).build().unwrap();
+    let layer = builder(&clock)
+        .with_revocation_store(store.clone())
+        .with_max_session(minutes(120))
+        .build()
+        .unwrap();
     let (app, _) = app(&layer);
     let login = layer.issuer().issue(user("alice", "user")).unwrap();
     let mut request = get(login.token());
-    request.headers_mut().insert("x-logout", "1".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-logout", "1".parse().unwrap());
     assert_eq!(send(&app, request).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(store.len(), 1);
     // Past the cap (plus leeway) no token of the session can verify: the entry goes.
@@ -166,7 +210,11 @@ async fn revocations_are_forgotten_after_the_session_cap() {
     assert_eq!(store.len(), 0);
     // Entries are also dropped while revoking, without an explicit purge.
     let other = layer.issuer().issue(user("bob", "user")).unwrap();
-    layer.revoker().revoke_session(other.claims().registered.sid.as_deref().unwrap()).await.unwrap();
+    layer
+        .revoker()
+        .revoke_session(other.claims().registered.sid.as_deref().unwrap())
+        .await
+        .unwrap();
     clock.advance(minutes(200));
     layer.revoker().revoke_session("another").await.unwrap();
     assert_eq!(store.len(), 1);
@@ -196,7 +244,11 @@ async fn renew_with_issues_updated_claims_for_the_same_session() {
 async fn revalidation_runs_only_for_renewals_and_decides_them() {
     for (verdict, expect_status, expect_renewal) in [
         (Verdict::Approve, StatusCode::OK, Some("user")),
-        (Verdict::Update(user("alice", "auditor")), StatusCode::OK, Some("auditor")),
+        (
+            Verdict::Update(user("alice", "auditor")),
+            StatusCode::OK,
+            Some("auditor"),
+        ),
         (Verdict::Veto, StatusCode::OK, None),
         (Verdict::Reject, StatusCode::UNAUTHORIZED, None),
     ] {
@@ -214,8 +266,15 @@ async fn revalidation_runs_only_for_renewals_and_decides_them() {
             .unwrap();
         let (app, _) = app(&layer);
         let login = layer.issuer().issue(user("alice", "user")).unwrap();
-        assert_eq!(send(&app, get(login.token())).await.status(), StatusCode::OK);
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "no renewal due: the hook is not called");
+        assert_eq!(
+            send(&app, get(login.token())).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "no renewal due: the hook is not called"
+        );
 
         clock.advance(minutes(45));
         let response = send(&app, get(login.token())).await;
@@ -244,14 +303,28 @@ async fn a_revocation_during_the_request_yields_no_live_token() {
     // (`join!` polls it first); meanwhile the session is revoked.
     let request = app.clone().oneshot(with(login.token(), "x-wait"));
     let revoke = async {
-        layer.revoker().revoke_session(login.claims().registered.sid.as_deref().unwrap()).await.unwrap();
+        layer
+            .revoker()
+            .revoke_session(login.claims().registered.sid.as_deref().unwrap())
+            .await
+            .unwrap();
         gate.notify_one();
     };
     let (response, ()) = tokio::join!(request, revoke);
     let response = response.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "the request was admitted before the revocation");
-    assert!(renewed(&response).is_none(), "but no replacement is issued for a revoked session");
-    assert_eq!(rejection(&send(&app, get(login.token())).await), Some(RejectionKind::Revoked));
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the request was admitted before the revocation"
+    );
+    assert!(
+        renewed(&response).is_none(),
+        "but no replacement is issued for a revoked session"
+    );
+    assert_eq!(
+        rejection(&send(&app, get(login.token())).await),
+        Some(RejectionKind::Revoked)
+    );
 }
 
 /// A store that answers over "the network": every check is `Pending`, and it
@@ -277,7 +350,11 @@ impl RevocationStore for RemoteStore {
         }))
     }
 
-    fn revoke<'a>(&'a self, revocation: Revocation, now: i64) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.memory.revoke(revocation, now)
     }
 }
@@ -286,30 +363,54 @@ impl RevocationStore for RemoteStore {
 async fn asynchronous_stores_are_awaited_and_fail_closed() {
     let clock = clock();
     let store = RemoteStore::default();
-    let layer = builder(&clock).with_revocation_store(store.clone()).build().unwrap();
+    let layer = builder(&clock)
+        .with_revocation_store(store.clone())
+        .build()
+        .unwrap();
     let (app, _) = app(&layer);
     let login = layer.issuer().issue(user("alice", "user")).unwrap();
     clock.advance(minutes(45));
     let response = send(&app, get(login.token())).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(renewed(&response).is_some(), "renewal works after an asynchronous check");
-    assert_eq!(store.checks.load(Ordering::SeqCst), 2, "checked on the request and before issuing");
+    assert!(
+        renewed(&response).is_some(),
+        "renewal works after an asynchronous check"
+    );
+    assert_eq!(
+        store.checks.load(Ordering::SeqCst),
+        2,
+        "checked on the request and before issuing"
+    );
 
     let mut request = get(login.token());
-    request.headers_mut().insert("x-logout", "1".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-logout", "1".parse().unwrap());
     assert_eq!(send(&app, request).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(rejection(&send(&app, get(login.token())).await), Some(RejectionKind::Revoked));
+    assert_eq!(
+        rejection(&send(&app, get(login.token())).await),
+        Some(RejectionKind::Revoked)
+    );
 
     store.down.store(true, Ordering::SeqCst);
     let other = layer.issuer().issue(user("bob", "user")).unwrap();
     let response = send(&app, get(other.token())).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
-    assert!(response.headers().get("www-authenticate").is_none(), "not a credential problem");
+    assert!(
+        response.headers().get("www-authenticate").is_none(),
+        "not a credential problem"
+    );
     assert_eq!(rejection(&response), Some(RejectionKind::StoreUnavailable));
 
-    let grpc = builder(&clock).with_revocation_store(store.clone()).with_responder(GrpcResponder).build().unwrap();
-    let service = grpc.layer(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    let grpc = builder(&clock)
+        .with_revocation_store(store.clone())
+        .with_responder(GrpcResponder)
+        .build()
+        .unwrap();
+    let service = grpc.layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
     let response = service.oneshot(get(other.token())).await.unwrap();
     assert_eq!(response.headers()["grpc-status"], "14");
 }
@@ -317,12 +418,22 @@ async fn asynchronous_stores_are_awaited_and_fail_closed() {
 #[tokio::test]
 async fn a_store_error_on_logout_is_reported() {
     let clock = clock();
-    let layer = builder(&clock).with_revocation_store(MemoryStore::with_capacity(1)).build().unwrap();
+    let layer = builder(&clock)
+        .with_revocation_store(MemoryStore::with_capacity(1))
+        .build()
+        .unwrap();
     let (app, _) = app(&layer);
     let a = layer.issuer().issue(user("alice", "user")).unwrap();
     let b = layer.issuer().issue(user("bob", "user")).unwrap();
-    assert_eq!(send(&app, with(a.token(), "x-logout")).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        send(&app, with(a.token(), "x-logout")).await.status(),
+        StatusCode::NO_CONTENT
+    );
     let response = send(&app, with(b.token(), "x-logout")).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "the handler saw StoreErrorKind::Full");
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the handler saw StoreErrorKind::Full"
+    );
     assert!(renewed(&response).is_none());
 }

@@ -1,0 +1,127 @@
+//! Per-request cost of the revocation check on the common path: a token that
+//! is not revoked. `cargo bench --bench revocation` (memory store);
+//! `cargo bench --features redis --bench revocation` adds the Redis store
+//! against a `redis-server` the bench starts on loopback.
+//!
+//! ids: `revocation/{memory,redis}/{empty,10k}`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower_sliding_jwt::{MemoryStore, Revocation, RevocationStore, RevocationTarget, TokenIds};
+
+const NOW: i64 = 1_800_000_000;
+const REVOKED: usize = 10_000;
+
+fn ids() -> TokenIds<'static> {
+    let claims: &'static tower_sliding_jwt::RegisteredClaims =
+        Box::leak(Box::new(tower_sliding_jwt::RegisteredClaims {
+            sub: Some("alice".into()),
+            sid: Some("Q2hlY2tpbmcgc2Vzc2lvbnM".into()),
+            jti: Some("dG9rZW4gaWQgMTIzNDU2Nzg".into()),
+            auth_time: Some(NOW - 100),
+            ..Default::default()
+        }));
+    TokenIds::of(claims)
+}
+
+fn revocation(n: usize) -> Revocation {
+    Revocation {
+        target: RevocationTarget::Session(format!("revoked-session-{n:08}")),
+        until: NOW + 86_400,
+    }
+}
+
+fn check(store: &impl RevocationStore, token: &TokenIds<'_>) -> bool {
+    match store.check(token, NOW) {
+        tower_sliding_jwt::Lookup::Ready(Ok(status)) => {
+            status == tower_sliding_jwt::Status::Revoked
+        }
+        _ => panic!("the common path must answer at once"),
+    }
+}
+
+fn bench_memory(c: &mut Criterion) {
+    let token = ids();
+    let empty = MemoryStore::new();
+    c.bench_function("revocation/memory/empty", |b| {
+        b.iter(|| check(&empty, black_box(&token)))
+    });
+    let full = MemoryStore::new();
+    for n in 0..REVOKED {
+        full.insert(&revocation(n), NOW).unwrap();
+    }
+    assert!(!check(&full, &token));
+    c.bench_function("revocation/memory/10k", |b| {
+        b.iter(|| check(&full, black_box(&token)))
+    });
+}
+
+#[cfg(feature = "redis")]
+fn bench_redis(c: &mut Criterion) {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Ok(mut server) = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("redis-server not found: skipping revocation/redis/*");
+        return;
+    };
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let token = ids();
+    let empty = runtime
+        .block_on(tower_sliding_jwt::redis::RedisStore::builder(url.clone()).connect())
+        .unwrap();
+    c.bench_function("revocation/redis/empty", |b| {
+        b.iter(|| check(&empty, black_box(&token)))
+    });
+    let full = runtime.block_on(async {
+        let store = tower_sliding_jwt::redis::RedisStore::builder(url)
+            .connect()
+            .await
+            .unwrap();
+        for n in 0..REVOKED {
+            store.revoke(revocation(n), NOW).await.unwrap();
+        }
+        store
+    });
+    assert!(!check(&full, &token));
+    c.bench_function("revocation/redis/10k", |b| {
+        b.iter(|| check(&full, black_box(&token)))
+    });
+    drop((empty, full));
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[cfg(not(feature = "redis"))]
+fn bench_redis(_: &mut Criterion) {
+    eprintln!("built without the `redis` feature: skipping revocation/redis/*");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = bench_memory, bench_redis
+}
+criterion_main!(benches);
