@@ -151,6 +151,7 @@
 //! token passes through anonymously; a bad token is still refused.
 
 mod claims;
+mod client;
 mod clock;
 mod core;
 mod error;
@@ -170,6 +171,7 @@ mod session;
 mod source;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
+pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
 pub use extensions::{NoRenewal, RawToken, Renewed};

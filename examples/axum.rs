@@ -1,0 +1,146 @@
+//! The axum demo server (see `DEMO-CONTRACT.md`).
+//!
+//! ```sh
+//! cargo run --example axum
+//! curl -s localhost:3000/login -H 'content-type: application/json' \
+//!      -d '{"username":"alice","password":"wonderland"}'
+//! curl -s localhost:3000/me -H "authorization: Bearer $TOKEN"
+//! ```
+
+#![allow(unreachable_pub)]
+
+#[path = "demo/mod.rs"]
+pub mod demo;
+
+use std::process::ExitCode;
+
+use axum::extract::{Json, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use demo::DemoClaims;
+use serde::Deserialize;
+use tower_sliding_jwt::{CookieSource, Issuer, Key, Session, SlidingJwtLayer, SystemClock};
+
+#[derive(Clone)]
+struct AppState {
+    issuer: Issuer<Key, DemoClaims>,
+    cookie: CookieSource,
+}
+
+/// The whole application, so tests can serve it on any listener and clock.
+pub fn app(layer: SlidingJwtLayer<Key, DemoClaims>) -> Router {
+    let state = AppState {
+        issuer: layer.issuer(),
+        cookie: demo::session_cookie(),
+    };
+    // Only these routes need a token: `route_layer` wraps them and nothing else.
+    let protected = Router::new()
+        .route("/me", get(me))
+        .route("/admin", get(admin))
+        .route("/logout", post(logout))
+        .route_layer(layer);
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/login", post(login))
+        .merge(protected)
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// `POST /login`: a new session. Axum's `Json` extractor answers a malformed
+/// body with 400 or 422 before this runs.
+async fn login(State(state): State<AppState>, Json(credentials): Json<Credentials>) -> Response {
+    let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let issued = match state
+        .issuer
+        .issue(DemoClaims::new(&credentials.username, role))
+    {
+        Ok(issued) => issued,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let mut headers = HeaderMap::new();
+    // The same token for browsers (cookie) and API clients (JSON body).
+    headers.insert(
+        header::SET_COOKIE,
+        state.cookie.set_cookie(issued.token(), issued.lifetime()),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (
+        headers,
+        Json(serde_json::json!({ "token": issued.token() })),
+    )
+        .into_response()
+}
+
+/// `GET /me`: the verified claims, put into the request by the layer.
+async fn me(Extension(claims): Extension<DemoClaims>) -> Json<serde_json::Value> {
+    Json(demo::me(&claims))
+}
+
+/// `GET /admin`: a handler-side role check; the 403 carries no renewal.
+async fn admin(Extension(claims): Extension<DemoClaims>) -> Result<&'static str, StatusCode> {
+    if claims.role == "admin" {
+        Ok("welcome, admin")
+    } else {
+        Err(StatusCode::FORBIDDEN)
+    }
+}
+
+/// `POST /logout`: revokes the session; any of its tokens gets 401 from now on.
+async fn logout(Extension(session): Extension<Session<DemoClaims>>) -> StatusCode {
+    match session.end().await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (secret, port) = match (demo::secret(), demo::port(3000)) {
+        (Ok(secret), Ok(port)) => (secret, port),
+        (Err(message), _) | (_, Err(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let layer = match demo::layer(&secret, SystemClock) {
+        Ok(layer) => layer,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{port}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("bound")
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match axum::serve(listener, app(layer))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What the three demo servers share: the demo users, the claims, the secret
+//! and the layer configuration of `DEMO-CONTRACT.md`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tower_sliding_jwt::{
+    BearerHeader, Claims, Clock, ConfigError, CookieSource, Key, RegisteredClaims, RenewWindow,
+    SlidingJwtBuilder, SlidingJwtLayer, Throttle,
+};
+
+/// The development secret used when `$JWT_SECRET` is unset. Never deploy it.
+pub const DEV_SECRET: &str = "tower-sliding-jwt demo secret: change me in production";
+
+/// The `iss` of every demo token.
+pub const ISSUER: &str = "tower-sliding-jwt-demo";
+/// The `aud` of every demo token.
+pub const AUDIENCE: &str = "demo-api";
+
+/// The demo's claims: the registered and session claims plus a role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoClaims {
+    /// `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `sid`, `auth_time`.
+    #[serde(flatten)]
+    pub registered: RegisteredClaims,
+    /// `admin` or `user`.
+    pub role: String,
+}
+
+impl DemoClaims {
+    /// Claims for a user who just logged in; the issuer fills in the rest.
+    pub fn new(username: &str, role: &str) -> Self {
+        Self {
+            registered: RegisteredClaims {
+                sub: Some(username.to_owned()),
+                ..RegisteredClaims::default()
+            },
+            role: role.to_owned(),
+        }
+    }
+}
+
+impl Claims for DemoClaims {
+    fn registered(&self) -> &RegisteredClaims {
+        &self.registered
+    }
+
+    fn registered_mut(&mut self) -> &mut RegisteredClaims {
+        &mut self.registered
+    }
+}
+
+/// The demo users: `alice`/`wonderland` (admin) and `bob`/`builder` (user).
+pub fn authenticate(username: &str, password: &str) -> Option<&'static str> {
+    match (username, password) {
+        ("alice", "wonderland") => Some("admin"),
+        ("bob", "builder") => Some("user"),
+        _ => None,
+    }
+}
+
+/// The signing secret from `$JWT_SECRET`, or the development secret with a
+/// warning. A secret shorter than 32 bytes is refused.
+pub fn secret() -> Result<Vec<u8>, String> {
+    match std::env::var("JWT_SECRET") {
+        Ok(secret) if secret.len() < 32 => Err(format!(
+            "JWT_SECRET is {} bytes long; HS256 needs at least 32 bytes (try: openssl rand -base64 48)",
+            secret.len()
+        )),
+        Ok(secret) => Ok(secret.into_bytes()),
+        Err(_) => {
+            eprintln!(
+                "warning: JWT_SECRET is not set; using the built-in development secret (never in production)"
+            );
+            Ok(DEV_SECRET.as_bytes().to_vec())
+        }
+    }
+}
+
+/// The listening port: `$PORT` or `default`.
+pub fn port(default: u16) -> Result<u16, String> {
+    match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT must be a port number, not {port:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The `session` cookie: `HttpOnly; Secure; SameSite=Lax; Path=/`, without
+/// `Secure` when `$COOKIE_INSECURE` is set (plain-HTTP development).
+pub fn session_cookie() -> CookieSource {
+    let cookie = CookieSource::new("session").expect("a valid cookie name");
+    cookie.with_secure(std::env::var_os("COOKIE_INSECURE").is_none())
+}
+
+/// The contract's layer: HS256, ttl 1 h, renew in the last 20 min, at most once
+/// a minute, sessions capped at 24 h, 5 s leeway; bearer header first, then the
+/// `session` cookie.
+pub fn layer(
+    secret: &[u8],
+    clock: impl Clock,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, ConfigError> {
+    builder(secret, clock)?.build()
+}
+
+/// The contract's configuration, before it is built (the gRPC demo changes
+/// the responder).
+pub fn builder(
+    secret: &[u8],
+    clock: impl Clock,
+) -> Result<SlidingJwtBuilder<Key, DemoClaims>, ConfigError> {
+    Ok(SlidingJwtLayer::builder(Key::hs256(secret)?)
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+        .with_ttl(Duration::from_secs(3600))
+        .with_renew_window(RenewWindow::absolute(Duration::from_secs(1200))?)
+        .with_throttle(Throttle::new(Duration::from_secs(60))?)
+        .with_max_session(Duration::from_secs(86_400))
+        .with_leeway(Duration::from_secs(5))
+        .with_clock(clock)
+        .with_token_source(BearerHeader::new())
+        .with_token_source(session_cookie()))
+}
+
+/// The body of `GET /me`.
+pub fn me(claims: &DemoClaims) -> serde_json::Value {
+    let r = &claims.registered;
+    serde_json::json!({
+        "sub": r.sub, "role": claims.role, "sid": r.sid, "exp": r.exp, "iat": r.iat, "auth_time": r.auth_time,
+    })
+}

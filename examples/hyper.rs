@@ -1,0 +1,201 @@
+//! The hyper demo server: hyper 1 and hyper-util, no framework (see
+//! `DEMO-CONTRACT.md`). It behaves exactly like the axum demo.
+//!
+//! ```sh
+//! cargo run --example hyper
+//! ```
+#![allow(unreachable_pub)]
+
+#[path = "demo/mod.rs"]
+pub mod demo;
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use demo::DemoClaims;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_sliding_jwt::{CookieSource, Issuer, Key, Session, SlidingJwtLayer, SystemClock};
+
+type Body = Full<Bytes>;
+
+struct State<P> {
+    /// `/me`, `/admin` and `/logout`, behind the sliding-JWT layer.
+    protected: P,
+    issuer: Issuer<Key, DemoClaims>,
+    cookie: CookieSource,
+}
+
+/// Serves the demo on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, layer: SlidingJwtLayer<Key, DemoClaims>) {
+    let state = Arc::new(State {
+        protected: layer.layer(service_fn(protected)),
+        issuer: layer.issuer(),
+        cookie: demo::session_cookie(),
+    });
+    let app = service_fn(move |request: Request<Incoming>| route(request, state.clone()));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            // Errors here are a client hanging up mid-request: nothing to do.
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                .await;
+        });
+    }
+}
+
+async fn route<P>(
+    request: Request<Incoming>,
+    state: Arc<State<P>>,
+) -> Result<Response<Body>, Infallible>
+where
+    P: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => Ok(text(StatusCode::OK, "ok")),
+        (&Method::POST, "/login") => Ok(login(request, &state).await),
+        (_, "/me" | "/admin" | "/logout") => state.protected.clone().oneshot(request).await,
+        _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// The authenticated routes; the layer has verified the token and put the
+/// claims and the session into the request's extensions.
+async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let claims = request
+        .extensions()
+        .get::<DemoClaims>()
+        .cloned()
+        .expect("set by the layer");
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, "/me") => json(StatusCode::OK, &demo::me(&claims)),
+        (&Method::GET, "/admin") if claims.role == "admin" => {
+            text(StatusCode::OK, "welcome, admin")
+        }
+        // A handler-side check: the 403 carries no renewal.
+        (&Method::GET, "/admin") => text(StatusCode::FORBIDDEN, "forbidden"),
+        (&Method::POST, "/logout") => {
+            let session = request
+                .extensions()
+                .get::<Session<DemoClaims>>()
+                .expect("set by the layer");
+            match session.end().await {
+                Ok(()) => empty(StatusCode::NO_CONTENT),
+                Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),
+            }
+        }
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    })
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body> {
+    // A login body is tiny: refuse anything over 16 KiB rather than buffer it.
+    let body = match Limited::new(request.into_body(), 16 * 1024).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+    };
+    let Ok(credentials) = serde_json::from_slice::<Credentials>(&body) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "expected {\"username\": ..., \"password\": ...}",
+        );
+    };
+    let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
+        return empty(StatusCode::UNAUTHORIZED);
+    };
+    let Ok(issued) = state
+        .issuer
+        .issue(DemoClaims::new(&credentials.username, role))
+    else {
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let mut response = json(
+        StatusCode::OK,
+        &serde_json::json!({ "token": issued.token() }),
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        SET_COOKIE,
+        state.cookie.set_cookie(issued.token(), issued.lifetime()),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = status;
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (secret, port) = match (demo::secret(), demo::port(3000)) {
+        (Ok(secret), Ok(port)) => (secret, port),
+        (Err(message), _) | (_, Err(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let layer = match demo::layer(&secret, SystemClock) {
+        Ok(layer) => layer,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{port}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("bound")
+    );
+    tokio::select! {
+        () = serve(listener, layer) => ExitCode::SUCCESS,
+        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+    }
+}
