@@ -114,6 +114,13 @@
 //! unless it is revoked: revocation is the immediate switch, revalidation the
 //! periodic one.
 //!
+//! # Clients
+//!
+//! [`ClientLayer`] is the other half: wrapped around a client (hyper-util's
+//! `Client`, a tonic `Channel`), it attaches the current token from a shared
+//! [`TokenStore`] and adopts renewed tokens from responses, so a long-running
+//! client never has to log in again while it stays active.
+//!
 //! # Security model
 //!
 //! * **Keys come only from configuration.** The accepted algorithms are exactly
