@@ -5,15 +5,29 @@ mod common;
 use common::*;
 use http::{HeaderValue, Request, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use tower_sliding_jwt::{Key, RejectionKind as K, SlidingJwtLayer};
+use tower_sliding_jwt::{GrpcResponder, Key, RejectionKind as K, SlidingJwtLayer};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layer {
     Hs256,
     Es256,
+    Es384,
     Rs256,
+    Ps256,
     EdDsa,
+    /// HS256 requiring `iss: demo`, `aud: api` and `typ: JWT`.
+    Strict,
 }
+
+const LAYERS: [Layer; 7] = [
+    Layer::Hs256,
+    Layer::Es256,
+    Layer::Es384,
+    Layer::Rs256,
+    Layer::Ps256,
+    Layer::EdDsa,
+    Layer::Strict,
+];
 
 struct Case {
     name: &'static str,
@@ -50,6 +64,17 @@ fn hs_with_header(header: &str) -> String {
 fn attacker_es256(header: &str) -> String {
     let key = EncodingKey::from_ec_pem(ES256_OTHER_PRIVATE.as_bytes()).unwrap();
     forge(header, &valid_payload(), &key, Algorithm::ES256)
+}
+
+/// A token signed with the right key whose `iss`/`aud` members and `typ` vary.
+fn strict(members: &str, typ: &str) -> String {
+    let payload = format!(r#"{{{members},"exp":{},"sub":"alice"}}"#, T0 + 600);
+    forge(
+        &format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#),
+        &payload,
+        &hs(),
+        Algorithm::HS256,
+    )
 }
 
 fn cases() -> Vec<Case> {
@@ -229,6 +254,39 @@ fn cases() -> Vec<Case> {
                 r#"{"alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}}"#,
             )),
             K::InvalidSignature,
+        ),
+        case(
+            "x5c chain is ignored",
+            Es256,
+            bearer(&attacker_es256(
+                r#"{"alg":"ES256","x5c":["MIIBszCCAVmgAwIBAgIU"]}"#,
+            )),
+            K::InvalidSignature,
+        ),
+        // Valid signatures, wrong context.
+        case(
+            "valid token for another audience",
+            Strict,
+            bearer(&strict(r#""iss":"demo","aud":"other-api""#, "JWT")),
+            K::WrongAudience,
+        ),
+        case(
+            "valid token from another issuer",
+            Strict,
+            bearer(&strict(r#""iss":"evil","aud":"api""#, "JWT")),
+            K::WrongIssuer,
+        ),
+        case(
+            "valid token of another type",
+            Strict,
+            bearer(&strict(r#""iss":"demo","aud":"api""#, "at+jwt")),
+            K::WrongType,
+        ),
+        case(
+            "valid token without an audience",
+            Strict,
+            bearer(&strict(r#""iss":"demo""#, "JWT")),
+            K::WrongAudience,
         ),
         // Critical headers.
         case(
@@ -520,24 +578,33 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn layer_for(layer: Layer) -> SlidingJwtLayer<Key, Claimset> {
+fn builder_for(layer: Layer) -> tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset> {
     let key = match layer {
-        Layer::Hs256 => hs256(),
+        Layer::Hs256 | Layer::Strict => hs256(),
         Layer::Es256 => es256(),
+        Layer::Es384 => Key::from_pem(Algorithm::ES384, ES384_PRIVATE).unwrap(),
         Layer::Rs256 => rs256(),
+        Layer::Ps256 => Key::from_pem(Algorithm::PS256, RSA_PRIVATE).unwrap(),
         Layer::EdDsa => eddsa(),
     };
-    SlidingJwtLayer::builder(key)
-        .with_clock(clock())
-        .build()
-        .unwrap()
+    let builder = SlidingJwtLayer::builder(key).with_clock(clock());
+    match layer {
+        Layer::Strict => builder
+            .with_issuer("demo")
+            .with_audience("api")
+            .with_required_typ("JWT"),
+        _ => builder,
+    }
+}
+
+fn layer_for(layer: Layer) -> SlidingJwtLayer<Key, Claimset> {
+    builder_for(layer).build().unwrap()
 }
 
 #[tokio::test]
 async fn hostile_inputs_get_the_exact_rejection() {
-    // The valid token itself passes, so each case fails for its own reason.
-    let layers =
-        [Layer::Hs256, Layer::Es256, Layer::Rs256, Layer::EdDsa].map(|l| (l, layer_for(l)));
+    // The valid tokens themselves pass, so each case fails for its own reason.
+    let layers = LAYERS.map(|l| (l, layer_for(l)));
     let hs_app = app(&layers[0].1);
     assert_eq!(
         send(&hs_app, get(&forge_hs256(&valid_payload())))
@@ -545,15 +612,15 @@ async fn hostile_inputs_get_the_exact_rejection() {
             .status(),
         StatusCode::OK
     );
+    let strict_app = app(&layers[6].1);
+    let good = strict(r#""iss":"demo","aud":"api""#, "JWT");
+    assert_eq!(send(&strict_app, get(&good)).await.status(), StatusCode::OK);
 
     let cases = cases();
-    assert!(cases.len() >= 25, "{} cases", cases.len());
+    assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
-        let (_, layer) = layers
-            .iter()
-            .find(|(l, _)| std::mem::discriminant(l) == std::mem::discriminant(&case.layer))
-            .unwrap();
+        let (_, layer) = layers.iter().find(|(l, _)| *l == case.layer).unwrap();
         let response = send(&app(layer), case.request).await;
         let (status, challenge_text) = match case.kind {
             K::MissingCredentials => (StatusCode::UNAUTHORIZED, "Bearer"),
@@ -577,5 +644,60 @@ async fn hostile_inputs_get_the_exact_rejection() {
             failures.push(format!("{}: non-empty body", case.name));
         }
     }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// The same table through the gRPC responder: every rejection is a
+/// trailers-only `UNAUTHENTICATED` with the same precise reason.
+#[tokio::test]
+async fn hostile_inputs_over_grpc_are_unauthenticated() {
+    let layers = LAYERS.map(|l| {
+        (
+            l,
+            builder_for(l)
+                .with_responder(GrpcResponder)
+                .build()
+                .unwrap(),
+        )
+    });
+    let mut failures = Vec::new();
+    let cases = cases();
+    let count = cases.len();
+    for case in cases {
+        let (_, layer) = layers.iter().find(|(l, _)| *l == case.layer).unwrap();
+        let service = tower::Layer::layer(
+            layer,
+            tower::service_fn(|_req: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::from(
+                    "reached the service",
+                )))
+            }),
+        );
+        let response = tower::ServiceExt::oneshot(service, case.request)
+            .await
+            .unwrap();
+        let got = (
+            response.status(),
+            response
+                .headers()
+                .get("grpc-status")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            rejection(&response),
+        );
+        let expected = (
+            StatusCode::OK,
+            Some("16".to_owned()),
+            Some("application/grpc".to_owned()),
+            Some(case.kind),
+        );
+        if got != expected || !response.body().is_empty() {
+            failures.push(format!("{} ({:?}): got {:?}", case.name, case.layer, got));
+        }
+    }
+    assert!(count >= 40);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
