@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
@@ -172,10 +172,11 @@ pub trait Claims: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 
     }
 }
 
-/// A ready claims type: the registered claims plus your own fields.
+/// A ready claims type: the registered claims plus every other claim, kept
+/// in a JSON map and carried through renewals unchanged.
 ///
-/// With the default `E`, every claim that is not registered is kept in a JSON
-/// map and survives renewal unchanged.
+/// It deserializes in one pass without buffering (unlike a `#[serde(flatten)]`
+/// struct), and refuses a payload that repeats a member.
 ///
 /// ```
 /// use tower_sliding_jwt::StandardClaims;
@@ -186,20 +187,23 @@ pub trait Claims: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 
 /// assert_eq!(claims.registered.sub.as_deref(), Some("alice"));
 /// assert_eq!(claims.extra["role"], "admin");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StandardClaims<E = serde_json::Map<String, serde_json::Value>> {
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StandardClaims {
     /// The registered and session claims.
     #[serde(flatten)]
     pub registered: RegisteredClaims,
-    /// Everything else.
+    /// Every other claim.
     #[serde(flatten)]
-    pub extra: E,
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-impl<E> StandardClaims<E> {
-    /// Claims with the given subject and your own fields; the layer fills in the
-    /// times and ids when it issues the token.
-    pub fn new(subject: impl Into<String>, extra: E) -> Self {
+impl StandardClaims {
+    /// Claims with the given subject and your own claims; the layer fills in
+    /// the times and ids when it issues the token.
+    pub fn new(
+        subject: impl Into<String>,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
         Self {
             registered: RegisteredClaims {
                 sub: Some(subject.into()),
@@ -210,16 +214,164 @@ impl<E> StandardClaims<E> {
     }
 }
 
-impl<E> Claims for StandardClaims<E>
-where
-    E: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static,
-{
+impl Claims for StandardClaims {
     fn registered(&self) -> &RegisteredClaims {
         &self.registered
     }
 
     fn registered_mut(&mut self) -> &mut RegisteredClaims {
         &mut self.registered
+    }
+}
+
+/// A member name: a registered claim, or anything else (owned, for the map).
+enum Member {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    Sid,
+    AuthTime,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+
+        impl Visitor<'_> for MemberVisitor {
+            type Value = Member;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Member, E> {
+                Ok(match v {
+                    "iss" => Member::Iss,
+                    "sub" => Member::Sub,
+                    "aud" => Member::Aud,
+                    "exp" => Member::Exp,
+                    "nbf" => Member::Nbf,
+                    "iat" => Member::Iat,
+                    "jti" => Member::Jti,
+                    "sid" => Member::Sid,
+                    "auth_time" => Member::AuthTime,
+                    other => Member::Other(other.to_owned()),
+                })
+            }
+        }
+
+        deserializer.deserialize_str(MemberVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for StandardClaims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimsVisitor;
+
+        fn once<T, E: de::Error>(
+            slot: &mut Option<T>,
+            seen: &mut bool,
+            name: &'static str,
+            value: Option<T>,
+        ) -> Result<(), E> {
+            if std::mem::replace(seen, true) {
+                return Err(E::duplicate_field(name));
+            }
+            *slot = value;
+            Ok(())
+        }
+
+        impl<'de> Visitor<'de> for ClaimsVisitor {
+            type Value = StandardClaims;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StandardClaims, A::Error> {
+                let mut r = RegisteredClaims::default();
+                let mut exp = None;
+                let mut seen = [false; 9];
+                let mut extra = serde_json::Map::new();
+                while let Some(member) = map.next_key::<Member>()? {
+                    match member {
+                        Member::Iss => once(
+                            &mut r.iss,
+                            &mut seen[0],
+                            "iss",
+                            map.next_value::<Option<String>>()?,
+                        )?,
+                        Member::Sub => once(
+                            &mut r.sub,
+                            &mut seen[1],
+                            "sub",
+                            map.next_value::<Option<String>>()?,
+                        )?,
+                        Member::Aud => once(
+                            &mut r.aud,
+                            &mut seen[2],
+                            "aud",
+                            map.next_value::<Option<Audience>>()?,
+                        )?,
+                        Member::Exp => once(
+                            &mut exp,
+                            &mut seen[3],
+                            "exp",
+                            Some(map.next_value::<i64>()?),
+                        )?,
+                        Member::Nbf => once(
+                            &mut r.nbf,
+                            &mut seen[4],
+                            "nbf",
+                            map.next_value::<Option<i64>>()?,
+                        )?,
+                        Member::Iat => once(
+                            &mut r.iat,
+                            &mut seen[5],
+                            "iat",
+                            map.next_value::<Option<i64>>()?,
+                        )?,
+                        Member::Jti => once(
+                            &mut r.jti,
+                            &mut seen[6],
+                            "jti",
+                            map.next_value::<Option<String>>()?,
+                        )?,
+                        Member::Sid => once(
+                            &mut r.sid,
+                            &mut seen[7],
+                            "sid",
+                            map.next_value::<Option<String>>()?,
+                        )?,
+                        Member::AuthTime => once(
+                            &mut r.auth_time,
+                            &mut seen[8],
+                            "auth_time",
+                            map.next_value::<Option<i64>>()?,
+                        )?,
+                        Member::Other(name) => {
+                            let value = map.next_value()?;
+                            if extra.contains_key(&name) {
+                                return Err(de::Error::custom("duplicate claim"));
+                            }
+                            extra.insert(name, value);
+                        }
+                    }
+                }
+                r.exp = exp.ok_or_else(|| de::Error::missing_field("exp"))?;
+                Ok(StandardClaims {
+                    registered: r,
+                    extra,
+                })
+            }
+        }
+
+        deserializer.deserialize_map(ClaimsVisitor)
     }
 }
 
@@ -244,9 +396,30 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_registered_claims_are_refused() {
+    fn duplicate_claims_are_refused() {
         assert!(parse(r#"{"exp":1,"exp":99999999}"#).is_err());
         assert!(parse(r#"{"exp":1,"sid":"a","sid":"b"}"#).is_err());
+        assert!(parse(r#"{"exp":1,"role":"a","role":"admin"}"#).is_err());
+        assert!(parse(r#"{"exp":1,"iss":null,"iss":"x"}"#).is_err());
+        assert!(parse(r#"[1]"#).is_err(), "an array is not a claims object");
+    }
+
+    #[test]
+    fn standard_claims_match_the_flattened_form() {
+        #[derive(Deserialize)]
+        struct Flattened {
+            #[serde(flatten)]
+            registered: RegisteredClaims,
+            #[serde(flatten)]
+            extra: serde_json::Map<String, serde_json::Value>,
+        }
+        let json = r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":5,"nbf":1,"iat":2,"jti":"j","sid":"d","auth_time":3,"x":{"y":[1]},"e\u0078tra":true}"#;
+        let ours = parse(json).unwrap();
+        let theirs: Flattened = serde_json::from_str(json).unwrap();
+        assert_eq!(ours.registered, theirs.registered);
+        assert_eq!(ours.extra, theirs.extra);
+        let round_trip = parse(&serde_json::to_string(&ours).unwrap()).unwrap();
+        assert_eq!(round_trip, ours);
     }
 
     #[test]

@@ -51,13 +51,49 @@ impl<K, C> fmt::Debug for Core<K, C> {
 #[derive(Deserialize)]
 struct JoseHeader<'a> {
     #[serde(borrow)]
-    alg: Cow<'a, str>,
+    alg: Text<'a>,
     #[serde(borrow, default)]
-    typ: Option<Cow<'a, str>>,
+    typ: Option<Text<'a>>,
     #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
+    kid: Option<Text<'a>>,
     #[serde(default)]
     crit: Present,
+}
+
+/// A string borrowed from the header when it has no escapes (serde's own
+/// `Cow` would copy it when wrapped in an `Option`).
+struct Text<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Whether a member is present at all, whatever its value (even `null`).
@@ -74,6 +110,18 @@ fn b64_decode(part: &str) -> Result<Vec<u8>, RejectionKind> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| RejectionKind::MalformedToken)
+}
+
+/// Decodes into `buffer` when it fits (the common case: no allocation), into
+/// a new vector otherwise.
+fn b64_decode_into<'b>(part: &str, buffer: &'b mut [u8]) -> Result<Cow<'b, [u8]>, RejectionKind> {
+    if base64::decoded_len_estimate(part.len()) > buffer.len() {
+        return b64_decode(part).map(Cow::Owned);
+    }
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(part, buffer)
+        .map_err(|_| RejectionKind::MalformedToken)?;
+    Ok(Cow::Borrowed(&buffer[..len]))
 }
 
 /// `typ` values compare case-insensitively, with an optional `application/` prefix
@@ -129,7 +177,8 @@ impl<K: Keys, C: Claims> Core<K, C> {
             return Err(RejectionKind::TokenTooLarge);
         }
         let (header_b64, payload_b64, signature_b64, signing_input) = split(token)?;
-        let header_json = b64_decode(header_b64)?;
+        let mut header_buffer = [0u8; 256];
+        let header_json = b64_decode_into(header_b64, &mut header_buffer)?;
         // A struct would also deserialize from an array: the header is an object.
         if header_json.trim_ascii_start().first() != Some(&b'{') {
             return Err(RejectionKind::MalformedToken);
@@ -160,7 +209,8 @@ impl<K: Keys, C: Claims> Core<K, C> {
         if signature.is_empty() || !key.verify(signing_input.as_bytes(), &signature) {
             return Err(RejectionKind::InvalidSignature);
         }
-        let payload = b64_decode(payload_b64)?;
+        let mut payload_buffer = [0u8; 1536];
+        let payload = b64_decode_into(payload_b64, &mut payload_buffer)?;
         // RFC 7519 §7.2: the claims set is a JSON object.
         if payload.trim_ascii_start().first() != Some(&b'{') {
             return Err(RejectionKind::InvalidClaims);

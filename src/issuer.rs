@@ -8,6 +8,8 @@ use crate::claims::Claims;
 use crate::core::Core;
 use crate::error::IssueError;
 use crate::keys::Keys;
+use crate::reject::{Rejection, RejectionKind};
+use crate::revoke::{Lookup, Status, TokenIds};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and
 /// lifetimes the layer verifies with, so the two cannot disagree.
@@ -44,6 +46,27 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     pub fn issue(&self, claims: C) -> Result<IssuedToken<C>, IssueError> {
         let (token, claims) = self.core.issue(claims)?;
         Ok(IssuedToken { token, claims })
+    }
+
+    /// Verifies `token` exactly as the layer does (signature, algorithm, `kid`,
+    /// claims, session cap, and the revocation store), outside a request: for
+    /// a WebSocket upgrade, a message queue, or a test.
+    ///
+    /// # Errors
+    /// The [`Rejection`] the layer would have answered with.
+    pub async fn verify(&self, token: &str) -> Result<C, Rejection> {
+        let core = &self.core;
+        let now = core.clock.now();
+        let claims = core.verify(token, now).map_err(Rejection::new)?;
+        let status = match core.store.check(&TokenIds::of(claims.registered()), now) {
+            Lookup::Ready(answer) => answer,
+            Lookup::Pending(lookup) => lookup.await,
+        };
+        match status {
+            Ok(Status::Active) => Ok(claims),
+            Ok(Status::Revoked) => Err(Rejection::new(RejectionKind::Revoked)),
+            Err(_) => Err(Rejection::new(RejectionKind::StoreUnavailable)),
+        }
     }
 
     /// The current time according to the layer's clock.

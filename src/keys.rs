@@ -4,11 +4,13 @@
 //! is too short, or a private key that does not match its public key is a
 //! [`ConfigError`], never a failure on a request.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
 use crate::error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
@@ -36,6 +38,8 @@ pub(crate) fn provider() -> Result<&'static CryptoProvider, ConfigError> {
 /// verification, and the private part when the key may sign.
 #[derive(Clone)]
 pub struct Key {
+    /// Identifies the key material for the per-thread prepared keys; clones share it.
+    id: u64,
     alg: Algorithm,
     kid: Option<String>,
     encoding: Option<EncodingKey>,
@@ -172,6 +176,7 @@ impl Key {
         (provider.verifier_factory)(&alg, &decoding)
             .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
         Ok(Key {
+            id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             alg,
             kid: None,
             encoding: None,
@@ -242,26 +247,82 @@ impl Key {
         self.encoding.is_some()
     }
 
-    /// Verifies `signature` over `message`. Never panics; `false` on any failure.
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match (self.provider.verifier_factory)(&self.alg, &self.decoding) {
-            // The trait takes `&Vec<u8>`; the copy is the signature only.
-            Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
-            Err(_) => false,
-        }
+    /// Verifies `signature` over `message` with this thread's prepared
+    /// verifier. Never panics; `false` on any failure.
+    pub(crate) fn verify(&self, message: &[u8], signature: &Vec<u8>) -> bool {
+        let make = || (self.provider.verifier_factory)(&self.alg, &self.decoding).ok();
+        let run =
+            |verifier: &(dyn JwtVerifier + 'static)| verifier.verify(message, signature).is_ok();
+        prepared(self.id, verifiers, make, run).unwrap_or(false)
     }
 
-    /// Signs `message`.
+    /// Signs `message` with this thread's prepared signer.
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IssueError> {
-        let encoding = self
-            .encoding
-            .as_ref()
-            .ok_or_else(|| IssueError::new(IssueErrorKind::Signing, None))?;
-        let signer = (self.provider.signer_factory)(&self.alg, encoding)
-            .map_err(|e| IssueError::new(IssueErrorKind::Signing, Some(e.into())))?;
-        signer
-            .try_sign(message)
-            .map_err(|e| IssueError::new(IssueErrorKind::Signing, Some(e.into())))
+        let failed = |e: Option<Box<dyn std::error::Error + Send + Sync>>| {
+            IssueError::new(IssueErrorKind::Signing, e)
+        };
+        let encoding = self.encoding.as_ref().ok_or_else(|| failed(None))?;
+        let make = || (self.provider.signer_factory)(&self.alg, encoding).ok();
+        let run = |signer: &(dyn JwtSigner + 'static)| {
+            signer.try_sign(message).map_err(|e| failed(Some(e.into())))
+        };
+        prepared(self.id, signers, make, run).unwrap_or_else(|| Err(failed(None)))
+    }
+}
+
+static NEXT_KEY_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many prepared verifiers (and signers) each thread keeps.
+const PREPARED_PER_THREAD: usize = 8;
+
+/// Keys parsed and scheduled once per thread and reused: an HMAC key's inner
+/// and outer pads, an ECDSA or RSA key's parsed form. (The backend's verifier
+/// and signer types are not `Send`, so each thread keeps its own.) Bounded:
+/// the least recently prepared entry goes first.
+#[derive(Default)]
+struct Prepared {
+    verifiers: Vec<(u64, Box<dyn JwtVerifier>)>,
+    signers: Vec<(u64, Box<dyn JwtSigner>)>,
+}
+
+fn verifiers(prepared: &mut Prepared) -> &mut Vec<(u64, Box<dyn JwtVerifier>)> {
+    &mut prepared.verifiers
+}
+
+fn signers(prepared: &mut Prepared) -> &mut Vec<(u64, Box<dyn JwtSigner>)> {
+    &mut prepared.signers
+}
+
+thread_local! {
+    static PREPARED: RefCell<Prepared> = RefCell::new(Prepared::default());
+}
+
+/// Runs `run` with the prepared item `id`, preparing it with `make` first if
+/// needed. Falls back to an unprepared item if the thread-local is unavailable
+/// (thread teardown); `None` when `make` fails.
+fn prepared<P: ?Sized, T>(
+    id: u64,
+    list: fn(&mut Prepared) -> &mut Vec<(u64, Box<P>)>,
+    make: impl Fn() -> Option<Box<P>>,
+    run: impl Fn(&P) -> T,
+) -> Option<T> {
+    let cached = PREPARED.try_with(|cell| {
+        let mut prepared = cell.try_borrow_mut().ok()?;
+        let items = list(&mut prepared);
+        if let Some((_, item)) = items.iter().find(|(item_id, _)| *item_id == id) {
+            return Some(run(item));
+        }
+        let item = make()?;
+        let result = run(&item);
+        if items.len() >= PREPARED_PER_THREAD {
+            items.remove(0);
+        }
+        items.push((id, item));
+        Some(result)
+    });
+    match cached {
+        Ok(Some(result)) => Some(result),
+        _ => make().map(|item| run(&item)),
     }
 }
 

@@ -157,6 +157,8 @@
 //! In optional mode ([`SlidingJwtBuilder::with_optional`]) a request without a
 //! token passes through anonymously; a bad token is still refused.
 
+#![forbid(unsafe_code)]
+
 mod claims;
 mod client;
 mod clock;
