@@ -281,15 +281,18 @@ const PREPARED_PER_THREAD: usize = 8;
 /// the least recently prepared entry goes first.
 #[derive(Default)]
 struct Prepared {
-    verifiers: Vec<(u64, Box<dyn JwtVerifier>)>,
-    signers: Vec<(u64, Box<dyn JwtSigner>)>,
+    verifiers: PreparedList<dyn JwtVerifier>,
+    signers: PreparedList<dyn JwtSigner>,
 }
 
-fn verifiers(prepared: &mut Prepared) -> &mut Vec<(u64, Box<dyn JwtVerifier>)> {
+/// Prepared items by key id.
+type PreparedList<P> = Vec<(u64, Box<P>)>;
+
+fn verifiers(prepared: &mut Prepared) -> &mut PreparedList<dyn JwtVerifier> {
     &mut prepared.verifiers
 }
 
-fn signers(prepared: &mut Prepared) -> &mut Vec<(u64, Box<dyn JwtSigner>)> {
+fn signers(prepared: &mut Prepared) -> &mut PreparedList<dyn JwtSigner> {
     &mut prepared.signers
 }
 
@@ -302,7 +305,7 @@ thread_local! {
 /// (thread teardown); `None` when `make` fails.
 fn prepared<P: ?Sized, T>(
     id: u64,
-    list: fn(&mut Prepared) -> &mut Vec<(u64, Box<P>)>,
+    list: fn(&mut Prepared) -> &mut PreparedList<P>,
     make: impl Fn() -> Option<Box<P>>,
     run: impl Fn(&P) -> T,
 ) -> Option<T> {
