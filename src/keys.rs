@@ -352,6 +352,12 @@ pub trait Keys: Send + Sync + 'static {
 
     /// Every key that verifies incoming tokens, including the signing key.
     fn verification_keys(&self) -> &[Key];
+
+    /// Changes whenever the keys change (for implementations that rotate keys
+    /// at run time); the verified-token cache is emptied when it does.
+    fn version(&self) -> u64 {
+        0
+    }
 }
 
 impl Keys for Key {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::cache::VerifiedCache;
 use crate::claims::Claims;
 use crate::clock::{Clock, SystemClock};
 use crate::core::Core;
@@ -30,6 +31,7 @@ pub(crate) struct Config<K, C, P, R> {
     pub(crate) optional: bool,
     pub(crate) flights: SingleFlight,
     pub(crate) revalidate: Option<Box<dyn Revalidate<C>>>,
+    pub(crate) cache: Option<VerifiedCache<C>>,
 }
 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
@@ -42,6 +44,7 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
             .field("optional", &self.optional)
             .field("flights", &self.flights)
             .field("revalidate", &self.revalidate.is_some())
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -94,6 +97,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
             single_flight_capacity: 10_000,
             store: None,
             revalidate: None,
+            cache_capacity: 0,
         }
     }
 }
@@ -145,6 +149,7 @@ pub struct SlidingJwtBuilder<K, C, P = DefaultPolicy, R = HttpResponder> {
     single_flight_capacity: usize,
     store: Option<Arc<dyn RevocationStore>>,
     revalidate: Option<Box<dyn Revalidate<C>>>,
+    cache_capacity: usize,
 }
 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, P, R> {
@@ -258,6 +263,23 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
         self
     }
 
+    /// Remembers up to `capacity` verified tokens by their exact bytes, so a
+    /// token seen before skips the signature check and the JSON parse (for
+    /// ES256 a ~100 µs verification becomes a sub-microsecond look-up).
+    /// `exp`, `nbf`, the session cap and revocation are still checked on every
+    /// request, and a change of [`Keys::version`] empties it. Off by default.
+    ///
+    /// Memory: at most `capacity` tokens and their claims (a 400-byte token
+    /// with a dozen claims is about 1 KiB, so 10 000 entries is ~10 MiB; the
+    /// token size limit bounds the worst case). When full, expired tokens are
+    /// dropped first, then an eighth of the rest. The trade-off: a forged token
+    /// still costs a full verification, and the cache is one more place where
+    /// valid tokens sit in memory.
+    pub fn with_verified_cache(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
     /// Replaces the renewal policy.
     pub fn with_policy<P2: RenewalPolicy>(self, policy: P2) -> SlidingJwtBuilder<K, C, P2, R> {
         SlidingJwtBuilder {
@@ -277,6 +299,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
             single_flight_capacity: self.single_flight_capacity,
             store: self.store,
             revalidate: self.revalidate,
+            cache_capacity: self.cache_capacity,
         }
     }
 
@@ -300,6 +323,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
             single_flight_capacity: self.single_flight_capacity,
             store: self.store,
             revalidate: self.revalidate,
+            cache_capacity: self.cache_capacity,
         }
     }
 }
@@ -377,6 +401,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             optional: self.optional,
             flights: SingleFlight::new(self.single_flight_capacity),
             revalidate: self.revalidate,
+            cache: (self.cache_capacity > 0).then(|| VerifiedCache::new(self.cache_capacity)),
         };
         Ok(SlidingJwtLayer {
             config: Arc::new(config),

@@ -159,6 +159,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod claims;
 mod client;
 mod clock;

@@ -108,7 +108,7 @@ where
             ));
         };
 
-        let claims: C = match core.verify(token, now) {
+        let claims = match verify(config, token, now) {
             Ok(claims) => claims,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
@@ -159,6 +159,25 @@ where
         let ready = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::checking(Box::pin(gate(pending_lookup, hook)), ready, request, after)
     }
+}
+
+/// Verifies `token`, or finds it in the verified-token cache and re-checks
+/// what can change with time.
+fn verify<K: Keys, C: Claims, P, R>(config: &Config<K, C, P, R>, token: &str, now: i64) -> Result<C, RejectionKind> {
+    let core = &config.core;
+    let Some(cache) = &config.cache else {
+        return core.verify(token, now);
+    };
+    let version = core.keys.version();
+    if token.len() <= core.max_token_bytes
+        && let Some(claims) = cache.get(token, version)
+    {
+        core.validate(claims.registered(), now)?;
+        return Ok(claims);
+    }
+    let claims = core.verify(token, now)?;
+    cache.insert(token, &claims, version, now.saturating_sub(core.leeway));
+    Ok(claims)
 }
 
 /// Awaits the revocation look-up, then the revalidation hook.

@@ -1,0 +1,144 @@
+//! What the benches share: the keys, the 9-claim token of the baseline, the
+//! layer configuration and a runtime-free driver.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use http::{Request, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use tower::{Layer, Service, service_fn};
+use tower_sliding_jwt::{Key, ManualClock, SlidingJwt, SlidingJwtLayer, StandardClaims};
+
+pub const NOW: i64 = 1_800_000_000;
+pub const SECRET: &[u8] = b"benchmark secret that is at least 32 bytes long";
+const ES256_PRIVATE: &str = include_str!("../../tests/keys/es256-private.pem");
+const ES256_PUBLIC: &str = include_str!("../../tests/keys/es256-public.pem");
+const ED25519_PRIVATE: &str = include_str!("../../tests/keys/ed25519-private.pem");
+const ED25519_PUBLIC: &str = include_str!("../../tests/keys/ed25519-public.pem");
+
+pub type Claims = StandardClaims;
+pub type Inner = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
+pub type Service_ = SlidingJwt<Inner, Key, Claims, tower_sliding_jwt::DefaultPolicy, tower_sliding_jwt::HttpResponder>;
+
+/// One algorithm, as both sides see it.
+pub struct Alg {
+    pub name: &'static str,
+    pub alg: Algorithm,
+    pub key: fn() -> Key,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+}
+
+pub fn algorithms() -> Vec<Alg> {
+    // With both backends compiled in, jsonwebtoken's own encode/decode need an
+    // explicit provider; the layer picks aws-lc-rs in that case too.
+    #[cfg(feature = "aws_lc_rs")]
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    vec![
+        Alg {
+            name: "HS256",
+            alg: Algorithm::HS256,
+            key: || Key::hs256(SECRET).unwrap(),
+            encoding: EncodingKey::from_secret(SECRET),
+            decoding: DecodingKey::from_secret(SECRET),
+        },
+        Alg {
+            name: "ES256",
+            alg: Algorithm::ES256,
+            key: || Key::from_pem(Algorithm::ES256, ES256_PRIVATE).unwrap(),
+            encoding: EncodingKey::from_ec_pem(ES256_PRIVATE.as_bytes()).unwrap(),
+            decoding: DecodingKey::from_ec_pem(ES256_PUBLIC.as_bytes()).unwrap(),
+        },
+        Alg {
+            name: "EdDSA",
+            alg: Algorithm::EdDSA,
+            key: || Key::from_pem(Algorithm::EdDSA, ED25519_PRIVATE).unwrap(),
+            encoding: EncodingKey::from_ed_pem(ED25519_PRIVATE.as_bytes()).unwrap(),
+            decoding: DecodingKey::from_ed_pem(ED25519_PUBLIC.as_bytes()).unwrap(),
+        },
+    ]
+}
+
+/// The baseline's 9-claim payload (a ~390-byte HS256 token), plus `extra`
+/// custom claims `c0..`.
+pub fn claims(iat: i64, exp: i64, n: usize, extra: usize) -> Claims {
+    let mut value = serde_json::json!({
+        "sub": "alice", "role": "admin", "iss": "bench", "aud": "bench-api",
+        "iat": iat, "exp": exp, "jti": format!("jti-{n:08}"), "sid": "session-0001", "auth_time": iat,
+    });
+    for i in 0..extra {
+        value[format!("c{i}")] = serde_json::json!(format!("value-{i}"));
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+pub fn token(alg: &Alg, claims: &Claims) -> String {
+    jsonwebtoken::encode(&Header::new(alg.alg), claims, &alg.encoding).unwrap()
+}
+
+/// The same checks the layer makes: algorithm, `exp`, `iss`, `aud`, 5 s leeway.
+pub fn validation(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = 5;
+    validation.set_issuer(&["bench"]);
+    validation.set_audience(&["bench-api"]);
+    validation
+}
+
+pub fn inner() -> Inner {
+    fn ok(_: Request<()>) -> Ready<Result<Response<()>, Infallible>> {
+        ready(Ok(Response::new(())))
+    }
+    service_fn(ok as fn(_) -> _)
+}
+
+pub fn layer(key: Key, clock: &ManualClock, cache: usize) -> SlidingJwtLayer<Key, Claims> {
+    let builder =
+        SlidingJwtLayer::builder(key).with_clock(clock.clone()).with_issuer("bench").with_audience("bench-api");
+    let builder = if cache > 0 { builder.with_verified_cache(cache) } else { builder };
+    builder.build().unwrap()
+}
+
+pub fn service(key: Key, clock: &ManualClock, cache: usize) -> Service_ {
+    layer(key, clock, cache).layer(inner())
+}
+
+pub fn bearer(token: &str) -> Request<()> {
+    Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap()
+}
+
+/// Drives a service whose futures are ready at once; returns the response.
+pub fn call<S>(service: &mut S, request: Request<()>) -> Response<()>
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+    match pin!(service.call(request)).as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        _ => unreachable!("inner service is always ready"),
+    }
+}
+
+/// `jsonwebtoken::decode` of the bearer token in `request`, with the same checks.
+pub fn decode(request: &Request<()>, alg: &Alg, validation: &Validation) -> Claims {
+    let value = request.headers()["authorization"].to_str().unwrap();
+    jsonwebtoken::decode::<Claims>(&value[7..], &alg.decoding, validation).unwrap().claims
+}
+
+/// `decode` + `encode` of the renewed claims: what a hand-written renewal does.
+pub fn decode_and_renew(request: &Request<()>, alg: &Alg, validation: &Validation, n: usize) -> String {
+    let mut claims = decode(request, alg, validation);
+    claims.registered.iat = Some(NOW);
+    claims.registered.exp = NOW + 3600;
+    claims.registered.jti = Some(format!("jti-{n:08}"));
+    jsonwebtoken::encode(&Header::new(alg.alg), &claims, &alg.encoding).unwrap()
+}
+
+/// Distinct near-expiry tokens, so that single flight never skips a signing.
+pub fn renewal_pool(alg: &Alg, size: usize) -> Vec<String> {
+    (0..size).map(|n| token(alg, &claims(NOW - 3000, NOW + 600, n, 0))).collect()
+}

@@ -1,0 +1,128 @@
+//! Interleaved comparison: each `layer`/`jsonwebtoken` pair is measured in
+//! alternating 25 ms slices over many rounds, and the median of the per-round
+//! ratios is printed, so the host's fast and slow phases cancel out.
+//!
+//! `cargo bench --bench compare` prints one line per pair:
+//! `RATIO <id> <median per-round ratio (layer / baseline)>`.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tower_sliding_jwt::ManualClock;
+
+const SLICE: Duration = Duration::from_millis(25);
+const ROUNDS: usize = 41;
+
+/// Nanoseconds per operation over one slice; `op(i)` runs operation `i`.
+fn slice(op: &mut dyn FnMut(usize)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < SLICE {
+        for _ in 0..16 {
+            op(n);
+            n += 1;
+        }
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn compare(id: &str, layer: &mut dyn FnMut(usize), baseline: &mut dyn FnMut(usize)) {
+    // Warm up both sides.
+    slice(layer);
+    slice(baseline);
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|round| {
+            // Alternate which side goes first.
+            if round % 2 == 0 {
+                let a = slice(layer);
+                a / slice(baseline)
+            } else {
+                let b = slice(baseline);
+                slice(layer) / b
+            }
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!("RATIO {id} {:.3}", ratios[ROUNDS / 2]);
+}
+
+fn main() {
+    // Criterion-style arguments (`--bench`) are accepted and ignored.
+    let clock = ManualClock::new(NOW);
+    let algs = algorithms();
+    let hs = &algs[0];
+    let hs_validation = validation(hs.alg);
+    let hs_fresh = token(hs, &claims(NOW, NOW + 3600, 0, 0));
+    let mut jwt_hs_verify = |_| {
+        black_box(decode(&bearer(&hs_fresh), hs, &hs_validation));
+    };
+
+    for alg in &algs {
+        let fresh = token(alg, &claims(NOW, NOW + 3600, 0, 0));
+        let validation = validation(alg.alg);
+        let mut service = service((alg.key)(), &clock, 0);
+        compare(
+            &format!("verify/{}", alg.name),
+            &mut |_| {
+                black_box(call(&mut service, bearer(&fresh)));
+            },
+            &mut |_| {
+                black_box(decode(&bearer(&fresh), alg, &validation));
+            },
+        );
+        if alg.name == "ES256" {
+            let mut cached = common::service((alg.key)(), &clock, 1024);
+            compare(
+                "verify-cached/ES256",
+                &mut |_| {
+                    black_box(call(&mut cached, bearer(&fresh)));
+                },
+                &mut |_| {
+                    black_box(decode(&bearer(&fresh), alg, &validation));
+                },
+            );
+        }
+    }
+
+    for alg in &algs {
+        // Enough distinct near-expiry tokens for a slice; a fresh layer per
+        // pass over the pool, so single flight never skips a signing.
+        let pool = renewal_pool(alg, if alg.name == "HS256" { 8192 } else { 1024 });
+        let validation = validation(alg.alg);
+        let key = (alg.key)();
+        let mut service = common::service(key.clone(), &clock, 0);
+        compare(
+            &format!("renew/{}", alg.name),
+            &mut |i| {
+                if i % pool.len() == 0 {
+                    service = common::service(key.clone(), &clock, 0);
+                }
+                black_box(call(&mut service, bearer(&pool[i % pool.len()])));
+            },
+            &mut |i| {
+                black_box(decode_and_renew(&bearer(&pool[i % pool.len()]), alg, &validation, i));
+            },
+        );
+    }
+
+    let mut service = common::service((hs.key)(), &clock, 0);
+    let garbage = "x".repeat(300);
+    compare(
+        "reject/garbage",
+        &mut |_| {
+            black_box(call(&mut service, bearer(&garbage)));
+        },
+        &mut jwt_hs_verify,
+    );
+    let expired = token(hs, &claims(NOW - 7200, NOW - 3600, 0, 0));
+    compare(
+        "reject/expired",
+        &mut |_| {
+            black_box(call(&mut service, bearer(&expired)));
+        },
+        &mut jwt_hs_verify,
+    );
+}
