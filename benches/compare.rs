@@ -103,7 +103,12 @@ fn main() {
                 black_box(call(&mut service, bearer(&pool[i % pool.len()])));
             },
             &mut |i| {
-                black_box(decode_and_renew(&bearer(&pool[i % pool.len()]), alg, &validation, i));
+                black_box(decode_and_renew(
+                    &bearer(&pool[i % pool.len()]),
+                    alg,
+                    &validation,
+                    i,
+                ));
             },
         );
     }

@@ -71,7 +71,12 @@ fn bench_renew(c: &mut Criterion) {
         c.bench_function(&format!("renew/{}/jsonwebtoken", alg.name), |b| {
             b.iter(|| {
                 n += 1;
-                decode_and_renew(&black_box(bearer(&pool[n % pool.len()])), &alg, &validation, n)
+                decode_and_renew(
+                    &black_box(bearer(&pool[n % pool.len()])),
+                    &alg,
+                    &validation,
+                    n,
+                )
             })
         });
     }
@@ -81,18 +86,26 @@ fn bench_other(c: &mut Criterion) {
     let clock = ManualClock::new(NOW);
     let hs = &algorithms()[0];
     let mut bare = inner();
-    c.bench_function("passthrough/bare", |b| b.iter(|| black_box(bare.call(black_box(bearer("x"))))));
+    c.bench_function("passthrough/bare", |b| {
+        b.iter(|| black_box(bare.call(black_box(bearer("x")))))
+    });
     let mut service = service((hs.key)(), &clock, 0);
     let garbage = "x".repeat(300);
-    c.bench_function("reject/garbage/layer", |b| b.iter(|| call(&mut service, black_box(bearer(&garbage)))));
+    c.bench_function("reject/garbage/layer", |b| {
+        b.iter(|| call(&mut service, black_box(bearer(&garbage))))
+    });
     let expired = token(hs, &claims(NOW - 7200, NOW - 3600, 0, 0));
     assert_eq!(call(&mut service, bearer(&expired)).status(), 401);
-    c.bench_function("reject/expired/layer", |b| b.iter(|| call(&mut service, black_box(bearer(&expired)))));
+    c.bench_function("reject/expired/layer", |b| {
+        b.iter(|| call(&mut service, black_box(bearer(&expired))))
+    });
 
     let validation = validation(hs.alg);
     for extra in [1, 10, 50] {
         let fresh = token(hs, &claims(NOW, NOW + 3600, 0, extra));
-        c.bench_function(&format!("claims/{extra}/layer"), |b| b.iter(|| call(&mut service, black_box(bearer(&fresh)))));
+        c.bench_function(&format!("claims/{extra}/layer"), |b| {
+            b.iter(|| call(&mut service, black_box(bearer(&fresh))))
+        });
         c.bench_function(&format!("claims/{extra}/jsonwebtoken"), |b| {
             b.iter(|| decode(&black_box(bearer(&fresh)), hs, &validation))
         });

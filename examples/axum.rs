@@ -105,42 +105,15 @@ async fn logout(Extension(session): Extension<Session<DemoClaims>>) -> StatusCod
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (secret, port) = match (demo::secret(), demo::port(3000)) {
-        (Ok(secret), Ok(port)) => (secret, port),
-        (Err(message), _) | (_, Err(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let layer = match demo::layer(&secret, SystemClock) {
-        Ok(layer) => layer,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{port}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "listening on http://{}",
-        listener.local_addr().expect("bound")
-    );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match axum::serve(listener, app(layer))
-        .with_graceful_shutdown(shutdown)
+    demo::exit(run().await)
+}
+
+async fn run() -> Result<(), String> {
+    let (secret, port) = demo::settings(3000)?;
+    let layer = demo::layer(&secret, SystemClock).map_err(|e| e.to_string())?;
+    let listener = demo::listen(port).await?;
+    axum::serve(listener, app(layer))
+        .with_graceful_shutdown(demo::shutdown())
         .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+        .map_err(|e| e.to_string())
 }

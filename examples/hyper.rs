@@ -169,33 +169,15 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (secret, port) = match (demo::secret(), demo::port(3000)) {
-        (Ok(secret), Ok(port)) => (secret, port),
-        (Err(message), _) | (_, Err(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let layer = match demo::layer(&secret, SystemClock) {
-        Ok(layer) => layer,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{port}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "listening on http://{}",
-        listener.local_addr().expect("bound")
-    );
+    demo::exit(run().await)
+}
+
+async fn run() -> Result<(), String> {
+    let (secret, port) = demo::settings(3000)?;
+    let layer = demo::layer(&secret, SystemClock).map_err(|e| e.to_string())?;
+    let listener = demo::listen(port).await?;
     tokio::select! {
-        () = serve(listener, layer) => ExitCode::SUCCESS,
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        () = serve(listener, layer) => Ok(()),
+        () = demo::shutdown() => Ok(()),
     }
 }

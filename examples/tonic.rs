@@ -199,48 +199,18 @@ async fn client(secret: &[u8], port: u16) -> Result<(), Box<dyn std::error::Erro
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (secret, port) = match (demo::secret(), demo::port(50051)) {
-        (Ok(secret), Ok(port)) => (secret, port),
-        (Err(message), _) | (_, Err(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
+    demo::exit(run().await)
+}
+
+async fn run() -> Result<(), String> {
+    let (secret, port) = demo::settings(50051)?;
     if std::env::args().nth(1).as_deref() == Some("client") {
-        return match client(&secret, port).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        return client(&secret, port).await.map_err(|e| e.to_string());
     }
-    let layer = match grpc_layer(&secret, SystemClock) {
-        Ok(layer) => layer,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{port}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "listening on http://{}",
-        listener.local_addr().expect("bound")
-    );
+    let layer = grpc_layer(&secret, SystemClock).map_err(|e| e.to_string())?;
+    let listener = demo::listen(port).await?;
     tokio::select! {
-        result = serve(listener, layer) => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::FAILURE
-            }
-        },
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        result = serve(listener, layer) => result.map_err(|e| e.to_string()),
+        () = demo::shutdown() => Ok(()),
     }
 }

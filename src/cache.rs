@@ -22,7 +22,13 @@ pub(crate) struct VerifiedCache<C> {
 
 impl<C: Claims> VerifiedCache<C> {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { capacity, entries: RwLock::new(Entries { version: 0, map: HashMap::new() }) }
+        Self {
+            capacity,
+            entries: RwLock::new(Entries {
+                version: 0,
+                map: HashMap::new(),
+            }),
+        }
     }
 
     /// The claims of `token` if it verified before under keys of `version`.
@@ -43,10 +49,17 @@ impl<C: Claims> VerifiedCache<C> {
             entries.version = version;
         }
         if entries.map.len() >= self.capacity {
-            entries.map.retain(|_, c| c.registered().exp > expired_before);
+            entries
+                .map
+                .retain(|_, c| c.registered().exp > expired_before);
         }
         if entries.map.len() >= self.capacity {
-            let evict: Vec<Box<str>> = entries.map.keys().take((self.capacity / 8).max(1)).cloned().collect();
+            let evict: Vec<Box<str>> = entries
+                .map
+                .keys()
+                .take((self.capacity / 8).max(1))
+                .cloned()
+                .collect();
             for key in evict {
                 entries.map.remove(&key);
             }
@@ -56,13 +69,19 @@ impl<C: Claims> VerifiedCache<C> {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).map.len()
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
     }
 }
 
 impl<C> fmt::Debug for VerifiedCache<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifiedCache").field("capacity", &self.capacity).finish_non_exhaustive()
+        f.debug_struct("VerifiedCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
     }
 }
 

@@ -221,7 +221,11 @@ impl<K: Keys, C: Claims> Core<K, C> {
         Ok(claims)
     }
 
-    pub(crate) fn validate(&self, claims: &RegisteredClaims, now: i64) -> Result<(), RejectionKind> {
+    pub(crate) fn validate(
+        &self,
+        claims: &RegisteredClaims,
+        now: i64,
+    ) -> Result<(), RejectionKind> {
         if now >= claims.exp.saturating_add(self.leeway) {
             return Err(RejectionKind::Expired);
         }

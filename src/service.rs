@@ -163,7 +163,11 @@ where
 
 /// Verifies `token`, or finds it in the verified-token cache and re-checks
 /// what can change with time.
-fn verify<K: Keys, C: Claims, P, R>(config: &Config<K, C, P, R>, token: &str, now: i64) -> Result<C, RejectionKind> {
+fn verify<K: Keys, C: Claims, P, R>(
+    config: &Config<K, C, P, R>,
+    token: &str,
+    now: i64,
+) -> Result<C, RejectionKind> {
     let core = &config.core;
     let Some(cache) = &config.cache else {
         return core.verify(token, now);

@@ -62,6 +62,16 @@ impl Reply {
     }
 }
 
+async fn get_with(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    name: &str,
+    value: &str,
+) -> Reply {
+    call(client, addr, Method::GET, path, &[(name, value)], "").await
+}
+
 async fn call(
     client: &HttpClient,
     addr: SocketAddr,
@@ -205,15 +215,7 @@ async fn http_contract(which: Http) {
     );
 
     let bearer = format!("Bearer {token}");
-    let me = call(
-        &client,
-        addr,
-        Method::GET,
-        "/me",
-        &[("authorization", &bearer)],
-        "",
-    )
-    .await;
+    let me = get_with(&client, addr, "/me", "authorization", &bearer).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(
         (me.json()["sub"].as_str(), me.json()["role"].as_str()),
@@ -260,15 +262,7 @@ async fn http_contract(which: Http) {
     assert!(forbidden.bearer().is_none());
 
     // Inside the window: renewed by header...
-    let renewed = call(
-        &client,
-        addr,
-        Method::GET,
-        "/me",
-        &[("authorization", &bearer)],
-        "",
-    )
-    .await;
+    let renewed = get_with(&client, addr, "/me", "authorization", &bearer).await;
     assert_eq!(renewed.status, StatusCode::OK);
     assert_eq!(renewed.headers["cache-control"], "no-store");
     let next = renewed.bearer().expect("renewed in the window");

@@ -449,16 +449,32 @@ async fn the_verified_cache_still_checks_time_cap_and_revocation() {
     let alice = layer.issuer().issue(user("alice", "admin")).unwrap();
     let bob = layer.issuer().issue(user("bob", "user")).unwrap();
     for _ in 0..3 {
-        assert_eq!(send(&app, get(alice.token())).await.status(), StatusCode::OK);
+        assert_eq!(
+            send(&app, get(alice.token())).await.status(),
+            StatusCode::OK
+        );
         assert_eq!(send(&app, get(bob.token())).await.status(), StatusCode::OK);
     }
     // A tampered copy is a different key: fully verified, and refused.
     let tampered = format!("{}A", &alice.token()[..alice.token().len() - 1]);
-    assert_eq!(send(&app, get(&tampered)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&app, get(&tampered)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     // Revocation is checked on cached tokens.
-    layer.revoker().revoke_session(bob.claims().registered.sid.as_deref().unwrap()).await.unwrap();
-    assert_eq!(rejection(&send(&app, get(bob.token())).await), Some(RejectionKind::Revoked));
+    layer
+        .revoker()
+        .revoke_session(bob.claims().registered.sid.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        rejection(&send(&app, get(bob.token())).await),
+        Some(RejectionKind::Revoked)
+    );
     // So is expiry: the cached claims are re-validated against the clock.
     clock.advance(Duration::from_secs(3600 + 5));
-    assert_eq!(rejection(&send(&app, get(alice.token())).await), Some(RejectionKind::Expired));
+    assert_eq!(
+        rejection(&send(&app, get(alice.token())).await),
+        Some(RejectionKind::Expired)
+    );
 }

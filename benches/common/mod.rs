@@ -21,7 +21,13 @@ const ED25519_PUBLIC: &str = include_str!("../../tests/keys/ed25519-public.pem")
 
 pub type Claims = StandardClaims;
 pub type Inner = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
-pub type Service_ = SlidingJwt<Inner, Key, Claims, tower_sliding_jwt::DefaultPolicy, tower_sliding_jwt::HttpResponder>;
+pub type Service_ = SlidingJwt<
+    Inner,
+    Key,
+    Claims,
+    tower_sliding_jwt::DefaultPolicy,
+    tower_sliding_jwt::HttpResponder,
+>;
 
 /// One algorithm, as both sides see it.
 pub struct Alg {
@@ -36,7 +42,9 @@ pub fn algorithms() -> Vec<Alg> {
     // With both backends compiled in, jsonwebtoken's own encode/decode need an
     // explicit provider; the layer picks aws-lc-rs in that case too.
     #[cfg(feature = "aws_lc_rs")]
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
     vec![
         Alg {
             name: "HS256",
@@ -96,9 +104,15 @@ pub fn inner() -> Inner {
 }
 
 pub fn layer(key: Key, clock: &ManualClock, cache: usize) -> SlidingJwtLayer<Key, Claims> {
-    let builder =
-        SlidingJwtLayer::builder(key).with_clock(clock.clone()).with_issuer("bench").with_audience("bench-api");
-    let builder = if cache > 0 { builder.with_verified_cache(cache) } else { builder };
+    let builder = SlidingJwtLayer::builder(key)
+        .with_clock(clock.clone())
+        .with_issuer("bench")
+        .with_audience("bench-api");
+    let builder = if cache > 0 {
+        builder.with_verified_cache(cache)
+    } else {
+        builder
+    };
     builder.build().unwrap()
 }
 
@@ -107,7 +121,10 @@ pub fn service(key: Key, clock: &ManualClock, cache: usize) -> Service_ {
 }
 
 pub fn bearer(token: &str) -> Request<()> {
-    Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap()
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
 }
 
 /// Drives a service whose futures are ready at once; returns the response.
@@ -126,11 +143,18 @@ where
 /// `jsonwebtoken::decode` of the bearer token in `request`, with the same checks.
 pub fn decode(request: &Request<()>, alg: &Alg, validation: &Validation) -> Claims {
     let value = request.headers()["authorization"].to_str().unwrap();
-    jsonwebtoken::decode::<Claims>(&value[7..], &alg.decoding, validation).unwrap().claims
+    jsonwebtoken::decode::<Claims>(&value[7..], &alg.decoding, validation)
+        .unwrap()
+        .claims
 }
 
 /// `decode` + `encode` of the renewed claims: what a hand-written renewal does.
-pub fn decode_and_renew(request: &Request<()>, alg: &Alg, validation: &Validation, n: usize) -> String {
+pub fn decode_and_renew(
+    request: &Request<()>,
+    alg: &Alg,
+    validation: &Validation,
+    n: usize,
+) -> String {
     let mut claims = decode(request, alg, validation);
     claims.registered.iat = Some(NOW);
     claims.registered.exp = NOW + 3600;
@@ -140,5 +164,7 @@ pub fn decode_and_renew(request: &Request<()>, alg: &Alg, validation: &Validatio
 
 /// Distinct near-expiry tokens, so that single flight never skips a signing.
 pub fn renewal_pool(alg: &Alg, size: usize) -> Vec<String> {
-    (0..size).map(|n| token(alg, &claims(NOW - 3000, NOW + 600, n, 0))).collect()
+    (0..size)
+        .map(|n| token(alg, &claims(NOW - 3000, NOW + 600, n, 0)))
+        .collect()
 }

@@ -78,6 +78,38 @@ pub fn secret() -> Result<Vec<u8>, String> {
     }
 }
 
+/// The secret and the port of a demo server, or what is wrong with them.
+pub fn settings(default_port: u16) -> Result<(Vec<u8>, u16), String> {
+    Ok((secret()?, port(default_port)?))
+}
+
+/// Binds `127.0.0.1:port` and prints the `listening on` line.
+pub async fn listen(port: u16) -> Result<tokio::net::TcpListener, String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{address}");
+    Ok(listener)
+}
+
+/// Resolves on Ctrl-C.
+pub async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs a demo's main function: `error: ...` on stderr and a failure exit
+/// code if it fails.
+pub fn exit(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The listening port: `$PORT` or `default`.
 pub fn port(default: u16) -> Result<u16, String> {
     match std::env::var("PORT") {
