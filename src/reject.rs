@@ -247,9 +247,17 @@ where
 /// | malformed or duplicate credentials | 400 | `Bearer error="invalid_request", ...` |
 /// | anything wrong with the token, revoked | 401 | `Bearer error="invalid_token", ...` |
 /// | revocation store unavailable | 503 | none (`Retry-After: 1`) |
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpResponder {
-    realm: Option<Realm>,
+    /// The three challenges (missing, invalid request, invalid token), built
+    /// once: a rejection costs no formatting.
+    challenges: [HeaderValue; 3],
+}
+
+impl Default for HttpResponder {
+    fn default() -> Self {
+        Self::challenges(None)
+    }
 }
 
 impl HttpResponder {
@@ -259,9 +267,19 @@ impl HttpResponder {
     }
 
     /// Adds `realm="..."` to every challenge.
-    pub fn with_realm(mut self, realm: Realm) -> Self {
-        self.realm = Some(realm);
-        self
+    pub fn with_realm(self, realm: Realm) -> Self {
+        Self::challenges(Some(&realm))
+    }
+
+    fn challenges(realm: Option<&Realm>) -> Self {
+        let of = |kind| Rejection::new(kind).challenge(realm);
+        Self {
+            challenges: [
+                of(RejectionKind::MissingCredentials),
+                of(RejectionKind::MalformedCredentials),
+                of(RejectionKind::InvalidSignature),
+            ],
+        }
     }
 }
 
@@ -269,12 +287,13 @@ impl<B: Default> Responder<B> for HttpResponder {
     fn respond(&self, rejection: &Rejection) -> Response<B> {
         let mut response = Response::new(B::default());
         *response.status_mut() = rejection.status();
-        let headers = response.headers_mut();
-        if rejection.kind.class() == Class::Unavailable {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        } else {
-            headers.insert(WWW_AUTHENTICATE, rejection.challenge(self.realm.as_ref()));
-        }
+        let (name, value) = match rejection.kind.class() {
+            Class::Missing => (WWW_AUTHENTICATE, self.challenges[0].clone()),
+            Class::InvalidRequest => (WWW_AUTHENTICATE, self.challenges[1].clone()),
+            Class::InvalidToken => (WWW_AUTHENTICATE, self.challenges[2].clone()),
+            Class::Unavailable => (RETRY_AFTER, HeaderValue::from_static("1")),
+        };
+        response.headers_mut().insert(name, value);
         response
     }
 }
