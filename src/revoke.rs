@@ -208,7 +208,8 @@ struct MemoryInner {
     /// A bit per hash bucket of every live entry: a clear bit answers
     /// "not revoked" with one atomic load, no lock, no allocation.
     filter: Box<[AtomicU64]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Per-store random seed of the filter's hash.
+    seed: u64,
     entries: RwLock<Entries>,
     capacity: usize,
 }
@@ -254,7 +255,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(MemoryInner {
                 filter,
-                hasher: Default::default(),
+                seed: std::collections::hash_map::RandomState::new().hash_one(0u8) | 1,
                 entries: RwLock::new(Entries::default()),
                 capacity,
             }),
@@ -342,7 +343,13 @@ impl MemoryStore {
     }
 
     fn bit(&self, kind: Kind, key: &str) -> (usize, u64) {
-        let hash = self.inner.hasher.hash_one((kind as u8, key)) as usize % FILTER_BITS;
+        // FNV-1a from a random seed: a filter hit only costs a map look-up
+        // (whose hasher is keyed), so speed matters more than strength here.
+        let mut hash = self.inner.seed ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for &byte in key.as_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        let hash = (hash ^ (hash >> 29)) as usize % FILTER_BITS;
         (hash / 64, 1u64 << (hash % 64))
     }
 
