@@ -83,7 +83,7 @@ fn main() {
             let mut core = |_| {
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 let verified = std::pin::pin!(issuer.verify(&fresh)).as_mut().poll(&mut cx);
-                black_box(verified);
+                assert!(matches!(black_box(verified), std::task::Poll::Ready(Ok(_))));
             };
             compare("verify-core/HS256", &mut core, &mut baseline);
         }
@@ -114,6 +114,22 @@ fn main() {
             },
             &mut |i| {
                 black_box(decode_and_renew(&pool[i % pool.len()], alg, &validation, i));
+            },
+        );
+    }
+
+    // How the cost moves as the claims grow (HS256, 9 + n claims).
+    for extra in [1, 10, 50] {
+        let fresh = token(hs, &claims(NOW, NOW + 3600, 0, extra));
+        let authorization = header(&fresh);
+        let mut service = service((hs.key)(), &clock, 0);
+        compare(
+            &format!("claims/{extra}"),
+            &mut |_| {
+                black_box(call(&mut service, request(&authorization)));
+            },
+            &mut |_| {
+                black_box(decode(&fresh, hs, &hs_validation));
             },
         );
     }

@@ -13,25 +13,31 @@ cargo build --release --example axum -q
 PORT="${PORT:-3917}"
 DURATION="${DURATION:-10s}"
 export JWT_SECRET="throughput-benchmark secret, at least 32 bytes"
-PORT="$PORT" taskset -c 0 target/release/examples/axum > /dev/null 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
 
-TOKEN=$(curl -fs "http://127.0.0.1:$PORT/login" -H 'content-type: application/json' \
-    -d '{"username":"alice","password":"wonderland"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+# One server per mode: the default layer, then with the verified-token cache.
+for cache in 0 10000; do
+    VERIFIED_CACHE="$cache" PORT="$PORT" taskset -c 0 target/release/examples/axum > /dev/null 2>&1 &
+    SERVER=$!
+    trap 'kill $SERVER 2>/dev/null || true' EXIT
+    for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
 
-rate() { # path [header]
-    taskset -c 1 wrk -t1 -c32 -d"$DURATION" ${2:+-H "$2"} "http://127.0.0.1:$PORT$1" | awk '/Requests\/sec/ {print $2}'
-}
+    TOKEN=$(curl -fs "http://127.0.0.1:$PORT/login" -H 'content-type: application/json' \
+        -d '{"username":"alice","password":"wonderland"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+    AUTH="authorization: Bearer $TOKEN"
 
-# Interleave the two routes, twice, and keep the better run of each.
-health=0; me=0
-for _ in 1 2; do
-    h=$(rate /health); m=$(rate /me "authorization: Bearer $TOKEN")
-    health=$(awk -v a="$health" -v b="$h" 'BEGIN {print (b > a) ? b : a}')
-    me=$(awk -v a="$me" -v b="$m" 'BEGIN {print (b > a) ? b : a}')
+    rate() { # path: the same headers on every route
+        taskset -c 1 wrk -t1 -c32 -d"$DURATION" -H "$AUTH" "http://127.0.0.1:$PORT$1" | awk '/Requests\/sec/ {print $2}'
+    }
+
+    # Interleave the routes, twice, and keep the better run of each.
+    health=0; me=0; admin=0
+    for _ in 1 2; do
+        h=$(rate /health); m=$(rate /me); a=$(rate /admin)
+        health=$(awk -v x="$health" -v y="$h" 'BEGIN {print (y > x) ? y : x}')
+        me=$(awk -v x="$me" -v y="$m" 'BEGIN {print (y > x) ? y : x}')
+        admin=$(awk -v x="$admin" -v y="$a" 'BEGIN {print (y > x) ? y : x}')
+    done
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    echo "cache=$cache health_rps=$health me_rps=$me admin_rps=$admin"
+    awk -v a="$me" -v b="$health" -v c="$cache" 'BEGIN {printf "THROUGHPUT_RATIO me/health cache=%s %.3f\n", c, a / b}'
 done
-echo "health_rps $health"
-echo "me_rps $me"
-awk -v a="$me" -v b="$health" 'BEGIN {printf "THROUGHPUT_RATIO me/health %.3f\n", a / b}'

@@ -143,7 +143,14 @@ pub fn builder(
     secret: &[u8],
     clock: impl Clock,
 ) -> Result<SlidingJwtBuilder<Key, DemoClaims>, ConfigError> {
+    // `$VERIFIED_CACHE=N` remembers up to N verified tokens (see
+    // `with_verified_cache`); off unless set.
+    let cache = std::env::var("VERIFIED_CACHE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     Ok(SlidingJwtLayer::builder(Key::hs256(secret)?)
+        .with_verified_cache(cache)
         .with_issuer(ISSUER)
         .with_audience(AUDIENCE)
         .with_ttl(Duration::from_secs(3600))
