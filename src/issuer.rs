@@ -8,8 +8,8 @@ use crate::claims::Claims;
 use crate::core::Core;
 use crate::error::IssueError;
 use crate::keys::Keys;
-use crate::reject::{Rejection, RejectionKind};
-use crate::revoke::{Lookup, Status, TokenIds};
+use crate::reject::Rejection;
+use crate::revoke::{Lookup, TokenIds, admit};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and
 /// lifetimes the layer verifies with, so the two cannot disagree.
@@ -58,15 +58,12 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
         let core = &self.core;
         let now = core.clock.now();
         let claims = core.verify(token, now).map_err(Rejection::new)?;
-        let status = match core.store.check(&TokenIds::of(claims.registered()), now) {
+        let answer = match core.store.check(&TokenIds::of(claims.registered()), now) {
             Lookup::Ready(answer) => answer,
             Lookup::Pending(lookup) => lookup.await,
         };
-        match status {
-            Ok(Status::Active) => Ok(claims),
-            Ok(Status::Revoked) => Err(Rejection::new(RejectionKind::Revoked)),
-            Err(_) => Err(Rejection::new(RejectionKind::StoreUnavailable)),
-        }
+        admit(answer).map_err(Rejection::new)?;
+        Ok(claims)
     }
 
     /// The current time according to the layer's clock.

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::claims::RegisteredClaims;
+use crate::reject::RejectionKind;
 
 /// A boxed future, as revocation stores and hooks return them on their slow path.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -81,6 +82,16 @@ pub enum Status {
     Active,
     /// Revoked: refuse the request and never renew.
     Revoked,
+}
+
+/// What a store's answer means for the request: admitted, or refused with
+/// `Revoked` (401) or, when the store failed, `StoreUnavailable` (503).
+pub(crate) fn admit(answer: Result<Status, StoreError>) -> Result<(), RejectionKind> {
+    match answer {
+        Ok(Status::Active) => Ok(()),
+        Ok(Status::Revoked) => Err(RejectionKind::Revoked),
+        Err(_) => Err(RejectionKind::StoreUnavailable),
+    }
 }
 
 /// An answer that is ready now, or one that needs I/O.

@@ -15,7 +15,7 @@ use crate::keys::Keys;
 use crate::layer::Config;
 use crate::policy::{RenewalContext, RenewalPolicy};
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, Verdict};
+use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, Verdict, admit};
 use crate::session::Session;
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
@@ -114,19 +114,10 @@ where
         };
 
         let pending_lookup = match core.store.check(&TokenIds::of(claims.registered()), now) {
-            Lookup::Ready(Ok(Status::Active)) => None,
-            Lookup::Ready(Ok(Status::Revoked)) => {
-                return ResponseFuture::rejected(reject(
-                    config,
-                    Rejection::new(RejectionKind::Revoked),
-                ));
-            }
-            Lookup::Ready(Err(_)) => {
-                return ResponseFuture::rejected(reject(
-                    config,
-                    Rejection::new(RejectionKind::StoreUnavailable),
-                ));
-            }
+            Lookup::Ready(answer) => match admit(answer) {
+                Ok(()) => None,
+                Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
+            },
             Lookup::Pending(lookup) => Some(lookup),
         };
 
@@ -189,12 +180,10 @@ async fn gate<C>(
     lookup: Option<BoxFuture<'static, Result<Status, StoreError>>>,
     hook: Option<BoxFuture<'static, Verdict<C>>>,
 ) -> Gate<C> {
-    if let Some(lookup) = lookup {
-        match lookup.await {
-            Ok(Status::Active) => {}
-            Ok(Status::Revoked) => return Gate::Reject(RejectionKind::Revoked),
-            Err(_) => return Gate::Reject(RejectionKind::StoreUnavailable),
-        }
+    if let Some(lookup) = lookup
+        && let Err(kind) = admit(lookup.await)
+    {
+        return Gate::Reject(kind);
     }
     match hook {
         None => Gate::Proceed(Verdict::Approve),
