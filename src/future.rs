@@ -215,6 +215,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return;
         }
+        // Nothing to sign: skip the response checks and the revocation re-check.
+        if self.plan.is_none() && !matches!(action, Action::RenewWith(_)) {
+            return;
+        }
         if !config
             .policy
             .accepts_response(response.status(), response.headers())
