@@ -84,20 +84,22 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
             keys,
             policy: default_policy(),
             responder: HttpResponder::new(),
-            sources: Vec::new(),
-            clock: Arc::new(SystemClock),
-            issuer: None,
-            audiences: Vec::new(),
-            required_typ: None,
-            leeway: Duration::from_secs(5),
-            max_token_bytes: 8 * 1024,
-            ttl: Duration::from_secs(3600),
-            max_session: Duration::from_secs(86_400),
-            optional: false,
-            single_flight_capacity: 10_000,
-            store: None,
-            revalidate: None,
-            cache_capacity: 0,
+            settings: Settings {
+                sources: Vec::new(),
+                clock: Arc::new(SystemClock),
+                issuer: None,
+                audiences: Vec::new(),
+                required_typ: None,
+                leeway: Duration::from_secs(5),
+                max_token_bytes: 8 * 1024,
+                ttl: Duration::from_secs(3600),
+                max_session: Duration::from_secs(86_400),
+                optional: false,
+                single_flight_capacity: 10_000,
+                store: None,
+                revalidate: None,
+                cache_capacity: 0,
+            },
         }
     }
 }
@@ -136,6 +138,12 @@ pub struct SlidingJwtBuilder<K, C, P = DefaultPolicy, R = HttpResponder> {
     keys: K,
     policy: P,
     responder: R,
+    settings: Settings<C>,
+}
+
+/// Everything a builder holds besides the keys, the policy and the responder,
+/// so that a builder changing one of those moves the rest in one piece.
+struct Settings<C> {
     sources: Vec<Box<dyn TokenSource>>,
     clock: Arc<dyn Clock>,
     issuer: Option<String>,
@@ -157,16 +165,16 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, 
         f.debug_struct("SlidingJwtBuilder")
             .field("policy", &self.policy)
             .field("responder", &self.responder)
-            .field("sources", &self.sources.len())
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
-            .field("required_typ", &self.required_typ)
-            .field("leeway", &self.leeway)
-            .field("max_token_bytes", &self.max_token_bytes)
-            .field("ttl", &self.ttl)
-            .field("max_session", &self.max_session)
-            .field("optional", &self.optional)
-            .field("revalidate", &self.revalidate.is_some())
+            .field("sources", &self.settings.sources.len())
+            .field("issuer", &self.settings.issuer)
+            .field("audiences", &self.settings.audiences)
+            .field("required_typ", &self.settings.required_typ)
+            .field("leeway", &self.settings.leeway)
+            .field("max_token_bytes", &self.settings.max_token_bytes)
+            .field("ttl", &self.settings.ttl)
+            .field("max_session", &self.settings.max_session)
+            .field("optional", &self.settings.optional)
+            .field("revalidate", &self.settings.revalidate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -178,80 +186,80 @@ fn printable(value: &str) -> bool {
 impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     /// Lifetime of every new token (default 1 hour).
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.settings.ttl = ttl;
         self
     }
 
     /// The session cap: no token of a session expires later than
     /// `auth_time + max_session`, and a session past it is refused (default 24 hours).
     pub fn with_max_session(mut self, max_session: Duration) -> Self {
-        self.max_session = max_session;
+        self.settings.max_session = max_session;
         self
     }
 
     /// Clock-skew allowance for `exp` and `nbf` (default 5 s, at most 60 s).
     /// It never lengthens a token's or a session's lifetime.
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.settings.leeway = leeway;
         self
     }
 
     /// Requires `iss` to equal `issuer`, and writes it into issued tokens.
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.settings.issuer = Some(issuer.into());
         self
     }
 
     /// Accepts tokens whose `aud` names `audience` (call again to accept
     /// several); issued tokens carry every configured audience.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
+        self.settings.audiences.push(audience.into());
         self
     }
 
     /// Requires the header's `typ` to equal `typ` (case-insensitive, optional
     /// `application/` prefix). Issued tokens always carry `typ: JWT`.
     pub fn with_required_typ(mut self, typ: impl Into<String>) -> Self {
-        self.required_typ = Some(typ.into());
+        self.settings.required_typ = Some(typ.into());
         self
     }
 
     /// Refuses tokens longer than `bytes` before decoding anything (default 8 KiB).
     pub fn with_max_token_bytes(mut self, bytes: usize) -> Self {
-        self.max_token_bytes = bytes;
+        self.settings.max_token_bytes = bytes;
         self
     }
 
     /// Where "now" comes from (default: the system clock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.settings.clock = Arc::new(clock);
         self
     }
 
     /// Adds a token source; sources are tried in the order added. Without any,
     /// the layer reads `Authorization: Bearer`.
     pub fn with_token_source(mut self, source: impl TokenSource) -> Self {
-        self.sources.push(Box::new(source));
+        self.settings.sources.push(Box::new(source));
         self
     }
 
     /// Optional mode: a request without a token passes through as anonymous
     /// (no claims in its extensions); a request with a bad token is still refused.
     pub fn with_optional(mut self, optional: bool) -> Self {
-        self.optional = optional;
+        self.settings.optional = optional;
         self
     }
 
     /// How many old tokens the single-flight map remembers (default 10 000).
     pub fn with_single_flight_capacity(mut self, capacity: usize) -> Self {
-        self.single_flight_capacity = capacity;
+        self.settings.single_flight_capacity = capacity;
         self
     }
 
     /// Where revocations are kept and checked on every request (default: a
     /// fresh [`MemoryStore`], private to this layer).
     pub fn with_revocation_store(mut self, store: impl RevocationStore) -> Self {
-        self.store = Some(Arc::new(store));
+        self.settings.store = Some(Arc::new(store));
         self
     }
 
@@ -259,7 +267,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     /// to happen: it may approve, update the claims, veto the renewal, or
     /// reject the request.
     pub fn with_revalidation(mut self, hook: impl Revalidate<C>) -> Self {
-        self.revalidate = Some(Box::new(hook));
+        self.settings.revalidate = Some(Box::new(hook));
         self
     }
 
@@ -276,7 +284,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     /// still costs a full verification, and the cache is one more place where
     /// valid tokens sit in memory.
     pub fn with_verified_cache(mut self, capacity: usize) -> Self {
-        self.cache_capacity = capacity;
+        self.settings.cache_capacity = capacity;
         self
     }
 
@@ -286,20 +294,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
             keys: self.keys,
             policy,
             responder: self.responder,
-            sources: self.sources,
-            clock: self.clock,
-            issuer: self.issuer,
-            audiences: self.audiences,
-            required_typ: self.required_typ,
-            leeway: self.leeway,
-            max_token_bytes: self.max_token_bytes,
-            ttl: self.ttl,
-            max_session: self.max_session,
-            optional: self.optional,
-            single_flight_capacity: self.single_flight_capacity,
-            store: self.store,
-            revalidate: self.revalidate,
-            cache_capacity: self.cache_capacity,
+            settings: self.settings,
         }
     }
 
@@ -308,22 +303,9 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     pub fn with_responder<R2>(self, responder: R2) -> SlidingJwtBuilder<K, C, P, R2> {
         SlidingJwtBuilder {
             keys: self.keys,
-            policy: self.policy,
             responder,
-            sources: self.sources,
-            clock: self.clock,
-            issuer: self.issuer,
-            audiences: self.audiences,
-            required_typ: self.required_typ,
-            leeway: self.leeway,
-            max_token_bytes: self.max_token_bytes,
-            ttl: self.ttl,
-            max_session: self.max_session,
-            optional: self.optional,
-            single_flight_capacity: self.single_flight_capacity,
-            store: self.store,
-            revalidate: self.revalidate,
-            cache_capacity: self.cache_capacity,
+            policy: self.policy,
+            settings: self.settings,
         }
     }
 }
@@ -352,56 +334,67 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
     /// is empty or not printable ASCII.
     pub fn build(self) -> Result<SlidingJwtLayer<K, C, P, R>, ConfigError> {
         provider()?;
-        if !self.keys.signing_key().can_sign() {
+        let SlidingJwtBuilder {
+            keys,
+            policy,
+            responder,
+            settings,
+        } = self;
+        if !keys.signing_key().can_sign() {
             return Err(ConfigErrorKind::NotASigningKey.into());
         }
-        let ttl = secs(self.ttl)
+        let ttl = secs(settings.ttl)
             .filter(|&s| s > 0)
             .ok_or(ConfigErrorKind::InvalidDuration)?;
-        let max_session = secs(self.max_session)
+        let max_session = secs(settings.max_session)
             .filter(|&s| s > 0)
             .ok_or(ConfigErrorKind::InvalidDuration)?;
-        let leeway = secs(self.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
+        let leeway = secs(settings.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
         if leeway > 60 {
             return Err(ConfigErrorKind::LeewayTooLarge.into());
         }
-        if !(64..=1024 * 1024).contains(&self.max_token_bytes) || self.single_flight_capacity == 0 {
+        if !(64..=1024 * 1024).contains(&settings.max_token_bytes)
+            || settings.single_flight_capacity == 0
+        {
             return Err(ConfigErrorKind::InvalidValue.into());
         }
-        let values = self
+        let values = settings
             .issuer
             .iter()
-            .chain(&self.audiences)
-            .chain(&self.required_typ);
+            .chain(&settings.audiences)
+            .chain(&settings.required_typ);
         if !values.into_iter().all(|v| printable(v)) {
             return Err(ConfigErrorKind::InvalidValue.into());
         }
-        let mut sources = self.sources;
+        let mut sources = settings.sources;
         if sources.is_empty() {
             sources.push(Box::new(BearerHeader::new()));
         }
         let core = Core {
-            keys: self.keys,
-            clock: self.clock,
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            issuer: self.issuer,
-            audiences: self.audiences,
-            required_typ: self.required_typ,
+            keys,
+            clock: settings.clock,
+            store: settings
+                .store
+                .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            issuer: settings.issuer,
+            audiences: settings.audiences,
+            required_typ: settings.required_typ,
             leeway,
-            max_token_bytes: self.max_token_bytes,
+            max_token_bytes: settings.max_token_bytes,
             ttl,
             max_session,
             _claims: PhantomData,
         };
         let config = Config {
             core: Arc::new(core),
-            policy: self.policy,
-            responder: self.responder,
+            policy,
+            responder,
             sources,
-            optional: self.optional,
-            flights: SingleFlight::new(self.single_flight_capacity),
-            revalidate: self.revalidate,
-            cache: (self.cache_capacity > 0).then(|| VerifiedCache::new(self.cache_capacity)),
+            optional: settings.optional,
+            flights: SingleFlight::new(settings.single_flight_capacity),
+            revalidate: settings.revalidate,
+            cache: (settings.cache_capacity > 0)
+                .then(|| VerifiedCache::new(settings.cache_capacity)),
         };
         Ok(SlidingJwtLayer {
             config: Arc::new(config),
