@@ -171,6 +171,7 @@ mod future;
 mod issuer;
 mod keys;
 mod layer;
+mod log;
 mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -1,0 +1,16 @@
+//! Internal logging: `tracing` events when the `tracing` feature is on,
+//! nothing otherwise. Never pass a token, a secret or whole claims.
+
+/// A `tracing` event at `$level` with target `tower_sliding_jwt`, or nothing
+/// without the `tracing` feature (the arguments are then not evaluated).
+macro_rules! event {
+    ($level:ident, $($arg:tt)+) => {{
+        #[cfg(feature = "tracing")]
+        {
+            ::tracing::$level!(target: "tower_sliding_jwt", $($arg)+);
+        }
+    }};
+}
+
+#[allow(unused_imports)]
+pub(crate) use event;
