@@ -69,10 +69,10 @@ async fn login(State(state): State<AppState>, Json(credentials): Json<Credential
     };
     let mut headers = HeaderMap::new();
     // The same token for browsers (cookie) and API clients (JSON body).
-    headers.insert(
-        header::SET_COOKIE,
-        state.cookie.set_cookie(issued.token(), issued.lifetime()),
-    );
+    let Ok(cookie) = state.cookie.set_cookie(issued.token(), issued.lifetime()) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    headers.insert(header::SET_COOKIE, cookie);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     (
         headers,

@@ -129,15 +129,15 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    let Ok(cookie) = state.cookie.set_cookie(issued.token(), issued.lifetime()) else {
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    };
     let mut response = json(
         StatusCode::OK,
         &serde_json::json!({ "token": issued.token() }),
     );
     let headers = response.headers_mut();
-    headers.insert(
-        SET_COOKIE,
-        state.cookie.set_cookie(issued.token(), issued.lifetime()),
-    );
+    headers.insert(SET_COOKIE, cookie);
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use crate::claims::{Audience, Claims, RegisteredClaims};
 use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
-use crate::keys::{KeyMiss, Keys, alg_name, select};
+use crate::keys::{KeyMiss, Keys, select};
 use crate::reject::RejectionKind;
 use crate::revoke::RevocationStore;
 
@@ -173,6 +173,12 @@ impl<K: Keys, C: Claims> Core<K, C> {
     /// Verifies `token` completely (RFC 8725 order: size, shape, header, key,
     /// signature, then claims) and returns its claims.
     pub(crate) fn verify(&self, token: &str, now: i64) -> Result<C, RejectionKind> {
+        self.verify_keyed(token, now).map(|(claims, _)| claims)
+    }
+
+    /// [`verify`](Self::verify), also naming the key that verified the token
+    /// (its [`Key::id`](crate::keys::Key::id)).
+    pub(crate) fn verify_keyed(&self, token: &str, now: i64) -> Result<(C, u64), RejectionKind> {
         if token.len() > self.max_token_bytes {
             return Err(RejectionKind::TokenTooLarge);
         }
@@ -218,7 +224,7 @@ impl<K: Keys, C: Claims> Core<K, C> {
         let claims: C =
             serde_json::from_slice(&payload).map_err(|_| RejectionKind::InvalidClaims)?;
         self.validate(claims.registered(), now)?;
-        Ok(claims)
+        Ok((claims, key.id()))
     }
 
     pub(crate) fn validate(
@@ -284,25 +290,24 @@ impl<K: Keys, C: Claims> Core<K, C> {
     /// Signs `claims` with the active key; `alg` and `kid` come from that key.
     pub(crate) fn sign(&self, claims: &C) -> Result<String, IssueError> {
         let key = self.keys.signing_key();
-        let header = match key.kid() {
-            Some(kid) => format!(
-                r#"{{"alg":"{}","typ":"JWT","kid":"{}"}}"#,
-                alg_name(key.algorithm()),
-                kid
-            ),
-            None => format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg_name(key.algorithm())),
-        };
         let payload = serde_json::to_vec(claims)
             .map_err(|e| IssueError::new(IssueErrorKind::Claims, Some(Box::new(e))))?;
         if payload.first() != Some(&b'{') {
             return Err(IssueError::new(IssueErrorKind::Claims, None));
         }
-        let mut token = URL_SAFE_NO_PAD.encode(header);
+        let header = key.header_b64();
+        let mut token =
+            String::with_capacity(header.len() + 2 + (payload.len() * 4).div_ceil(3) + 128);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = key.sign(token.as_bytes())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        // A token this configuration would refuse is never handed out.
+        if token.len() > self.max_token_bytes {
+            return Err(IssueError::new(IssueErrorKind::TooLarge, None));
+        }
         Ok(token)
     }
 }

@@ -57,6 +57,9 @@ pub enum ConfigErrorKind {
     /// A cookie name or attribute that is not valid in a `Set-Cookie` header.
     #[error("invalid cookie name or attribute")]
     InvalidCookie,
+    /// An origin that is not `http(s)://host[:port]` (no path, query or user info).
+    #[error("invalid origin (expected scheme://host[:port])")]
+    InvalidOrigin,
     /// A realm, issuer, audience or `typ` that is empty or not printable, or a
     /// size limit or capacity out of range.
     #[error("invalid realm, issuer, audience, type, size limit or capacity")]
@@ -121,6 +124,14 @@ pub enum IssueErrorKind {
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Random,
+    /// The signed token is longer than the layer's token size limit, so the
+    /// layer would refuse it: it is not handed out.
+    #[error("signed token exceeds the token size limit")]
+    TooLarge,
+    /// The value to write is not a compact JWS (three base64url segments
+    /// separated by dots).
+    #[error("not a compact JWS")]
+    NotCompact,
 }
 
 impl IssueError {

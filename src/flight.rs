@@ -69,6 +69,36 @@ impl SingleFlight {
         Ok((token, expires_at))
     }
 
+    /// Makes `token` the replacement for the old token `key`, whatever was
+    /// there: `renew_with` supersedes a renewal signed with the old claims.
+    /// Returns the replacement it displaced, if one was still live.
+    pub(crate) fn supersede(
+        &self,
+        key: &str,
+        token: Arc<str>,
+        expires_at: i64,
+        forget_after: i64,
+        now: i64,
+    ) -> Option<Arc<str>> {
+        let mut map = self.lock();
+        let flight = Flight {
+            token,
+            expires_at,
+            forget_after,
+        };
+        if let Some(slot) = map.get_mut(key) {
+            let previous = std::mem::replace(slot, flight);
+            return (previous.forget_after > now).then_some(previous.token);
+        }
+        if map.len() >= self.capacity {
+            map.retain(|_, f| f.forget_after > now);
+        }
+        if map.len() < self.capacity {
+            map.insert(key.into(), flight);
+        }
+        None
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Flight>> {
         // The map holds no invariant a panic elsewhere could break.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)

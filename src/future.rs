@@ -12,14 +12,18 @@ use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use crate::claims::Claims;
-use crate::core::random_id;
+use crate::core::{random_id, signature_part};
 use crate::extensions::{NoRenewal, Renewed};
 use crate::keys::Keys;
 use crate::layer::Config;
-use crate::policy::RenewalPolicy;
+use crate::log::event;
+use crate::policy::{RenewalPolicy, is_success};
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{BoxFuture, Lookup, Status, TokenIds, Verdict};
+use crate::revoke::{BoxFuture, Lookup, Revocation, RevocationTarget, Status, TokenIds, Verdict};
 use crate::service::reject;
 use crate::session::{Action, Session};
 
@@ -50,6 +54,11 @@ pin_project! {
         Inner {
             #[pin]
             future: F,
+            after: Option<After<K, C, P, R>>,
+        },
+        Finishing {
+            work: BoxFuture<'static, Option<Signed>>,
+            response: Option<Response<B>>,
             after: Option<After<K, C, P, R>>,
         },
     }
@@ -93,6 +102,7 @@ impl<S, ReqB, F, B, K, C, P, R> fmt::Debug for ResponseFuture<S, ReqB, F, B, K, 
             Kind::Rejected { .. } => "rejected",
             Kind::Checking { .. } => "checking",
             Kind::Inner { .. } => "calling inner service",
+            Kind::Finishing { .. } => "confirming the renewal",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -122,8 +132,32 @@ where
                 }
                 KindProj::Inner { future, after } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(after) = after.take() {
-                        after.apply(&mut response);
+                    let Some(mut after) = after.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    match after.finish(&mut response) {
+                        Finish::Done => return Poll::Ready(Ok(response)),
+                        Finish::Deliver(signed) => {
+                            after.deliver(signed, &mut response);
+                            return Poll::Ready(Ok(response));
+                        }
+                        Finish::Wait(work) => Kind::Finishing {
+                            work,
+                            response: Some(response),
+                            after: Some(after),
+                        },
+                    }
+                }
+                KindProj::Finishing {
+                    work,
+                    response,
+                    after,
+                } => {
+                    let signed = ready!(work.as_mut().poll(cx));
+                    let mut response = response.take().expect(INVARIANT);
+                    let after = after.take().expect(INVARIANT);
+                    if let Some(signed) = signed {
+                        after.deliver(signed, &mut response);
                     }
                     return Poll::Ready(Ok(response));
                 }
@@ -158,16 +192,33 @@ where
 
 /// A renewal the request qualified for.
 pub(crate) struct Plan {
-    /// The old token's signature: the single-flight key.
-    pub(crate) flight_key: Box<str>,
     pub(crate) expires_at: i64,
     pub(crate) forget_after: i64,
+}
+
+/// A replacement token, signed and ready to deliver.
+pub(crate) struct Signed {
+    token: Arc<str>,
+    expires_at: i64,
+}
+
+/// What is left to do once the inner service answered.
+pub(crate) enum Finish {
+    /// Nothing to deliver.
+    Done,
+    /// Deliver this token now.
+    Deliver(Signed),
+    /// Confirm with the revocation store first (an asynchronous look-up, or
+    /// retiring the token `renew_with` supersedes); `None` means no delivery.
+    Wait(BoxFuture<'static, Option<Signed>>),
 }
 
 /// What happens once the inner service answered an authenticated request.
 pub(crate) struct After<K, C, P, R> {
     config: Arc<Config<K, C, P, R>>,
     session: Session<C>,
+    /// The verified token as it arrived; its signature keys single flight.
+    token: Arc<str>,
     /// Index of the source the token came from; the new one goes back there.
     source: usize,
     now: i64,
@@ -180,6 +231,7 @@ impl<K, C, P, R> After<K, C, P, R> {
     pub(crate) fn new(
         config: Arc<Config<K, C, P, R>>,
         session: Session<C>,
+        token: Arc<str>,
         source: usize,
         now: i64,
         plan: Option<Plan>,
@@ -187,6 +239,7 @@ impl<K, C, P, R> After<K, C, P, R> {
         Self {
             config,
             session,
+            token,
             source,
             now,
             plan,
@@ -203,62 +256,165 @@ impl<K, C, P, R> After<K, C, P, R> {
     }
 }
 
+// Without the `tracing` feature the events compile to nothing.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
-    fn apply<B>(mut self, response: &mut Response<B>) {
+    /// Applies the handler's action and the core's rules to the response, and
+    /// signs the replacement when one is due.
+    fn finish<B>(&mut self, response: &mut Response<B>) -> Finish {
         let config = &self.config;
         let source = &config.sources[self.source];
-        let action = self.session.take_action();
-        if let Action::End = action {
-            source.end_session(response.headers_mut());
-            response
-                .headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return;
-        }
+        let renew_with = match self.session.take_action() {
+            Action::End => {
+                source.end_session(response.headers_mut());
+                response
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return Finish::Done;
+            }
+            Action::RenewWith(claims) => Some(claims),
+            Action::None => None,
+        };
         // Nothing to sign: skip the response checks and the revocation re-check.
-        if self.plan.is_none() && !matches!(action, Action::RenewWith(_)) {
-            return;
+        if self.plan.is_none() && renew_with.is_none() {
+            return Finish::Done;
         }
-        if !config
-            .policy
-            .accepts_response(response.status(), response.headers())
+        // The core's rules, whatever the policy says: success only, no
+        // renewal the handler refused or already made, and never for a token
+        // past its `exp` (one accepted within the leeway is served, not renewed).
+        if !is_success(response.status(), response.headers())
+            || !config
+                .policy
+                .accepts_response(response.status(), response.headers())
             || response.extensions().get::<NoRenewal>().is_some()
             || source.is_delivered(response.headers())
-            || self.revoked_meanwhile()
+            || self.now >= self.session.claims().registered().exp
         {
-            return;
+            return Finish::Done;
         }
-        let current = self.session.claims();
-        let signed = match (action, self.plan.take()) {
-            // The handler asked for new claims now: sign them, whatever the window.
-            (Action::RenewWith(claims), _) => {
-                let deadline = config
-                    .core
-                    .session_deadline(current.registered())
-                    .unwrap_or(current.registered().exp);
-                let expires_at = self.now.saturating_add(config.core.ttl).min(deadline);
-                self.sign(claims, expires_at)
-                    .map(|token| (Arc::from(token), expires_at))
-            }
-            (_, Some(plan)) => {
-                let update = self.update.take();
-                config
-                    .flights
-                    .get_or_sign(&plan.flight_key, self.now, plan.forget_after, || {
-                        let claims = update.unwrap_or_else(|| current.clone());
-                        Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
-                    })
-            }
-            (_, None) => return,
+        match renew_with {
+            Some(claims) => self.supersede(claims),
+            None => self.renew(),
+        }
+    }
+
+    /// A planned renewal: one replacement per old token (single flight), then
+    /// a re-check of the old token, so a revocation that landed while the
+    /// inner service ran (or while signing) is honoured.
+    fn renew(&mut self) -> Finish {
+        let Some(plan) = self.plan.take() else {
+            return Finish::Done;
         };
-        // If signing fails the response goes out with no renewal: the old
-        // token stays valid and the next request tries again.
-        if let Ok((token, expires_at)) = signed {
-            let headers = response.headers_mut();
-            source.deliver(&token, expires_at.saturating_sub(self.now), headers);
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response.extensions_mut().insert(Renewed { expires_at });
+        let config = &self.config;
+        let update = self.update.take();
+        let key = signature_part(&self.token);
+        let signed = config
+            .flights
+            .get_or_sign(key, self.now, plan.forget_after, || {
+                let claims = update.unwrap_or_else(|| self.session.claims().clone());
+                Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
+            });
+        let signed = match signed {
+            Ok((token, expires_at)) => Signed { token, expires_at },
+            // The response goes out with no renewal: the old token stays
+            // valid and the next request tries again.
+            Err(error) => {
+                event!(warn, kind = %error.kind(), "could not sign a renewal");
+                return Finish::Done;
+            }
+        };
+        let core = &config.core;
+        let ids = TokenIds::of(self.session.claims().registered());
+        match core.store.check(&ids, core.clock.now()) {
+            Lookup::Ready(Ok(Status::Active)) => Finish::Deliver(signed),
+            Lookup::Ready(_) => Finish::Done,
+            Lookup::Pending(lookup) => Finish::Wait(Box::pin(async move {
+                matches!(lookup.await, Ok(Status::Active)).then_some(signed)
+            })),
         }
+    }
+
+    /// `Session::renew_with`: new claims now. The token it replaces is retired:
+    /// its `jti` is revoked until it expires, and parallel requests holding it
+    /// get this replacement, so only the new claims keep sliding.
+    fn supersede(&mut self, claims: C) -> Finish {
+        let config = &self.config;
+        let core = &config.core;
+        let current = self.session.claims().registered();
+        let Some(jti) = current.jti.clone() else {
+            event!(
+                warn,
+                "renew_with on a token without jti: it cannot be retired, so nothing is issued"
+            );
+            return Finish::Done;
+        };
+        let deadline = core.session_deadline(current).unwrap_or(current.exp);
+        let expires_at = self.now.saturating_add(core.ttl).min(deadline);
+        let token = match self.sign(claims, expires_at) {
+            Ok(token) => Arc::<str>::from(token),
+            Err(error) => {
+                event!(warn, kind = %error.kind(), "could not sign renew_with's token");
+                return Finish::Done;
+            }
+        };
+        let now = self.now;
+        let leeway = core.leeway;
+        let retire_until = current.exp.saturating_add(leeway);
+        let lookup = core.store.check(&TokenIds::of(current), core.clock.now());
+        let store = core.store.clone();
+        let flights = config.flights.clone();
+        let key: Box<str> = signature_part(&self.token).into();
+        Finish::Wait(Box::pin(async move {
+            let answer = match lookup {
+                Lookup::Ready(answer) => answer,
+                Lookup::Pending(lookup) => lookup.await,
+            };
+            if !matches!(answer, Ok(Status::Active)) {
+                return None;
+            }
+            let retire = |jti: String, until: i64| Revocation {
+                target: RevocationTarget::Token(jti),
+                until,
+            };
+            if let Err(error) = store.revoke(retire(jti, retire_until), now).await {
+                event!(warn, %error, "renew_with could not retire the previous token; nothing is issued");
+                return None;
+            }
+            // A replacement signed for the old token with the old claims, by a
+            // parallel request, is retired too.
+            let previous = flights.supersede(&key, token.clone(), expires_at, retire_until, now);
+            if let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids)
+                && let Err(error) = store
+                    .revoke(retire(jti, exp.saturating_add(leeway)), now)
+                    .await
+            {
+                event!(warn, %error, "renew_with could not retire a parallel renewal; nothing is issued");
+                return None;
+            }
+            Some(Signed { token, expires_at })
+        }))
+    }
+
+    /// Writes `signed` into the response, on the channel the old token came in.
+    fn deliver<B>(&self, signed: Signed, response: &mut Response<B>) {
+        let source = &self.config.sources[self.source];
+        let headers = response.headers_mut();
+        source.deliver(
+            &signed.token,
+            signed.expires_at.saturating_sub(self.now),
+            headers,
+        );
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.extensions_mut().insert(Renewed {
+            expires_at: signed.expires_at,
+        });
+        event!(
+            debug,
+            sid = self.session.claims().registered().sid.as_deref(),
+            old_exp = self.session.claims().registered().exp,
+            new_exp = signed.expires_at,
+            "renewed"
+        );
     }
 
     /// Signs `claims` as the next token of the current session: `sid` and
@@ -271,15 +427,17 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let claims = claims.renewed(self.now, expires_at, random_id()?);
         self.config.core.sign(&claims)
     }
+}
 
-    /// A revocation that landed while the inner service ran is honoured: no
-    /// replacement is issued for a session revoked mid-request.
-    fn revoked_meanwhile(&self) -> bool {
-        let core = &self.config.core;
-        let ids = TokenIds::of(self.session.claims().registered());
-        matches!(
-            core.store.check(&ids, core.clock.now()),
-            Lookup::Ready(Ok(Status::Revoked))
-        )
+/// The `jti` and `exp` of a token this layer signed, read without verifying.
+fn unverified_ids(token: &str) -> Option<(String, i64)> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        jti: String,
+        exp: i64,
     }
+    let payload = token.split('.').nth(1)?;
+    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let ids: Ids = serde_json::from_slice(&json).ok()?;
+    Some((ids.jti, ids.exp))
 }

@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
@@ -42,6 +43,9 @@ pub struct Key {
     id: u64,
     alg: Algorithm,
     kid: Option<String>,
+    /// The base64url JOSE header this key signs with, built once by serde_json
+    /// (so no configured string can break out of it).
+    header: Arc<str>,
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
     provider: &'static CryptoProvider,
@@ -56,15 +60,10 @@ impl Key {
     /// (32, 48 or 64 bytes; RFC 7518 §3.2).
     pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let secret = secret.as_ref();
-        let min_len = match alg {
-            Algorithm::HS256 => 32,
-            Algorithm::HS384 => 48,
-            Algorithm::HS512 => 64,
-            _ => return Err(ConfigErrorKind::InvalidKey.into()),
-        };
-        if secret.len() < min_len {
-            return Err(ConfigErrorKind::WeakSecret.into());
+        if alg.family() != AlgorithmFamily::Hmac {
+            return Err(ConfigErrorKind::InvalidKey.into());
         }
+        check_secret(alg, secret)?;
         Self::new(
             alg,
             EncodingKey::from_secret(secret),
@@ -139,7 +138,8 @@ impl Key {
     ///
     /// # Errors
     /// [`ConfigErrorKind::InvalidKey`] when either key does not suit `alg`,
-    /// [`ConfigErrorKind::KeyMismatch`] when they do not belong together.
+    /// [`ConfigErrorKind::WeakSecret`] for an HMAC secret shorter than the hash
+    /// output, [`ConfigErrorKind::KeyMismatch`] when they do not belong together.
     pub fn new(
         alg: Algorithm,
         encoding: EncodingKey,
@@ -148,6 +148,9 @@ impl Key {
         let key = Self::verifying(alg, decoding)?;
         if encoding.family() != alg.family() {
             return Err(ConfigErrorKind::InvalidKey.into());
+        }
+        if alg.family() == AlgorithmFamily::Hmac {
+            check_secret(alg, encoding.as_bytes())?;
         }
         let key = Key {
             encoding: Some(encoding),
@@ -167,11 +170,19 @@ impl Key {
     /// A verification-only key from jsonwebtoken's [`DecodingKey`].
     ///
     /// # Errors
-    /// [`ConfigErrorKind::InvalidKey`] when the key does not suit `alg`.
+    /// [`ConfigErrorKind::InvalidKey`] when the key does not suit `alg`,
+    /// [`ConfigErrorKind::WeakSecret`] for an HMAC secret shorter than the hash
+    /// output (32, 48 or 64 bytes).
     pub fn verifying(alg: Algorithm, decoding: DecodingKey) -> Result<Self, ConfigError> {
         let provider = provider()?;
         if decoding.family() != alg.family() {
             return Err(ConfigErrorKind::InvalidKey.into());
+        }
+        if alg.family() == AlgorithmFamily::Hmac {
+            let secret = decoding
+                .try_get_as_bytes()
+                .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+            check_secret(alg, secret)?;
         }
         (provider.verifier_factory)(&alg, &decoding)
             .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
@@ -179,6 +190,7 @@ impl Key {
             id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             alg,
             kid: None,
+            header: jose_header(alg, None),
             encoding: None,
             decoding,
             provider,
@@ -228,6 +240,7 @@ impl Key {
         if kid.is_empty() || kid.len() > 256 || !printable {
             return Err(ConfigErrorKind::InvalidKeyId.into());
         }
+        self.header = jose_header(self.alg, Some(&kid));
         self.kid = Some(kid);
         Ok(self)
     }
@@ -240,6 +253,16 @@ impl Key {
     /// The key id, if any.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+
+    /// Identifies this key material (clones share it).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The base64url-encoded JOSE header of tokens this key signs.
+    pub(crate) fn header_b64(&self) -> &str {
+        &self.header
     }
 
     /// Whether this key has a private part and can sign.
@@ -268,6 +291,41 @@ impl Key {
         };
         prepared(self.id, signers, make, run).unwrap_or_else(|| Err(failed(None)))
     }
+}
+
+/// The base64url JOSE header `{"alg":..,"typ":"JWT","kid":..}`, written by
+/// serde_json so that a `kid` is always a properly escaped JSON string.
+fn jose_header(alg: Algorithm, kid: Option<&str>) -> Arc<str> {
+    #[derive(serde::Serialize)]
+    struct Header<'a> {
+        alg: &'static str,
+        typ: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kid: Option<&'a str>,
+    }
+    let header = Header {
+        alg: alg_name(alg),
+        typ: "JWT",
+        kid,
+    };
+    // Serializing a struct of strings cannot fail.
+    let json = serde_json::to_vec(&header).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(json).into()
+}
+
+/// RFC 7518 §3.2: an HMAC secret is at least as long as the hash output
+/// (32, 48 or 64 bytes), whichever constructor it came through.
+fn check_secret(alg: Algorithm, secret: &[u8]) -> Result<(), ConfigError> {
+    let min_len = match alg {
+        Algorithm::HS256 => 32,
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => return Err(ConfigErrorKind::InvalidKey.into()),
+    };
+    if secret.len() < min_len {
+        return Err(ConfigErrorKind::WeakSecret.into());
+    }
+    Ok(())
 }
 
 static NEXT_KEY_ID: AtomicU64 = AtomicU64::new(1);
@@ -355,6 +413,13 @@ pub trait Keys: Send + Sync + 'static {
 
     /// Changes whenever the keys change (for implementations that rotate keys
     /// at run time); the verified-token cache is emptied when it does.
+    ///
+    /// The contract: if [`verification_keys`](Self::verification_keys) can
+    /// return a different set than before, `version` must return a different
+    /// value too. [`Key`] and [`KeyRing`] never change once built, so the
+    /// default (a constant) is right for them. The cache does not rely on this
+    /// alone: a cached token is only served while the very key that verified it
+    /// is still among the verification keys.
     fn version(&self) -> u64 {
         0
     }
@@ -496,6 +561,60 @@ mod tests {
             Key::hmac(Algorithm::ES256, [0u8; 64]).unwrap_err().kind(),
             ConfigErrorKind::InvalidKey
         );
+    }
+
+    #[test]
+    fn every_hmac_constructor_enforces_the_minimum_length() {
+        let weak =
+            |r: Result<Key, ConfigError>| r.unwrap_err().kind() == ConfigErrorKind::WeakSecret;
+        for (alg, min) in [
+            (Algorithm::HS256, 32),
+            (Algorithm::HS384, 48),
+            (Algorithm::HS512, 64),
+        ] {
+            for len in [0, 5, min - 1] {
+                let secret = vec![7u8; len];
+                assert!(weak(Key::hmac(alg, &secret)), "{alg:?} {len}");
+                assert!(weak(Key::new(
+                    alg,
+                    EncodingKey::from_secret(&secret),
+                    DecodingKey::from_secret(&secret),
+                )));
+                assert!(weak(Key::verifying(alg, DecodingKey::from_secret(&secret))));
+            }
+            let secret = vec![7u8; min];
+            assert!(Key::hmac(alg, &secret).is_ok());
+            assert!(Key::verifying(alg, DecodingKey::from_secret(&secret)).is_ok());
+            // A short signing half next to a long verifying half is refused too.
+            assert!(weak(Key::new(
+                alg,
+                EncodingKey::from_secret(b"short"),
+                DecodingKey::from_secret(&secret),
+            )));
+        }
+    }
+
+    #[test]
+    fn the_written_header_is_json_whatever_the_kid() {
+        let key = Key::hs256([0u8; 32]).unwrap();
+        let header = |key: &Key| -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(key.header_b64()).unwrap()).unwrap()
+        };
+        assert_eq!(
+            header(&key),
+            serde_json::json!({"alg": "HS256", "typ": "JWT"})
+        );
+        let key = key.with_kid("k-1 ~!#$%&'()*+,/:;<=>?@[]^`{|}").unwrap();
+        let value = header(&key);
+        assert_eq!(value["kid"], "k-1 ~!#$%&'()*+,/:;<=>?@[]^`{|}");
+        assert_eq!(value.as_object().unwrap().len(), 3, "nothing breaks out");
+        // Quotes, backslashes and control characters are refused outright.
+        for bad in ["a\"b", "a\\b", "a\nb", "a\u{0}b", "é"] {
+            assert!(
+                Key::hs256([0u8; 32]).unwrap().with_kid(bad).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

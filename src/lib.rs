@@ -62,7 +62,8 @@
 //! |---|---|---|
 //! | `rust_crypto` | yes | jsonwebtoken's RustCrypto backend (pure Rust; fastest for HMAC and EdDSA) |
 //! | `aws_lc_rs` | no | jsonwebtoken's aws-lc-rs backend (much faster ECDSA and RSA); wins when both are enabled |
-//! | `redis` | no | `redis::RedisStore`: revocations shared by a cluster through Redis (tokio) |
+//! | `redis` | no | `redis::RedisStore`: revocations shared by a cluster through Redis (tokio); enables `tracing` |
+//! | `tracing` | no | events with target `tower_sliding_jwt` (never a token or a secret) |
 //!
 //! With neither backend, building a key or a layer is a [`ConfigError`]
 //! (`NoCryptoBackend`), never a panic.
@@ -76,7 +77,11 @@
 //! * the [`RenewalPolicy`] agrees: by default the token expires within the renew
 //!   window (20 minutes), it was issued at least the throttle interval ago
 //!   (60 s), and the new `exp` gains at least that interval;
-//! * the inner response is 2xx or 3xx (and, for gRPC, not an error status);
+//! * the token has not expired yet (one accepted within the leeway after `exp`
+//!   is served, never renewed);
+//! * the inner response is 2xx or 3xx (and, for gRPC, not an error status in
+//!   the headers; an error sent later in the trailers of a streaming call cannot
+//!   take back a renewal already sent in the initial metadata);
 //! * the handler did not put [`NoRenewal`] in the response or set a token on
 //!   that channel itself.
 //!
@@ -139,8 +144,17 @@
 //! * **Bounded work:** no panics on input, no unbounded allocation; the
 //!   single-flight map and the revocation store have fixed capacities.
 //! * **Revocation is checked on every request** and again before a renewal is
-//!   handed out, so a session revoked while a request was in flight gets no
-//!   replacement. A store that cannot answer fails closed with 503.
+//!   handed out (awaited when the store is asynchronous), so a session revoked
+//!   while a request was in flight gets no replacement. A store that cannot
+//!   answer fails closed: 503 on the request, no replacement on the re-check.
+//! * **Renewal rules live in the core**, not in a replaceable policy: success
+//!   responses only, only while `now < exp`, never past the session cap, never
+//!   larger than the token size limit. A custom policy can only be stricter.
+//! * **Cookie sessions are protected against cross-site requests** (403 for a
+//!   cross-site unsafe request carrying the cookie; see
+//!   [`SlidingJwtBuilder::with_cross_origin_protection`]).
+//! * **Only compact JWS are written** into `Authorization`, custom headers and
+//!   `Set-Cookie`.
 //!
 //! Renewal makes a stolen token live as long as its thief keeps using it, up
 //! to the session cap. Keep the cap short enough for your threat model.
@@ -152,6 +166,7 @@
 //! | no token | 401, `WWW-Authenticate: Bearer` | `UNAUTHENTICATED` |
 //! | malformed or duplicate `Authorization`/cookie | 400, `error="invalid_request"` | `UNAUTHENTICATED` |
 //! | bad, expired, capped or revoked token | 401, `error="invalid_token"` | `UNAUTHENTICATED` |
+//! | cross-site unsafe request with a cookie-borne token | 403 | `PERMISSION_DENIED` |
 //! | revocation store unavailable | 503, `Retry-After: 1` | `UNAVAILABLE` |
 //!
 //! In optional mode ([`SlidingJwtBuilder::with_optional`]) a request without a
@@ -164,6 +179,7 @@ mod claims;
 mod client;
 mod clock;
 mod core;
+mod csrf;
 mod error;
 mod extensions;
 mod flight;
@@ -192,7 +208,7 @@ pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 pub use keys::{Key, KeyRing, Keys};
 pub use layer::{SlidingJwtBuilder, SlidingJwtLayer};
 pub use policy::{
-    DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle,
+    DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle, is_success,
 };
 pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
 pub use revoke::{

@@ -3,6 +3,7 @@
 
 /// A `tracing` event at `$level` with target `tower_sliding_jwt`, or nothing
 /// without the `tracing` feature (the arguments are then not evaluated).
+#[allow(unused_macros)]
 macro_rules! event {
     ($level:ident, $($arg:tt)+) => {{
         #[cfg(feature = "tracing")]

@@ -1,11 +1,13 @@
 //! When a valid token is renewed.
 //!
 //! The layer enforces the rules that keep sessions safe whatever the policy
-//! says: only verified tokens of accepted requests are renewed, never past the
-//! session cap, never to an earlier `exp`, never on `OPTIONS`, never when the
-//! handler ended the session or set a token itself. Within those rules a
-//! [`RenewalPolicy`] decides. The built-in parts compose as tuples, and
-//! [`DefaultPolicy`] is `(RenewWindow, Throttle, SuccessOnly)`.
+//! says: only verified tokens of accepted requests are renewed, only while
+//! `now < exp` (never inside the leeway after it), never past the session
+//! cap, never to an earlier `exp`, only on 2xx/3xx responses without a gRPC
+//! error status, never on `OPTIONS`, never when the handler ended the session
+//! or set a token itself. Within those rules a [`RenewalPolicy`] decides: a
+//! custom policy can be stricter, never looser. The built-in parts compose as
+//! tuples, and [`DefaultPolicy`] is `(RenewWindow, Throttle, SuccessOnly)`.
 
 use std::time::Duration;
 
@@ -54,7 +56,8 @@ pub trait RenewalPolicy: Send + Sync + 'static {
     fn should_renew(&self, ctx: &RenewalContext) -> bool;
 
     /// Asked after the inner service answered: may this response carry a
-    /// renewed token? Defaults to yes.
+    /// renewed token? Defaults to yes. Only asked for responses the layer
+    /// itself accepts ([`is_success`]): a policy can refuse more, never less.
     fn accepts_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         let _ = (status, headers);
         true
@@ -145,8 +148,22 @@ impl RenewalPolicy for Throttle {
     }
 }
 
-/// Renew only on success: HTTP 2xx or 3xx, and for gRPC no `grpc-status`
-/// other than `0` in the response headers (a trailers-only error).
+/// Whether a response may carry a renewed token at all: HTTP 2xx or 3xx, and
+/// for gRPC no `grpc-status` other than `0` in the response headers (a
+/// trailers-only error). The layer enforces this whatever the policy.
+///
+/// A gRPC error sent later, in the trailers of a streaming response, cannot
+/// be seen here: the renewed token is already in the initial metadata by then.
+pub fn is_success(status: StatusCode, headers: &HeaderMap) -> bool {
+    let grpc_ok = headers
+        .get("grpc-status")
+        .is_none_or(|s| s.as_bytes() == b"0");
+    (status.is_success() || status.is_redirection()) && grpc_ok
+}
+
+/// Renew only on success ([`is_success`]). The layer applies this rule
+/// itself, so leaving `SuccessOnly` out of a custom policy does not make it
+/// renew on errors; it is kept as a named part of [`DefaultPolicy`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SuccessOnly;
 
@@ -156,10 +173,7 @@ impl RenewalPolicy for SuccessOnly {
     }
 
     fn accepts_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        let grpc_ok = headers
-            .get("grpc-status")
-            .is_none_or(|s| s.as_bytes() == b"0");
-        (status.is_success() || status.is_redirection()) && grpc_ok
+        is_success(status, headers)
     }
 }
 

@@ -86,6 +86,11 @@ pub enum RejectionKind {
     /// The revalidation hook refused the session (e.g. the user was disabled).
     #[error("session rejected on revalidation")]
     SessionRejected,
+    /// An unsafe request (e.g. `POST`) carrying a cookie-borne token came from
+    /// another site (`Sec-Fetch-Site`, or a foreign `Origin`): 403, the handler
+    /// is not called. See [`SlidingJwtBuilder::with_cross_origin_protection`](crate::SlidingJwtBuilder::with_cross_origin_protection).
+    #[error("cross-site request with a cookie-borne token")]
+    CrossSiteRequest,
     /// The revocation store could not answer, and fails closed: 503 (gRPC
     /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
     #[error("revocation store unavailable")]
@@ -98,6 +103,7 @@ impl RejectionKind {
             Self::MissingCredentials => Class::Missing,
             Self::MalformedCredentials | Self::DuplicateCredentials => Class::InvalidRequest,
             Self::StoreUnavailable => Class::Unavailable,
+            Self::CrossSiteRequest => Class::Forbidden,
             _ => Class::InvalidToken,
         }
     }
@@ -109,6 +115,7 @@ enum Class {
     InvalidRequest,
     InvalidToken,
     Unavailable,
+    Forbidden,
 }
 
 impl Rejection {
@@ -123,21 +130,24 @@ impl Rejection {
         self.kind
     }
 
-    /// The HTTP status: 401, 400 for a malformed request, 503 when the
-    /// revocation store is unavailable.
+    /// The HTTP status: 401, 400 for a malformed request, 403 for a
+    /// cross-site request with a cookie-borne token, 503 when the revocation
+    /// store is unavailable.
     pub fn status(&self) -> StatusCode {
         match self.kind.class() {
             Class::InvalidRequest => StatusCode::BAD_REQUEST,
             Class::Missing | Class::InvalidToken => StatusCode::UNAUTHORIZED,
+            Class::Forbidden => StatusCode::FORBIDDEN,
             Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The RFC 6750 error code: `None` when no credentials were sent (or the
-    /// store is unavailable), `invalid_request` or `invalid_token` otherwise.
+    /// store is unavailable, or the request was cross-site: not a credential
+    /// problem), `invalid_request` or `invalid_token` otherwise.
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind.class() {
-            Class::Missing | Class::Unavailable => None,
+            Class::Missing | Class::Unavailable | Class::Forbidden => None,
             Class::InvalidRequest => Some("invalid_request"),
             Class::InvalidToken => Some("invalid_token"),
         }
@@ -147,7 +157,7 @@ impl Rejection {
     /// problem, never the token or the precise check that failed.
     pub fn public_description(&self) -> Option<&'static str> {
         match self.kind.class() {
-            Class::Missing | Class::Unavailable => None,
+            Class::Missing | Class::Unavailable | Class::Forbidden => None,
             Class::InvalidRequest => Some("the request's credentials are malformed"),
             Class::InvalidToken => Some("the access token is invalid or expired"),
         }
@@ -246,6 +256,7 @@ where
 /// | no credentials | 401 | `Bearer` (plus `realm` if set) |
 /// | malformed or duplicate credentials | 400 | `Bearer error="invalid_request", ...` |
 /// | anything wrong with the token, revoked | 401 | `Bearer error="invalid_token", ...` |
+/// | cross-site request with a cookie-borne token | 403 | none |
 /// | revocation store unavailable | 503 | none (`Retry-After: 1`) |
 #[derive(Debug, Clone)]
 pub struct HttpResponder {
@@ -292,6 +303,7 @@ impl<B: Default> Responder<B> for HttpResponder {
             Class::InvalidRequest => (WWW_AUTHENTICATE, self.challenges[1].clone()),
             Class::InvalidToken => (WWW_AUTHENTICATE, self.challenges[2].clone()),
             Class::Unavailable => (RETRY_AFTER, HeaderValue::from_static("1")),
+            Class::Forbidden => return response,
         };
         response.headers_mut().insert(name, value);
         response
@@ -301,7 +313,8 @@ impl<B: Default> Responder<B> for HttpResponder {
 /// Answers every rejection as a gRPC `UNAUTHENTICATED` status (code 16) in a
 /// trailers-only response: HTTP 200, `content-type: application/grpc`,
 /// `grpc-status: 16` and a generic `grpc-message`; an unavailable revocation
-/// store is `UNAVAILABLE` (14). Needs no tonic dependency.
+/// store is `UNAVAILABLE` (14), a cross-site request with a cookie-borne token
+/// `PERMISSION_DENIED` (7). Needs no tonic dependency.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcResponder;
 
@@ -315,6 +328,7 @@ impl<B: Default> Responder<B> for GrpcResponder {
             Class::InvalidRequest => ("16", "malformed credentials"),
             Class::InvalidToken => ("16", "invalid or expired token"),
             Class::Unavailable => ("14", "authentication backend unavailable"),
+            Class::Forbidden => ("7", "cross-site request refused"),
         };
         headers.insert("grpc-status", HeaderValue::from_static(status));
         // grpc-message is percent-encoded; these fixed messages need no escaping.

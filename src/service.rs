@@ -8,7 +8,6 @@ use http::{Method, Request, Response};
 use tower_service::Service;
 
 use crate::claims::Claims;
-use crate::core::signature_part;
 use crate::extensions::RawToken;
 use crate::future::{After, Gate, Plan, ResponseFuture};
 use crate::keys::Keys;
@@ -98,6 +97,17 @@ where
             }
         }
 
+        if let Some((index, _)) = found
+            && config.sources[index].is_ambient()
+            && !config
+                .cross_origin
+                .allows(request.method(), request.uri(), request.headers())
+        {
+            return ResponseFuture::rejected(reject(
+                config,
+                Rejection::new(RejectionKind::CrossSiteRequest),
+            ));
+        }
         let Some((source, token)) = found else {
             if config.optional {
                 return ResponseFuture::inner(self.inner.call(request), None);
@@ -121,13 +131,14 @@ where
             Lookup::Pending(lookup) => Some(lookup),
         };
 
-        let plan = plan(config, &claims, token, now, request.method());
+        let plan = plan(config, &claims, now, request.method());
         let hook = match (&plan, &config.revalidate) {
             (Some(_), Some(hook)) => Some(hook.revalidate(&claims)),
             _ => None,
         };
 
-        let raw = RawToken(Arc::from(token));
+        let token: Arc<str> = Arc::from(token);
+        let raw = RawToken(token.clone());
         let session = Session::new(
             claims.clone(),
             core.store.clone(),
@@ -139,7 +150,7 @@ where
         extensions.insert(claims);
         extensions.insert(raw);
         extensions.insert(session.clone());
-        let after = After::new(config.clone(), session, source, now, plan);
+        let after = After::new(config.clone(), session, token, source, now, plan);
 
         if pending_lookup.is_none() && hook.is_none() {
             return ResponseFuture::inner(self.inner.call(request), Some(after));
@@ -165,13 +176,19 @@ fn verify<K: Keys, C: Claims, P, R>(
     };
     let version = core.keys.version();
     if token.len() <= core.max_token_bytes
-        && let Some(claims) = cache.get(token, version)
+        && let Some(claims) = cache.get(token, version, core.keys.verification_keys())
     {
         core.validate(claims.registered(), now)?;
         return Ok(claims);
     }
-    let claims = core.verify(token, now)?;
-    cache.insert(token, &claims, version, now.saturating_sub(core.leeway));
+    let (claims, key) = core.verify_keyed(token, now)?;
+    cache.insert(
+        token,
+        &claims,
+        key,
+        version,
+        now.saturating_sub(core.leeway),
+    );
     Ok(claims)
 }
 
@@ -210,7 +227,6 @@ where
 fn plan<K, C, P, R>(
     config: &Config<K, C, P, R>,
     claims: &C,
-    token: &str,
     now: i64,
     method: &Method,
 ) -> Option<Plan>
@@ -219,11 +235,13 @@ where
     C: Claims,
     P: RenewalPolicy,
 {
-    if method == Method::OPTIONS {
-        return None;
-    }
     let core = &config.core;
     let registered = claims.registered();
+    // Renew only while the token has not expired: one accepted within the
+    // leeway after `exp` is served but never renewed.
+    if method == Method::OPTIONS || now >= registered.exp {
+        return None;
+    }
     // Without `auth_time` the session cap cannot be enforced: never renew.
     let deadline = core.session_deadline(registered)?;
     let expires_at = now.saturating_add(core.ttl).min(deadline);
@@ -235,7 +253,6 @@ where
         return None;
     }
     Some(Plan {
-        flight_key: signature_part(token).into(),
         expires_at,
         forget_after: registered.exp.saturating_add(core.leeway),
     })

@@ -117,6 +117,15 @@ impl<C: Claims> Session<C> {
     /// renew window (e.g. after a role change). `sid` and `auth_time` are kept
     /// from the current token, `iat`, `exp` and `jti` are set by the layer, and
     /// the session cap still holds. Ignored if the session is ended.
+    ///
+    /// The new token *supersedes* the current one: before it is handed out,
+    /// the current token's `jti` is revoked until its own `exp` (plus leeway),
+    /// a replacement a parallel request already received with the old claims
+    /// is revoked too, and parallel requests still holding the old token get
+    /// this new token. So only the new claims keep sliding. This fails closed:
+    /// when the store cannot record those revocations, or the current token
+    /// has no `jti`, or the response is not a success, no token is issued and
+    /// the client keeps its current one.
     pub fn renew_with(&self, claims: C) {
         let mut action = self
             .inner

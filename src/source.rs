@@ -8,7 +8,7 @@
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::error::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
 use crate::reject::{Rejection, RejectionKind};
 
 /// Reads a token from a request and writes a renewed one to the response.
@@ -29,12 +29,20 @@ pub trait TokenSource: Send + Sync + 'static {
     fn extract<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, Rejection>;
 
     /// Writes `token` into the response headers. `max_age` is the number of
-    /// seconds until the token expires.
+    /// seconds until the token expires. The layer only ever hands over a
+    /// compact JWS it signed itself.
     fn deliver(&self, token: &str, max_age: i64, headers: &mut HeaderMap);
 
     /// Whether the response already carries a token on this channel (a
     /// handler set one, e.g. at login): the layer then does not renew.
     fn is_delivered(&self, headers: &HeaderMap) -> bool;
+
+    /// Whether browsers attach this credential by themselves, also to requests
+    /// a foreign page triggers (a cookie). Such tokens get the cross-site check
+    /// on unsafe methods. Defaults to `false` (a header the client sets).
+    fn is_ambient(&self) -> bool {
+        false
+    }
 
     /// Called when the handler ended the session: remove the token from the
     /// client where this channel can (a cookie is expired). Does nothing by
@@ -99,6 +107,24 @@ fn as_token(bytes: &[u8]) -> Result<&str, Rejection> {
         return Err(Rejection::new(RejectionKind::MalformedCredentials));
     }
     std::str::from_utf8(bytes).map_err(|_| Rejection::new(RejectionKind::MalformedCredentials))
+}
+
+/// Whether `token` is a compact JWS: three non-empty base64url segments
+/// separated by dots. Nothing else is ever written into a response header.
+pub(crate) fn is_compact_jws(token: &str) -> bool {
+    let mut segments = 0;
+    for segment in token.split('.') {
+        segments += 1;
+        if segments > 3
+            || segment.is_empty()
+            || !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    segments == 3
 }
 
 fn sensitive(value: String) -> Option<HeaderValue> {
@@ -168,6 +194,9 @@ impl TokenSource for BearerHeader {
     }
 
     fn deliver(&self, token: &str, _max_age: i64, headers: &mut HeaderMap) {
+        if !is_compact_jws(token) {
+            return;
+        }
         if let Some(value) = sensitive(format!("Bearer {token}")) {
             headers.insert(self.response.clone(), value);
         }
@@ -206,6 +235,9 @@ impl TokenSource for HeaderSource {
     }
 
     fn deliver(&self, token: &str, _max_age: i64, headers: &mut HeaderMap) {
+        if !is_compact_jws(token) {
+            return;
+        }
         if let Some(value) = sensitive(token.to_owned()) {
             headers.insert(self.name.clone(), value);
         }
@@ -324,8 +356,16 @@ impl CookieSource {
 
     /// A `Set-Cookie` value carrying `token` for `max_age` seconds (marked
     /// sensitive). Use it at login to set the first token.
-    pub fn set_cookie(&self, token: &str, max_age: i64) -> HeaderValue {
-        self.cookie_value(token, max_age.max(0))
+    ///
+    /// # Errors
+    /// [`IssueErrorKind::NotCompact`] when `token` is not a compact JWS (three
+    /// base64url segments separated by dots): nothing else, such as extra
+    /// cookie attributes smuggled in after a `;`, is ever written.
+    pub fn set_cookie(&self, token: &str, max_age: i64) -> Result<HeaderValue, IssueError> {
+        if !is_compact_jws(token) {
+            return Err(IssueError::new(IssueErrorKind::NotCompact, None));
+        }
+        Ok(self.cookie_value(token, max_age.max(0)))
     }
 
     /// A `Set-Cookie` value that deletes the cookie (empty value, `Max-Age=0`).
@@ -354,8 +394,7 @@ impl CookieSource {
         }
         value.push_str("; Max-Age=");
         value.push_str(&max_age.to_string());
-        // Name, attributes and token characters are all checked printable ASCII;
-        // a foreign token with other bytes yields an empty (harmless) cookie.
+        // Name, attributes and token characters are all checked printable ASCII.
         sensitive(value).unwrap_or_else(|| HeaderValue::from_static(""))
     }
 }
@@ -389,11 +428,17 @@ impl TokenSource for CookieSource {
     }
 
     fn deliver(&self, token: &str, max_age: i64, headers: &mut HeaderMap) {
-        headers.append(SET_COOKIE, self.set_cookie(token, max_age));
+        if let Ok(value) = self.set_cookie(token, max_age) {
+            headers.append(SET_COOKIE, value);
+        }
     }
 
     fn end_session(&self, headers: &mut HeaderMap) {
         headers.append(SET_COOKIE, self.clear_cookie());
+    }
+
+    fn is_ambient(&self) -> bool {
+        true
     }
 
     fn is_delivered(&self, headers: &HeaderMap) -> bool {
@@ -498,7 +543,7 @@ mod tests {
     #[test]
     fn set_cookie_attributes() {
         let c = CookieSource::new("session").unwrap();
-        let v = c.set_cookie("x.y.z", 100);
+        let v = c.set_cookie("x.y.z", 100).unwrap();
         assert!(v.is_sensitive());
         assert_eq!(
             v,
@@ -515,6 +560,45 @@ mod tests {
         );
         assert!(CookieSource::new("a;b").is_err());
         assert!(CookieSource::new("s").unwrap().with_path("/a;b").is_err());
+    }
+
+    #[test]
+    fn only_compact_tokens_are_written() {
+        let cookie = CookieSource::new("session").unwrap();
+        let smuggled = "abc; Domain=evil.example; Max-Age=999999999; SameSite=None";
+        assert_eq!(
+            cookie.set_cookie(smuggled, 60).unwrap_err().kind(),
+            IssueErrorKind::NotCompact
+        );
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            ".b.c",
+            "a.b.",
+            "a.b.c;x=y",
+            "a.b.c d",
+            "a.b+.c",
+            "a.b/.c",
+            "a.b=.c",
+            "a\r\n.b.c",
+        ] {
+            assert!(!is_compact_jws(bad), "{bad:?}");
+            assert!(cookie.set_cookie(bad, 60).is_err(), "{bad:?}");
+            let mut headers = HeaderMap::new();
+            cookie.deliver(bad, 60, &mut headers);
+            BearerHeader::new().deliver(bad, 60, &mut headers);
+            HeaderSource::new("x-token")
+                .unwrap()
+                .deliver(bad, 60, &mut headers);
+            assert!(headers.is_empty(), "{bad:?} was written");
+        }
+        assert!(is_compact_jws("eyJh.eyJi.c2ln-_"));
+        let mut headers = HeaderMap::new();
+        cookie.deliver("eyJh.eyJi.c2ln", 60, &mut headers);
+        BearerHeader::new().deliver("eyJh.eyJi.c2ln", 60, &mut headers);
+        assert_eq!(headers.len(), 2);
     }
 
     #[test]

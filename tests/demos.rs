@@ -330,6 +330,42 @@ async fn http_contract(which: Http) {
         .as_str()
         .unwrap()
         .to_owned();
+    // A cross-site POST carrying the cookie is refused and revokes nothing
+    // (DESIGN rule 11); the same request with a bearer token is a bearer request.
+    for cross_site in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let cookie = format!("session={carol}");
+        let refused = call(
+            &client,
+            addr,
+            Method::POST,
+            "/logout",
+            &[("cookie", &cookie), cross_site],
+            "",
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{which:?} {cross_site:?}"
+        );
+        assert!(refused.set_cookie().is_empty());
+    }
+    let me = get_with(
+        &client,
+        addr,
+        "/me",
+        "authorization",
+        &format!("Bearer {carol}"),
+    )
+    .await;
+    assert_eq!(
+        me.status,
+        StatusCode::OK,
+        "the refused requests revoked nothing"
+    );
     let logout = call(
         &client,
         addr,

@@ -334,12 +334,15 @@ struct RemoteStore {
     memory: MemoryStore,
     down: Arc<std::sync::atomic::AtomicBool>,
     checks: Arc<AtomicUsize>,
+    /// Fail every check from this one on (0 = never).
+    fail_from: Arc<AtomicUsize>,
 }
 
 impl RevocationStore for RemoteStore {
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
-        self.checks.fetch_add(1, Ordering::SeqCst);
-        let answer = if self.down.load(Ordering::SeqCst) {
+        let n = self.checks.fetch_add(1, Ordering::SeqCst) + 1;
+        let fail_from = self.fail_from.load(Ordering::SeqCst);
+        let answer = if self.down.load(Ordering::SeqCst) || (fail_from != 0 && n >= fail_from) {
             Err(StoreError::new(StoreErrorKind::Unavailable, None))
         } else {
             Ok(self.memory.status(token, now))
@@ -413,6 +416,20 @@ async fn asynchronous_stores_are_awaited_and_fail_closed() {
     }));
     let response = service.oneshot(get(other.token())).await.unwrap();
     assert_eq!(response.headers()["grpc-status"], "14");
+
+    // The second answer decides: when it is an error, nothing is issued.
+    store.down.store(false, Ordering::SeqCst);
+    let again = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let checks = store.checks.load(Ordering::SeqCst);
+    store.fail_from.store(checks + 2, Ordering::SeqCst);
+    let response = send(&app, get(again.token())).await;
+    assert_eq!(response.status(), StatusCode::OK, "the first check passed");
+    assert_eq!(store.checks.load(Ordering::SeqCst), checks + 2);
+    assert!(
+        renewed(&response).is_none(),
+        "the failed re-check blocks the renewal"
+    );
 }
 
 #[tokio::test]
