@@ -182,7 +182,7 @@ mod session;
 mod source;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
-pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
+pub use client::{Client, ClientFuture, ClientLayer, Origin, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
 pub use extensions::{NoRenewal, RawToken, Renewed};

@@ -1,177 +1,238 @@
 //! The client half: keeps a caller's token fresh.
 //!
 //! [`ClientLayer`] wraps an HTTP or gRPC client service (a hyper-util
-//! `Client`, a tonic `Channel`, any `tower::Service<http::Request<B>>`). It
-//! attaches the current token to every request that has no `Authorization`
-//! header of its own, and adopts a renewed token from any response that
-//! carries one (`Authorization: Bearer ...` for HTTP, `authorization` in the
-//! initial metadata for gRPC). When responses race, the token with the latest
-//! `exp` wins, so an older renewal arriving last never replaces a newer one.
-//! The application reads the current token from the shared [`TokenStore`]
-//! (e.g. to persist it).
+//! `Client`, a tonic `Channel`, any `tower::Service<http::Request<B>>`). It is
+//! bound to one [`Origin`]: requests to that origin that have no
+//! `Authorization` header of their own get the current token, and their
+//! responses may carry a renewal. Requests anywhere else get no token, and
+//! their responses are never read.
+//!
+//! A renewal (`Authorization: Bearer ...` for HTTP, `authorization` in the
+//! initial metadata for gRPC) is adopted only from a 2xx/3xx response that is
+//! not a gRPC error, only when it is a compact JWT of the same session (`sid`)
+//! with a later `exp` ([`TokenStore::offer`]). When responses race, the token
+//! with the latest `exp` wins. A 401 (or gRPC `UNAUTHENTICATED` in the
+//! response headers) is reported so the application can log in again.
+
+mod origin;
+mod store;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-#[derive(Clone)]
-struct Current {
-    /// `Bearer <token>`, ready to attach (marked sensitive).
-    header: HeaderValue,
-    /// The token's `exp`; `i64::MIN` when it could not be read.
-    expires_at: i64,
+use crate::error::ConfigError;
+pub use origin::Origin;
+pub use store::TokenStore;
+
+type OnChange = Arc<dyn Fn(&str) + Send + Sync>;
+type OnUnauthorized = Arc<dyn Fn() + Send + Sync>;
+
+/// Where the token may go.
+#[derive(Debug, Clone)]
+enum Binding {
+    /// Requests whose absolute URI has this origin.
+    Origin(Origin),
+    /// Every request: the inner service has one endpoint whatever the URI says.
+    Channel,
 }
 
-/// The token a client currently holds, shared by every clone of the client
-/// service and by the application. `Debug` never prints the token.
-#[derive(Clone, Default)]
-pub struct TokenStore {
-    current: Arc<RwLock<Option<Current>>>,
-}
-
-impl TokenStore {
-    /// A store holding `token` (for example the login token).
-    pub fn new(token: &str) -> Self {
-        let store = Self::default();
-        store.replace(token);
-        store
-    }
-
-    /// An empty store: requests go out without a token until one is set.
-    pub fn empty() -> Self {
-        Self::default()
-    }
-
-    /// The current token.
-    pub fn token(&self) -> Option<String> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        let header = current.as_ref()?.header.to_str().ok()?;
-        header.strip_prefix("Bearer ").map(str::to_owned)
-    }
-
-    /// The current token's `exp`, if it could be read.
-    pub fn expires_at(&self) -> Option<i64> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        current
-            .as_ref()
-            .map(|c| c.expires_at)
-            .filter(|&exp| exp != i64::MIN)
-    }
-
-    /// Sets the token unconditionally (e.g. after a new login); returns
-    /// whether it was a well-formed header value.
-    pub fn replace(&self, token: &str) -> bool {
-        let Some(current) = current(token) else {
-            return false;
-        };
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(current);
-        true
-    }
-
-    /// Forgets the token (e.g. after logout).
-    pub fn clear(&self) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    /// Adopts `token` if it expires later than the current one; returns whether it did.
-    pub fn offer(&self, token: &str) -> bool {
-        let Some(offered) = current(token) else {
-            return false;
-        };
-        let mut slot = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        match &*slot {
-            Some(held) if held.expires_at >= offered.expires_at => false,
-            _ => {
-                *slot = Some(offered);
-                true
-            }
+impl Binding {
+    fn covers(&self, uri: &Uri) -> bool {
+        match self {
+            Self::Origin(origin) => origin.matches(uri),
+            Self::Channel => true,
         }
     }
-
-    fn header(&self) -> Option<HeaderValue> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        current.as_ref().map(|c| c.header.clone())
-    }
 }
 
-impl fmt::Debug for TokenStore {
+#[derive(Clone)]
+struct Config {
+    binding: Binding,
+    tokens: TokenStore,
+    response_header: HeaderName,
+    max_token_bytes: usize,
+    clear_on_unauthorized: bool,
+    on_token_change: Option<OnChange>,
+    on_unauthorized: Option<OnUnauthorized>,
+}
+
+impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenStore")
-            .field("expires_at", &self.expires_at())
-            .finish_non_exhaustive()
+        f.debug_struct("ClientConfig")
+            .field("binding", &self.binding)
+            .field("tokens", &self.tokens)
+            .field("response_header", &self.response_header)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("clear_on_unauthorized", &self.clear_on_unauthorized)
+            .field("on_token_change", &self.on_token_change.is_some())
+            .field("on_unauthorized", &self.on_unauthorized.is_some())
+            .finish()
     }
 }
 
-fn current(token: &str) -> Option<Current> {
-    let mut header = HeaderValue::try_from(format!("Bearer {token}")).ok()?;
-    header.set_sensitive(true);
-    Some(Current {
-        header,
-        expires_at: unverified_exp(token).unwrap_or(i64::MIN),
-    })
-}
-
-/// The `exp` of a token, read without verification: a client cannot verify
-/// (it has no key) and only compares its own tokens' lifetimes.
-fn unverified_exp(token: &str) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct Exp {
-        exp: i64,
-    }
-    if token.len() > 64 * 1024 {
-        return None;
-    }
-    let payload = token.split('.').nth(1)?;
-    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    serde_json::from_slice::<Exp>(&json).ok().map(|e| e.exp)
-}
-
-/// A tower layer for clients that attaches the current token and adopts
-/// renewed ones.
+/// A tower layer for clients that attaches the current token to requests for
+/// one origin and adopts renewed tokens from that origin's responses.
+///
+/// Around a general client, which picks the destination from each request's
+/// URI (hyper-util's `Client`), bind it to the API's origin with
+/// [`for_origin`](Self::for_origin) or [`new`](Self::new): a request is sent
+/// with the token only when its URI is absolute and has that scheme, host and
+/// port. Around a service that has one endpoint whatever the URI says (a
+/// tonic `Channel`, which sends relative URIs and sets its own origin, or a
+/// hyper `client::conn` sender), use [`for_channel`](Self::for_channel).
 ///
 /// ```
 /// use tower_sliding_jwt::{ClientLayer, TokenStore};
 ///
 /// let tokens = TokenStore::new("eyJ...login-token");
-/// let layer = ClientLayer::new(tokens.clone());
-/// // tower::ServiceBuilder::new().layer(layer).service(hyper_client_or_tonic_channel)
+/// let layer = ClientLayer::for_origin("https://api.example.com", tokens.clone())?
+///     // Persist renewals (never log them).
+///     .with_on_token_change(|token| { let _ = token; /* save it */ })
+///     // The server refused the token: the store is cleared, log in again.
+///     .with_on_unauthorized(|| eprintln!("session ended, please log in"));
+/// // tower::ServiceBuilder::new().layer(layer).service(hyper_util_client)
 /// # let _ = layer;
+/// # Ok::<(), tower_sliding_jwt::ConfigError>(())
 /// ```
+///
+/// A request that already has an `Authorization` header keeps it, and its
+/// response is not read. When the client follows redirects, put this layer
+/// *inside* the redirect-following layer, so each hop is checked against the
+/// origin on its own.
 #[derive(Debug, Clone)]
 pub struct ClientLayer {
-    tokens: TokenStore,
-    response_header: HeaderName,
+    config: Arc<Config>,
 }
 
 impl ClientLayer {
-    /// Attaches and renews the tokens in `tokens`.
-    pub fn new(tokens: TokenStore) -> Self {
+    /// Attaches the tokens in `tokens` to requests for `origin` and renews
+    /// them from its responses.
+    pub fn new(origin: Origin, tokens: TokenStore) -> Self {
+        Self::bound(Binding::Origin(origin), tokens)
+    }
+
+    /// [`new`](Self::new) with the origin parsed from `origin`, e.g.
+    /// `"https://api.example.com"` (see [`Origin::parse`]).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidOrigin`](crate::ConfigErrorKind::InvalidOrigin)
+    /// for a URL with a path, query, fragment or user info, or a scheme other
+    /// than `http`/`https`.
+    pub fn for_origin(origin: &str, tokens: TokenStore) -> Result<Self, ConfigError> {
+        Ok(Self::new(Origin::parse(origin)?, tokens))
+    }
+
+    /// For a service with a single endpoint, such as a tonic `Channel`: every
+    /// request gets the token and every response may carry a renewal,
+    /// whatever its URI says (a `Channel` sends relative URIs and replaces
+    /// any origin with its own).
+    ///
+    /// Never use it around a general client that follows the URI (hyper-util's
+    /// `Client`): the token would go wherever a request goes. Use
+    /// [`for_origin`](Self::for_origin) there.
+    ///
+    /// ```
+    /// use tower_sliding_jwt::{ClientLayer, TokenStore};
+    ///
+    /// let layer = ClientLayer::for_channel(TokenStore::new("eyJ...login-token"));
+    /// // GreeterClient::new(layer.layer(channel))
+    /// # let _ = layer;
+    /// ```
+    pub fn for_channel(tokens: TokenStore) -> Self {
+        Self::bound(Binding::Channel, tokens)
+    }
+
+    fn bound(binding: Binding, tokens: TokenStore) -> Self {
         Self {
-            tokens,
-            response_header: AUTHORIZATION,
+            config: Arc::new(Config {
+                binding,
+                tokens,
+                response_header: AUTHORIZATION,
+                max_token_bytes: store::MAX_TOKEN_BYTES,
+                clear_on_unauthorized: true,
+                on_token_change: None,
+                on_unauthorized: None,
+            }),
         }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
     }
 
     /// Reads renewed tokens from another response header (when the server
     /// delivers them there); its value is `Bearer <token>` or the bare token.
+    /// From `Authorization` (the default) only `Bearer <token>` is read.
     pub fn with_response_header(mut self, name: HeaderName) -> Self {
-        self.response_header = name;
+        self.config().response_header = name;
+        self
+    }
+
+    /// The largest renewed token read (8 KiB by default, as the server's
+    /// default limit); raise it with the server's
+    /// [`with_max_token_bytes`](crate::SlidingJwtBuilder::with_max_token_bytes).
+    pub fn with_max_token_bytes(mut self, bytes: usize) -> Self {
+        self.config().max_token_bytes = bytes;
+        self
+    }
+
+    /// Calls `on_change` with the current token after a renewal was adopted,
+    /// e.g. to persist it. Notifications run one at a time and each passes
+    /// the token held at that moment, so when renewals race the last call
+    /// carries the latest token. Not called for the application's own
+    /// [`TokenStore::replace`] or [`TokenStore::clear`]. The token is a
+    /// credential: never log it.
+    pub fn with_on_token_change(
+        mut self,
+        on_change: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Self {
+        self.config().on_token_change = Some(Arc::new(on_change));
+        self
+    }
+
+    /// Calls `on_unauthorized` when the origin answers a request this layer
+    /// sent the store's token with (or no token, the store being empty) with
+    /// 401, or with gRPC `UNAUTHENTICATED` (`grpc-status: 16`) in the response
+    /// headers, as the server layer's rejections are. An `UNAUTHENTICATED`
+    /// that a handler sends in the trailers is not seen.
+    pub fn with_on_unauthorized(
+        mut self,
+        on_unauthorized: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        self.config().on_unauthorized = Some(Arc::new(on_unauthorized));
+        self
+    }
+
+    /// Whether a 401 from the origin clears the store (default `true`): the
+    /// refused token is forgotten, unless a renewal or a new login replaced it
+    /// meanwhile, so requests go out without it and
+    /// [`TokenStore::token`] says the application must log in again.
+    pub fn with_clear_on_unauthorized(mut self, clear: bool) -> Self {
+        self.config().clear_on_unauthorized = clear;
         self
     }
 
     /// The shared token store.
     pub fn tokens(&self) -> &TokenStore {
-        &self.tokens
+        &self.config.tokens
+    }
+
+    /// The origin the layer is bound to; `None` for
+    /// [`for_channel`](Self::for_channel).
+    pub fn origin(&self) -> Option<&Origin> {
+        match &self.config.binding {
+            Binding::Origin(origin) => Some(origin),
+            Binding::Channel => None,
+        }
     }
 }
 
@@ -181,8 +242,7 @@ impl<S> Layer<S> for ClientLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Client {
             inner,
-            tokens: self.tokens.clone(),
-            response_header: self.response_header.clone(),
+            config: self.config.clone(),
         }
     }
 }
@@ -191,8 +251,7 @@ impl<S> Layer<S> for ClientLayer {
 #[derive(Debug, Clone)]
 pub struct Client<S> {
     inner: S,
-    tokens: TokenStore,
-    response_header: HeaderName,
+    config: Arc<Config>,
 }
 
 impl<S> Client<S> {
@@ -213,7 +272,7 @@ impl<S> Client<S> {
 
     /// The shared token store.
     pub fn tokens(&self) -> &TokenStore {
-        &self.tokens
+        &self.config.tokens
     }
 }
 
@@ -230,16 +289,82 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if !request.headers().contains_key(AUTHORIZATION)
-            && let Some(header) = self.tokens.header()
-        {
-            request.headers_mut().insert(AUTHORIZATION, header);
-        }
+        // Only requests for the bound origin that carry no credentials of
+        // their own get the token, and only their responses are read.
+        let watch = (self.config.binding.covers(request.uri())
+            && !request.headers().contains_key(AUTHORIZATION))
+        .then(|| {
+            let sent = self.config.tokens.header();
+            if let Some(header) = &sent {
+                request.headers_mut().insert(AUTHORIZATION, header.clone());
+            }
+            Watch {
+                config: self.config.clone(),
+                sent,
+            }
+        });
         ClientFuture {
             future: self.inner.call(request),
-            tokens: self.tokens.clone(),
-            response_header: self.response_header.clone(),
+            watch,
         }
+    }
+}
+
+/// What a response to a request for the bound origin is checked against.
+struct Watch {
+    config: Arc<Config>,
+    /// The store's token the request carried; `None` when the store was empty.
+    sent: Option<HeaderValue>,
+}
+
+impl Watch {
+    fn inspect(&self, status: StatusCode, headers: &http::HeaderMap) {
+        let config = &*self.config;
+        let grpc_status = headers.get("grpc-status").map(HeaderValue::as_bytes);
+        if status == StatusCode::UNAUTHORIZED || grpc_status == Some(b"16") {
+            if config.clear_on_unauthorized
+                && let Some(sent) = &self.sent
+            {
+                config.tokens.clear_if(sent);
+            }
+            if let Some(on_unauthorized) = &config.on_unauthorized {
+                on_unauthorized();
+            }
+            return;
+        }
+        if !(status.is_success() || status.is_redirection())
+            || grpc_status.is_some_and(|s| s != b"0")
+            || self.sent.is_none()
+        {
+            return;
+        }
+        // Exactly one value: two renewals are one too many to choose from.
+        let mut values = headers.get_all(&config.response_header).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return;
+        };
+        let Some(token) = renewed_token(value, config.response_header == AUTHORIZATION) else {
+            return;
+        };
+        if config.tokens.offer_within(token, config.max_token_bytes)
+            && let Some(on_change) = &config.on_token_change
+        {
+            config.tokens.notify(&**on_change);
+        }
+    }
+}
+
+/// The token in a response header: `Bearer <token>` (scheme
+/// case-insensitive), or the bare token when `bearer_only` is false.
+fn renewed_token(value: &HeaderValue, bearer_only: bool) -> Option<&str> {
+    let value = value.to_str().ok()?.trim_matches(' ');
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Some(token.trim_start_matches(' '))
+        }
+        Some(_) => None,
+        None if bearer_only => None,
+        None => Some(value),
     }
 }
 
@@ -248,8 +373,7 @@ pin_project! {
     pub struct ClientFuture<F> {
         #[pin]
         future: F,
-        tokens: TokenStore,
-        response_header: HeaderName,
+        watch: Option<Watch>,
     }
 }
 
@@ -268,50 +392,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.future.poll(cx))?;
-        if let Some(value) = response
-            .headers()
-            .get(&*this.response_header)
-            .and_then(|v| v.to_str().ok())
-        {
-            let token = value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-                .unwrap_or(value);
-            this.tokens.offer(token.trim());
+        if let Some(watch) = this.watch.take() {
+            watch.inspect(response.status(), response.headers());
         }
         Poll::Ready(Ok(response))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn token(exp: i64) -> String {
-        format!(
-            "e30.{}.c2ln",
-            URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp}}}"#))
-        )
-    }
-
-    #[test]
-    fn the_latest_exp_wins() {
-        let store = TokenStore::new(&token(100));
-        assert_eq!(store.expires_at(), Some(100));
-        assert!(store.offer(&token(300)));
-        assert!(
-            !store.offer(&token(200)),
-            "an older renewal arriving late is ignored"
-        );
-        assert_eq!(store.token().unwrap(), token(300));
-        assert!(
-            !store.offer("not a jwt"),
-            "unreadable tokens never replace a readable one"
-        );
-        assert!(!store.offer("bad\nheader"));
-        store.clear();
-        assert!(store.token().is_none());
-        assert!(store.offer("opaque"), "anything beats nothing");
-        assert!(!format!("{store:?}").contains("opaque"));
-    }
-}
+pub(crate) mod tests;
