@@ -404,7 +404,7 @@ async fn token_change_callback_gets_the_new_token() {
         &[("authorization", &bearer(&renewed))],
     )
     .await;
-    assert_eq!(*changes.lock().unwrap(), [renewed.clone()]);
+    assert_eq!(*changes.lock().unwrap(), std::slice::from_ref(&renewed));
     assert_eq!(
         exchange(&layer, "https://api.example.com/me", 200, &[]).await,
         Some(bearer(&renewed)),
