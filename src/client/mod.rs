@@ -138,7 +138,9 @@ impl ClientLayer {
     ///
     /// Never use it around a general client that follows the URI (hyper-util's
     /// `Client`): the token would go wherever a request goes. Use
-    /// [`for_origin`](Self::for_origin) there.
+    /// [`for_origin`](Self::for_origin) there. (A `for_origin` layer around a
+    /// `Channel` sends no token, as tonic's relative URIs match no origin,
+    /// unless the tonic client is built `with_origin`.)
     ///
     /// ```
     /// use tower_sliding_jwt::{ClientLayer, TokenStore};

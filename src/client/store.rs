@@ -8,8 +8,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 
-/// The largest token the client reads by default: the server's default limit.
+/// The largest renewal the client reads by default: the server's default limit.
 pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The largest token the application sets whose claims are read: the
+/// server's highest limit (a renewal's limit is configured on the layer).
+const MAX_HELD_TOKEN_BYTES: usize = 1024 * 1024;
 
 /// What the client knows about a token without verifying it: a client has no
 /// key, and only ties a replacement to the token it holds.
@@ -75,7 +79,7 @@ impl TokenStore {
         let Some(header) = bearer(token) else {
             return false;
         };
-        let claims = unverified(token, MAX_TOKEN_BYTES);
+        let claims = unverified(token, MAX_HELD_TOKEN_BYTES);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) =
             Some(Current { header, claims });
         true
@@ -296,6 +300,11 @@ mod tests {
             store.offer_within(&jwt("HS256", &too_big), 2 * MAX_TOKEN_BYTES),
             "the limit is configurable"
         );
+        // The application's own (login) token is read above the default limit,
+        // so a layer configured for large tokens can renew it.
+        let big_login = too_big.replace(r#""exp":200"#, r#""exp":300"#);
+        assert!(store.replace(&jwt("HS256", &big_login)));
+        assert_eq!(store.expires_at(), Some(300));
     }
 
     #[test]
