@@ -145,8 +145,11 @@ impl GreeterClient {
         tokens: TokenStore,
     ) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(address)?.connect().await?;
-        // Attaches `authorization: Bearer <current>` and adopts renewed tokens.
-        let service = ClientLayer::new(tokens).layer(channel);
+        // Attaches `authorization: Bearer <current>` and adopts renewed tokens
+        // of the same session. A channel has one endpoint, so the layer is
+        // bound to it by construction (tonic sends relative URIs and the
+        // channel adds its own origin).
+        let service = ClientLayer::for_channel(tokens).layer(channel);
         Ok(Self {
             grpc: tonic::client::Grpc::new(service),
         })

@@ -64,6 +64,10 @@ pub enum ConfigErrorKind {
     /// size limit or capacity out of range.
     #[error("invalid realm, issuer, audience, type, size limit or capacity")]
     InvalidValue,
+    /// A client's origin that is not `http(s)://host[:port]` (a path, query,
+    /// user info or another scheme).
+    #[error("invalid origin (expected http(s)://host[:port])")]
+    InvalidOrigin,
 }
 
 impl ConfigError {

@@ -124,7 +124,12 @@
 //! [`ClientLayer`] is the other half: wrapped around a client (hyper-util's
 //! `Client`, a tonic `Channel`), it attaches the current token from a shared
 //! [`TokenStore`] and adopts renewed tokens from responses, so a long-running
-//! client never has to log in again while it stays active.
+//! client never has to log in again while it stays active. It is bound to one
+//! [`Origin`] ([`ClientLayer::for_origin`], or [`ClientLayer::for_channel`]
+//! around a single-endpoint channel): no other host gets the token or has its
+//! responses read, and only a later token of the same session, from a 2xx/3xx
+//! response, replaces the current one. A 401 clears the refused token and is
+//! reported, so the application can log in again.
 //!
 //! # Security model
 //!
@@ -155,6 +160,11 @@
 //!   [`SlidingJwtBuilder::with_cross_origin_protection`]).
 //! * **Only compact JWS are written** into `Authorization`, custom headers and
 //!   `Set-Cookie`.
+//!
+//! * **The client half fails closed:** the token goes only to the bound
+//!   origin; a renewal is adopted only from that origin's 2xx/3xx responses,
+//!   only as a compact JWS (never `alg: none`) of the same `sid` with a later
+//!   `exp`.
 //!
 //! Renewal makes a stolen token live as long as its thief keeps using it, up
 //! to the session cap. Keep the cap short enough for your threat model.
@@ -198,7 +208,7 @@ mod session;
 mod source;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
-pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
+pub use client::{Client, ClientFuture, ClientLayer, Origin, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
 pub use extensions::{NoRenewal, RawToken, Renewed};

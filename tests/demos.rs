@@ -287,7 +287,16 @@ async fn http_contract(which: Http) {
 
     // The client-side layer over hyper's client adopts the renewal.
     let tokens = TokenStore::new(&bob);
-    let service = ClientLayer::new(tokens.clone()).layer(client.clone());
+    let layer = ClientLayer::for_origin(&format!("http://{addr}"), tokens.clone()).unwrap();
+    let service = layer.layer(client.clone());
+    // The same server under another name is another origin: no token goes there.
+    let elsewhere = format!("http://localhost:{}/me", addr.port());
+    let request = Request::get(elsewhere)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(tokens.token().unwrap(), bob, "a foreign 401 is not read");
     let request = Request::get(format!("http://{addr}/me"))
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -295,6 +304,10 @@ async fn http_contract(which: Http) {
     assert_eq!(response.status(), StatusCode::OK);
     assert_ne!(tokens.token().unwrap(), bob, "swapped to the renewed token");
     assert_eq!(tokens.expires_at(), Some(clock.now() + 3600));
+    assert_eq!(
+        payload(&tokens.token().unwrap())["sid"],
+        payload(&bob)["sid"]
+    );
 
     // Logout ends the session: every token of it gets 401.
     let logout = call(
@@ -413,12 +426,17 @@ async fn tonic_demo_keeps_the_contract() {
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     // A forged token: UNAUTHENTICATED.
     let forged = format!("{}x", login.token());
-    let mut bad = tonic_demo::GreeterClient::connect(address.clone(), TokenStore::new(&forged))
+    let refused = TokenStore::new(&forged);
+    let mut bad = tonic_demo::GreeterClient::connect(address.clone(), refused.clone())
         .await
         .unwrap();
     assert_eq!(
         bad.say_hello("mallory").await.unwrap_err().code(),
         tonic::Code::Unauthenticated
+    );
+    assert!(
+        refused.token().is_none(),
+        "UNAUTHENTICATED in the headers clears the refused token"
     );
 
     let tokens = TokenStore::new(login.token());
