@@ -57,17 +57,14 @@ pub enum ConfigErrorKind {
     /// A cookie name or attribute that is not valid in a `Set-Cookie` header.
     #[error("invalid cookie name or attribute")]
     InvalidCookie,
-    /// An origin that is not `http(s)://host[:port]` (no path, query or user info).
-    #[error("invalid origin (expected scheme://host[:port])")]
+    /// An origin that is not `http(s)://host[:port]` (no path, query, user
+    /// info or other scheme).
+    #[error("invalid origin (expected http(s)://host[:port])")]
     InvalidOrigin,
     /// A realm, issuer, audience or `typ` that is empty or not printable, or a
     /// size limit or capacity out of range.
     #[error("invalid realm, issuer, audience, type, size limit or capacity")]
     InvalidValue,
-    /// A client's origin that is not `http(s)://host[:port]` (a path, query,
-    /// user info or another scheme).
-    #[error("invalid origin (expected http(s)://host[:port])")]
-    InvalidOrigin,
 }
 
 impl ConfigError {

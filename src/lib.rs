@@ -198,6 +198,7 @@ mod issuer;
 mod keys;
 mod layer;
 mod log;
+mod origin;
 mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -208,7 +209,7 @@ mod session;
 mod source;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
-pub use client::{Client, ClientFuture, ClientLayer, Origin, TokenStore};
+pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
 pub use extensions::{NoRenewal, RawToken, Renewed};
@@ -217,6 +218,7 @@ pub use issuer::{IssuedToken, Issuer};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 pub use keys::{Key, KeyRing, Keys};
 pub use layer::{SlidingJwtBuilder, SlidingJwtLayer};
+pub use origin::Origin;
 pub use policy::{
     DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle, is_success,
 };

@@ -14,7 +14,6 @@
 //! with the latest `exp` wins. A 401 (or gRPC `UNAUTHENTICATED` in the
 //! response headers) is reported so the application can log in again.
 
-mod origin;
 mod store;
 
 use std::fmt;
@@ -30,7 +29,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::ConfigError;
-pub use origin::Origin;
+use crate::origin::Origin;
 pub use store::TokenStore;
 
 type OnChange = Arc<dyn Fn(&str) + Send + Sync>;

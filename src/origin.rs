@@ -1,4 +1,5 @@
-//! The one origin a client layer sends its token to.
+//! Origins: the one a client layer sends its token to, and those a server
+//! trusts for cross-site requests with the session cookie.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,7 +33,8 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Parses `scheme://host[:port]`, optionally with a trailing `/`.
+    /// Parses `scheme://host[:port]`, optionally with a trailing `/` (the form
+    /// of a browser's `Origin` header).
     ///
     /// # Errors
     /// [`ConfigErrorKind::InvalidOrigin`] for anything else: no scheme, a
