@@ -19,7 +19,8 @@ use crate::keys::Keys;
 use crate::layer::Config;
 use crate::policy::RenewalPolicy;
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{BoxFuture, Lookup, Status, TokenIds, Verdict};
+use crate::revalidate::Verdict;
+use crate::revoke::{BoxFuture, Lookup, Status, TokenIds};
 use crate::service::reject;
 use crate::session::{Action, Session};
 

@@ -1,11 +1,11 @@
-//! Revocation and revalidation: what makes a sliding session safe to deploy.
+//! Revocation: the immediate switch that ends a sliding session.
 //!
 //! A [`RevocationStore`] is asked on every request, after the token verified
 //! and before the inner service runs, whether the token's session (`sid`), the
 //! token itself (`jti`) or every session of its subject (`sub`, "log out
 //! everywhere") was revoked. A revoked token gets 401 `invalid_token` and is
-//! never renewed. A [`Revalidate`] hook runs only when a renewal is about to
-//! happen, so its cost is throttled with the renewals.
+//! never renewed. (The periodic check, run only before a renewal, is the
+//! [`Revalidate`](crate::Revalidate) hook.)
 
 use std::collections::HashMap;
 use std::fmt;
@@ -430,49 +430,6 @@ impl RevocationStore for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let result = self.insert(&revocation, now);
         Box::pin(std::future::ready(result))
-    }
-}
-
-/// The outcome of a [`Revalidate`] hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict<C> {
-    /// Renew as planned.
-    Approve,
-    /// Renew, but with these claims (e.g. a refreshed role). `sid`,
-    /// `auth_time` and the times are still set by the layer.
-    Update(C),
-    /// Serve the request with the old token and do not renew.
-    Veto,
-    /// Refuse the request: 401 `invalid_token` (e.g. the user was disabled).
-    Reject,
-}
-
-/// Runs when a renewal is about to happen, before the inner service: is the
-/// session still good? Closures `Fn(&C) -> impl Future<Output = Verdict<C>>`
-/// are hooks:
-///
-/// ```
-/// use tower_sliding_jwt::{Revalidate, StandardClaims, Verdict};
-///
-/// let hook = |claims: &StandardClaims| {
-///     let disabled = claims.registered.sub.as_deref() == Some("mallory");
-///     async move { if disabled { Verdict::Reject } else { Verdict::Approve } }
-/// };
-/// fn assert_hook<H: Revalidate<StandardClaims>>(_: &H) {}
-/// assert_hook(&hook);
-/// ```
-pub trait Revalidate<C>: Send + Sync + 'static {
-    /// The verdict for a session about to be renewed.
-    fn revalidate(&self, claims: &C) -> BoxFuture<'static, Verdict<C>>;
-}
-
-impl<C, F, Fut> Revalidate<C> for F
-where
-    F: Fn(&C) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Verdict<C>> + Send + 'static,
-{
-    fn revalidate(&self, claims: &C) -> BoxFuture<'static, Verdict<C>> {
-        Box::pin(self(claims))
     }
 }
 
