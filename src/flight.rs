@@ -34,10 +34,10 @@ impl Flights {
 
     /// Pops the front record, dropping its entry if the record is current.
     fn pop_front(&mut self) {
-        if let Some(record) = self.order.pop_front() {
-            if self.is_current(&record) {
-                self.map.remove(&record.0);
-            }
+        if let Some(record) = self.order.pop_front()
+            && self.is_current(&record)
+        {
+            self.map.remove(&record.0);
         }
     }
 }

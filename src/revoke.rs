@@ -504,10 +504,10 @@ impl MemoryStore {
             };
             // Counted in before the entry is visible, under the write lock.
             self.active_level().add(hash);
-            if entries.in_next(&due) {
-                if let Some(next) = self.next_level() {
-                    next.add(hash)
-                };
+            if entries.in_next(&due)
+                && let Some(next) = self.next_level()
+            {
+                next.add(hash);
             }
             entries.maps[kind as usize].insert(key, Slot { until, before });
             entries.due.insert(due);
@@ -563,10 +563,10 @@ impl MemoryStore {
             // Counted out after the entry is gone from the map.
             let hash = self.hash(due.kind, &due.key);
             self.active_level().remove(hash);
-            if entries.in_next(&due) {
-                if let Some(next) = self.next_level() {
-                    next.remove(hash)
-                };
+            if entries.in_next(&due)
+                && let Some(next) = self.next_level()
+            {
+                next.remove(hash);
             }
             dropped += 1;
             #[cfg(test)]
