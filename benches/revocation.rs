@@ -3,7 +3,10 @@
 //! `cargo bench --features redis --bench revocation` adds the Redis store
 //! against a `redis-server` the bench starts on loopback.
 //!
-//! ids: `revocation/{memory,redis}/{empty,10k}`.
+//! ids: `revocation/{memory,redis}/{empty,10k}`, `revocation/memory/1m` (a
+//! million live revocations; prints the resident memory they take) and
+//! `revocation/memory/1m-varied` (a different not-revoked token each time, so
+//! the filter's cache lines are not all hot).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -56,6 +59,47 @@ fn bench_memory(c: &mut Criterion) {
     c.bench_function("revocation/memory/10k", |b| {
         b.iter(|| check(&full, black_box(&token)))
     });
+    drop(full);
+
+    let before = resident_kib();
+    let million = MemoryStore::new();
+    for n in 0..1_000_000 {
+        million.insert(&revocation(n), NOW).unwrap();
+    }
+    let after = resident_kib();
+    eprintln!(
+        "1 000 000 live revocations: {} KiB resident ({} bytes each)",
+        after.saturating_sub(before),
+        after.saturating_sub(before) * 1024 / 1_000_000
+    );
+    assert!(!check(&million, &token));
+    c.bench_function("revocation/memory/1m", |b| {
+        b.iter(|| check(&million, black_box(&token)))
+    });
+    let tokens: Vec<tower_sliding_jwt::RegisteredClaims> = (0..4096)
+        .map(|n| tower_sliding_jwt::RegisteredClaims {
+            sub: Some(format!("user-{n}")),
+            sid: Some(format!("bm90IHJldm9rZWQ{n:08}")),
+            jti: Some(format!("YW5vdGhlciB0b2tlbg{n:08}")),
+            auth_time: Some(NOW - 100),
+            ..Default::default()
+        })
+        .collect();
+    let mut next = 0;
+    c.bench_function("revocation/memory/1m-varied", |b| {
+        b.iter(|| {
+            next = (next + 1) % tokens.len();
+            check(&million, black_box(&TokenIds::of(&tokens[next])))
+        })
+    });
+}
+
+/// Resident memory of this process, in KiB (Linux; 0 elsewhere).
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4)
 }
 
 #[cfg(feature = "redis")]

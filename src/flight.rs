@@ -1,7 +1,7 @@
 //! Single flight: parallel requests that present the same old token get the
 //! same replacement token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,24 +13,60 @@ struct Flight {
     expires_at: i64,
     /// When the old token stops verifying; the entry is useless after that.
     forget_after: i64,
+    /// Which record of `Flights::order` is this entry's.
+    serial: u64,
+}
+
+struct Flights {
+    map: HashMap<Arc<str>, Flight>,
+    /// Keys in insertion order, each with the serial of the entry it was
+    /// pushed for; a record whose entry was replaced or removed is stale and
+    /// skipped when it reaches the front.
+    order: VecDeque<(Arc<str>, u64)>,
+    next_serial: u64,
+}
+
+impl Flights {
+    /// Whether the front record is the live entry it names (not stale).
+    fn is_current(&self, (key, serial): &(Arc<str>, u64)) -> bool {
+        self.map.get(key).is_some_and(|f| f.serial == *serial)
+    }
+
+    /// Pops the front record, dropping its entry if the record is current.
+    fn pop_front(&mut self) {
+        if let Some(record) = self.order.pop_front()
+            && self.is_current(&record)
+        {
+            self.map.remove(&record.0);
+        }
+    }
 }
 
 /// A bounded map from an old token's signature to its replacement.
 ///
 /// Memory is bounded by `capacity` entries, each at most the size of two
-/// tokens (which the size limit bounds). Entries go when the old token
-/// expires; when the map is full of live entries a renewal still happens but is
-/// not shared (parallel requests may then get different, equally valid tokens).
+/// tokens (which the size limit bounds), plus at most `2 * capacity` queue
+/// records. Every operation is O(1) amortized: entries are reclaimed in
+/// insertion order, a few per insert, once their old token expired; when the
+/// map is full of live entries the oldest is evicted (a request presenting
+/// that old token again then gets a fresh, equally valid replacement).
 pub(crate) struct SingleFlight {
     capacity: usize,
-    map: Mutex<HashMap<Box<str>, Flight>>,
+    flights: Mutex<Flights>,
 }
+
+/// Front records examined per insert to reclaim expired entries early.
+const RECLAIM: usize = 4;
 
 impl SingleFlight {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            map: Mutex::new(HashMap::new()),
+            flights: Mutex::new(Flights {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                next_serial: 0,
+            }),
         }
     }
 
@@ -43,29 +79,17 @@ impl SingleFlight {
         forget_after: i64,
         sign: impl FnOnce() -> Result<(String, i64), IssueError>,
     ) -> Result<(Arc<str>, i64), IssueError> {
-        if let Some(flight) = self.lock().get(key).filter(|f| f.forget_after > now) {
+        if let Some(flight) = self.lock().map.get(key).filter(|f| f.forget_after > now) {
             return Ok((flight.token.clone(), flight.expires_at));
         }
         let (token, expires_at) = sign()?;
         let token: Arc<str> = token.into();
-        let mut map = self.lock();
+        let mut flights = self.lock();
         // Another request may have signed meanwhile: theirs wins, ours is dropped.
-        if let Some(flight) = map.get(key).filter(|f| f.forget_after > now) {
+        if let Some(flight) = flights.map.get(key).filter(|f| f.forget_after > now) {
             return Ok((flight.token.clone(), flight.expires_at));
         }
-        if map.len() >= self.capacity {
-            map.retain(|_, f| f.forget_after > now);
-        }
-        if map.len() < self.capacity {
-            map.insert(
-                key.into(),
-                Flight {
-                    token: token.clone(),
-                    expires_at,
-                    forget_after,
-                },
-            );
-        }
+        self.store(&mut flights, key, token.clone(), expires_at, forget_after, now);
         Ok((token, expires_at))
     }
 
@@ -80,33 +104,87 @@ impl SingleFlight {
         forget_after: i64,
         now: i64,
     ) -> Option<Arc<str>> {
-        let mut map = self.lock();
-        let flight = Flight {
-            token,
-            expires_at,
-            forget_after,
-        };
-        if let Some(slot) = map.get_mut(key) {
-            let previous = std::mem::replace(slot, flight);
-            return (previous.forget_after > now).then_some(previous.token);
-        }
-        if map.len() >= self.capacity {
-            map.retain(|_, f| f.forget_after > now);
-        }
-        if map.len() < self.capacity {
-            map.insert(key.into(), flight);
-        }
-        None
+        let mut flights = self.lock();
+        let previous = flights
+            .map
+            .get(key)
+            .filter(|f| f.forget_after > now)
+            .map(|f| f.token.clone());
+        self.store(&mut flights, key, token, expires_at, forget_after, now);
+        previous
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Flight>> {
+    /// Records `token` as the replacement for `key` (replacing any entry),
+    /// reclaiming and evicting in insertion order: O(1) amortized.
+    fn store(
+        &self,
+        flights: &mut Flights,
+        key: &str,
+        token: Arc<str>,
+        expires_at: i64,
+        forget_after: i64,
+        now: i64,
+    ) {
+        if self.capacity == 0 {
+            return;
+        }
+        // Reclaim a few records at the front: stale ones, and entries whose old
+        // token expired (insertion order is roughly expiry order).
+        for _ in 0..RECLAIM {
+            match flights.order.front() {
+                Some(front)
+                    if !flights.is_current(front)
+                        || flights
+                            .map
+                            .get(&front.0)
+                            .is_some_and(|f| f.forget_after <= now) =>
+                {
+                    flights.pop_front()
+                }
+                _ => break,
+            }
+        }
+        // An expired entry under this key is replaced in place (its record
+        // goes stale); otherwise make room by evicting in insertion order.
+        if !flights.map.contains_key(key) {
+            while flights.map.len() >= self.capacity && !flights.order.is_empty() {
+                flights.pop_front();
+            }
+        }
+        let key: Arc<str> = key.into();
+        let serial = flights.next_serial;
+        flights.next_serial += 1;
+        flights.map.insert(
+            key.clone(),
+            Flight {
+                token,
+                expires_at,
+                forget_after,
+                serial,
+            },
+        );
+        flights.order.push_back((key, serial));
+        // Stale records (replaced entries) are dropped in one pass once they
+        // are as many as the entries: amortized O(1), memory bounded.
+        if flights.order.len() > 2 * self.capacity {
+            let Flights { map, order, .. } = &mut *flights;
+            order.retain(|(key, serial)| map.get(key).is_some_and(|f| f.serial == *serial));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Flights> {
         // The map holds no invariant a panic elsewhere could break.
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
+    }
+
+    #[cfg(test)]
+    fn records(&self) -> usize {
+        self.lock().order.len()
     }
 }
 
@@ -148,5 +226,60 @@ mod tests {
             .get_or_sign("k99", 200, 300, || Ok(("fresh".into(), 0)))
             .unwrap();
         assert_eq!(&*t.0, "fresh");
+    }
+
+    fn sign(sf: &SingleFlight, key: &str, now: i64, forget_after: i64, token: &str) -> String {
+        let token = token.to_owned();
+        sf.get_or_sign(key, now, forget_after, || Ok((token, 0)))
+            .unwrap()
+            .0
+            .to_string()
+    }
+
+    #[test]
+    fn a_full_map_of_live_entries_evicts_the_oldest_and_still_shares() {
+        let sf = SingleFlight::new(3);
+        for i in 0..3 {
+            sign(&sf, &format!("k{i}"), 0, 1000, &format!("t{i}"));
+        }
+        // Full of live entries: the newest is still shared, the oldest goes.
+        assert_eq!(sign(&sf, "k3", 1, 1000, "t3"), "t3");
+        assert_eq!(sign(&sf, "k3", 2, 1000, "other"), "t3", "shared while full");
+        assert_eq!(sf.len(), 3);
+        assert_eq!(sign(&sf, "k1", 3, 1000, "other"), "t1");
+        assert_eq!(sign(&sf, "k2", 3, 1000, "other"), "t2");
+        assert_eq!(sign(&sf, "k0", 3, 1000, "fresh"), "fresh", "k0 was evicted");
+    }
+
+    #[test]
+    fn an_entry_is_served_until_its_old_token_expires_and_never_after() {
+        let sf = SingleFlight::new(10);
+        assert_eq!(sign(&sf, "k", 0, 100, "one"), "one");
+        assert_eq!(sign(&sf, "k", 99, 100, "two"), "one");
+        assert_eq!(sign(&sf, "k", 100, 200, "three"), "three");
+        assert_eq!(sign(&sf, "k", 150, 200, "four"), "three");
+    }
+
+    #[test]
+    fn bookkeeping_stays_bounded_under_any_pattern() {
+        let sf = SingleFlight::new(8);
+        // The same keys re-signed after expiry leave stale records behind;
+        // they are dropped before they outnumber twice the capacity.
+        for round in 0..1000 {
+            for k in 0..4 {
+                sign(&sf, &format!("k{k}"), round, round + 1, "t");
+            }
+            assert!(sf.len() <= 8);
+            assert!(sf.records() <= 16, "{} records", sf.records());
+        }
+        // Expired entries are reclaimed by later inserts.
+        let sf = SingleFlight::new(1000);
+        for i in 0..100 {
+            sign(&sf, &format!("old{i}"), 0, 10, "t");
+        }
+        for i in 0..100 {
+            sign(&sf, &format!("new{i}"), 20, 1000, "t");
+        }
+        assert_eq!(sf.len(), 100, "the expired entries are gone");
     }
 }

@@ -23,7 +23,8 @@ use crate::layer::Config;
 use crate::log::event;
 use crate::policy::{RenewalPolicy, is_success};
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{BoxFuture, Lookup, Revocation, RevocationTarget, Status, TokenIds, Verdict};
+use crate::revalidate::Verdict;
+use crate::revoke::{BoxFuture, Lookup, Revocation, RevocationTarget, Status, TokenIds};
 use crate::service::reject;
 use crate::session::{Action, Session};
 

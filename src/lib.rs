@@ -203,6 +203,7 @@ mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod reject;
+mod revalidate;
 mod revoke;
 mod service;
 mod session;
@@ -223,9 +224,10 @@ pub use policy::{
     DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle, is_success,
 };
 pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
+pub use revalidate::{Revalidate, Verdict};
 pub use revoke::{
-    BoxFuture, Lookup, MemoryStore, Revalidate, Revocation, RevocationStore, RevocationTarget,
-    Status, StoreError, StoreErrorKind, TokenIds, Verdict,
+    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, Status,
+    StoreError, StoreErrorKind, TokenIds,
 };
 pub use service::SlidingJwt;
 pub use session::{Revoker, Session};

@@ -4,8 +4,9 @@
 //! answers checks from it, so the per-request cost is the in-memory store's
 //! and never a network round trip. Redis is the shared source:
 //!
-//! * a revocation is written as `SET {prefix}{kind}:{id} ... EXAT {until}` (so
-//!   Redis forgets it with the session cap) and announced with `PUBLISH` on the
+//! * a revocation is written as `SET {prefix}{kind}:{id} ... EX {until - now}`
+//!   (so Redis forgets it with the session cap; `now` is the layer's clock) and
+//!   announced with `PUBLISH` on the
 //!   channel `{prefix}revocations`;
 //! * each instance subscribes to that channel, then loads every live entry
 //!   with `SCAN`/`MGET`, then applies announcements as they arrive, and reloads
@@ -20,7 +21,10 @@
 //! resubscribed and reloaded; with [`FailureMode::Open`] it keeps answering
 //! from its replica, which may then miss revocations made elsewhere in the
 //! meantime. A silent partition (no reset) is detected by the next reload,
-//! so the worst case is `resync_interval + timeout`. Every Redis call is bounded
+//! so the worst case is `resync_interval + timeout`. A replica that is full
+//! (it would have to drop a revocation) is not trusted either: the instance
+//! then fails the same way until a reload finds room for every live entry.
+//! Every Redis call is bounded
 //! by `timeout` (2 s by default): nothing waits forever. State changes are
 //! logged with `tracing` (target `tower_sliding_jwt::redis`), without tokens.
 
@@ -54,7 +58,7 @@ pub enum FailureMode {
 }
 
 /// Configures and connects a [`RedisStore`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
     url: String,
     prefix: String,
@@ -62,6 +66,19 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     resync_interval: Duration,
     capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("failure_mode", &self.failure_mode)
+            .field("timeout", &self.timeout)
+            .field("resync_interval", &self.resync_interval)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisStoreBuilder {
@@ -90,9 +107,19 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Live revocations the replica may hold (default one million).
+    /// Live revocations the replica may hold (default one million). A
+    /// replica that cannot take an entry makes the instance unsynchronised
+    /// (see [`FailureMode`]) until a reload finds room for every entry.
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// The clock that decides which entries read from Redis are still live
+    /// (default [`SystemClock`](crate::SystemClock)). Give it the layer's
+    /// clock: the store and the layer must agree on "now".
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -116,6 +143,8 @@ impl RedisStoreBuilder {
         let shared = Arc::new(Shared {
             replica: MemoryStore::with_capacity(self.capacity),
             live: AtomicBool::new(false),
+            overflow: AtomicBool::new(false),
+            clock: self.clock,
             synced: tokio::sync::Notify::new(),
             failure_mode: self.failure_mode,
             channel: format!("{}revocations", self.prefix),
@@ -160,12 +189,14 @@ impl RedisStore {
             timeout: Duration::from_secs(2),
             resync_interval: Duration::from_secs(30),
             capacity: 1_000_000,
+            clock: Arc::new(SystemClock),
         }
     }
 
-    /// Whether the replica is synchronised with Redis right now.
+    /// Whether the replica is synchronised with Redis right now: subscribed,
+    /// loaded, and holding every live revocation (not full).
     pub fn is_synchronised(&self) -> bool {
-        self.shared.live.load(Ordering::Acquire)
+        self.shared.trusted()
     }
 
     /// Live revocations in the local replica.
@@ -193,7 +224,7 @@ impl fmt::Debug for RedisStore {
 impl RevocationStore for RedisStore {
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         let shared = &self.shared;
-        if !shared.live.load(Ordering::Acquire) && shared.failure_mode == FailureMode::Closed {
+        if !shared.trusted() && shared.failure_mode == FailureMode::Closed {
             return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
         }
         Lookup::Ready(Ok(shared.replica.status(token, now)))
@@ -206,19 +237,22 @@ impl RevocationStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let shared = &self.shared;
-            // This instance honours it at once, whatever happens to Redis.
+            // This instance honours it at once, whatever happens to Redis; a
+            // full replica refuses it (logged), and nothing is published.
             shared.replica.insert(&revocation, now)?;
             let entry = Entry::from(&revocation);
-            if revocation.until <= SystemClock.now() {
+            // `now` is the layer's clock: Redis keeps the entry as long as
+            // that clock says it is live, whatever Redis's own clock says.
+            let Some(ttl) = revocation.until.checked_sub(now).filter(|ttl| *ttl > 0) else {
                 return Ok(());
-            }
+            };
             let mut pipe = redis::pipe();
             pipe.atomic()
                 .cmd("SET")
                 .arg(format!("{}{}", shared.prefix, entry.key()))
                 .arg(entry.value())
-                .arg("EXAT")
-                .arg(revocation.until)
+                .arg("EX")
+                .arg(ttl)
                 .ignore()
                 .cmd("PUBLISH")
                 .arg(&shared.channel)
@@ -244,7 +278,11 @@ impl Drop for TaskGuard {
 
 struct Shared {
     replica: MemoryStore,
+    /// Subscribed and loaded.
     live: AtomicBool,
+    /// The replica refused an entry since the last complete reload.
+    overflow: AtomicBool,
+    clock: Arc<dyn Clock>,
     synced: tokio::sync::Notify,
     failure_mode: FailureMode,
     prefix: String,
@@ -332,14 +370,36 @@ impl<'a> Entry<'a> {
 }
 
 impl Shared {
-    fn apply(&self, entry: Option<Entry<'_>>) {
+    /// Whether checks may be answered from the replica.
+    fn trusted(&self) -> bool {
+        self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
+    }
+
+    /// Applies one entry to the replica; `false` when the replica could not
+    /// take it (it is then missing a live revocation: not trusted any more).
+    fn apply(&self, entry: Option<Entry<'_>>) -> bool {
         match entry.and_then(|e| e.revocation()) {
-            Some(revocation) => {
-                if let Err(error) = self.replica.insert(&revocation, SystemClock.now()) {
-                    tracing::error!(target: TARGET, %error, "revocation replica cannot take more entries");
+            Some(revocation) => match self.replica.insert(&revocation, self.clock.now()) {
+                Ok(()) => true,
+                Err(error) => {
+                    if !self.overflow.swap(true, Ordering::AcqRel) {
+                        let mode = match self.failure_mode {
+                            FailureMode::Closed => {
+                                "refusing authenticated requests (503) until a reload finds room"
+                            }
+                            FailureMode::Open => {
+                                "answering from an incomplete replica until a reload finds room"
+                            }
+                        };
+                        tracing::error!(target: TARGET, %error, replica = ?self.replica, "revocation replica is full and misses a revocation; {mode}");
+                    }
+                    false
                 }
+            },
+            None => {
+                tracing::debug!(target: TARGET, "ignored a malformed revocation entry");
+                true
             }
-            None => tracing::debug!(target: TARGET, "ignored a malformed revocation entry"),
         }
     }
 
@@ -348,6 +408,7 @@ impl Shared {
         let mut connection = self.commands.clone();
         let pattern = format!("{}*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
+        let mut complete = true;
         loop {
             let (next, keys): (u64, Vec<String>) = bounded(
                 self.timeout,
@@ -368,10 +429,14 @@ impl Shared {
                     else {
                         continue;
                     };
-                    self.apply(Entry::parse_stored(key, &value));
+                    complete &= self.apply(Entry::parse_stored(key, &value));
                 }
             }
             if next == 0 {
+                // Every live entry is in the replica again: it can be trusted.
+                if complete && self.overflow.swap(false, Ordering::AcqRel) {
+                    tracing::info!(target: TARGET, entries = self.replica.len(), "revocation replica has room again");
+                }
                 return Ok(());
             }
             cursor = next;
@@ -458,10 +523,12 @@ async fn subscribe_and_follow(
     loop {
         tokio::select! {
             message = poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)) => match message {
-                Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
-                    Ok(text) => shared.apply(Entry::parse_message(text)),
-                    Err(_) => shared.apply(None),
-                },
+                Some(message) => {
+                    let entry = std::str::from_utf8(message.get_payload_bytes())
+                        .ok()
+                        .and_then(Entry::parse_message);
+                    shared.apply(entry);
+                }
                 None => return StoreErrorKind::Unavailable.into(),
             },
             _ = resync.tick() => {

@@ -1,19 +1,20 @@
-//! Revocation and revalidation: what makes a sliding session safe to deploy.
+//! Revocation: the immediate switch that ends a sliding session.
 //!
 //! A [`RevocationStore`] is asked on every request, after the token verified
 //! and before the inner service runs, whether the token's session (`sid`), the
 //! token itself (`jti`) or every session of its subject (`sub`, "log out
 //! everywhere") was revoked. A revoked token gets 401 `invalid_token` and is
-//! never renewed. A [`Revalidate`] hook runs only when a renewal is about to
-//! happen, so its cost is throttled with the renewals.
+//! never renewed. (The periodic check, run only before a renewal, is the
+//! [`Revalidate`](crate::Revalidate) hook.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::ops::Bound;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use crate::claims::RegisteredClaims;
 use crate::reject::RejectionKind;
@@ -188,52 +189,171 @@ impl From<StoreErrorKind> for StoreError {
     }
 }
 
-const FILTER_BITS: usize = 1 << 16;
-const PURGE_EVERY: i64 = 60;
+/// Entries the smallest filter level is sized for; each next level holds
+/// [`GROWTH`] times more, up to the store's capacity.
+const FIRST_LEVEL: usize = 1024;
+const GROWTH: usize = 4;
+/// The largest level the filter grows to, whatever the capacity.
+const LARGEST_LEVEL: usize = 1 << 28;
+/// Counters a level has per entry it is sized for (a false-positive rate of
+/// about 1 % when it holds that many).
+const COUNTERS_PER_ENTRY: usize = 10;
+/// A block is one 64-byte cache line of 4-bit counters: a key's counters all
+/// lie in one block, so a look-up touches one cache line.
+const BLOCK_WORDS: usize = 8;
+const COUNTERS_PER_WORD: u32 = 16;
+const COUNTERS_PER_BLOCK: usize = BLOCK_WORDS * COUNTERS_PER_WORD as usize;
+/// Counters per key.
+const HASHES: u32 = 4;
+/// A counter that reached this no longer knows its count and stays set.
+const SATURATED: u64 = 0xF;
+/// Expired entries dropped, and entries copied into a growing filter level,
+/// per insert: bounded work, and expired entries go faster than new ones come.
+const STEP: usize = 32;
+/// Expired entries dropped per write-lock hold by [`MemoryStore::purge`].
+const PURGE_BATCH: usize = 1024;
 
-#[derive(Default)]
+/// One size of the counting filter.
+struct Level {
+    /// Entries this level is sized for.
+    holds: usize,
+    blocks: u64,
+    counters: Box<[AtomicU64]>,
+}
+
+impl Level {
+    fn new(holds: usize) -> Self {
+        let blocks = holds
+            .saturating_mul(COUNTERS_PER_ENTRY)
+            .div_ceil(COUNTERS_PER_BLOCK)
+            .max(1);
+        Self {
+            holds,
+            blocks: blocks as u64,
+            counters: (0..blocks * BLOCK_WORDS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The word and bit offset of each of the key's counters: the block from
+    /// the hash's high half, the counters in it from its low bits.
+    fn slots(&self, hash: u64) -> impl Iterator<Item = (&AtomicU64, u32)> {
+        let block = (u128::from(hash >> 32) * u128::from(self.blocks)) >> 32;
+        let base = block as usize * BLOCK_WORDS;
+        (0..HASHES).map(move |i| {
+            let counter = (hash >> (7 * i)) as u32 % COUNTERS_PER_BLOCK as u32;
+            let word = &self.counters[base + (counter / COUNTERS_PER_WORD) as usize];
+            (word, (counter % COUNTERS_PER_WORD) * 4)
+        })
+    }
+
+    /// Whether every counter of the key is set: lock-free.
+    fn contains(&self, hash: u64) -> bool {
+        self.slots(hash)
+            .all(|(word, shift)| (word.load(Ordering::Acquire) >> shift) & SATURATED != 0)
+    }
+
+    /// Counts a key in. Only under the store's write lock (a single writer).
+    fn add(&self, hash: u64) {
+        for (word, shift) in self.slots(hash) {
+            let value = word.load(Ordering::Relaxed);
+            if (value >> shift) & SATURATED != SATURATED {
+                word.store(value + (1 << shift), Ordering::Release);
+            }
+        }
+    }
+
+    /// Counts a key out. Only under the store's write lock, for a key that was
+    /// counted in: a counter never drops below the live keys that share it.
+    fn remove(&self, hash: u64) {
+        for (word, shift) in self.slots(hash) {
+            let value = word.load(Ordering::Relaxed);
+            let count = (value >> shift) & SATURATED;
+            if count != 0 && count != SATURATED {
+                word.store(value - (1 << shift), Ordering::Release);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Session = 0,
+    Token = 1,
+    Subject = 2,
+}
+
+/// A live entry's value. `before` is only used by subjects.
+#[derive(Clone, Copy)]
+struct Slot {
+    until: i64,
+    before: i64,
+}
+
+/// An entry in expiry order.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    until: i64,
+    kind: Kind,
+    key: Arc<str>,
+}
+
 struct Entries {
-    /// sid -> until
-    sessions: HashMap<Box<str>, i64>,
-    /// jti -> until
-    tokens: HashMap<Box<str>, i64>,
-    /// sub -> (before, until)
-    subjects: HashMap<Box<str>, (i64, i64)>,
-    next_purge: i64,
+    /// Per kind: id -> slot.
+    maps: [HashMap<Arc<str>, Slot>; 3],
+    /// Every entry of `maps` exactly once, in the order they expire.
+    due: BTreeSet<Due>,
+    /// While the filter grows into the next level: that level counts exactly
+    /// the entries up to this one, in `due` order (none yet for `Some(None)`).
+    growing: Option<Option<Due>>,
 }
 
 impl Entries {
     fn len(&self) -> usize {
-        self.sessions.len() + self.tokens.len() + self.subjects.len()
+        self.maps.iter().map(HashMap::len).sum()
     }
 
-    fn purge(&mut self, now: i64) {
-        self.sessions.retain(|_, until| *until > now);
-        self.tokens.retain(|_, until| *until > now);
-        self.subjects.retain(|_, (_, until)| *until > now);
-        self.next_purge = now.saturating_add(PURGE_EVERY);
+    /// Whether the entry is already counted in the level being grown into.
+    fn in_next(&self, due: &Due) -> bool {
+        matches!(&self.growing, Some(Some(upto)) if due <= upto)
     }
 }
 
 struct MemoryInner {
-    /// A bit per hash bucket of every live entry: a clear bit answers
-    /// "not revoked" with one atomic load, no lock, no allocation.
-    filter: Box<[AtomicU64]>,
+    /// Counting filter levels, allocated as the store fills: the level at
+    /// `active` counts every live entry, so a zero counter answers "not
+    /// revoked" with a few atomic loads, no lock and no allocation.
+    levels: Box<[OnceLock<Level>]>,
+    active: AtomicUsize,
     /// Per-store random seed of the filter's hash.
     seed: u64,
     entries: RwLock<Entries>,
     capacity: usize,
+    /// Checks that had to look in the map (filter hits).
+    #[cfg(test)]
+    locked_checks: AtomicUsize,
+    /// Entries visited by housekeeping (reclaiming, growing the filter).
+    #[cfg(test)]
+    work: AtomicUsize,
 }
 
 /// The in-memory revocation store, the default.
 ///
-/// * The common answer, "not revoked", costs a few hashes and atomic loads: no
-///   lock is taken and nothing is allocated unless one of the token's ids hashes
-///   to the bucket of a live revocation (then a shared read lock and a map look-up).
-/// * Entries are dropped once their `until` has passed (checked at most once a
-///   minute, when revoking, or by [`MemoryStore::purge`]), so memory is bounded by
-///   the revocations of live sessions, and by `capacity` in any case: revoking
-///   beyond it fails with [`StoreErrorKind::Full`] rather than grow.
+/// * The common answer, "not revoked", costs a hash and a few atomic loads in
+///   one cache line per id: no lock is taken and nothing is allocated unless
+///   all of an id's counters in the filter are set (an id that is revoked, or
+///   about 1 % of the others), which costs a shared read lock and a map
+///   look-up. The filter grows with the entries it holds (from a few KiB to
+///   about 5 MiB for a million), so the check stays as cheap when full.
+/// * An entry lives exactly until its `until`: it stops counting at that
+///   second, and its memory is reclaimed a few at a time by later inserts (a
+///   bounded number per insert, in expiry order) or by [`MemoryStore::purge`].
+///   No operation does work proportional to the number of entries.
+/// * Memory is bounded by `capacity` live entries (about 190 bytes each for
+///   25-byte ids, filter included; 180 MiB for a million): a
+///   revocation beyond it is refused with [`StoreErrorKind::Full`] (and logged)
+///   rather than dropped, so the caller knows the token is still valid.
 /// * One process only: clones share the same entries, other instances do not
 ///   see them (use a shared store such as the `redis` feature's for a cluster).
 #[derive(Clone)]
@@ -247,33 +367,44 @@ impl Default for MemoryStore {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Session = 1,
-    Token = 2,
-    Subject = 3,
-}
-
 impl MemoryStore {
     /// A store for up to one million live revocations.
     pub fn new() -> Self {
         Self::with_capacity(1_000_000)
     }
 
-    /// A store for up to `capacity` live revocations.
+    /// A store for up to `capacity` live revocations. Memory is taken as
+    /// entries arrive, not up front.
     pub fn with_capacity(capacity: usize) -> Self {
-        let filter = (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect();
+        let mut sizes = vec![FIRST_LEVEL.min(capacity.max(1))];
+        while let Some(&last) = sizes.last() {
+            if last >= capacity || last >= LARGEST_LEVEL {
+                break;
+            }
+            sizes.push(last.saturating_mul(GROWTH).min(capacity).min(LARGEST_LEVEL));
+        }
+        let levels: Box<[OnceLock<Level>]> = sizes.iter().map(|_| OnceLock::new()).collect();
+        let _ = levels[0].set(Level::new(sizes[0]));
         Self {
             inner: Arc::new(MemoryInner {
-                filter,
+                levels,
+                active: AtomicUsize::new(0),
                 seed: std::collections::hash_map::RandomState::new().hash_one(0u8) | 1,
-                entries: RwLock::new(Entries::default()),
+                entries: RwLock::new(Entries {
+                    maps: Default::default(),
+                    due: BTreeSet::new(),
+                    growing: None,
+                }),
                 capacity,
+                #[cfg(test)]
+                locked_checks: AtomicUsize::new(0),
+                #[cfg(test)]
+                work: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// Live and not yet purged entries.
+    /// Live and not yet reclaimed entries.
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -283,69 +414,137 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Drops every entry whose `until` is not after `now`.
+    /// Drops every entry whose `until` is not after `now`, a bounded batch per
+    /// write-lock hold so checks are never blocked for long. Entries already
+    /// stop counting at their `until` without it; this only reclaims memory
+    /// early (inserts reclaim a few expired entries each).
     pub fn purge(&self, now: i64) {
-        let mut entries = self.write();
-        entries.purge(now);
-        self.rebuild_filter(&entries);
+        loop {
+            let mut entries = self.write();
+            let dropped = self.expire(&mut entries, now, PURGE_BATCH);
+            self.grow_step(&mut entries);
+            if dropped < PURGE_BATCH {
+                return;
+            }
+        }
     }
 
-    /// Records a revocation synchronously.
+    /// Records a revocation synchronously. A revocation whose `until` is not
+    /// after `now` is already over: nothing is stored. Revoking an id again
+    /// keeps the later `until` (and, for a subject, the later `before`).
     ///
     /// # Errors
-    /// [`StoreErrorKind::Full`] when the store already holds `capacity` live entries.
+    /// [`StoreErrorKind::Full`] when the store already holds `capacity` live
+    /// entries and this revocation is a new one; it is logged, and nothing is
+    /// recorded.
     pub fn insert(&self, revocation: &Revocation, now: i64) -> Result<(), StoreError> {
-        let mut entries = self.write();
-        if now >= entries.next_purge || entries.len() >= self.inner.capacity {
-            entries.purge(now);
-            self.rebuild_filter(&entries);
-        }
-        if entries.len() >= self.inner.capacity {
-            return Err(StoreErrorKind::Full.into());
-        }
         let until = revocation.until;
-        // Set the filter bit before the entry is visible, under the write lock.
-        match &revocation.target {
-            RevocationTarget::Session(sid) => {
-                self.mark(Kind::Session, sid);
-                let slot = entries.sessions.entry(sid.as_str().into()).or_insert(until);
-                *slot = (*slot).max(until);
-            }
-            RevocationTarget::Token(jti) => {
-                self.mark(Kind::Token, jti);
-                let slot = entries.tokens.entry(jti.as_str().into()).or_insert(until);
-                *slot = (*slot).max(until);
-            }
-            RevocationTarget::Subject { subject, before } => {
-                self.mark(Kind::Subject, subject);
-                let slot = entries
-                    .subjects
-                    .entry(subject.as_str().into())
-                    .or_insert((*before, until));
-                *slot = (slot.0.max(*before), slot.1.max(until));
-            }
+        if until <= now {
+            return Ok(());
         }
+        let (kind, key, before) = match &revocation.target {
+            RevocationTarget::Session(sid) => (Kind::Session, sid, 0),
+            RevocationTarget::Token(jti) => (Kind::Token, jti, 0),
+            RevocationTarget::Subject { subject, before } => (Kind::Subject, subject, *before),
+        };
+        let mut entries = self.write();
+        self.expire(&mut entries, now, STEP);
+        let hash = self.hash(kind, key);
+        let existing = entries.maps[kind as usize].get_key_value(key.as_str());
+        if let Some((key, slot)) = existing.map(|(k, s)| (k.clone(), *s)) {
+            let updated = Slot {
+                until: slot.until.max(until),
+                before: slot.before.max(before),
+            };
+            if updated.until != slot.until {
+                let old = Due {
+                    until: slot.until,
+                    kind,
+                    key: key.clone(),
+                };
+                let new = Due {
+                    until: updated.until,
+                    kind,
+                    key: key.clone(),
+                };
+                // Only the position in the expiry order changes; the level
+                // being grown into must still count exactly the entries up to
+                // its cursor.
+                match (entries.in_next(&old), entries.in_next(&new)) {
+                    (true, false) => {
+                        if let Some(next) = self.next_level() {
+                            next.remove(hash)
+                        }
+                    }
+                    (false, true) => {
+                        if let Some(next) = self.next_level() {
+                            next.add(hash)
+                        }
+                    }
+                    _ => {}
+                }
+                entries.due.remove(&old);
+                entries.due.insert(new);
+            }
+            entries.maps[kind as usize].insert(key, updated);
+        } else {
+            if entries.len() >= self.inner.capacity {
+                drop(entries);
+                crate::log::event!(
+                    error,
+                    capacity = self.inner.capacity,
+                    "revocation store full of live entries: revocation refused, the token stays valid"
+                );
+                return Err(StoreErrorKind::Full.into());
+            }
+            let key: Arc<str> = key.as_str().into();
+            let due = Due {
+                until,
+                kind,
+                key: key.clone(),
+            };
+            // Counted in before the entry is visible, under the write lock.
+            self.active_level().add(hash);
+            if entries.in_next(&due)
+                && let Some(next) = self.next_level()
+            {
+                next.add(hash);
+            }
+            entries.maps[kind as usize].insert(key, Slot { until, before });
+            entries.due.insert(due);
+            self.start_growing(&mut entries);
+        }
+        self.grow_step(&mut entries);
         Ok(())
     }
 
     /// Whether the token is revoked at `now`, synchronously.
     pub fn status(&self, token: &TokenIds<'_>, now: i64) -> Status {
-        let sid = token.sid.filter(|sid| self.marked(Kind::Session, sid));
-        let jti = token.jti.filter(|jti| self.marked(Kind::Token, jti));
-        let sub = token.sub.filter(|sub| self.marked(Kind::Subject, sub));
+        let level = self.active_level();
+        let sid = token
+            .sid
+            .filter(|sid| level.contains(self.hash(Kind::Session, sid)));
+        let jti = token
+            .jti
+            .filter(|jti| level.contains(self.hash(Kind::Token, jti)));
+        let sub = token
+            .sub
+            .filter(|sub| level.contains(self.hash(Kind::Subject, sub)));
         if sid.is_none() && jti.is_none() && sub.is_none() {
             return Status::Active;
         }
+        #[cfg(test)]
+        self.inner.locked_checks.fetch_add(1, Ordering::Relaxed);
         let entries = self.read();
-        let live = |until: Option<&i64>| until.is_some_and(|until| *until > now);
-        let revoked = sid.is_some_and(|sid| live(entries.sessions.get(sid)))
-            || jti.is_some_and(|jti| live(entries.tokens.get(jti)))
-            || sub.is_some_and(|sub| {
-                entries.subjects.get(sub).is_some_and(|(before, until)| {
-                    // Unknown authentication time: assume the worst.
-                    *until > now && token.authenticated_at.is_none_or(|at| at < *before)
-                })
-            });
+        let live = |kind: Kind, id: Option<&str>| {
+            id.and_then(|id| entries.maps[kind as usize].get(id))
+                .filter(|slot| slot.until > now)
+        };
+        let revoked = live(Kind::Session, sid).is_some()
+            || live(Kind::Token, jti).is_some()
+            // Unknown authentication time: assume the worst.
+            || live(Kind::Subject, sub)
+                .is_some_and(|slot| token.authenticated_at.is_none_or(|at| at < slot.before));
         if revoked {
             Status::Revoked
         } else {
@@ -353,45 +552,119 @@ impl MemoryStore {
         }
     }
 
-    fn bit(&self, kind: Kind, key: &str) -> (usize, u64) {
-        // FNV-1a from a random seed: a filter hit only costs a map look-up
-        // (whose hasher is keyed), so speed matters more than strength here.
-        let mut hash = self.inner.seed ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for &byte in key.as_bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
+    /// Drops up to `budget` entries whose `until` is not after `now`, in
+    /// expiry order; returns how many it dropped.
+    fn expire(&self, entries: &mut Entries, now: i64, budget: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < budget && entries.due.first().is_some_and(|due| due.until <= now) {
+            let Some(due) = entries.due.pop_first() else {
+                break;
+            };
+            entries.maps[due.kind as usize].remove(&due.key);
+            // Counted out after the entry is gone from the map.
+            let hash = self.hash(due.kind, &due.key);
+            self.active_level().remove(hash);
+            if entries.in_next(&due)
+                && let Some(next) = self.next_level()
+            {
+                next.remove(hash);
+            }
+            dropped += 1;
+            #[cfg(test)]
+            self.inner.work.fetch_add(1, Ordering::Relaxed);
         }
-        let hash = (hash ^ (hash >> 29)) as usize % FILTER_BITS;
-        (hash / 64, 1u64 << (hash % 64))
+        dropped
     }
 
-    fn mark(&self, kind: Kind, key: &str) {
-        let (word, mask) = self.bit(kind, key);
-        self.inner.filter[word].fetch_or(mask, Ordering::Release);
+    /// Starts growing the filter when the active level holds more entries
+    /// than it is sized for.
+    fn start_growing(&self, entries: &mut Entries) {
+        let active = self.inner.active.load(Ordering::Relaxed);
+        if entries.growing.is_some()
+            || active + 1 >= self.inner.levels.len()
+            || entries.len() <= self.active_level().holds
+        {
+            return;
+        }
+        let holds = self
+            .active_level()
+            .holds
+            .saturating_mul(GROWTH)
+            .min(self.inner.capacity)
+            .min(LARGEST_LEVEL);
+        self.inner.levels[active + 1].get_or_init(|| Level::new(holds));
+        entries.growing = Some(None);
     }
 
-    fn marked(&self, kind: Kind, key: &str) -> bool {
-        let (word, mask) = self.bit(kind, key);
-        self.inner.filter[word].load(Ordering::Acquire) & mask != 0
+    /// Counts a bounded batch of entries into the level being grown into;
+    /// once it counts them all, readers switch to it.
+    fn grow_step(&self, entries: &mut Entries) {
+        let Some(upto) = &entries.growing else {
+            return;
+        };
+        let Some(next) = self.next_level() else {
+            entries.growing = None;
+            return;
+        };
+        let from = match upto {
+            Some(due) => Bound::Excluded(due.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        let mut done = true;
+        for (counted, due) in entries.due.range((from, Bound::Unbounded)).enumerate() {
+            if counted == STEP {
+                done = false;
+                break;
+            }
+            next.add(self.hash(due.kind, &due.key));
+            last = Some(due);
+            #[cfg(test)]
+            self.inner.work.fetch_add(1, Ordering::Relaxed);
+        }
+        if done {
+            entries.growing = None;
+            self.inner.active.fetch_add(1, Ordering::Release);
+        } else if let Some(last) = last {
+            entries.growing = Some(Some(last.clone()));
+        }
     }
 
-    /// Recomputes the filter from the remaining entries. Runs under the write
-    /// lock; each word only loses the bits of dropped entries, so a concurrent
-    /// reader never misses a live one.
-    fn rebuild_filter(&self, entries: &Entries) {
-        let mut words = vec![0u64; FILTER_BITS / 64];
-        let keys = entries
-            .sessions
-            .keys()
-            .map(|k| (Kind::Session, k))
-            .chain(entries.tokens.keys().map(|k| (Kind::Token, k)))
-            .chain(entries.subjects.keys().map(|k| (Kind::Subject, k)));
-        for (kind, key) in keys {
-            let (word, mask) = self.bit(kind, key);
-            words[word] |= mask;
+    fn active_level(&self) -> &Level {
+        let active = self.inner.active.load(Ordering::Acquire);
+        // The active level is always set before `active` points at it.
+        self.inner.levels[active]
+            .get()
+            .unwrap_or_else(|| unreachable!("filter level {active} not allocated"))
+    }
+
+    fn next_level(&self) -> Option<&Level> {
+        let active = self.inner.active.load(Ordering::Acquire);
+        self.inner.levels.get(active + 1).and_then(OnceLock::get)
+    }
+
+    /// A seeded hash of the id: a filter hit only costs a map look-up (whose
+    /// hasher is keyed), so speed matters more than strength here.
+    fn hash(&self, kind: Kind, key: &str) -> u64 {
+        const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+        let bytes = key.as_bytes();
+        let mut hash = self.inner.seed ^ (kind as u64 + 1).wrapping_mul(MUL) ^ bytes.len() as u64;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(MUL);
+            hash ^= hash >> 29;
         }
-        for (atomic, word) in self.inner.filter.iter().zip(words) {
-            atomic.store(word, Ordering::Release);
-        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        hash = (hash ^ u64::from_le_bytes(tail)).wrapping_mul(MUL);
+        // MurmurHash3's finaliser: every output bit depends on every input bit.
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        hash ^ (hash >> 33)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
@@ -430,49 +703,6 @@ impl RevocationStore for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let result = self.insert(&revocation, now);
         Box::pin(std::future::ready(result))
-    }
-}
-
-/// The outcome of a [`Revalidate`] hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict<C> {
-    /// Renew as planned.
-    Approve,
-    /// Renew, but with these claims (e.g. a refreshed role). `sid`,
-    /// `auth_time` and the times are still set by the layer.
-    Update(C),
-    /// Serve the request with the old token and do not renew.
-    Veto,
-    /// Refuse the request: 401 `invalid_token` (e.g. the user was disabled).
-    Reject,
-}
-
-/// Runs when a renewal is about to happen, before the inner service: is the
-/// session still good? Closures `Fn(&C) -> impl Future<Output = Verdict<C>>`
-/// are hooks:
-///
-/// ```
-/// use tower_sliding_jwt::{Revalidate, StandardClaims, Verdict};
-///
-/// let hook = |claims: &StandardClaims| {
-///     let disabled = claims.registered.sub.as_deref() == Some("mallory");
-///     async move { if disabled { Verdict::Reject } else { Verdict::Approve } }
-/// };
-/// fn assert_hook<H: Revalidate<StandardClaims>>(_: &H) {}
-/// assert_hook(&hook);
-/// ```
-pub trait Revalidate<C>: Send + Sync + 'static {
-    /// The verdict for a session about to be renewed.
-    fn revalidate(&self, claims: &C) -> BoxFuture<'static, Verdict<C>>;
-}
-
-impl<C, F, Fut> Revalidate<C> for F
-where
-    F: Fn(&C) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Verdict<C>> + Send + 'static,
-{
-    fn revalidate(&self, claims: &C) -> BoxFuture<'static, Verdict<C>> {
-        Box::pin(self(claims))
     }
 }
 
@@ -538,10 +768,11 @@ mod tests {
         assert_eq!(store.len(), 0);
         assert!(
             store
-                .inner
-                .filter
+                .active_level()
+                .counters
                 .iter()
-                .all(|w| w.load(Ordering::Relaxed) == 0)
+                .all(|w| w.load(Ordering::Relaxed) == 0),
+            "counted out of the filter"
         );
     }
 
@@ -569,5 +800,140 @@ mod tests {
         revoke(&store, RevocationTarget::Session("a".into()), 500, 100);
         revoke(&store, RevocationTarget::Session("a".into()), 200, 100);
         assert_eq!(store.status(&ids("a", "x", "x", 0), 300), Status::Revoked);
+    }
+
+    fn session(id: &str, until: i64) -> Revocation {
+        Revocation {
+            target: RevocationTarget::Session(id.into()),
+            until,
+        }
+    }
+
+    fn sid(id: &str) -> TokenIds<'_> {
+        TokenIds {
+            sid: Some(id),
+            jti: None,
+            sub: None,
+            authenticated_at: None,
+        }
+    }
+
+    #[test]
+    fn a_full_store_takes_a_logout_exactly_when_an_entry_expires() {
+        let store = MemoryStore::with_capacity(2);
+        store.insert(&session("a", 200), 100).unwrap();
+        store.insert(&session("b", 300), 100).unwrap();
+        let full = store.insert(&session("c", 400), 199).unwrap_err();
+        assert_eq!(full.kind(), StoreErrorKind::Full);
+        assert_eq!(store.status(&sid("c"), 199), Status::Active);
+        assert_eq!(store.status(&sid("a"), 199), Status::Revoked);
+        // At a's `until` it is over, and its place is free at that second.
+        assert_eq!(store.status(&sid("a"), 200), Status::Active);
+        store.insert(&session("c", 400), 200).unwrap();
+        assert_eq!(store.status(&sid("c"), 200), Status::Revoked);
+        assert_eq!(store.len(), 2);
+        // Revoking a stored id again needs no room.
+        store.insert(&session("b", 500), 200).unwrap();
+        assert_eq!(store.status(&sid("b"), 450), Status::Revoked);
+    }
+
+    #[test]
+    fn expired_entries_are_reclaimed_by_the_next_inserts_without_a_purge() {
+        let store = MemoryStore::new();
+        for i in 0..100 {
+            store
+                .insert(&session(&format!("old{i}"), 110), 100)
+                .unwrap();
+        }
+        // Ten seconds later, not a minute: each insert reclaims expired entries.
+        for i in 0..10 {
+            store
+                .insert(&session(&format!("new{i}"), 500), 110)
+                .unwrap();
+        }
+        assert_eq!(store.len(), 10);
+    }
+
+    #[test]
+    fn a_full_store_refuses_without_touching_its_entries() {
+        const CAPACITY: usize = 10_000;
+        let store = MemoryStore::with_capacity(CAPACITY);
+        for i in 0..CAPACITY {
+            store.insert(&session(&format!("s{i}"), 1000), 100).unwrap();
+        }
+        let work = || store.inner.work.load(Ordering::Relaxed);
+        let before = work();
+        for i in 0..100 {
+            let refused = store.insert(&session(&format!("x{i}"), 1000), 100);
+            assert_eq!(refused.unwrap_err().kind(), StoreErrorKind::Full);
+        }
+        assert_eq!(work(), before, "a refusal visits no entry");
+        assert_eq!(store.len(), CAPACITY);
+    }
+
+    #[test]
+    fn a_million_revocations_keep_the_check_lock_free() {
+        const ENTRIES: usize = 1_000_000;
+        let store = MemoryStore::new();
+        for i in 0..ENTRIES {
+            store
+                .insert(&session(&format!("revoked-{i}"), 1000), 100)
+                .unwrap();
+        }
+        assert_eq!(store.status(&sid("revoked-123456"), 100), Status::Revoked);
+        let locked = || store.inner.locked_checks.load(Ordering::Relaxed);
+        let before = locked();
+        for i in 0..10_000 {
+            let id = format!("live-session-{i}");
+            assert_eq!(store.status(&sid(&id), 100), Status::Active);
+        }
+        let hits = locked() - before;
+        assert!(hits < 300, "{hits} of 10 000 checks took the lock");
+        // Inserting a million entries did O(1) work each.
+        let work = store.inner.work.load(Ordering::Relaxed);
+        assert!(work < 4 * ENTRIES, "{work} entry visits");
+    }
+
+    #[test]
+    fn the_filter_grows_without_missing_an_entry_and_counts_every_expiry_out() {
+        let store = MemoryStore::with_capacity(100_000);
+        let mut model = HashMap::new();
+        // Entries expiring at every second, some revoked again for longer,
+        // while the filter grows through its levels.
+        for i in 0..50_000i64 {
+            let now = 100 + i / 100;
+            let (id, until) = if i % 7 == 0 {
+                (format!("s{}", i / 2), now + 600)
+            } else {
+                (format!("s{i}"), now + 1 + i % 300)
+            };
+            store.insert(&session(&id, until), now).unwrap();
+            let slot = model.entry(id).or_insert(until);
+            *slot = (*slot).max(until);
+            if i % 997 == 0 {
+                for (id, until) in model.iter().step_by(37) {
+                    let expect = if *until > now {
+                        Status::Revoked
+                    } else {
+                        Status::Active
+                    };
+                    assert_eq!(store.status(&sid(id), now), expect, "{id} at {now}");
+                }
+            }
+        }
+        assert!(
+            store.inner.active.load(Ordering::Relaxed) > 0,
+            "the filter grew"
+        );
+        store.purge(i64::MAX);
+        assert!(store.is_empty());
+        assert!(
+            store
+                .active_level()
+                .counters
+                .iter()
+                .all(|w| w.load(Ordering::Relaxed) == 0),
+            "every entry counted out"
+        );
     }
 }

@@ -14,7 +14,8 @@ use crate::keys::Keys;
 use crate::layer::Config;
 use crate::policy::{RenewalContext, RenewalPolicy};
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, Verdict, admit};
+use crate::revalidate::Verdict;
+use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
 use crate::session::Session;
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies

@@ -21,6 +21,8 @@ struct Inner<C> {
     clock: Arc<dyn Clock>,
     /// When a revocation of this session can be forgotten.
     session_until: i64,
+    /// When a revocation of this one token can be forgotten.
+    token_until: i64,
     action: Mutex<Action<C>>,
 }
 
@@ -70,12 +72,15 @@ impl<C: Claims> Session<C> {
             None => registered.exp,
         }
         .saturating_add(leeway);
+        // A token revoked by itself matters only while it can verify.
+        let token_until = registered.exp.saturating_add(leeway);
         Self {
             inner: Arc::new(Inner {
                 claims,
                 store,
                 clock,
                 session_until,
+                token_until,
                 action: Mutex::new(Action::None),
             }),
         }
@@ -86,26 +91,30 @@ impl<C: Claims> Session<C> {
         &self.inner.claims
     }
 
-    /// Logs out: revokes the session (by `sid`, or the token by `jti` when it
-    /// has no `sid`), so every token of it gets 401 from now on; this
+    /// Logs out: revokes the session (by `sid`, remembered until the session
+    /// cap plus leeway; or the token by `jti` when it has no `sid`, remembered
+    /// until its `exp` plus leeway), so every token of it gets 401 from now on; this
     /// response carries no renewed token, and in cookie mode it expires the
     /// cookie.
     ///
     /// # Errors
-    /// The store's error when it cannot record the revocation (the response
-    /// still carries no renewal), or [`StoreErrorKind::NotRevocable`] for a
+    /// The store's error when it cannot record the revocation (e.g.
+    /// [`StoreErrorKind::Full`]): the token then stays valid, so answer with an
+    /// error, not a success (the response still carries no renewal); or [`StoreErrorKind::NotRevocable`] for a
     /// token with neither `sid` nor `jti`.
     pub async fn end(&self) -> Result<(), StoreError> {
         self.set(Action::End);
         let registered = self.inner.claims.registered();
-        let target = match (&registered.sid, &registered.jti) {
-            (Some(sid), _) => RevocationTarget::Session(sid.clone()),
-            (None, Some(jti)) => RevocationTarget::Token(jti.clone()),
+        let revocation = match (&registered.sid, &registered.jti) {
+            (Some(sid), _) => Revocation {
+                target: RevocationTarget::Session(sid.clone()),
+                until: self.inner.session_until,
+            },
+            (None, Some(jti)) => Revocation {
+                target: RevocationTarget::Token(jti.clone()),
+                until: self.inner.token_until,
+            },
             (None, None) => return Err(StoreErrorKind::NotRevocable.into()),
-        };
-        let revocation = Revocation {
-            target,
-            until: self.inner.session_until,
         };
         self.inner
             .store
@@ -220,5 +229,42 @@ impl Revoker {
                 now,
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{RegisteredClaims, StandardClaims};
+    use crate::clock::ManualClock;
+    use crate::revoke::{MemoryStore, Status, TokenIds};
+
+    #[tokio::test]
+    async fn a_token_logged_out_by_jti_is_remembered_until_its_own_expiry() {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(1000);
+        let claims = StandardClaims {
+            registered: RegisteredClaims {
+                jti: Some("j".into()),
+                auth_time: Some(900),
+                exp: 2000,
+                ..RegisteredClaims::default()
+            },
+            ..StandardClaims::default()
+        };
+        let session = Session::new(
+            claims.clone(),
+            Arc::new(store.clone()),
+            Arc::new(clock),
+            86_400,
+            5,
+        );
+        session.end().await.unwrap();
+        let ids = TokenIds::of(&claims.registered);
+        assert_eq!(store.status(&ids, 2004), Status::Revoked);
+        // The token cannot verify from exp + leeway on: the entry is over, not
+        // kept until the session cap.
+        store.purge(2005);
+        assert!(store.is_empty());
     }
 }

@@ -130,12 +130,14 @@ async fn a_revocation_on_one_instance_reaches_every_instance() {
     // Redis forgets the entry with the session cap.
     let client = redis::Client::open(server.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let expires: i64 = redis::cmd("EXPIRETIME")
+    // The layer's clock decides how long: Redis keeps it for cap + leeway from
+    // the layer's now, whatever Redis's own clock says.
+    let ttl: i64 = redis::cmd("TTL")
         .arg(format!("tsj:s:{sid}"))
         .query_async(&mut connection)
         .await
         .unwrap();
-    assert_eq!(expires, clock.now() + 86_400 + 5);
+    assert!((86_400..=86_405).contains(&ttl), "ttl {ttl}");
 
     // An instance that starts later loads what is already revoked.
     let c = layer(
@@ -260,4 +262,80 @@ async fn connecting_never_hangs() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = holder;
     assert!(RedisStore::builder("not a url").connect().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_a_manual_clock_publishes_its_revocations() {
+    let server = Server::start();
+    // The layer's time is a month behind the machine's (and Redis's).
+    let clock = ManualClock::new(tower_sliding_jwt::SystemClock.now() - 30 * 86_400);
+    let store = || {
+        RedisStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+    };
+    let a = layer(store().await.unwrap(), &clock);
+    let b = layer(store().await.unwrap(), &clock);
+    let login = a.issuer().issue(user("alice", "user")).unwrap();
+    assert_eq!(status(&b, login.token()).await.0, StatusCode::OK);
+    a.revoker()
+        .revoke_session(login.claims().registered.sid.as_deref().unwrap())
+        .await
+        .unwrap();
+    eventually("instance B sees the revocation", || async {
+        status(&b, login.token()).await.1 == Some(RejectionKind::Revoked)
+    })
+    .await;
+    // And an instance that starts later finds it in Redis.
+    let c = layer(store().await.unwrap(), &clock);
+    assert_eq!(
+        status(&c, login.token()).await.1,
+        Some(RejectionKind::Revoked)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replica_fails_closed_until_a_reload_finds_room() {
+    let server = Server::start();
+    let clock = clock();
+    let small_store = RedisStore::builder(server.url())
+        .with_clock(clock.clone())
+        .with_capacity(2)
+        .with_resync_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let small = layer(small_store.clone(), &clock);
+    let big = layer(
+        RedisStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap(),
+        &clock,
+    );
+    let alice = big.issuer().issue(user("alice", "user")).unwrap();
+    assert_eq!(status(&small, alice.token()).await.0, StatusCode::OK);
+
+    // Another instance revokes more sessions than the small replica holds.
+    for sid in ["s1", "s2", "s3"] {
+        big.revoker().revoke_session(sid).await.unwrap();
+    }
+    eventually("the full replica refuses with 503", || async {
+        status(&small, alice.token()).await.1 == Some(RejectionKind::StoreUnavailable)
+    })
+    .await;
+    assert!(!small_store.is_synchronised());
+    // A revocation it made itself is refused and reported, not dropped.
+    let refused = small.revoker().revoke_session("s4").await.unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Full);
+
+    // Past the cap the entries are over: the next reload has room for all.
+    clock.advance(Duration::from_secs(86_400 + 5));
+    let bob = big.issuer().issue(user("bob", "user")).unwrap();
+    eventually("the replica is trusted again", || async {
+        status(&small, bob.token()).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(small_store.is_synchronised());
 }
