@@ -14,13 +14,14 @@ pub mod demo;
 
 use std::process::ExitCode;
 
+use axum::Router;
 use axum::extract::{Json, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 use demo::DemoClaims;
 use serde::Deserialize;
+use tower_sliding_jwt::extract::Authenticated;
 use tower_sliding_jwt::{CookieSource, Issuer, Key, Session, SlidingJwtLayer, SystemClock};
 
 #[derive(Clone)]
@@ -82,12 +83,12 @@ async fn login(State(state): State<AppState>, Json(credentials): Json<Credential
 }
 
 /// `GET /me`: the verified claims, put into the request by the layer.
-async fn me(Extension(claims): Extension<DemoClaims>) -> Json<serde_json::Value> {
+async fn me(claims: Authenticated<DemoClaims>) -> Json<serde_json::Value> {
     Json(demo::me(&claims))
 }
 
 /// `GET /admin`: a handler-side role check; the 403 carries no renewal.
-async fn admin(Extension(claims): Extension<DemoClaims>) -> Result<&'static str, StatusCode> {
+async fn admin(claims: Authenticated<DemoClaims>) -> Result<&'static str, StatusCode> {
     if claims.role == "admin" {
         Ok("welcome, admin")
     } else {
@@ -96,7 +97,7 @@ async fn admin(Extension(claims): Extension<DemoClaims>) -> Result<&'static str,
 }
 
 /// `POST /logout`: revokes the session; any of its tokens gets 401 from now on.
-async fn logout(Extension(session): Extension<Session<DemoClaims>>) -> StatusCode {
+async fn logout(session: Session<DemoClaims>) -> StatusCode {
     match session.end().await {
         Ok(()) => StatusCode::NO_CONTENT,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,

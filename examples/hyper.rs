@@ -76,28 +76,23 @@ where
 /// The authenticated routes; the layer has verified the token and put the
 /// claims and the session into the request's extensions.
 async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let claims = request
+    let session = request
         .extensions()
-        .get::<DemoClaims>()
+        .get::<Session<DemoClaims>>()
         .cloned()
         .expect("set by the layer");
+    let claims = session.claims();
     Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET, "/me") => json(StatusCode::OK, &demo::me(&claims)),
+        (&Method::GET, "/me") => json(StatusCode::OK, &demo::me(claims)),
         (&Method::GET, "/admin") if claims.role == "admin" => {
             text(StatusCode::OK, "welcome, admin")
         }
         // A handler-side check: the 403 carries no renewal.
         (&Method::GET, "/admin") => text(StatusCode::FORBIDDEN, "forbidden"),
-        (&Method::POST, "/logout") => {
-            let session = request
-                .extensions()
-                .get::<Session<DemoClaims>>()
-                .expect("set by the layer");
-            match session.end().await {
-                Ok(()) => empty(StatusCode::NO_CONTENT),
-                Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),
-            }
-        }
+        (&Method::POST, "/logout") => match session.end().await {
+            Ok(()) => empty(StatusCode::NO_CONTENT),
+            Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),
+        },
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     })
 }

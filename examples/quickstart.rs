@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_sliding_jwt::{Key, ManualClock, SlidingJwtLayer, StandardClaims};
+use tower_sliding_jwt::{Key, ManualClock, Session, SlidingJwtLayer, StandardClaims};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,11 +32,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. A protected service reads the verified claims from the request.
     let app = layer.layer(service_fn(|request: Request<()>| async move {
-        let claims = request
+        // The session derefs to the verified claims.
+        let session = request
             .extensions()
-            .get::<StandardClaims>()
+            .get::<Session<StandardClaims>>()
             .expect("set by the layer");
-        let body = format!("hello {}", claims.registered.sub.as_deref().unwrap_or("?"));
+        let body = format!("hello {}", session.registered.sub.as_deref().unwrap_or("?"));
         Ok::<_, Infallible>(Response::new(body))
     }));
     let call = |token: &str| {

@@ -33,8 +33,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tower::{Layer, Service};
 use tower_sliding_jwt::{
-    Client, ClientLayer, Clock, DefaultPolicy, GrpcResponder, Key, ManualClock, SlidingJwtLayer,
-    SystemClock, TokenStore,
+    Client, ClientLayer, Clock, DefaultPolicy, GrpcResponder, Key, ManualClock, Session,
+    SlidingJwtLayer, SystemClock, TokenStore,
 };
 
 /// `helloworld.HelloRequest`.
@@ -93,11 +93,12 @@ impl tonic::server::UnaryService<HelloRequest> for SayHello {
     type Future = Ready<Result<tonic::Response<HelloReply>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<HelloRequest>) -> Self::Future {
-        // The layer verified the token and put the claims into the extensions.
+        // The layer verified the token and put the session (it derefs to the
+        // claims) into the extensions.
         let user = request
             .extensions()
-            .get::<DemoClaims>()
-            .and_then(|c| c.registered.sub.clone());
+            .get::<Session<DemoClaims>>()
+            .and_then(|session| session.registered.sub.clone());
         let message = format!(
             "Hello {}! (signed in as {})",
             request.get_ref().name,

@@ -2,6 +2,7 @@
 //! validate, sign. One JSON pass over the claims, straight into the user's type.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use crate::claims::{Audience, Claims, RegisteredClaims};
 use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
-use crate::keys::{KeyMiss, Keys, select};
+use crate::keys::{Key, KeyMiss, Keys, select};
 use crate::reject::RejectionKind;
 use crate::revoke::RevocationStore;
 
@@ -124,6 +125,38 @@ fn b64_decode_into<'b>(part: &str, buffer: &'b mut [u8]) -> Result<Cow<'b, [u8]>
     Ok(Cow::Borrowed(&buffer[..len]))
 }
 
+thread_local! {
+    /// The decoded signature, reused: the backends' verifiers take a `&Vec<u8>`.
+    static SIGNATURE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Decodes `signature_b64` (into this thread's reused buffer) and checks it
+/// over `input` with `key`.
+fn verify_signature(key: &Key, input: &[u8], signature_b64: &str) -> Result<(), RejectionKind> {
+    let check = |buffer: &mut Vec<u8>| {
+        buffer.clear();
+        URL_SAFE_NO_PAD
+            .decode_vec(signature_b64, buffer)
+            .map_err(|_| RejectionKind::MalformedToken)?;
+        let valid = !buffer.is_empty() && key.verify(input, buffer);
+        // Keep the buffer small: signatures are at most a few hundred bytes.
+        if buffer.capacity() > 4096 {
+            *buffer = Vec::new();
+        }
+        if valid {
+            Ok(())
+        } else {
+            Err(RejectionKind::InvalidSignature)
+        }
+    };
+    SIGNATURE
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => check(&mut buffer),
+            Err(_) => check(&mut Vec::new()),
+        })
+        .unwrap_or_else(|_| check(&mut Vec::new()))
+}
+
 /// `typ` values compare case-insensitively, with an optional `application/` prefix
 /// (RFC 7515 §4.1.9).
 fn same_type(actual: &str, expected: &str) -> bool {
@@ -211,10 +244,7 @@ impl<K: Keys, C: Claims> Core<K, C> {
         {
             return Err(RejectionKind::WrongType);
         }
-        let signature = b64_decode(signature_b64)?;
-        if signature.is_empty() || !key.verify(signing_input.as_bytes(), &signature) {
-            return Err(RejectionKind::InvalidSignature);
-        }
+        verify_signature(key, signing_input.as_bytes(), signature_b64)?;
         let mut payload_buffer = [0u8; 1536];
         let payload = b64_decode_into(payload_b64, &mut payload_buffer)?;
         // RFC 7519 §7.2: the claims set is a JSON object.

@@ -89,7 +89,14 @@ impl SingleFlight {
         if let Some(flight) = flights.map.get(key).filter(|f| f.forget_after > now) {
             return Ok((flight.token.clone(), flight.expires_at));
         }
-        self.store(&mut flights, key, token.clone(), expires_at, forget_after, now);
+        self.store(
+            &mut flights,
+            key,
+            token.clone(),
+            expires_at,
+            forget_after,
+            now,
+        );
         Ok((token, expires_at))
     }
 

@@ -218,8 +218,6 @@ pub(crate) enum Finish {
 pub(crate) struct After<K, C, P, R> {
     config: Arc<Config<K, C, P, R>>,
     session: Session<C>,
-    /// The verified token as it arrived; its signature keys single flight.
-    token: Arc<str>,
     /// Index of the source the token came from; the new one goes back there.
     source: usize,
     now: i64,
@@ -232,7 +230,6 @@ impl<K, C, P, R> After<K, C, P, R> {
     pub(crate) fn new(
         config: Arc<Config<K, C, P, R>>,
         session: Session<C>,
-        token: Arc<str>,
         source: usize,
         now: i64,
         plan: Option<Plan>,
@@ -240,7 +237,6 @@ impl<K, C, P, R> After<K, C, P, R> {
         Self {
             config,
             session,
-            token,
             source,
             now,
             plan,
@@ -308,7 +304,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         };
         let config = &self.config;
         let update = self.update.take();
-        let key = signature_part(&self.token);
+        let key = signature_part(self.session.token().as_str());
         let signed = config
             .flights
             .get_or_sign(key, self.now, plan.forget_after, || {
@@ -364,7 +360,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let lookup = core.store.check(&TokenIds::of(current), core.clock.now());
         let store = core.store.clone();
         let flights = config.flights.clone();
-        let key: Box<str> = signature_part(&self.token).into();
+        let key: Box<str> = signature_part(self.session.token().as_str()).into();
         Finish::Wait(Box::pin(async move {
             let answer = match lookup {
                 Lookup::Ready(answer) => answer,

@@ -13,7 +13,7 @@
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Layer, ServiceExt, service_fn};
-//! use tower_sliding_jwt::{Key, ManualClock, SlidingJwtLayer, StandardClaims};
+//! use tower_sliding_jwt::{Key, ManualClock, Session, SlidingJwtLayer, StandardClaims};
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -28,10 +28,11 @@
 //! // At login: the same configuration issues the first token.
 //! let login = layer.issuer().issue(StandardClaims::new("alice", Default::default()))?;
 //!
-//! // Any tower service; handlers read the claims from the request's extensions.
+//! // Any tower service; handlers read the session (it derefs to the claims)
+//! // from the request's extensions.
 //! let app = layer.layer(service_fn(|req: Request<()>| async move {
-//!     let claims = req.extensions().get::<StandardClaims>().expect("set by the layer");
-//!     Ok::<_, Infallible>(Response::new(format!("hello {}", claims.registered.sub.as_deref().unwrap_or("?"))))
+//!     let session = req.extensions().get::<Session<StandardClaims>>().expect("set by the layer");
+//!     Ok::<_, Infallible>(Response::new(format!("hello {}", session.registered.sub.as_deref().unwrap_or("?"))))
 //! }));
 //!
 //! let request = |token: &str| Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap();
@@ -192,6 +193,8 @@ mod core;
 mod csrf;
 mod error;
 mod extensions;
+#[cfg(feature = "axum")]
+pub mod extract;
 mod flight;
 mod future;
 mod issuer;

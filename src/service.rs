@@ -16,7 +16,7 @@ use crate::policy::{RenewalContext, RenewalPolicy};
 use crate::reject::{Rejection, RejectionKind, Responder};
 use crate::revalidate::Verdict;
 use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
-use crate::session::Session;
+use crate::session::{Held, Session, Verified};
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
 /// each request's token, checks revocation, puts the claims, the raw token and
@@ -119,10 +119,11 @@ where
             ));
         };
 
-        let claims = match verify(config, token, now) {
-            Ok(claims) => claims,
+        let verified = match verify(config, token, request.headers(), now) {
+            Ok(verified) => verified,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
+        let claims = &verified.claims;
 
         let pending_lookup = match core.store.check(&TokenIds::of(claims.registered()), now) {
             Lookup::Ready(answer) => match admit(answer) {
@@ -132,26 +133,23 @@ where
             Lookup::Pending(lookup) => Some(lookup),
         };
 
-        let plan = plan(config, &claims, now, request.method());
+        let plan = plan(config, claims, now, request.method());
         let hook = match (&plan, &config.revalidate) {
-            (Some(_), Some(hook)) => Some(hook.revalidate(&claims)),
+            (Some(_), Some(hook)) => Some(hook.revalidate(claims)),
             _ => None,
         };
 
-        let token: Arc<str> = Arc::from(token);
-        let raw = RawToken(token.clone());
+        // One allocation carries the claims, the raw token and the session
+        // state; the extension and the response future share it.
         let session = Session::new(
-            claims.clone(),
+            verified,
             core.store.clone(),
             core.clock.clone(),
             core.max_session,
             core.leeway,
         );
-        let extensions = request.extensions_mut();
-        extensions.insert(claims);
-        extensions.insert(raw);
-        extensions.insert(session.clone());
-        let after = After::new(config.clone(), session, token, source, now, plan);
+        request.extensions_mut().insert(session.clone());
+        let after = After::new(config.clone(), session, source, now, plan);
 
         if pending_lookup.is_none() && hook.is_none() {
             return ResponseFuture::inner(self.inner.call(request), Some(after));
@@ -169,28 +167,27 @@ where
 fn verify<K: Keys, C: Claims, P, R>(
     config: &Config<K, C, P, R>,
     token: &str,
+    headers: &http::HeaderMap,
     now: i64,
-) -> Result<C, RejectionKind> {
+) -> Result<Held<C>, RejectionKind> {
     let core = &config.core;
     let Some(cache) = &config.cache else {
-        return core.verify(token, now);
+        let (claims, key) = core.verify_keyed(token, now)?;
+        let token = RawToken::find(headers, token);
+        return Ok(Held::Owned(Verified { claims, token, key }));
     };
     let version = core.keys.version();
     if token.len() <= core.max_token_bytes
-        && let Some(claims) = cache.get(token, version, core.keys.verification_keys())
+        && let Some(verified) = cache.get(token, version, core.keys.verification_keys())
     {
-        core.validate(claims.registered(), now)?;
-        return Ok(claims);
+        core.validate(verified.claims.registered(), now)?;
+        return Ok(Held::Shared(verified));
     }
     let (claims, key) = core.verify_keyed(token, now)?;
-    cache.insert(
-        token,
-        &claims,
-        key,
-        version,
-        now.saturating_sub(core.leeway),
-    );
-    Ok(claims)
+    let token = RawToken::find(headers, token);
+    let verified = Arc::new(Verified { claims, token, key });
+    cache.insert(verified.clone(), version);
+    Ok(Held::Shared(verified))
 }
 
 /// Awaits the revocation look-up, then the revalidation hook.

@@ -2,10 +2,12 @@
 //! [`Revoker`] for administrative actions.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::claims::Claims;
 use crate::clock::Clock;
+use crate::extensions::RawToken;
 use crate::revoke::{Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind};
 
 /// What the handler asked for.
@@ -15,8 +17,35 @@ pub(crate) enum Action<C> {
     RenewWith(C),
 }
 
+/// A verified token: its claims, the token itself and the key that verified
+/// it. The verified-token cache shares one between requests.
+pub(crate) struct Verified<C> {
+    pub(crate) claims: C,
+    pub(crate) token: RawToken,
+    /// [`Key::id`](crate::keys::Key) of the key that verified it.
+    pub(crate) key: u64,
+}
+
+/// A request's verified token: its own (one allocation for the whole
+/// session), or shared with the verified-token cache (no copy at all).
+pub(crate) enum Held<C> {
+    Owned(Verified<C>),
+    Shared(Arc<Verified<C>>),
+}
+
+impl<C> Deref for Held<C> {
+    type Target = Verified<C>;
+
+    fn deref(&self) -> &Verified<C> {
+        match self {
+            Self::Owned(verified) => verified,
+            Self::Shared(verified) => verified,
+        }
+    }
+}
+
 struct Inner<C> {
-    claims: C,
+    verified: Held<C>,
     store: Arc<dyn RevocationStore>,
     clock: Arc<dyn Clock>,
     /// When a revocation of this session can be forgotten.
@@ -26,17 +55,29 @@ struct Inner<C> {
     action: Mutex<Action<C>>,
 }
 
-/// The current session, in the request's extensions of every authenticated
-/// request (`Extension<Session<MyClaims>>` in axum).
+/// The verified session: the one thing the layer puts into the request's
+/// extensions. It dereferences to your claims type `C`, carries the raw token,
+/// and lets the handler end the session or renew it with new claims.
 ///
-/// ```no_run
-/// # use tower_sliding_jwt::{Session, StandardClaims};
+/// Everything a request needs lives in one allocation, shared by every clone
+/// (cloning is a reference-count increment). Read it with
+/// `request.extensions().get::<Session<C>>()` (tonic, hyper), or in axum with
+/// `Extension<Session<C>>` — or, with the `axum` feature, the extractors
+/// [`Authenticated<C>`](crate::extract::Authenticated) and `Session<C>`
+/// itself, which answer 401 when the layer did not authenticate the request.
+///
+/// ```
+/// use tower_sliding_jwt::{Session, StandardClaims};
+///
 /// async fn logout(session: Session<StandardClaims>) -> http::StatusCode {
+///     // `session` derefs to the claims.
+///     let _user = session.registered.sub.as_deref();
 ///     match session.end().await {
 ///         Ok(()) => http::StatusCode::NO_CONTENT,
 ///         Err(_) => http::StatusCode::SERVICE_UNAVAILABLE,
 ///     }
 /// }
+/// # let _ = logout;
 /// ```
 pub struct Session<C> {
     inner: Arc<Inner<C>>,
@@ -56,15 +97,35 @@ impl<C> fmt::Debug for Session<C> {
     }
 }
 
+impl<C> Deref for Session<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.inner.verified.claims
+    }
+}
+
+impl<C> Session<C> {
+    /// The verified claims of the current token (also reachable through `Deref`).
+    pub fn claims(&self) -> &C {
+        &self.inner.verified.claims
+    }
+
+    /// The verified token as it arrived.
+    pub fn token(&self) -> &RawToken {
+        &self.inner.verified.token
+    }
+}
+
 impl<C: Claims> Session<C> {
     pub(crate) fn new(
-        claims: C,
+        verified: Held<C>,
         store: Arc<dyn RevocationStore>,
         clock: Arc<dyn Clock>,
         max_session: i64,
         leeway: i64,
     ) -> Self {
-        let registered = claims.registered();
+        let registered = verified.claims.registered();
         // No token of the session outlives its cap; without `auth_time` the
         // session is never renewed, so it ends with this token.
         let session_until = match registered.auth_time {
@@ -76,7 +137,7 @@ impl<C: Claims> Session<C> {
         let token_until = registered.exp.saturating_add(leeway);
         Self {
             inner: Arc::new(Inner {
-                claims,
+                verified,
                 store,
                 clock,
                 session_until,
@@ -84,11 +145,6 @@ impl<C: Claims> Session<C> {
                 action: Mutex::new(Action::None),
             }),
         }
-    }
-
-    /// The verified claims of the current token.
-    pub fn claims(&self) -> &C {
-        &self.inner.claims
     }
 
     /// Logs out: revokes the session (by `sid`, remembered until the session
@@ -104,7 +160,7 @@ impl<C: Claims> Session<C> {
     /// token with neither `sid` nor `jti`.
     pub async fn end(&self) -> Result<(), StoreError> {
         self.set(Action::End);
-        let registered = self.inner.claims.registered();
+        let registered = self.inner.verified.claims.registered();
         let revocation = match (&registered.sid, &registered.jti) {
             (Some(sid), _) => Revocation {
                 target: RevocationTarget::Session(sid.clone()),
@@ -252,8 +308,13 @@ mod tests {
             },
             ..StandardClaims::default()
         };
+        let verified = Verified {
+            claims: claims.clone(),
+            token: crate::extensions::RawToken::copy("h.p.s"),
+            key: 0,
+        };
         let session = Session::new(
-            claims.clone(),
+            Held::Owned(verified),
             Arc::new(store.clone()),
             Arc::new(clock),
             86_400,
