@@ -54,6 +54,12 @@ fn counted<T>(f: impl FnOnce() -> T) -> (usize, T) {
 
 #[test]
 fn a_verified_request_allocates_less_than_jsonwebtoken_decode() {
+    // With both backends compiled in (`--all-features`), jsonwebtoken's own
+    // helpers need an explicit provider; the layer picks aws-lc-rs too.
+    #[cfg(feature = "aws_lc_rs")]
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
     // The 9-claim token of the benchmarks.
     let claims = serde_json::json!({
         "sub": "alice", "role": "admin", "iss": "bench", "aud": "bench-api",
@@ -79,11 +85,15 @@ fn a_verified_request_allocates_less_than_jsonwebtoken_decode() {
     validation.set_audience(&["bench-api"]);
     let decoding = DecodingKey::from_secret(SECRET);
 
+    // A header value whose bytes are shared, as hyper hands them over (slices
+    // of its read buffer): the layer's raw token shares them too.
+    let authorization = http::HeaderValue::try_from(format!("Bearer {token}")).unwrap();
     let request = || {
-        Request::get("/")
-            .header("authorization", format!("Bearer {token}"))
-            .body(())
-            .unwrap()
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, authorization.clone());
+        request
     };
     let mut through_layer = || {
         let request = request();
@@ -123,6 +133,7 @@ fn a_verified_request_allocates_less_than_jsonwebtoken_decode() {
         "allocations: verification {verify_count}, whole request through the layer {request_count}, \
          jsonwebtoken::decode {jwt_count}"
     );
+    println!("ALLOCS request {request_count}");
     assert_eq!(
         (through_layer(), verify()),
         (request_count, verify_count),
@@ -130,18 +141,18 @@ fn a_verified_request_allocates_less_than_jsonwebtoken_decode() {
     );
 
     // The verification itself: one pass into the claims (their strings and
-    // map entries) plus the decoded signature the backend's verifier takes.
+    // map entries); the signature is decoded into a reused buffer.
     assert!(
-        verify_count as f64 <= 0.6 * jwt_count as f64,
-        "verification allocates {verify_count} > 0.6 x jsonwebtoken's {jwt_count}"
+        verify_count as f64 <= 0.55 * jwt_count as f64,
+        "verification allocates {verify_count} > 0.55 x jsonwebtoken's {jwt_count}"
     );
-    // What a request adds on top, all of it for the handler: the extension map
-    // (its box and table) with three entries (claims, raw token, session), the
-    // raw token, the session handle, and the session's copy of the claims.
-    let claims_copy = verify_count - 1;
-    let request_budget = verify_count + 2 + 3 + 1 + 1 + claims_copy;
+    // What a request adds on top, all of it for the handler: the session (one
+    // allocation holding the claims, the raw token and the session state) and
+    // the extension map (its box, its table, the one entry).
+    let request_budget = verify_count + 1 + 3;
     assert!(
         request_count <= request_budget,
         "a request allocates {request_count} > budget {request_budget}"
     );
+    assert!(request_count <= 12, "a request allocates {request_count} > 12");
 }
