@@ -3,7 +3,8 @@
 //! ratios is printed, so the host's fast and slow phases cancel out.
 //!
 //! `cargo bench --bench compare` prints one line per pair:
-//! `RATIO <id> <median per-round ratio (layer / baseline)>`.
+//! `RATIO <id> <median per-round ratio (layer / baseline)>`. Set `COMPARE` to
+//! run only the ids containing its value.
 
 mod common;
 
@@ -31,6 +32,13 @@ fn slice(op: &mut dyn FnMut(usize)) -> f64 {
 }
 
 fn compare(id: &str, layer: &mut dyn FnMut(usize), baseline: &mut dyn FnMut(usize)) {
+    // `COMPARE=verify/HS256 cargo bench --bench compare` runs the ids that
+    // contain that text (e.g. under a profiler).
+    if let Ok(only) = std::env::var("COMPARE")
+        && !id.contains(only.as_str())
+    {
+        return;
+    }
     // Warm up both sides.
     slice(layer);
     slice(baseline);

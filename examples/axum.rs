@@ -63,7 +63,7 @@ async fn login(State(state): State<AppState>, Json(credentials): Json<Credential
     };
     let issued = match state
         .issuer
-        .issue(DemoClaims::new(&credentials.username, role))
+        .issue(demo::claims(&credentials.username, role))
     {
         Ok(issued) => issued,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -89,7 +89,7 @@ async fn me(claims: Authenticated<DemoClaims>) -> Json<serde_json::Value> {
 
 /// `GET /admin`: a handler-side role check; the 403 carries no renewal.
 async fn admin(claims: Authenticated<DemoClaims>) -> Result<&'static str, StatusCode> {
-    if claims.role == "admin" {
+    if claims.extra.role == "admin" {
         Ok("welcome, admin")
     } else {
         Err(StatusCode::FORBIDDEN)

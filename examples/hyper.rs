@@ -84,7 +84,7 @@ async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infalli
     let claims = session.claims();
     Ok(match (request.method(), request.uri().path()) {
         (&Method::GET, "/me") => json(StatusCode::OK, &demo::me(claims)),
-        (&Method::GET, "/admin") if claims.role == "admin" => {
+        (&Method::GET, "/admin") if claims.extra.role == "admin" => {
             text(StatusCode::OK, "welcome, admin")
         }
         // A handler-side check: the 403 carries no renewal.
@@ -120,7 +120,7 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     };
     let Ok(issued) = state
         .issuer
-        .issue(DemoClaims::new(&credentials.username, role))
+        .issue(demo::claims(&credentials.username, role))
     else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };

@@ -185,7 +185,7 @@ async fn client(secret: &[u8], port: u16) -> Result<(), Box<dyn std::error::Erro
     let issued_at = ManualClock::new(SystemClock.now() - 45 * 60);
     let login = demo::layer(secret, issued_at)?
         .issuer()
-        .issue(DemoClaims::new("alice", "admin"))?;
+        .issue(demo::claims("alice", "admin"))?;
     let tokens = TokenStore::new(login.token());
     let mut greeter =
         GreeterClient::connect(format!("http://127.0.0.1:{port}"), tokens.clone()).await?;

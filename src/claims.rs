@@ -4,7 +4,9 @@
 //! registered claims through the [`Claims`] trait. [`StandardClaims`] is a
 //! ready type that keeps every claim it does not know in a map.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
@@ -159,51 +161,74 @@ pub trait Claims: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 
     /// `iat`, `nbf`, `exp` and `jti`, which are set to `issued_at`, removed,
     /// `expires_at` and `jti`.
     ///
-    /// Override it to refresh claims on renewal; keep `sid` and `auth_time`
-    /// unchanged, or the session cap and revocation lose track of the session.
-    fn renewed(&self, issued_at: i64, expires_at: i64, jti: String) -> Self {
-        let mut next = self.clone();
-        let registered = next.registered_mut();
+    /// It takes the claims by value (the layer hands it its own copy), so a
+    /// renewal copies the claims once. Override it to refresh claims on
+    /// renewal; keep `sid` and `auth_time` unchanged, or the session cap and
+    /// revocation lose track of the session.
+    fn renewed(mut self, issued_at: i64, expires_at: i64, jti: String) -> Self {
+        let registered = self.registered_mut();
         registered.iat = Some(issued_at);
         registered.nbf = None;
         registered.exp = expires_at;
         registered.jti = Some(jti);
-        next
+        self
     }
 }
 
-/// A ready claims type: the registered claims plus every other claim, kept
-/// in a JSON map and carried through renewals unchanged.
+/// A ready claims type: the registered claims, plus your own claims `E`.
 ///
-/// It deserializes in one pass without buffering (unlike a `#[serde(flatten)]`
-/// struct), and refuses a payload that repeats a member.
+/// * `StandardClaims` (the default `E`, a JSON map) keeps every other claim
+///   and carries it through renewals unchanged.
+/// * `StandardClaims<MyClaims>`, with your own `#[derive(Deserialize)]`
+///   struct, gives typed claims.
+///
+/// Either way the payload is read in **one pass** straight into the registered
+/// claims and `E`, without the buffering a `#[serde(flatten)]` struct costs
+/// (serde reads a flattened payload into an intermediate tree first). A
+/// payload that repeats a member is refused. `E` must deserialize from a map
+/// (a struct or a map type); it never sees the registered claims.
 ///
 /// ```
+/// use serde::{Deserialize, Serialize};
 /// use tower_sliding_jwt::StandardClaims;
 ///
+/// // Untyped: every other claim in a map.
 /// let claims: StandardClaims = serde_json::from_str(
 ///     r#"{"sub":"alice","exp":1700003600,"role":"admin"}"#,
 /// ).unwrap();
 /// assert_eq!(claims.registered.sub.as_deref(), Some("alice"));
 /// assert_eq!(claims.extra["role"], "admin");
+///
+/// // Typed: your own struct, still one pass.
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Access {
+///     role: String,
+///     #[serde(default)]
+///     tenants: Vec<u32>,
+/// }
+/// let claims: StandardClaims<Access> = serde_json::from_str(
+///     r#"{"sub":"alice","exp":1700003600,"role":"admin","tenants":[7]}"#,
+/// ).unwrap();
+/// assert_eq!(claims.extra.role, "admin");
+///
+/// // At login, no placeholder times: the issuer sets them.
+/// let login = StandardClaims::new("bob", Access { role: "user".into(), tenants: vec![] });
+/// # let _ = login;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StandardClaims {
+pub struct StandardClaims<E = serde_json::Map<String, serde_json::Value>> {
     /// The registered and session claims.
     #[serde(flatten)]
     pub registered: RegisteredClaims,
-    /// Every other claim.
+    /// Every other claim: a JSON map, or your own type.
     #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: E,
 }
 
-impl StandardClaims {
+impl<E> StandardClaims<E> {
     /// Claims with the given subject and your own claims; the layer fills in
     /// the times and ids when it issues the token.
-    pub fn new(
-        subject: impl Into<String>,
-        extra: serde_json::Map<String, serde_json::Value>,
-    ) -> Self {
+    pub fn new(subject: impl Into<String>, extra: E) -> Self {
         Self {
             registered: RegisteredClaims {
                 sub: Some(subject.into()),
@@ -214,7 +239,10 @@ impl StandardClaims {
     }
 }
 
-impl Claims for StandardClaims {
+impl<E> Claims for StandardClaims<E>
+where
+    E: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static,
+{
     fn registered(&self) -> &RegisteredClaims {
         &self.registered
     }
@@ -224,154 +252,169 @@ impl Claims for StandardClaims {
     }
 }
 
-/// A member name: a registered claim, or anything else (owned, for the map).
-enum Member {
-    Iss,
-    Sub,
-    Aud,
-    Exp,
-    Nbf,
-    Iat,
-    Jti,
-    Sid,
-    AuthTime,
-    Other(String),
-}
+/// A member name, borrowed from the payload when it has no escapes.
+struct Name<'de>(Cow<'de, str>);
 
-impl<'de> Deserialize<'de> for Member {
+impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MemberVisitor;
+        struct NameVisitor;
 
-        impl Visitor<'_> for MemberVisitor {
-            type Value = Member;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a claim name")
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Member, E> {
-                Ok(match v {
-                    "iss" => Member::Iss,
-                    "sub" => Member::Sub,
-                    "aud" => Member::Aud,
-                    "exp" => Member::Exp,
-                    "nbf" => Member::Nbf,
-                    "iat" => Member::Iat,
-                    "jti" => Member::Jti,
-                    "sid" => Member::Sid,
-                    "auth_time" => Member::AuthTime,
-                    other => Member::Other(other.to_owned()),
-                })
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
             }
         }
 
-        deserializer.deserialize_str(MemberVisitor)
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 
-impl<'de> Deserialize<'de> for StandardClaims {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ClaimsVisitor;
+const REGISTERED: [&str; 9] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "sid",
+    "auth_time",
+];
 
-        fn once<T, E: de::Error>(
-            slot: &mut Option<T>,
-            seen: &mut bool,
-            name: &'static str,
-            value: Option<T>,
-        ) -> Result<(), E> {
-            if std::mem::replace(seen, true) {
-                return Err(E::duplicate_field(name));
+/// Names of the non-registered members seen so far: the first few inline
+/// (no allocation for a usual payload), the rest in a set.
+#[derive(Default)]
+struct Seen<'de> {
+    inline: [Option<Cow<'de, str>>; 8],
+    more: std::collections::HashSet<Cow<'de, str>>,
+}
+
+impl<'de> Seen<'de> {
+    /// Records `name`; `false` when it was seen before.
+    fn insert(&mut self, name: &Cow<'de, str>) -> bool {
+        for slot in &mut self.inline {
+            match slot {
+                Some(seen) if seen == name => return false,
+                Some(_) => {}
+                None => {
+                    *slot = Some(name.clone());
+                    return true;
+                }
             }
-            *slot = value;
-            Ok(())
         }
+        self.more.insert(name.clone())
+    }
+}
 
-        impl<'de> Visitor<'de> for ClaimsVisitor {
-            type Value = StandardClaims;
+/// The payload as `E` sees it: a map without the registered claims, which
+/// are read into their slots on the way. One pass over the input.
+struct Registered<'de, A> {
+    map: A,
+    claims: RegisteredClaims,
+    exp: Option<i64>,
+    seen: [bool; 9],
+    others: Seen<'de>,
+}
+
+impl<'de, A: MapAccess<'de>> Registered<'de, A> {
+    /// Reads the value of registered claim `index` into its slot, once.
+    fn read(&mut self, index: usize) -> Result<(), A::Error> {
+        if std::mem::replace(&mut self.seen[index], true) {
+            return Err(de::Error::duplicate_field(REGISTERED[index]));
+        }
+        let (map, r) = (&mut self.map, &mut self.claims);
+        match index {
+            0 => r.iss = map.next_value()?,
+            1 => r.sub = map.next_value()?,
+            2 => r.aud = map.next_value()?,
+            3 => self.exp = Some(map.next_value()?),
+            4 => r.nbf = map.next_value()?,
+            5 => r.iat = map.next_value()?,
+            6 => r.jti = map.next_value()?,
+            7 => r.sid = map.next_value()?,
+            _ => r.auth_time = map.next_value()?,
+        }
+        Ok(())
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Registered<'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        while let Some(Name(name)) = self.map.next_key::<Name<'de>>()? {
+            if let Some(index) = REGISTERED.iter().position(|r| *r == name) {
+                self.read(index)?;
+                continue;
+            }
+            if !self.others.insert(&name) {
+                return Err(de::Error::custom("duplicate claim"));
+            }
+            return match name {
+                Cow::Borrowed(name) => seed
+                    .deserialize(de::value::BorrowedStrDeserializer::new(name))
+                    .map(Some),
+                Cow::Owned(name) => seed
+                    .deserialize(de::IntoDeserializer::<A::Error>::into_deserializer(name))
+                    .map(Some),
+            };
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+impl<'de, E: Deserialize<'de>> Deserialize<'de> for StandardClaims<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimsVisitor<E>(PhantomData<fn() -> E>);
+
+        impl<'de, E: Deserialize<'de>> Visitor<'de> for ClaimsVisitor<E> {
+            type Value = StandardClaims<E>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object of claims")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StandardClaims, A::Error> {
-                let mut r = RegisteredClaims::default();
-                let mut exp = None;
-                let mut seen = [false; 9];
-                let mut extra = serde_json::Map::new();
-                while let Some(member) = map.next_key::<Member>()? {
-                    match member {
-                        Member::Iss => once(
-                            &mut r.iss,
-                            &mut seen[0],
-                            "iss",
-                            map.next_value::<Option<String>>()?,
-                        )?,
-                        Member::Sub => once(
-                            &mut r.sub,
-                            &mut seen[1],
-                            "sub",
-                            map.next_value::<Option<String>>()?,
-                        )?,
-                        Member::Aud => once(
-                            &mut r.aud,
-                            &mut seen[2],
-                            "aud",
-                            map.next_value::<Option<Audience>>()?,
-                        )?,
-                        Member::Exp => once(
-                            &mut exp,
-                            &mut seen[3],
-                            "exp",
-                            Some(map.next_value::<i64>()?),
-                        )?,
-                        Member::Nbf => once(
-                            &mut r.nbf,
-                            &mut seen[4],
-                            "nbf",
-                            map.next_value::<Option<i64>>()?,
-                        )?,
-                        Member::Iat => once(
-                            &mut r.iat,
-                            &mut seen[5],
-                            "iat",
-                            map.next_value::<Option<i64>>()?,
-                        )?,
-                        Member::Jti => once(
-                            &mut r.jti,
-                            &mut seen[6],
-                            "jti",
-                            map.next_value::<Option<String>>()?,
-                        )?,
-                        Member::Sid => once(
-                            &mut r.sid,
-                            &mut seen[7],
-                            "sid",
-                            map.next_value::<Option<String>>()?,
-                        )?,
-                        Member::AuthTime => once(
-                            &mut r.auth_time,
-                            &mut seen[8],
-                            "auth_time",
-                            map.next_value::<Option<i64>>()?,
-                        )?,
-                        Member::Other(name) => {
-                            let value = map.next_value()?;
-                            if extra.contains_key(&name) {
-                                return Err(de::Error::custom("duplicate claim"));
-                            }
-                            extra.insert(name, value);
-                        }
-                    }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StandardClaims<E>, A::Error> {
+                let mut members = Registered {
+                    map,
+                    claims: RegisteredClaims::default(),
+                    exp: None,
+                    seen: [false; 9],
+                    others: Seen::default(),
+                };
+                let extra = E::deserialize(de::value::MapAccessDeserializer::new(&mut members))?;
+                // `E` may stop early: read the rest, so that every registered
+                // claim is seen and every member checked.
+                while members.next_key::<de::IgnoredAny>()?.is_some() {
+                    members.next_value::<de::IgnoredAny>()?;
                 }
-                r.exp = exp.ok_or_else(|| de::Error::missing_field("exp"))?;
-                Ok(StandardClaims {
-                    registered: r,
-                    extra,
-                })
+                let mut registered = members.claims;
+                registered.exp = members.exp.ok_or_else(|| de::Error::missing_field("exp"))?;
+                Ok(StandardClaims { registered, extra })
             }
         }
 
-        deserializer.deserialize_map(ClaimsVisitor)
+        deserializer.deserialize_map(ClaimsVisitor(PhantomData))
     }
 }
 
@@ -423,6 +466,57 @@ mod tests {
     }
 
     #[test]
+    fn typed_claims_in_one_pass() {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        struct Access {
+            role: String,
+            #[serde(default)]
+            tenants: Vec<u32>,
+        }
+        type Typed = StandardClaims<Access>;
+        let parse = |json: &str| serde_json::from_str::<Typed>(json);
+        let claims = parse(
+            r#"{"sub":"a","r\u006fle":"admin","exp":5,"other":{"x":1},"tenants":[1,2],"sid":"s"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            claims.extra,
+            Access {
+                role: "admin".into(),
+                tenants: vec![1, 2]
+            }
+        );
+        assert_eq!(
+            (claims.registered.exp, claims.registered.sid.as_deref()),
+            (5, Some("s")),
+            "registered claims after the typed ones are still read"
+        );
+        let round_trip = parse(&serde_json::to_string(&claims).unwrap()).unwrap();
+        assert_eq!(round_trip, claims);
+        assert!(
+            parse(r#"{"exp":1,"role":"a","role":"b"}"#).is_err(),
+            "duplicate"
+        );
+        assert!(
+            parse(r#"{"exp":1,"exp":2,"role":"a"}"#).is_err(),
+            "duplicate exp"
+        );
+        assert!(parse(r#"{"role":"a"}"#).is_err(), "exp is required");
+        assert!(
+            parse(r#"{"exp":1}"#).is_err(),
+            "the typed part is required too"
+        );
+        assert!(parse(r#"{"exp":"1","role":"a"}"#).is_err());
+        // Many members: the inline record of names spills into a set.
+        let many: String = (0..40).map(|i| format!(r#""c{i}":{i},"#)).collect();
+        let json = format!(r#"{{{many}"exp":1,"c7":0}}"#);
+        assert!(
+            super::tests::parse(&json).is_err(),
+            "a late duplicate is found"
+        );
+    }
+
+    #[test]
     fn audience_forms() {
         let one = parse(r#"{"exp":1,"aud":"api"}"#).unwrap();
         assert!(one.registered.aud.as_ref().unwrap().contains("api"));
@@ -447,7 +541,7 @@ mod tests {
             r#"{"exp":100,"iat":10,"nbf":10,"jti":"a","sid":"s","auth_time":5,"sub":"u","role":"r"}"#,
         )
         .unwrap();
-        let new = old.renewed(50, 200, "b".into());
+        let new = old.clone().renewed(50, 200, "b".into());
         let r = &new.registered;
         assert_eq!(
             (r.iat, r.nbf, r.exp, r.jti.as_deref()),

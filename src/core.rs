@@ -194,11 +194,83 @@ pub(crate) fn signature_part(token: &str) -> &str {
     token.rsplit('.').next().unwrap_or(token)
 }
 
+thread_local! {
+    /// The payload JSON and the token being signed, reused across renewals.
+    static SIGNING: RefCell<(Vec<u8>, String)> = const { RefCell::new((Vec::new(), String::new())) };
+}
+
+/// Runs `f` with this thread's signing buffers, or with fresh ones when they
+/// are in use; `None` only during thread teardown.
+fn with_buffers<R>(f: impl FnOnce(&mut Vec<u8>, &mut String) -> R) -> Option<R> {
+    let outcome = SIGNING.try_with(move |cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (payload, token) = &mut *buffers;
+            let result = f(payload, token);
+            // Keep what a usual token needs, not what an outlier needed.
+            if token.capacity() > 16 * 1024 {
+                *payload = Vec::new();
+                *token = String::new();
+            }
+            Ok(result)
+        }
+        Err(_) => Err(f),
+    });
+    match outcome {
+        Ok(Ok(result)) => Some(result),
+        Ok(Err(f)) => Some(f(&mut Vec::new(), &mut String::new())),
+        Err(_) => None,
+    }
+}
+
+/// Random bytes from the operating system's CSPRNG, fetched 1 KiB at a time
+/// per thread (one `getrandom` call per 64 ids instead of one per id).
+struct Entropy {
+    bytes: [u8; 1024],
+    used: usize,
+    /// The process the bytes were fetched in: a forked child never reuses
+    /// its parent's bytes.
+    pid: u32,
+}
+
+thread_local! {
+    static ENTROPY: RefCell<Entropy> = const {
+        RefCell::new(Entropy { bytes: [0; 1024], used: 1024, pid: 0 })
+    };
+}
+
+/// Fills `out` with fresh randomness: from this thread's buffer of OS
+/// randomness, refilled when used up (or after a fork).
+fn fill_random(out: &mut [u8; 16]) -> Result<(), IssueError> {
+    let failed = |e: getrandom::Error| IssueError::new(IssueErrorKind::Random, Some(Box::new(e)));
+    let from_buffer = ENTROPY.try_with(|cell| {
+        let Ok(mut entropy) = cell.try_borrow_mut() else {
+            return Ok(false);
+        };
+        let pid = std::process::id();
+        if entropy.used + out.len() > entropy.bytes.len() || entropy.pid != pid {
+            getrandom::fill(&mut entropy.bytes).map_err(failed)?;
+            entropy.used = 0;
+            entropy.pid = pid;
+        }
+        let start = entropy.used;
+        out.copy_from_slice(&entropy.bytes[start..start + 16]);
+        // Each byte is handed out once: wipe it.
+        entropy.bytes[start..start + 16].fill(0);
+        entropy.used += 16;
+        Ok(true)
+    });
+    match from_buffer {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Err(error)) => Err(error),
+        // Thread teardown or re-entrance: ask the OS directly.
+        _ => getrandom::fill(out).map_err(failed),
+    }
+}
+
 /// A fresh 128-bit random id, base64url (22 characters).
 pub(crate) fn random_id() -> Result<String, IssueError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| IssueError::new(IssueErrorKind::Random, Some(Box::new(e))))?;
+    fill_random(&mut bytes)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -319,26 +391,38 @@ impl<K: Keys, C: Claims> Core<K, C> {
 
     /// Signs `claims` with the active key; `alg` and `kid` come from that key.
     pub(crate) fn sign(&self, claims: &C) -> Result<String, IssueError> {
+        self.sign_with(claims, str::to_owned)
+    }
+
+    /// Signs `claims` into this thread's reused buffers and hands the token
+    /// to `finish` (which makes the one copy the caller keeps).
+    pub(crate) fn sign_with<T>(
+        &self,
+        claims: &C,
+        finish: impl FnOnce(&str) -> T,
+    ) -> Result<T, IssueError> {
         let key = self.keys.signing_key();
-        let payload = serde_json::to_vec(claims)
-            .map_err(|e| IssueError::new(IssueErrorKind::Claims, Some(Box::new(e))))?;
-        if payload.first() != Some(&b'{') {
-            return Err(IssueError::new(IssueErrorKind::Claims, None));
-        }
-        let header = key.header_b64();
-        let mut token =
-            String::with_capacity(header.len() + 2 + (payload.len() * 4).div_ceil(3) + 128);
-        token.push_str(header);
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-        let signature = key.sign(token.as_bytes())?;
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-        // A token this configuration would refuse is never handed out.
-        if token.len() > self.max_token_bytes {
-            return Err(IssueError::new(IssueErrorKind::TooLarge, None));
-        }
-        Ok(token)
+        let signed = with_buffers(|payload, token| {
+            payload.clear();
+            token.clear();
+            serde_json::to_writer(&mut *payload, claims)
+                .map_err(|e| IssueError::new(IssueErrorKind::Claims, Some(Box::new(e))))?;
+            if payload.first() != Some(&b'{') {
+                return Err(IssueError::new(IssueErrorKind::Claims, None));
+            }
+            token.push_str(key.header_b64());
+            token.push('.');
+            URL_SAFE_NO_PAD.encode_string(&*payload, token);
+            let signature = key.sign(token.as_bytes())?;
+            token.push('.');
+            URL_SAFE_NO_PAD.encode_string(signature, token);
+            // A token this configuration would refuse is never handed out.
+            if token.len() > self.max_token_bytes {
+                return Err(IssueError::new(IssueErrorKind::TooLarge, None));
+            }
+            Ok(finish(token))
+        });
+        signed.unwrap_or_else(|| Err(IssueError::new(IssueErrorKind::Signing, None)))
     }
 }
 
@@ -362,6 +446,20 @@ mod tests {
         assert!(same_type("application/at+jwt", "at+JWT"));
         assert!(!same_type("JWS", "JWT"));
         assert!(!same_type("applicatio", "JWT"));
+    }
+
+    #[test]
+    fn buffered_randomness_never_repeats_across_refills() {
+        let ids: std::collections::HashSet<String> =
+            (0..500).map(|_| random_id().unwrap()).collect();
+        assert_eq!(ids.len(), 500, "64 ids per refill, each handed out once");
+        ENTROPY.with(|cell| {
+            let entropy = cell.borrow();
+            assert!(
+                entropy.bytes[..entropy.used].iter().all(|&b| b == 0),
+                "handed-out bytes are wiped"
+            );
+        });
     }
 
     #[test]

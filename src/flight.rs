@@ -77,13 +77,12 @@ impl SingleFlight {
         key: &str,
         now: i64,
         forget_after: i64,
-        sign: impl FnOnce() -> Result<(String, i64), IssueError>,
+        sign: impl FnOnce() -> Result<(Arc<str>, i64), IssueError>,
     ) -> Result<(Arc<str>, i64), IssueError> {
         if let Some(flight) = self.lock().map.get(key).filter(|f| f.forget_after > now) {
             return Ok((flight.token.clone(), flight.expires_at));
         }
         let (token, expires_at) = sign()?;
-        let token: Arc<str> = token.into();
         let mut flights = self.lock();
         // Another request may have signed meanwhile: theirs wins, ours is dropped.
         if let Some(flight) = flights.map.get(key).filter(|f| f.forget_after > now) {
@@ -224,8 +223,10 @@ mod tests {
     fn entries_expire_and_the_map_stays_bounded() {
         let sf = SingleFlight::new(3);
         for i in 0..100 {
-            sf.get_or_sign(&format!("k{i}"), i, i + 2, || Ok((format!("t{i}"), 0)))
-                .unwrap();
+            sf.get_or_sign(&format!("k{i}"), i, i + 2, || {
+                Ok((format!("t{i}").into(), 0))
+            })
+            .unwrap();
             assert!(sf.len() <= 3);
         }
         // Expired entry is not reused.
@@ -237,7 +238,7 @@ mod tests {
 
     fn sign(sf: &SingleFlight, key: &str, now: i64, forget_after: i64, token: &str) -> String {
         let token = token.to_owned();
-        sf.get_or_sign(key, now, forget_after, || Ok((token, 0)))
+        sf.get_or_sign(key, now, forget_after, || Ok((token.into(), 0)))
             .unwrap()
             .0
             .to_string()

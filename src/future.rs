@@ -348,7 +348,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let deadline = core.session_deadline(current).unwrap_or(current.exp);
         let expires_at = self.now.saturating_add(core.ttl).min(deadline);
         let token = match self.sign(claims, expires_at) {
-            Ok(token) => Arc::<str>::from(token),
+            Ok(token) => token,
             Err(error) => {
                 event!(warn, kind = %error.kind(), "could not sign renew_with's token");
                 return Finish::Done;
@@ -416,13 +416,15 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
 
     /// Signs `claims` as the next token of the current session: `sid` and
     /// `auth_time` are the session's, whatever `claims` say.
-    fn sign(&self, mut claims: C, expires_at: i64) -> Result<String, crate::IssueError> {
+    fn sign(&self, mut claims: C, expires_at: i64) -> Result<Arc<str>, crate::IssueError> {
         let current = self.session.claims().registered();
         let registered = claims.registered_mut();
         registered.sid.clone_from(&current.sid);
         registered.auth_time = current.auth_time;
         let claims = claims.renewed(self.now, expires_at, random_id()?);
-        self.config.core.sign(&claims)
+        self.config
+            .core
+            .sign_with(&claims, |token| Arc::from(token))
     }
 }
 

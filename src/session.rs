@@ -299,7 +299,7 @@ mod tests {
     async fn a_token_logged_out_by_jti_is_remembered_until_its_own_expiry() {
         let store = MemoryStore::new();
         let clock = ManualClock::new(1000);
-        let claims = StandardClaims {
+        let claims: StandardClaims = StandardClaims {
             registered: RegisteredClaims {
                 jti: Some("j".into()),
                 auth_time: Some(900),

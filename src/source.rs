@@ -78,16 +78,27 @@ fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
     Ok(name)
 }
 
-/// `token68` characters (RFC 7235), a superset of what a JWT uses.
+/// The `token68` characters of RFC 7235 (a superset of what a JWT uses),
+/// as a table: one load per byte on every request.
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
+/// `token68` (RFC 7235): token68 characters, then optional `=` padding.
 fn is_token68(bytes: &[u8]) -> bool {
     let body = bytes
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(&[][..], |last| &bytes[..=last]);
-    !body.is_empty()
-        && body.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    !body.is_empty() && body.iter().all(|&b| TOKEN68[usize::from(b)])
 }
 
 fn single_value<'a>(

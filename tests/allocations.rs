@@ -154,5 +154,8 @@ fn a_verified_request_allocates_less_than_jsonwebtoken_decode() {
         request_count <= request_budget,
         "a request allocates {request_count} > budget {request_budget}"
     );
-    assert!(request_count <= 12, "a request allocates {request_count} > 12");
+    assert!(
+        request_count <= 12,
+        "a request allocates {request_count} > 12"
+    );
 }

@@ -413,7 +413,7 @@ async fn tonic_demo_keeps_the_contract() {
     let layer = tonic_demo::grpc_layer(SECRET, clock.clone()).unwrap();
     let login = layer
         .issuer()
-        .issue(tonic_demo::demo::DemoClaims::new("alice", "admin"))
+        .issue(tonic_demo::demo::claims("alice", "admin"))
         .unwrap();
     tokio::spawn(tonic_demo::serve(listener, layer));
     let address = format!("http://{addr}");

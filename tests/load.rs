@@ -54,7 +54,7 @@ async fn mixed_load_on_the_axum_demo() {
         .map(|i| {
             layer
                 .issuer()
-                .issue(DemoClaims::new(&format!("old{i}"), "user"))
+                .issue(demo::claims(&format!("old{i}"), "user"))
                 .unwrap()
                 .into_token()
         })
@@ -64,7 +64,7 @@ async fn mixed_load_on_the_axum_demo() {
         .map(|i| {
             layer
                 .issuer()
-                .issue(DemoClaims::new(&format!("new{i}"), "user"))
+                .issue(demo::claims(&format!("new{i}"), "user"))
                 .unwrap()
                 .into_token()
         })
@@ -207,7 +207,7 @@ fn a_million_tokens_leave_memory_flat() {
         let now = start + (n / 1000) as i64;
         clock.set(now);
         issuer_clock.set(now - 540);
-        let token = issuer.issue(DemoClaims::new("user", "user")).unwrap();
+        let token = issuer.issue(demo::claims("user", "user")).unwrap();
         let request = Request::get("/")
             .header("authorization", format!("Bearer {}", token.token()))
             .body(())

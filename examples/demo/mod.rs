@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tower_sliding_jwt::{
-    BearerHeader, Claims, Clock, ConfigError, CookieSource, Key, RegisteredClaims, RenewWindow,
-    SlidingJwtBuilder, SlidingJwtLayer, Throttle,
+    BearerHeader, Clock, ConfigError, CookieSource, Key, RenewWindow, SlidingJwtBuilder,
+    SlidingJwtLayer, StandardClaims, Throttle,
 };
 
 /// The development secret used when `$JWT_SECRET` is unset. Never deploy it.
@@ -18,37 +18,25 @@ pub const ISSUER: &str = "tower-sliding-jwt-demo";
 /// The `aud` of every demo token.
 pub const AUDIENCE: &str = "demo-api";
 
-/// The demo's claims: the registered and session claims plus a role.
+/// The demo's own claims: a role.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DemoClaims {
-    /// `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `sid`, `auth_time`.
-    #[serde(flatten)]
-    pub registered: RegisteredClaims,
+pub struct Role {
     /// `admin` or `user`.
     pub role: String,
 }
 
-impl DemoClaims {
-    /// Claims for a user who just logged in; the issuer fills in the rest.
-    pub fn new(username: &str, role: &str) -> Self {
-        Self {
-            registered: RegisteredClaims {
-                sub: Some(username.to_owned()),
-                ..RegisteredClaims::default()
-            },
+/// The demo's claims: the registered and session claims plus a role, read in
+/// one pass (`StandardClaims<E>` with the demo's own typed part).
+pub type DemoClaims = StandardClaims<Role>;
+
+/// Claims for a user who just logged in; the issuer fills in the rest.
+pub fn claims(username: &str, role: &str) -> DemoClaims {
+    StandardClaims::new(
+        username,
+        Role {
             role: role.to_owned(),
-        }
-    }
-}
-
-impl Claims for DemoClaims {
-    fn registered(&self) -> &RegisteredClaims {
-        &self.registered
-    }
-
-    fn registered_mut(&mut self) -> &mut RegisteredClaims {
-        &mut self.registered
-    }
+        },
+    )
 }
 
 /// The demo users: `alice`/`wonderland` (admin) and `bob`/`builder` (user).
@@ -167,6 +155,6 @@ pub fn builder(
 pub fn me(claims: &DemoClaims) -> serde_json::Value {
     let r = &claims.registered;
     serde_json::json!({
-        "sub": r.sub, "role": claims.role, "sid": r.sid, "exp": r.exp, "iat": r.iat, "auth_time": r.auth_time,
+        "sub": r.sub, "role": claims.extra.role, "sid": r.sid, "exp": r.exp, "iat": r.iat, "auth_time": r.auth_time,
     })
 }
