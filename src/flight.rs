@@ -99,6 +99,13 @@ impl SingleFlight {
         Ok((token, expires_at))
     }
 
+    /// The live replacement for the old token `key`, if there is one.
+    pub(crate) fn get(&self, key: &str, now: i64) -> Option<(Arc<str>, i64)> {
+        let flights = self.lock();
+        let flight = flights.map.get(key).filter(|f| f.forget_after > now)?;
+        Some((flight.token.clone(), flight.expires_at))
+    }
+
     /// Makes `token` the replacement for the old token `key`, whatever was
     /// there: `renew_with` supersedes a renewal signed with the old claims.
     /// Returns the replacement it displaced, if one was still live.

@@ -24,7 +24,9 @@ use crate::log::event;
 use crate::policy::{RenewalPolicy, is_success};
 use crate::reject::{Rejection, RejectionKind, Responder};
 use crate::revalidate::Verdict;
-use crate::revoke::{BoxFuture, Lookup, Revocation, RevocationTarget, Status, TokenIds};
+use crate::revoke::{
+    BoxFuture, Lookup, Revocation, RevocationTarget, SharedFlight, Status, TokenIds,
+};
 use crate::service::reject;
 use crate::session::{Action, Session};
 
@@ -305,6 +307,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let config = &self.config;
         let update = self.update.take();
         let key = signature_part(self.session.token().as_str());
+        if let Some(shared) = config.core.store.shared_flight() {
+            return self.renew_shared(shared, plan, update);
+        }
         let signed = config
             .flights
             .get_or_sign(key, self.now, plan.forget_after, || {
@@ -329,6 +334,58 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 matches!(lookup.await, Ok(Status::Active)).then_some(signed)
             })),
         }
+    }
+
+    /// A renewal whose single flight is shared by the cluster: a local
+    /// replacement (already agreed) is handed out at once; otherwise this one
+    /// is signed and offered, and the cluster's winner is handed out.
+    fn renew_shared(&self, shared: &dyn SharedFlight, plan: Plan, update: Option<C>) -> Finish {
+        let config = &self.config;
+        let key = signature_part(self.session.token().as_str());
+        let (offered, local) = match config.flights.get(key, self.now) {
+            Some(agreed) => (agreed, true),
+            None => {
+                let claims = update.unwrap_or_else(|| self.session.claims().clone());
+                match self.sign(claims, plan.expires_at) {
+                    Ok(token) => ((token, plan.expires_at), false),
+                    Err(error) => {
+                        event!(warn, kind = %error.kind(), "could not sign a renewal");
+                        return Finish::Done;
+                    }
+                }
+            }
+        };
+        let claim =
+            (!local).then(|| shared.claim(key, offered.0.clone(), offered.1, plan.forget_after));
+        let flights = config.flights.clone();
+        let store = config.core.store.clone();
+        let clock = config.core.clock.clone();
+        let session = self.session.clone();
+        let key: Box<str> = key.into();
+        let now = self.now;
+        Finish::Wait(Box::pin(async move {
+            let (token, expires_at) = match claim {
+                None => offered,
+                Some(claim) => {
+                    let winner = match claim.await {
+                        Ok(winner) => winner,
+                        Err(error) => {
+                            event!(warn, %error, "shared single flight unavailable; handing out this instance's replacement");
+                            offered
+                        }
+                    };
+                    flights.supersede(&key, winner.0.clone(), winner.1, plan.forget_after, now);
+                    winner
+                }
+            };
+            // The old token must still be good once the replacement is agreed.
+            let lookup = store.check(&TokenIds::of(session.claims().registered()), clock.now());
+            let answer = match lookup {
+                Lookup::Ready(answer) => answer,
+                Lookup::Pending(lookup) => lookup.await,
+            };
+            matches!(answer, Ok(Status::Active)).then_some(Signed { token, expires_at })
+        }))
     }
 
     /// `Session::renew_with`: new claims now. The token it replaces is retired:

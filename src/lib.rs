@@ -229,8 +229,8 @@ pub use policy::{
 pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
 pub use revalidate::{Revalidate, Verdict};
 pub use revoke::{
-    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, Status,
-    StoreError, StoreErrorKind, TokenIds,
+    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, SharedFlight,
+    Status, StoreError, StoreErrorKind, TokenIds,
 };
 pub use service::SlidingJwt;
 pub use session::{Revoker, Session};

@@ -127,6 +127,36 @@ pub trait RevocationStore: Send + Sync + 'static {
         revocation: Revocation,
         now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The single flight this store shares with the other instances of a
+    /// cluster, if it has one (the Redis store does): parallel requests with
+    /// the same old token then get one replacement whichever instance
+    /// answers. `None` by default: single flight stays per process.
+    fn shared_flight(&self) -> Option<&dyn SharedFlight> {
+        None
+    }
+}
+
+/// A single flight shared by the instances of a cluster: the first
+/// replacement offered for an old token wins, and every instance hands out
+/// the winner.
+///
+/// The layer asks only when it is about to renew (one round trip per
+/// renewal, none per verification), and falls back to its own replacement
+/// when the answer is an error: both tokens are valid, so that is safe.
+pub trait SharedFlight: Send + Sync + 'static {
+    /// Offers `token` (expiring at `expires_at`) as the replacement for the
+    /// old token whose signature segment is `old_signature`, remembered until
+    /// `until` (when the old token stops verifying). Answers the replacement
+    /// to hand out: `token` when it won, or the one offered first.
+    /// Implementations key it by a hash of `old_signature`, never the token.
+    fn claim(
+        &self,
+        old_signature: &str,
+        token: Arc<str>,
+        expires_at: i64,
+        until: i64,
+    ) -> BoxFuture<'static, Result<(Arc<str>, i64), StoreError>>;
 }
 
 /// A store could not answer or record.

@@ -150,6 +150,79 @@ where
     }
 }
 
+/// Ten typed claims of a user's own type.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Custom {
+    pub role: String,
+    pub tenant: u64,
+    pub email: String,
+    pub name: String,
+    pub locale: String,
+    pub plan: String,
+    pub admin: bool,
+    pub quota: u32,
+    pub groups: Vec<String>,
+    pub org: String,
+}
+
+/// The same, written as jsonwebtoken users write it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Flattened {
+    #[serde(flatten)]
+    pub registered: tower_sliding_jwt::RegisteredClaims,
+    #[serde(flatten)]
+    pub custom: Custom,
+}
+
+pub type CustomClaims = StandardClaims<Custom>;
+
+/// A 9-registered + 10-typed-claims token.
+pub fn custom_token(alg: &Alg) -> String {
+    let claims = claims(NOW, NOW + 3600, 0, 0);
+    let custom = Custom {
+        role: "admin".into(),
+        tenant: 42,
+        email: "alice@example.com".into(),
+        name: "Alice Liddell".into(),
+        locale: "en-GB".into(),
+        plan: "enterprise".into(),
+        admin: true,
+        quota: 1000,
+        groups: vec!["ops".into(), "dev".into()],
+        org: "wonderland".into(),
+    };
+    let claims = Flattened {
+        registered: claims.registered,
+        custom,
+    };
+    jsonwebtoken::encode(&Header::new(alg.alg), &claims, &alg.encoding).unwrap()
+}
+
+pub type CustomService = SlidingJwt<
+    Inner,
+    Key,
+    CustomClaims,
+    tower_sliding_jwt::DefaultPolicy,
+    tower_sliding_jwt::HttpResponder,
+>;
+
+pub fn custom_service(key: Key, clock: &ManualClock) -> CustomService {
+    SlidingJwtLayer::<_, CustomClaims>::builder(key)
+        .with_clock(clock.clone())
+        .with_issuer("bench")
+        .with_audience("bench-api")
+        .build()
+        .unwrap()
+        .layer(inner())
+}
+
+/// jsonwebtoken's decode of the flattened struct.
+pub fn decode_flattened(token: &str, alg: &Alg, validation: &Validation) -> Flattened {
+    jsonwebtoken::decode::<Flattened>(token, &alg.decoding, validation)
+        .unwrap()
+        .claims
+}
+
 /// `jsonwebtoken::decode` of `token`, with the same checks.
 pub fn decode(token: &str, alg: &Alg, validation: &Validation) -> Claims {
     jsonwebtoken::decode::<Claims>(token, &alg.decoding, validation)
