@@ -222,35 +222,34 @@ fn with_buffers<R>(f: impl FnOnce(&mut Vec<u8>, &mut String) -> R) -> Option<R> 
     }
 }
 
-/// Random bytes from the operating system's CSPRNG, fetched 1 KiB at a time
-/// per thread (one `getrandom` call per 64 ids instead of one per id).
+/// Random bytes from the operating system's CSPRNG (`getrandom`), fetched
+/// 1 KiB at a time per thread: one system call per 64 ids instead of one per
+/// id. Every byte comes from the OS and is handed out once, then wiped; there
+/// is no user-space generator to seed or predict. (A process that forks after
+/// issuing tokens and issues more in the child could repeat the ids left in
+/// the forking thread's buffer: fork before serving, as servers do.)
 struct Entropy {
     bytes: [u8; 1024],
     used: usize,
-    /// The process the bytes were fetched in: a forked child never reuses
-    /// its parent's bytes.
-    pid: u32,
 }
 
 thread_local! {
     static ENTROPY: RefCell<Entropy> = const {
-        RefCell::new(Entropy { bytes: [0; 1024], used: 1024, pid: 0 })
+        RefCell::new(Entropy { bytes: [0; 1024], used: 1024 })
     };
 }
 
-/// Fills `out` with fresh randomness: from this thread's buffer of OS
-/// randomness, refilled when used up (or after a fork).
+/// Fills `out` with fresh randomness from this thread's buffer of OS
+/// randomness, refilled when used up.
 fn fill_random(out: &mut [u8; 16]) -> Result<(), IssueError> {
     let failed = |e: getrandom::Error| IssueError::new(IssueErrorKind::Random, Some(Box::new(e)));
     let from_buffer = ENTROPY.try_with(|cell| {
         let Ok(mut entropy) = cell.try_borrow_mut() else {
             return Ok(false);
         };
-        let pid = std::process::id();
-        if entropy.used + out.len() > entropy.bytes.len() || entropy.pid != pid {
+        if entropy.used + out.len() > entropy.bytes.len() {
             getrandom::fill(&mut entropy.bytes).map_err(failed)?;
             entropy.used = 0;
-            entropy.pid = pid;
         }
         let start = entropy.used;
         out.copy_from_slice(&entropy.bytes[start..start + 16]);

@@ -123,20 +123,35 @@ fn as_token(bytes: &[u8]) -> Result<&str, Rejection> {
 /// Whether `token` is a compact JWS: three non-empty base64url segments
 /// separated by dots. Nothing else is ever written into a response header.
 pub(crate) fn is_compact_jws(token: &str) -> bool {
-    let mut segments = 0;
-    for segment in token.split('.') {
-        segments += 1;
-        if segments > 3
-            || segment.is_empty()
-            || !segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+    let mut dots = 0;
+    let mut segment_len = 0;
+    for &b in token.as_bytes() {
+        if b == b'.' {
+            if segment_len == 0 || dots == 2 {
+                return false;
+            }
+            dots += 1;
+            segment_len = 0;
+        } else if BASE64URL[usize::from(b)] {
+            segment_len += 1;
+        } else {
             return false;
         }
     }
-    segments == 3
+    dots == 2 && segment_len > 0
 }
+
+/// The base64url alphabet, as a table.
+const BASE64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 fn sensitive(value: String) -> Option<HeaderValue> {
     let mut value = HeaderValue::try_from(value).ok()?;
@@ -208,7 +223,10 @@ impl TokenSource for BearerHeader {
         if !is_compact_jws(token) {
             return;
         }
-        if let Some(value) = sensitive(format!("Bearer {token}")) {
+        let mut value = String::with_capacity(7 + token.len());
+        value.push_str("Bearer ");
+        value.push_str(token);
+        if let Some(value) = sensitive(value) {
             headers.insert(self.response.clone(), value);
         }
     }
