@@ -301,18 +301,18 @@ struct Seen<'de> {
 
 impl<'de> Seen<'de> {
     /// Records `name`; `false` when it was seen before.
-    fn insert(&mut self, name: &Cow<'de, str>) -> bool {
+    fn insert(&mut self, name: Cow<'de, str>) -> bool {
         for slot in &mut self.inline {
             match slot {
-                Some(seen) if seen == name => return false,
+                Some(seen) if *seen == name => return false,
                 Some(_) => {}
                 None => {
-                    *slot = Some(name.clone());
+                    *slot = Some(name);
                     return true;
                 }
             }
         }
-        self.more.insert(name.clone())
+        self.more.insert(name)
     }
 }
 
@@ -360,7 +360,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Registered<'de, A> {
                 self.read(index)?;
                 continue;
             }
-            if !self.others.insert(&name) {
+            if !self.others.insert(name.clone()) {
                 return Err(de::Error::custom("duplicate claim"));
             }
             return match name {

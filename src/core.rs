@@ -17,6 +17,7 @@ use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::{Key, KeyMiss, Keys, select};
 use crate::reject::RejectionKind;
 use crate::revoke::RevocationStore;
+use crate::stats::Counters;
 
 /// Validation and lifetime settings, checked when the layer is built.
 pub(crate) struct Core<K, C> {
@@ -30,6 +31,7 @@ pub(crate) struct Core<K, C> {
     pub(crate) max_token_bytes: usize,
     pub(crate) ttl: i64,
     pub(crate) max_session: i64,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) _claims: PhantomData<fn() -> C>,
 }
 

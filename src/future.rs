@@ -28,7 +28,8 @@ use crate::revoke::{
     BoxFuture, Lookup, Revocation, RevocationTarget, SharedFlight, Status, TokenIds,
 };
 use crate::service::reject;
-use crate::session::{Action, Session};
+use crate::session::{Action, Session, record};
+use crate::stats::Event as StatEvent;
 
 /// The outcome of the asynchronous checks.
 pub(crate) enum Gate<C> {
@@ -416,6 +417,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let retire_until = current.exp.saturating_add(leeway);
         let lookup = core.store.check(&TokenIds::of(current), core.clock.now());
         let store = core.store.clone();
+        let counters = core.counters.clone();
         let flights = config.flights.clone();
         let key: Box<str> = signature_part(self.session.token().as_str()).into();
         Finish::Wait(Box::pin(async move {
@@ -430,7 +432,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 target: RevocationTarget::Token(jti),
                 until,
             };
-            if let Err(error) = store.revoke(retire(jti, retire_until), now).await {
+            if let Err(error) = record(&*store, retire(jti, retire_until), now, &counters).await {
                 event!(warn, %error, "renew_with could not retire the previous token; nothing is issued");
                 return None;
             }
@@ -438,9 +440,13 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             // parallel request, is retired too.
             let previous = flights.supersede(&key, token.clone(), expires_at, retire_until, now);
             if let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids)
-                && let Err(error) = store
-                    .revoke(retire(jti, exp.saturating_add(leeway)), now)
-                    .await
+                && let Err(error) = record(
+                    &*store,
+                    retire(jti, exp.saturating_add(leeway)),
+                    now,
+                    &counters,
+                )
+                .await
             {
                 event!(warn, %error, "renew_with could not retire a parallel renewal; nothing is issued");
                 return None;
@@ -462,6 +468,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         response.extensions_mut().insert(Renewed {
             expires_at: signed.expires_at,
         });
+        self.config.core.counters.count(StatEvent::Renewed);
         event!(
             debug,
             sid = self.session.claims().registered().sid.as_deref(),

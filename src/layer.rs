@@ -23,6 +23,7 @@ use crate::revoke::{MemoryStore, RevocationStore};
 use crate::service::SlidingJwt;
 use crate::session::Revoker;
 use crate::source::{BearerHeader, TokenSource};
+use crate::stats::{Counters, Stats};
 
 /// Everything a layer and its services share, behind one `Arc`.
 pub(crate) struct Config<K, C, P, R> {
@@ -126,7 +127,16 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
             store: core.store.clone(),
             clock: core.clock.clone(),
             horizon: core.max_session.saturating_add(core.leeway),
+            counters: core.counters.clone(),
         }
+    }
+
+    /// What this layer (and every service and clone made from it) has done
+    /// so far: requests verified, refused by kind, renewed, sessions revoked,
+    /// verified-token cache hits. Always on; counting costs one uncontended
+    /// atomic add per event.
+    pub fn stats(&self) -> Stats {
+        self.config.core.counters.snapshot()
     }
 }
 
@@ -421,6 +431,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             max_token_bytes: settings.max_token_bytes,
             ttl,
             max_session,
+            counters: Arc::new(Counters::new()),
             _claims: PhantomData,
         };
         let config = Config {

@@ -211,6 +211,7 @@ mod revoke;
 mod service;
 mod session;
 mod source;
+mod stats;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
 pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
@@ -240,3 +241,4 @@ pub use session::{Revoker, Session};
 pub struct ReadmeDoctests;
 
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
+pub use stats::Stats;

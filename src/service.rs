@@ -12,11 +12,14 @@ use crate::extensions::RawToken;
 use crate::future::{After, Gate, Plan, ResponseFuture};
 use crate::keys::Keys;
 use crate::layer::Config;
+#[cfg(feature = "tracing")]
+use crate::log::event;
 use crate::policy::{RenewalContext, RenewalPolicy};
 use crate::reject::{Rejection, RejectionKind, Responder};
 use crate::revalidate::Verdict;
 use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
 use crate::session::{Held, Session, Verified};
+use crate::stats::Event;
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
 /// each request's token, checks revocation, puts the claims, the raw token and
@@ -123,6 +126,7 @@ where
             Ok(verified) => verified,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
+        core.counters.count(Event::Verified);
         let claims = &verified.claims;
 
         let pending_lookup = match core.store.check(&TokenIds::of(claims.registered()), now) {
@@ -145,6 +149,7 @@ where
             verified,
             core.store.clone(),
             core.clock.clone(),
+            core.counters.clone(),
             core.max_session,
             core.leeway,
         );
@@ -181,6 +186,7 @@ fn verify<K: Keys, C: Claims, P, R>(
         && let Some(verified) = cache.get(token, version, core.keys.verification_keys())
     {
         core.validate(verified.claims.registered(), now)?;
+        core.counters.count(Event::CacheHit);
         return Ok(Held::Shared(verified));
     }
     let (claims, key) = core.verify_keyed(token, now)?;
@@ -216,6 +222,14 @@ pub(crate) fn reject<K, C, P, R, B>(
 where
     R: Responder<B>,
 {
+    let kind = rejection.kind();
+    config.core.counters.rejected(kind);
+    #[cfg(feature = "tracing")]
+    if kind == RejectionKind::StoreUnavailable {
+        event!(warn, %kind, "request refused: the revocation store is unavailable");
+    } else {
+        event!(debug, %kind, status = rejection.status().as_u16(), "request refused");
+    }
     let mut response = config.responder.respond(&rejection);
     response.extensions_mut().insert(rejection);
     response

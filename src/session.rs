@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::claims::Claims;
 use crate::clock::Clock;
 use crate::extensions::RawToken;
+use crate::log::event;
 use crate::revoke::{Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind};
+use crate::stats::{Counters, Event};
 
 /// What the handler asked for.
 pub(crate) enum Action<C> {
@@ -50,6 +52,7 @@ struct Inner<C> {
     clock: Arc<dyn Clock>,
     /// When a revocation of this session can be forgotten.
     session_until: i64,
+    counters: Arc<Counters>,
     /// When a revocation of this one token can be forgotten.
     token_until: i64,
     action: Mutex<Action<C>>,
@@ -122,6 +125,7 @@ impl<C: Claims> Session<C> {
         verified: Held<C>,
         store: Arc<dyn RevocationStore>,
         clock: Arc<dyn Clock>,
+        counters: Arc<Counters>,
         max_session: i64,
         leeway: i64,
     ) -> Self {
@@ -142,6 +146,7 @@ impl<C: Claims> Session<C> {
                 clock,
                 session_until,
                 token_until,
+                counters,
                 action: Mutex::new(Action::None),
             }),
         }
@@ -172,10 +177,14 @@ impl<C: Claims> Session<C> {
             },
             (None, None) => return Err(StoreErrorKind::NotRevocable.into()),
         };
-        self.inner
-            .store
-            .revoke(revocation, self.inner.clock.now())
-            .await
+        let inner = &self.inner;
+        record(
+            &*inner.store,
+            revocation,
+            inner.clock.now(),
+            &inner.counters,
+        )
+        .await
     }
 
     /// Issues a token with updated claims on this response, now, whatever the
@@ -231,6 +240,7 @@ pub struct Revoker {
     pub(crate) clock: Arc<dyn Clock>,
     /// `max_session + leeway`: no token issued before now outlives now + this.
     pub(crate) horizon: i64,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl fmt::Debug for Revoker {
@@ -276,16 +286,44 @@ impl Revoker {
 
     async fn revoke(&self, target: RevocationTarget) -> Result<(), StoreError> {
         let now = self.clock.now();
-        self.store
-            .revoke(
-                Revocation {
-                    target,
-                    until: now.saturating_add(self.horizon),
-                },
-                now,
-            )
-            .await
+        let until = now.saturating_add(self.horizon);
+        record(
+            &*self.store,
+            Revocation { target, until },
+            now,
+            &self.counters,
+        )
+        .await
     }
+}
+
+/// Records `revocation` in `store`: counted and logged (what was revoked
+/// and until when; ids only, never a token), or the failure logged.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) async fn record(
+    store: &dyn RevocationStore,
+    revocation: Revocation,
+    now: i64,
+    counters: &Counters,
+) -> Result<(), StoreError> {
+    #[cfg(feature = "tracing")]
+    let (what, until) = (
+        match &revocation.target {
+            RevocationTarget::Session(_) => "session",
+            RevocationTarget::Token(_) => "token",
+            RevocationTarget::Subject { .. } => "subject",
+        },
+        revocation.until,
+    );
+    let result = store.revoke(revocation, now).await;
+    match &result {
+        Ok(()) => {
+            counters.count(Event::Revoked);
+            event!(info, what, until, "revoked");
+        }
+        Err(error) => event!(warn, what, %error, "could not record a revocation"),
+    }
+    result
 }
 
 #[cfg(test)]
@@ -317,6 +355,7 @@ mod tests {
             Held::Owned(verified),
             Arc::new(store.clone()),
             Arc::new(clock),
+            Arc::new(Counters::new()),
             86_400,
             5,
         );

@@ -14,10 +14,13 @@ use tower_sliding_jwt::{
     SlidingJwtLayer, StoreError, StoreErrorKind, TokenIds,
 };
 
+/// A replacement token and its `exp`.
+type Replacement = (Arc<str>, i64);
+
 /// What the instances share: the first replacement offered per old token.
 #[derive(Clone, Default)]
 struct Cluster {
-    winners: Arc<Mutex<HashMap<String, (Arc<str>, i64)>>>,
+    winners: Arc<Mutex<HashMap<String, Replacement>>>,
     claims: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
 }

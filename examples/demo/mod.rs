@@ -67,8 +67,22 @@ pub fn secret() -> Result<Vec<u8>, String> {
 }
 
 /// The secret and the port of a demo server, or what is wrong with them.
+/// Starts logging first.
 pub fn settings(default_port: u16) -> Result<(Vec<u8>, u16), String> {
+    init_logging();
     Ok((secret()?, port(default_port)?))
+}
+
+/// Logs to stderr through `tracing-subscriber`, filtered by `RUST_LOG`
+/// (default: the layer's events at `info`, e.g. revocations; `RUST_LOG=tower_sliding_jwt=debug`
+/// adds every rejection and renewal). The layer never logs a token or a secret.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tower_sliding_jwt=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Binds `127.0.0.1:port` and prints the `listening on` line.

@@ -1,0 +1,224 @@
+//! Counters of what the layer did, always on and dependency-free:
+//! [`SlidingJwtLayer::stats`](crate::SlidingJwtLayer::stats).
+//!
+//! Each counter is striped over a few cache lines picked per thread, so
+//! threads on different cores do not fight over one line: a count is one
+//! uncontended relaxed atomic add.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::reject::RejectionKind;
+
+/// Every [`RejectionKind`], in the order of [`Stats::rejections`].
+const KINDS: [RejectionKind; 20] = [
+    RejectionKind::MissingCredentials,
+    RejectionKind::MalformedCredentials,
+    RejectionKind::DuplicateCredentials,
+    RejectionKind::TokenTooLarge,
+    RejectionKind::MalformedToken,
+    RejectionKind::AlgorithmNotAllowed,
+    RejectionKind::UnknownKey,
+    RejectionKind::InvalidSignature,
+    RejectionKind::UnsupportedCritical,
+    RejectionKind::WrongType,
+    RejectionKind::InvalidClaims,
+    RejectionKind::Expired,
+    RejectionKind::NotYetValid,
+    RejectionKind::WrongIssuer,
+    RejectionKind::WrongAudience,
+    RejectionKind::SessionExpired,
+    RejectionKind::Revoked,
+    RejectionKind::SessionRejected,
+    RejectionKind::CrossSiteRequest,
+    RejectionKind::StoreUnavailable,
+];
+
+fn index(kind: RejectionKind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len())
+}
+
+/// What is counted (one slot each).
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    Verified,
+    CacheHit,
+    Renewed,
+    Revoked,
+}
+
+const EVENTS: usize = 4;
+/// Event slots, then one slot per rejection kind (and one for kinds added later).
+const SLOTS: usize = EVENTS + KINDS.len() + 1;
+const STRIPES: usize = 8;
+
+#[repr(align(128))]
+struct Stripe([AtomicU64; SLOTS]);
+
+/// The live counters of one layer (shared by its clones and services).
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Self {
+            stripes: (0..STRIPES)
+                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+
+    fn add(&self, slot: usize) {
+        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
+        self.stripes[stripe].0[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count(&self, event: Event) {
+        self.add(event as usize);
+    }
+
+    pub(crate) fn rejected(&self, kind: RejectionKind) {
+        self.add(EVENTS + index(kind));
+    }
+
+    fn sum(&self, slot: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[slot].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            verified: self.sum(Event::Verified as usize),
+            cache_hits: self.sum(Event::CacheHit as usize),
+            renewed: self.sum(Event::Renewed as usize),
+            revoked: self.sum(Event::Revoked as usize),
+            rejected: std::array::from_fn(|i| self.sum(EVENTS + i)),
+        }
+    }
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.snapshot(), f)
+    }
+}
+
+/// A snapshot of a layer's counters since it was built, e.g. for a metrics
+/// endpoint (export them with the metrics library you already use).
+///
+/// ```
+/// # use tower_sliding_jwt::{Key, SlidingJwtLayer, StandardClaims, RejectionKind};
+/// # let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32]).unwrap()).build().unwrap();
+/// let stats = layer.stats();
+/// println!("verified {} renewed {} expired {}", stats.verified(), stats.renewed(),
+///          stats.rejected(RejectionKind::Expired));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    verified: u64,
+    cache_hits: u64,
+    renewed: u64,
+    revoked: u64,
+    rejected: [u64; KINDS.len() + 1],
+}
+
+impl Stats {
+    /// Requests whose token verified (whether or not the verified-token
+    /// cache answered), before the revocation check.
+    pub fn verified(&self) -> u64 {
+        self.verified
+    }
+
+    /// Verifications answered by the verified-token cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits
+    }
+
+    /// Responses that carried a renewed token.
+    pub fn renewed(&self) -> u64 {
+        self.renewed
+    }
+
+    /// Revocations recorded through this layer (logouts, `renew_with`
+    /// retiring a token, the [`Revoker`](crate::Revoker)).
+    pub fn revoked(&self) -> u64 {
+        self.revoked
+    }
+
+    /// Requests refused for `kind`.
+    pub fn rejected(&self, kind: RejectionKind) -> u64 {
+        self.rejected[index(kind)]
+    }
+
+    /// Requests refused, whatever the reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Every kind with its count, for exporting.
+    pub fn rejections(&self) -> impl Iterator<Item = (RejectionKind, u64)> + '_ {
+        KINDS.iter().copied().zip(self.rejected.iter().copied())
+    }
+}
+
+impl fmt::Debug for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stats")
+            .field("verified", &self.verified)
+            .field("cache_hits", &self.cache_hits)
+            .field("renewed", &self.renewed)
+            .field("revoked", &self.revoked)
+            .field("rejected", &self.rejected_total())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_slot() {
+        let counters = Counters::new();
+        for (i, kind) in KINDS.iter().enumerate() {
+            for _ in 0..=i {
+                counters.rejected(*kind);
+            }
+        }
+        counters.count(Event::Verified);
+        let stats = counters.snapshot();
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(stats.rejected(*kind), i as u64 + 1, "{kind:?}");
+        }
+        assert_eq!(stats.verified(), 1);
+        assert_eq!(stats.rejections().count(), KINDS.len());
+    }
+
+    #[test]
+    fn threads_add_up() {
+        let counters = std::sync::Arc::new(Counters::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counters = counters.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        counters.count(Event::Renewed);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(counters.snapshot().renewed(), 4000);
+    }
+}

@@ -1,0 +1,122 @@
+//! Counters (`layer.stats()`) and `tracing` events: what they report, and
+//! that a token, a secret or the claims never appear in the logs.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use http::{Request, Response, StatusCode};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_sliding_jwt::{RejectionKind, Session, SlidingJwtLayer};
+
+/// Everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn counters_and_events_report_without_leaking() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_verified_cache(64)
+        .build()
+        .unwrap();
+    let login = layer
+        .issuer()
+        .issue(user("alice", "wonderland-role"))
+        .unwrap();
+    let app = layer.layer(service_fn(|request: Request<()>| async move {
+        let mut response = Response::new(String::new());
+        if request.headers().contains_key("x-logout") {
+            let session = request.extensions().get::<Session<Claimset>>().unwrap();
+            session.end().await.unwrap();
+            *response.status_mut() = StatusCode::NO_CONTENT;
+        }
+        Ok::<_, std::convert::Infallible>(response)
+    }));
+
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let send = |request| app.clone().oneshot(request);
+            assert_eq!(send(get(login.token())).await.unwrap().status(), 200);
+            assert_eq!(send(get(login.token())).await.unwrap().status(), 200);
+            clock.advance(minutes(45));
+            let renewed = send(get(login.token())).await.unwrap();
+            assert!(renewed.headers().contains_key("authorization"));
+            let forged = format!("{}x", login.token());
+            assert_eq!(send(get(&forged)).await.unwrap().status(), 401);
+            assert_eq!(send(anonymous()).await.unwrap().status(), 401);
+            let mut logout = get(login.token());
+            logout
+                .headers_mut()
+                .insert("x-logout", "1".parse().unwrap());
+            assert_eq!(send(logout).await.unwrap().status(), 204);
+            let revoked = send(get(login.token())).await.unwrap();
+            assert_eq!(rejection_of(&revoked), Some(RejectionKind::Revoked));
+        });
+    });
+
+    let stats = layer.stats();
+    assert_eq!(stats.verified(), 5, "{stats:?}");
+    assert_eq!(
+        stats.cache_hits(),
+        4,
+        "the first verification filled the cache"
+    );
+    assert_eq!(stats.renewed(), 1);
+    assert_eq!(stats.revoked(), 1);
+    assert_eq!(stats.rejected(RejectionKind::InvalidSignature), 1);
+    assert_eq!(stats.rejected(RejectionKind::MissingCredentials), 1);
+    assert_eq!(stats.rejected(RejectionKind::Revoked), 1);
+    assert_eq!(stats.rejected_total(), 3);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "tower_sliding_jwt",
+        "request refused",
+        "kind=invalid signature",
+        "kind=no credentials",
+        "kind=token revoked",
+        "renewed",
+        "revoked",
+    ] {
+        assert!(logs.contains(expected), "missing {expected:?} in:\n{logs}");
+    }
+    let token = login.token();
+    for secret in [
+        token,
+        token.rsplit('.').next().unwrap(),
+        token.split('.').nth(1).unwrap(),
+        std::str::from_utf8(SECRET).unwrap(),
+        "wonderland-role",
+    ] {
+        assert!(!logs.contains(secret), "the logs carry {secret:?}:\n{logs}");
+    }
+}
+
+fn rejection_of(response: &Response<String>) -> Option<RejectionKind> {
+    rejection(response)
+}
