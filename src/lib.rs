@@ -184,6 +184,7 @@
 //! token passes through anonymously; a bad token is still refused.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
 mod claims;
@@ -194,6 +195,7 @@ mod csrf;
 mod error;
 mod extensions;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod flight;
 mod future;
@@ -204,6 +206,7 @@ mod log;
 mod origin;
 mod policy;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod reject;
 mod revalidate;

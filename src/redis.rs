@@ -116,7 +116,7 @@ impl RedisStoreBuilder {
     }
 
     /// The clock that decides which entries read from Redis are still live
-    /// (default [`SystemClock`](crate::SystemClock)). Give it the layer's
+    /// (default [`SystemClock`]). Give it the layer's
     /// clock: the store and the layer must agree on "now".
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
