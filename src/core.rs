@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use crate::claims::{Audience, Claims, RegisteredClaims};
 use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
-use crate::keys::{KeyMiss, Keys, select};
+use crate::keys::{Keys, missed, select};
 use crate::reject::RejectionKind;
 use crate::revoke::RevocationStore;
 
@@ -191,15 +191,9 @@ impl<K: Keys, C: Claims> Core<K, C> {
         }
         let header: JoseHeader<'_> =
             serde_json::from_slice(&header_json).map_err(|_| RejectionKind::MalformedToken)?;
-        let key = select(
-            self.keys.verification_keys(),
-            &header.alg,
-            header.kid.as_deref(),
-        )
-        .map_err(|miss| match miss {
-            KeyMiss::Algorithm => RejectionKind::AlgorithmNotAllowed,
-            KeyMiss::UnknownKid => RejectionKind::UnknownKey,
-        })?;
+        let keys = self.keys.verification_keys();
+        let key = select(&keys, &header.alg, header.kid.as_deref())
+            .map_err(|miss| missed(&self.keys, &keys, miss, header.kid.as_deref()))?;
         if header.crit.0 {
             return Err(RejectionKind::UnsupportedCritical);
         }
@@ -289,7 +283,8 @@ impl<K: Keys, C: Claims> Core<K, C> {
 
     /// Signs `claims` with the active key; `alg` and `kid` come from that key.
     pub(crate) fn sign(&self, claims: &C) -> Result<String, IssueError> {
-        let key = self.keys.signing_key();
+        let key = (self.keys.signing_key())
+            .ok_or_else(|| IssueError::new(IssueErrorKind::NoSigningKey, None))?;
         let payload = serde_json::to_vec(claims)
             .map_err(|e| IssueError::new(IssueErrorKind::Claims, Some(Box::new(e))))?;
         if payload.first() != Some(&b'{') {

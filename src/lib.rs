@@ -64,6 +64,7 @@
 //! | `aws_lc_rs` | no | jsonwebtoken's aws-lc-rs backend (much faster ECDSA and RSA); wins when both are enabled |
 //! | `redis` | no | `redis::RedisStore`: revocations shared by a cluster through Redis (tokio); enables `tracing` |
 //! | `tracing` | no | events with target `tower_sliding_jwt` (never a token or a secret) |
+//! | `jwks` | no | [`RemoteJwks`]: verification keys loaded from a JWKS URL, refreshed in the background and on an unknown `kid` (tokio; [`HyperFetcher`] or your own client) |
 //!
 //! With neither backend, building a key or a layer is a [`ConfigError`]
 //! (`NoCryptoBackend`), never a panic.
@@ -195,6 +196,7 @@ mod extensions;
 mod flight;
 mod future;
 mod issuer;
+mod jwks;
 mod keys;
 mod layer;
 mod log;
@@ -207,6 +209,7 @@ mod revoke;
 mod service;
 mod session;
 mod source;
+mod verifier;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
 pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
@@ -216,7 +219,13 @@ pub use extensions::{NoRenewal, RawToken, Renewed};
 pub use future::ResponseFuture;
 pub use issuer::{IssuedToken, Issuer};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-pub use keys::{Key, KeyRing, Keys};
+#[cfg(feature = "jwks")]
+pub use jwks::{
+    HyperFetcher, JwksError, JwksErrorKind, JwksFetcher, MAX_JWKS_BYTES, RemoteJwks,
+    RemoteJwksBuilder,
+};
+pub use jwks::{Jwk, Jwks, JwksBody, JwksService};
+pub use keys::{Key, KeyRing, KeySnapshot, Keys};
 pub use layer::{SlidingJwtBuilder, SlidingJwtLayer};
 pub use origin::Origin;
 pub use policy::{
@@ -229,6 +238,7 @@ pub use revoke::{
 };
 pub use service::SlidingJwt;
 pub use session::{Revoker, Session};
+pub use verifier::VerifierBuilder;
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -176,7 +176,7 @@ fn verify<K: Keys, C: Claims, P, R>(
     };
     let version = core.keys.version();
     if token.len() <= core.max_token_bytes
-        && let Some(claims) = cache.get(token, version, core.keys.verification_keys())
+        && let Some(claims) = cache.get(token, version, &core.keys.verification_keys())
     {
         core.validate(claims.registered(), now)?;
         return Ok(claims);
@@ -239,7 +239,7 @@ where
     let registered = claims.registered();
     // Renew only while the token has not expired: one accepted within the
     // leeway after `exp` is served but never renewed.
-    if method == Method::OPTIONS || now >= registered.exp {
+    if method == Method::OPTIONS || now >= registered.exp || core.keys.signing_key().is_none() {
         return None;
     }
     // Without `auth_time` the session cap cannot be enforced: never renew.
