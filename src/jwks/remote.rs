@@ -354,3 +354,108 @@ impl Keys for RemoteJwks {
         self.shared.hint();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::revoke::BoxFuture;
+
+    /// Answers from a script (the last answer repeats) and counts calls.
+    struct Script {
+        answers: Mutex<VecDeque<Result<Bytes, JwksErrorKind>>>,
+        calls: Arc<AtomicU64>,
+    }
+
+    impl JwksFetcher for Script {
+        fn fetch<'a>(&'a self, _: &'a Uri, _: usize) -> BoxFuture<'a, Result<Bytes, JwksError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.pop_front().unwrap()
+            } else {
+                answers[0].clone()
+            };
+            Box::pin(async move { answer.map_err(JwksError::new) })
+        }
+    }
+
+    fn document() -> Bytes {
+        let key = Key::from_pem(
+            jsonwebtoken::Algorithm::EdDSA,
+            include_str!("../../tests/keys/ed25519-private.pem"),
+        )
+        .unwrap()
+        .with_kid("a")
+        .unwrap();
+        Bytes::from(Jwks::from_keys(&[key]).to_json())
+    }
+
+    async fn wait(seconds: u64) {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_refresh_backs_off_until_loaded_then_runs_every_interval() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let script = Script {
+            answers: Mutex::new(VecDeque::from([
+                Err(JwksErrorKind::Transport),
+                Err(JwksErrorKind::Status),
+                Err(JwksErrorKind::Timeout),
+                Ok(document()),
+            ])),
+            calls: calls.clone(),
+        };
+        let clock = ManualClock::new(1_800_000_000);
+        let remote = RemoteJwks::builder("http://issuer/jwks".parse().unwrap(), script)
+            .with_clock(clock.clone())
+            .with_refresh_interval(Duration::from_secs(300))
+            .build()
+            .unwrap();
+        let count = || calls.load(Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        assert_eq!(count(), 1, "loads at once");
+        assert!(!remote.is_ready());
+        // Check half-way between the due times.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Back-off before the first success: 1 s, then 2 s, then 4 s.
+        wait(1).await;
+        assert_eq!(count(), 2);
+        wait(2).await;
+        assert_eq!(count(), 3);
+        wait(4).await;
+        assert_eq!(count(), 4);
+        assert!(remote.is_ready());
+        assert_eq!(remote.version(), 1);
+        // Then every interval; the same document changes nothing.
+        wait(299).await;
+        assert_eq!(count(), 4);
+        wait(2).await;
+        assert_eq!(count(), 5);
+        wait(300).await;
+        assert_eq!(count(), 6);
+        assert_eq!(remote.version(), 1);
+        // Unknown kids: one fetch per cooldown of the manual clock.
+        for _ in 0..100 {
+            remote.key_not_found(Some("new"));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(count(), 6, "within the cooldown of the timed fetch");
+        clock.advance(Duration::from_secs(30));
+        for _ in 0..100 {
+            remote.key_not_found(Some("new"));
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(count(), 7);
+        // The task ends with the last clone.
+        drop(remote);
+        wait(10_000).await;
+        assert_eq!(count(), 7);
+    }
+}
