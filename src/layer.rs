@@ -153,6 +153,15 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
         }
     }
 
+    /// The public halves of this layer's keys as a JWKS (HMAC keys never
+    /// appear), for [`JwksService`](crate::JwksService).
+    pub fn jwks(&self) -> crate::Jwks
+    where
+        K: Keys,
+    {
+        self.config.core.keys.jwks()
+    }
+
     /// A [`Revoker`] for ending sessions outside a request (admin actions,
     /// "log out everywhere"), sharing this layer's revocation store.
     pub fn revoker(&self) -> Revoker {
