@@ -225,6 +225,8 @@ struct RawSet {
 ///
 /// # Errors
 /// [`DocumentError`] when the document is not a JWKS, or no key is usable.
+// Without the `tracing` feature the events compile to nothing.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(crate) fn parse(document: &[u8]) -> Result<Vec<Key>, DocumentError> {
     let set: RawSet = serde_json::from_slice(document).map_err(DocumentError::NotAJwks)?;
     let mut keys: Vec<Key> = Vec::new();
@@ -257,8 +259,6 @@ pub(crate) fn parse(document: &[u8]) -> Result<Vec<Key>, DocumentError> {
             Ok(key) => keys.push(key),
             Err(reason) => {
                 event!(warn, index, kid = ?kid, reason, "skipping a JWKS key");
-                // Without `tracing` the reason is unused.
-                let _ = reason;
             }
         }
     }
