@@ -54,6 +54,12 @@ fn counted<T>(f: impl FnOnce() -> T) -> (usize, T) {
 
 #[test]
 fn a_verified_request_allocates_less_than_jsonwebtoken_decode() {
+    // With both backends compiled in (`--all-features`), jsonwebtoken's own
+    // encode/decode need an explicit provider; the layer picks aws-lc-rs too.
+    #[cfg(feature = "aws_lc_rs")]
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
     // The 9-claim token of the benchmarks.
     let claims = serde_json::json!({
         "sub": "alice", "role": "admin", "iss": "bench", "aud": "bench-api",
