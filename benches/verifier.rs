@@ -33,13 +33,20 @@ fn bench(c: &mut Criterion) {
         let fresh = token(&alg, &claims(NOW, NOW + 3600, 0, 0));
         let authorization = header(&fresh);
         let public = || KeyRing::verifying([(alg.key)()]).unwrap();
-        let caches: &[usize] = if alg.name == "EdDSA" { &[0] } else { &[0, 1024] };
+        let caches: &[usize] = if alg.name == "EdDSA" {
+            &[0]
+        } else {
+            &[0, 1024]
+        };
         for &cache in caches {
             let suffix = if cache > 0 { "-cached" } else { "" };
             let mut full = service((alg.key)(), &clock, cache);
             let mut verify_only = verifier(public(), &clock, cache).layer(inner());
             assert_eq!(call(&mut full, request(&authorization)).status(), 200);
-            assert_eq!(call(&mut verify_only, request(&authorization)).status(), 200);
+            assert_eq!(
+                call(&mut verify_only, request(&authorization)).status(),
+                200
+            );
             c.bench_function(&format!("verify/{}/full{suffix}", alg.name), |b| {
                 b.iter(|| call(&mut full, black_box(request(&authorization))))
             });

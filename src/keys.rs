@@ -501,7 +501,7 @@ fn public_params(
 
 /// The keys a [`Keys`] implementation verifies with at this moment: borrowed
 /// from a key set that never changes, or a shared snapshot of one that does
-/// (a [remote JWKS](crate::RemoteJwks)). Dereferences to `[Key]`.
+/// (a remote JWKS (`RemoteJwks`, feature `jwks`)). Dereferences to `[Key]`.
 pub struct KeySnapshot<'a>(Snapshot<'a>);
 
 enum Snapshot<'a> {
@@ -552,7 +552,7 @@ impl fmt::Debug for KeySnapshot<'_> {
 /// renews.
 pub trait Keys: Send + Sync + 'static {
     /// The key that signs new and renewed tokens; `None` for a verify-only
-    /// key set (public keys, a [remote JWKS](crate::RemoteJwks)).
+    /// key set (public keys, a remote JWKS (`RemoteJwks`, feature `jwks`)).
     fn signing_key(&self) -> Option<&Key>;
 
     /// Every key that verifies incoming tokens, including the signing key.
@@ -574,7 +574,7 @@ pub trait Keys: Send + Sync + 'static {
     /// Whether the keys are loaded. While `false`, a token that needs a key is
     /// answered 503 with `Retry-After` (gRPC `UNAVAILABLE`), never 401, so
     /// clients keep their tokens. Always `true` for keys given in code (the
-    /// default); a [remote JWKS](crate::RemoteJwks) is ready after its first
+    /// default); a remote JWKS (`RemoteJwks`, feature `jwks`) is ready after its first
     /// successful load.
     fn is_ready(&self) -> bool {
         true

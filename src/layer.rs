@@ -118,7 +118,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
     /// `keys` are public keys only: a [`KeyRing::verifying`](crate::KeyRing::verifying)
     /// or [`KeyRing::from_jwks`](crate::KeyRing::from_jwks) ring, a
     /// [`Key::public_pem`](crate::Key::public_pem) key, or a
-    /// [`RemoteJwks`](crate::RemoteJwks) (feature `jwks`). Its
+    /// `RemoteJwks` (feature `jwks`). Its
     /// [`issuer`](SlidingJwtLayer::issuer) still verifies, but its
     /// [`Issuer::issue`] fails with [`IssueErrorKind::NoSigningKey`](crate::IssueErrorKind::NoSigningKey).
     ///

@@ -95,7 +95,7 @@ pub enum RejectionKind {
     /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
     #[error("revocation store unavailable")]
     StoreUnavailable,
-    /// The keys are not loaded yet (a [remote JWKS](crate::RemoteJwks) before
+    /// The keys are not loaded yet (a remote JWKS (`RemoteJwks`, feature `jwks`) before
     /// its first successful load): 503 with `Retry-After` (gRPC
     /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
     #[error("verification keys not loaded yet")]
