@@ -283,8 +283,8 @@ impl<K: Keys, C: Claims> Core<K, C> {
 
     /// Signs `claims` with the active key; `alg` and `kid` come from that key.
     pub(crate) fn sign(&self, claims: &C) -> Result<String, IssueError> {
-        let key = (self.keys.signing_key())
-            .ok_or_else(|| IssueError::new(IssueErrorKind::NoSigningKey, None))?;
+        let key = self.keys.signing_key();
+        let key = key.ok_or_else(|| IssueError::new(IssueErrorKind::NoSigningKey, None))?;
         let payload = serde_json::to_vec(claims)
             .map_err(|e| IssueError::new(IssueErrorKind::Claims, Some(Box::new(e))))?;
         if payload.first() != Some(&b'{') {

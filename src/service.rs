@@ -238,7 +238,8 @@ where
     let core = &config.core;
     let registered = claims.registered();
     // Renew only while the token has not expired: one accepted within the
-    // leeway after `exp` is served but never renewed.
+    // leeway after `exp` is served but never renewed. A verify-only layer
+    // (no signing key) never plans a renewal.
     if method == Method::OPTIONS || now >= registered.exp || core.keys.signing_key().is_none() {
         return None;
     }

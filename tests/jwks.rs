@@ -455,3 +455,28 @@ async fn rotation_publish_the_new_key_as_retired_first_then_make_it_active() {
     assert_eq!(send(&b, get(&renewal)).await.status(), StatusCode::OK);
     assert_eq!(send(&b, get(login.token())).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn renew_with_on_a_verify_only_layer_sends_nothing_back() {
+    use tower::Layer;
+    let clock = clock();
+    let store = MemoryStore::new();
+    let keys = KeyRing::new(es256().with_kid("a").unwrap()).unwrap();
+    let a_layer = service_a(&clock, keys.clone(), &store);
+    let b_layer = service_b(&clock, &published(&keys).await, &store);
+    let handler = tower::service_fn(|request: Request<()>| async move {
+        let session = request
+            .extensions()
+            .get::<tower_sliding_jwt::Session<Claimset>>()
+            .unwrap();
+        session.renew_with(user("alice", "root"));
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    });
+    let b = b_layer.layer(handler);
+    let login = a_layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(50));
+    let response = b.oneshot(get(login.token())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("authorization").is_none());
+    assert!(response.headers().get("cache-control").is_none());
+}
