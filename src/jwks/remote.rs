@@ -34,7 +34,7 @@ pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 ///   [`Keys::version`] changes only when the set does, so the verified-token
 ///   cache is emptied exactly then.
 /// * `oct` (HMAC) keys are never accepted; keys it cannot use are skipped,
-///   with the reason in the log (feature `tracing`). The body is limited to
+///   with the reason in the log (target `tower_sliding_jwt`). The body is limited to
 ///   1 MiB and 100 keys.
 /// * Until the first load succeeds, a request with a token gets 503 with
 ///   `Retry-After` (gRPC `UNAVAILABLE`), never 401; the first load is
