@@ -37,16 +37,20 @@ pub fn app(layer: SlidingJwtLayer<Key, DemoClaims>) -> Router {
         cookie: demo::session_cookie(),
     };
     // Only these routes need a token: `route_layer` wraps them and nothing else.
+    let jwks = demo::jwks(&layer);
     let protected = Router::new()
         .route("/me", get(me))
         .route("/admin", get(admin))
         .route("/logout", post(logout))
         .route_layer(layer);
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/login", post(login))
-        .merge(protected)
-        .with_state(state)
+        .route("/login", post(login));
+    // Asymmetric mode only: the public key, for other services and clients.
+    if let Some(jwks) = jwks {
+        router = router.route_service("/.well-known/jwks.json", jwks);
+    }
+    router.merge(protected).with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -110,8 +114,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let (secret, port) = demo::settings(3000)?;
-    let layer = demo::layer(&secret, SystemClock).map_err(|e| e.to_string())?;
+    let (key, port) = demo::key_settings(3000)?;
+    let layer = demo::layer_with_key(key, SystemClock).map_err(|e| e.to_string())?;
     let listener = demo::listen(port).await?;
     axum::serve(listener, app(layer))
         .with_graceful_shutdown(demo::shutdown())

@@ -25,7 +25,9 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_sliding_jwt::{CookieSource, Issuer, Key, Session, SlidingJwtLayer, SystemClock};
+use tower_sliding_jwt::{
+    CookieSource, Issuer, JwksService, Key, Session, SlidingJwtLayer, SystemClock,
+};
 
 type Body = Full<Bytes>;
 
@@ -34,6 +36,8 @@ struct State<P> {
     protected: P,
     issuer: Issuer<Key, DemoClaims>,
     cookie: CookieSource,
+    /// `GET /.well-known/jwks.json`, in asymmetric mode only.
+    jwks: Option<JwksService>,
 }
 
 /// Serves the demo on `listener` until the task is dropped.
@@ -42,6 +46,7 @@ pub async fn serve(listener: TcpListener, layer: SlidingJwtLayer<Key, DemoClaims
         protected: layer.layer(service_fn(protected)),
         issuer: layer.issuer(),
         cookie: demo::session_cookie(),
+        jwks: demo::jwks(&layer),
     });
     let app = service_fn(move |request: Request<Incoming>| route(request, state.clone()));
     loop {
@@ -69,6 +74,11 @@ where
         (&Method::GET, "/health") => Ok(text(StatusCode::OK, "ok")),
         (&Method::POST, "/login") => Ok(login(request, &state).await),
         (_, "/me" | "/admin" | "/logout") => state.protected.clone().oneshot(request).await,
+        (_, "/.well-known/jwks.json") if state.jwks.is_some() => {
+            let jwks = state.jwks.clone().expect("checked");
+            let response = jwks.oneshot(request).await?;
+            Ok(response.map(|body| Body::new(body.into_bytes())))
+        }
         _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
     }
 }
@@ -168,8 +178,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let (secret, port) = demo::settings(3000)?;
-    let layer = demo::layer(&secret, SystemClock).map_err(|e| e.to_string())?;
+    let (key, port) = demo::key_settings(3000)?;
+    let layer = demo::layer_with_key(key, SystemClock).map_err(|e| e.to_string())?;
     let listener = demo::listen(port).await?;
     tokio::select! {
         () = serve(listener, layer) => Ok(()),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use crate::claims::{Audience, Claims, RegisteredClaims};
 use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
-use crate::keys::{Key, KeyMiss, Keys, select};
+use crate::keys::{Key, Keys, missed, select};
 use crate::reject::RejectionKind;
 use crate::revoke::RevocationStore;
 use crate::stats::Counters;
@@ -297,15 +297,9 @@ impl<K: Keys, C: Claims> Core<K, C> {
         }
         let header: JoseHeader<'_> =
             serde_json::from_slice(&header_json).map_err(|_| RejectionKind::MalformedToken)?;
-        let key = select(
-            self.keys.verification_keys(),
-            &header.alg,
-            header.kid.as_deref(),
-        )
-        .map_err(|miss| match miss {
-            KeyMiss::Algorithm => RejectionKind::AlgorithmNotAllowed,
-            KeyMiss::UnknownKid => RejectionKind::UnknownKey,
-        })?;
+        let keys = self.keys.verification_keys();
+        let key = select(&keys, &header.alg, header.kid.as_deref())
+            .map_err(|miss| missed(&self.keys, &keys, miss, header.kid.as_deref()))?;
         if header.crit.0 {
             return Err(RejectionKind::UnsupportedCritical);
         }
@@ -403,6 +397,7 @@ impl<K: Keys, C: Claims> Core<K, C> {
         finish: impl FnOnce(&str) -> T,
     ) -> Result<T, IssueError> {
         let key = self.keys.signing_key();
+        let key = key.ok_or_else(|| IssueError::new(IssueErrorKind::NoSigningKey, None))?;
         let signed = with_buffers(|payload, token| {
             payload.clear();
             token.clear();

@@ -65,6 +65,22 @@ pub enum ConfigErrorKind {
     /// size limit or capacity out of range.
     #[error("invalid realm, issuer, audience, type, size limit or capacity")]
     InvalidValue,
+    /// A key or key set that must have a public half to publish or verify
+    /// with has none: an HMAC key asked for a thumbprint, an empty
+    /// verify-only ring, or a JWKS service with no asymmetric key to publish.
+    #[error("no public key (HMAC secrets are never published)")]
+    NoPublicKey,
+    /// A JWKS document that is not a JSON key set or holds no usable key.
+    #[error("invalid JWKS document")]
+    InvalidJwks,
+    /// The keys given to a verify-only layer include a signing key: verify-only
+    /// layers are built from public keys only (see [`Key::verifying_half`](crate::Key::verifying_half)).
+    #[error("a verify-only layer was given a signing key")]
+    UnexpectedSigningKey,
+    /// A remote key set was built outside a tokio runtime, so it cannot
+    /// refresh itself in the background.
+    #[error("no tokio runtime to run the key set's background refresh")]
+    NoRuntime,
 }
 
 impl ConfigError {
@@ -133,6 +149,11 @@ pub enum IssueErrorKind {
     /// separated by dots).
     #[error("not a compact JWS")]
     NotCompact,
+    /// The layer only verifies (built with
+    /// [`SlidingJwtLayer::verifier`](crate::SlidingJwtLayer::verifier), or
+    /// its keys have no signing key): it cannot issue or renew tokens.
+    #[error("no signing key: this layer only verifies")]
+    NoSigningKey,
 }
 
 impl IssueError {

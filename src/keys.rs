@@ -6,15 +6,18 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey};
 
 use crate::error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
+use crate::jwks::{Jwk, Jwks, PublicParams};
+use crate::reject::RejectionKind;
 
 /// The jsonwebtoken crypto backend chosen by this crate's features.
 ///
@@ -48,6 +51,9 @@ pub struct Key {
     header: Arc<str>,
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
+    /// The public half as JWK parameters; `None` for HMAC (a shared secret
+    /// has no public half and is never published).
+    public: Option<Arc<PublicParams>>,
     provider: &'static CryptoProvider,
 }
 
@@ -186,6 +192,7 @@ impl Key {
         }
         (provider.verifier_factory)(&alg, &decoding)
             .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        let public = public_params(provider, alg, &decoding).map(Arc::new);
         Ok(Key {
             id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             alg,
@@ -193,6 +200,7 @@ impl Key {
             header: jose_header(alg, None),
             encoding: None,
             decoding,
+            public,
             provider,
         })
     }
@@ -243,6 +251,48 @@ impl Key {
         self.header = jose_header(self.alg, Some(&kid));
         self.kid = Some(kid);
         Ok(self)
+    }
+
+    /// Sets the key id to the key's RFC 7638 JWK thumbprint (base64url of the
+    /// SHA-256 of its canonical public JWK), so tokens it signs carry it and
+    /// any JWKS client finds the key by it without a naming scheme.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::NoPublicKey`] for an HMAC key (a shared secret has
+    /// no public half, and is never published).
+    pub fn with_thumbprint_kid(self) -> Result<Self, ConfigError> {
+        let thumbprint = self.thumbprint().ok_or(ConfigErrorKind::NoPublicKey)?;
+        self.with_kid(thumbprint)
+    }
+
+    /// The key's RFC 7638 JWK thumbprint (SHA-256, base64url); `None` for an
+    /// HMAC key.
+    pub fn thumbprint(&self) -> Option<String> {
+        let public = self.public.as_ref()?;
+        let digest = (self.provider.key_utils.compute_digest)(
+            public.thumbprint_input().as_bytes(),
+            jsonwebtoken::jwk::ThumbprintHash::SHA256,
+        )
+        .ok()?;
+        Some(URL_SAFE_NO_PAD.encode(digest))
+    }
+
+    /// The public half of this key as a JWK (RFC 7517) with `kid`, `alg` and
+    /// `use: "sig"`; `None` for an HMAC key, so a shared secret can never be
+    /// published.
+    pub fn to_jwk(&self) -> Option<Jwk> {
+        let params = self.public.clone()?;
+        Some(Jwk::new(self.kid.clone(), self.alg, params))
+    }
+
+    /// This key without its private part: it verifies and never signs (for
+    /// a [verify-only layer](crate::SlidingJwtLayer::verifier)). An HMAC
+    /// key keeps its secret: for HMAC the same secret does both.
+    pub fn verifying_half(&self) -> Key {
+        Key {
+            encoding: None,
+            ..self.clone()
+        }
     }
 
     /// The algorithm this key signs and verifies with.
@@ -397,19 +447,116 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Where the layer finds its keys: one active key that signs, and the keys that
-/// verify (the active one among them).
+/// The JWK parameters of the public half of `decoding`, or `None` for HMAC
+/// (and for a key whose public half cannot be read back, which then cannot
+/// be published).
+fn public_params(
+    provider: &CryptoProvider,
+    alg: Algorithm,
+    decoding: &DecodingKey,
+) -> Option<PublicParams> {
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    match (alg.family(), decoding.kind()) {
+        (AlgorithmFamily::Ec, DecodingKeyKind::SecretOrDer(point)) => {
+            // An uncompressed SEC1 point: 0x04 || x || y.
+            let (crv, size) = match alg {
+                Algorithm::ES256 => ("P-256", 32),
+                Algorithm::ES384 => ("P-384", 48),
+                _ => return None,
+            };
+            let coordinates = point.strip_prefix(&[0x04])?;
+            if coordinates.len() != 2 * size {
+                return None;
+            }
+            let (x, y) = coordinates.split_at(size);
+            Some(PublicParams::Ec {
+                crv,
+                x: b64(x),
+                y: b64(y),
+            })
+        }
+        (AlgorithmFamily::Ed, DecodingKeyKind::SecretOrDer(x)) if x.len() == 32 => {
+            Some(PublicParams::Okp { x: b64(x) })
+        }
+        (AlgorithmFamily::Rsa, kind) => {
+            let (n, e) = match kind {
+                DecodingKeyKind::RsaModulusExponent { n, e } => (n.clone(), e.clone()),
+                DecodingKeyKind::SecretOrDer(der) => {
+                    (provider.key_utils.rsa_pub_components_from_public_key)(der).ok()?
+                }
+            };
+            // RFC 7518 §6.3.1: unsigned big-endian, no leading zero octets.
+            let trim = |v: &[u8]| {
+                let start = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+                b64(&v[start..])
+            };
+            Some(PublicParams::Rsa {
+                n: trim(&n),
+                e: trim(&e),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The keys a [`Keys`] implementation verifies with at this moment: borrowed
+/// from a key set that never changes, or a shared snapshot of one that does
+/// (a remote JWKS (`RemoteJwks`, feature `jwks`)). Dereferences to `[Key]`.
+pub struct KeySnapshot<'a>(Snapshot<'a>);
+
+enum Snapshot<'a> {
+    Borrowed(&'a [Key]),
+    Shared(Arc<[Key]>),
+}
+
+impl<'a> From<&'a [Key]> for KeySnapshot<'a> {
+    fn from(keys: &'a [Key]) -> Self {
+        Self(Snapshot::Borrowed(keys))
+    }
+}
+
+impl From<Arc<[Key]>> for KeySnapshot<'_> {
+    fn from(keys: Arc<[Key]>) -> Self {
+        Self(Snapshot::Shared(keys))
+    }
+}
+
+impl Deref for KeySnapshot<'_> {
+    type Target = [Key];
+
+    fn deref(&self) -> &[Key] {
+        match &self.0 {
+            Snapshot::Borrowed(keys) => keys,
+            Snapshot::Shared(keys) => keys,
+        }
+    }
+}
+
+impl fmt::Debug for KeySnapshot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Where the layer finds its keys: at most one active key that signs, and the
+/// keys that verify (the active one among them).
 ///
 /// The layer itself picks the verification key: the one whose `kid` equals the
 /// token's `kid` exactly (a token without `kid` matches the key without one), and
 /// only if that key's algorithm equals the token's `alg`. Implementations only
 /// say which keys exist, so every implementation gets the same rules.
+///
+/// Without a signing key ([`signing_key`](Self::signing_key) is `None`) a
+/// layer only verifies: it is built with
+/// [`SlidingJwtLayer::verifier`](crate::SlidingJwtLayer::verifier) and never
+/// renews.
 pub trait Keys: Send + Sync + 'static {
-    /// The key that signs new and renewed tokens.
-    fn signing_key(&self) -> &Key;
+    /// The key that signs new and renewed tokens; `None` for a verify-only
+    /// key set (public keys, a remote JWKS (`RemoteJwks`, feature `jwks`)).
+    fn signing_key(&self) -> Option<&Key>;
 
     /// Every key that verifies incoming tokens, including the signing key.
-    fn verification_keys(&self) -> &[Key];
+    fn verification_keys(&self) -> KeySnapshot<'_>;
 
     /// Changes whenever the keys change (for implementations that rotate keys
     /// at run time); the verified-token cache is emptied when it does.
@@ -423,15 +570,40 @@ pub trait Keys: Send + Sync + 'static {
     fn version(&self) -> u64 {
         0
     }
+
+    /// Whether the keys are loaded. While `false`, a token that needs a key is
+    /// answered 503 with `Retry-After` (gRPC `UNAVAILABLE`), never 401, so
+    /// clients keep their tokens. Always `true` for keys given in code (the
+    /// default); a remote JWKS (`RemoteJwks`, feature `jwks`) is ready after its first
+    /// successful load.
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Called on the request path when no verification key has the token's
+    /// `kid`: a key set that can refresh itself may schedule a refresh. It
+    /// must return at once (never fetch inline) and bound how often it acts,
+    /// since anyone can send a token with a made-up `kid`. Does nothing by
+    /// default.
+    fn key_not_found(&self, kid: Option<&str>) {
+        let _ = kid;
+    }
+
+    /// The public halves of the verification keys as a JWKS (RFC 7517), for
+    /// [`JwksService`](crate::JwksService). HMAC keys never appear: a key
+    /// set of only HMAC keys gives an empty set.
+    fn jwks(&self) -> Jwks {
+        Jwks::from_keys(&self.verification_keys())
+    }
 }
 
 impl Keys for Key {
-    fn signing_key(&self) -> &Key {
-        self
+    fn signing_key(&self) -> Option<&Key> {
+        self.can_sign().then_some(self)
     }
 
-    fn verification_keys(&self) -> &[Key] {
-        std::slice::from_ref(self)
+    fn verification_keys(&self) -> KeySnapshot<'_> {
+        std::slice::from_ref(self).into()
     }
 }
 
@@ -453,8 +625,9 @@ impl Keys for Key {
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeyRing {
-    /// `keys[0]` is the active key.
+    /// `keys[0]` is the active key when `signs`.
     keys: Vec<Key>,
+    signs: bool,
 }
 
 impl KeyRing {
@@ -466,7 +639,52 @@ impl KeyRing {
         if !active.can_sign() {
             return Err(ConfigErrorKind::NotASigningKey.into());
         }
-        Ok(Self { keys: vec![active] })
+        Ok(Self {
+            keys: vec![active],
+            signs: true,
+        })
+    }
+
+    /// A verify-only ring: every key verifies, none signs (private parts are
+    /// dropped). For a [verify-only layer](crate::SlidingJwtLayer::verifier)
+    /// that accepts another service's tokens.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::NoPublicKey`] when `keys` is empty,
+    /// [`ConfigErrorKind::DuplicateKeyId`] when two keys share a `kid` (or
+    /// both have none).
+    pub fn verifying(keys: impl IntoIterator<Item = Key>) -> Result<Self, ConfigError> {
+        let mut ring = Self {
+            keys: Vec::new(),
+            signs: false,
+        };
+        for key in keys {
+            ring = ring.with_verification_key(key)?;
+        }
+        if ring.keys.is_empty() {
+            return Err(ConfigErrorKind::NoPublicKey.into());
+        }
+        Ok(ring)
+    }
+
+    /// A verify-only ring from a JWKS document (RFC 7517), such as another
+    /// service's `/.well-known/jwks.json`. `oct` (HMAC) keys are never
+    /// accepted; keys this crate cannot use (an unknown `kty` or curve,
+    /// `use` other than `sig`, an RSA modulus under 2048 bits, a duplicate
+    /// `kid`) are skipped, with the reason in the log (feature `tracing`).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidJwks`] when the document is not a JWKS or
+    /// holds no usable key.
+    pub fn from_jwks(document: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let keys = crate::jwks::parse(document.as_ref())
+            .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidJwks, e))?;
+        Self::verifying(keys)
+    }
+
+    /// The keys of the ring (the active one first when the ring signs).
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
     }
 
     /// Adds a key that verifies but does not sign.
@@ -478,18 +696,39 @@ impl KeyRing {
         if self.keys.iter().any(|k| k.kid == key.kid) {
             return Err(ConfigErrorKind::DuplicateKeyId.into());
         }
-        self.keys.push(key);
+        self.keys.push(key.verifying_half());
         Ok(self)
     }
 }
 
 impl Keys for KeyRing {
-    fn signing_key(&self) -> &Key {
-        &self.keys[0]
+    fn signing_key(&self) -> Option<&Key> {
+        self.keys.first().filter(|_| self.signs)
     }
 
-    fn verification_keys(&self) -> &[Key] {
-        &self.keys
+    fn verification_keys(&self) -> KeySnapshot<'_> {
+        self.keys.as_slice().into()
+    }
+}
+
+/// The rejection for a token no key was selected for. While the keys are not
+/// loaded, that is 503, not 401; a `kid` no key has may make the key set
+/// refresh itself ([`Keys::key_not_found`]).
+pub(crate) fn missed<K: Keys + ?Sized>(
+    keys: &K,
+    loaded: &[Key],
+    miss: KeyMiss,
+    kid: Option<&str>,
+) -> RejectionKind {
+    if !keys.is_ready() {
+        return RejectionKind::KeysUnavailable;
+    }
+    if !loaded.iter().any(|k| k.kid.as_deref() == kid) {
+        keys.key_not_found(kid);
+    }
+    match miss {
+        KeyMiss::Algorithm => RejectionKind::AlgorithmNotAllowed,
+        KeyMiss::UnknownKid => RejectionKind::UnknownKey,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::csrf::CrossOrigin;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::flight::SingleFlight;
 use crate::issuer::Issuer;
-use crate::keys::{Keys, provider};
+use crate::keys::{Key, Keys, provider};
 use crate::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
 use crate::reject::HttpResponder;
 use crate::revalidate::Revalidate;
@@ -24,6 +24,7 @@ use crate::service::SlidingJwt;
 use crate::session::Revoker;
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::{Counters, Stats};
+use crate::verifier::VerifierBuilder;
 
 /// Everything a layer and its services share, behind one `Arc`.
 pub(crate) struct Config<K, C, P, R> {
@@ -111,12 +112,56 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
     }
 }
 
+impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
+    /// Starts a verify-only layer: it verifies tokens another service issued
+    /// (with the same checks, revocation included), fills the request's
+    /// extensions, and never renews, since it holds no signing key.
+    ///
+    /// `keys` are public keys only: a [`KeyRing::verifying`](crate::KeyRing::verifying)
+    /// or [`KeyRing::from_jwks`](crate::KeyRing::from_jwks) ring, a
+    /// [`Key::public_pem`](crate::Key::public_pem) key, or a
+    /// `RemoteJwks` (feature `jwks`). Its
+    /// [`issuer`](SlidingJwtLayer::issuer) still verifies, but its
+    /// [`Issuer::issue`] fails with [`IssueErrorKind::NoSigningKey`](crate::IssueErrorKind::NoSigningKey).
+    ///
+    /// ```
+    /// use tower_sliding_jwt::{Algorithm, Key, KeyRing, SlidingJwtLayer, StandardClaims};
+    ///
+    /// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
+    /// let public = include_str!("../tests/keys/es256-public.pem");
+    /// let keys = KeyRing::verifying([Key::public_pem(Algorithm::ES256, public)?.with_kid("2026-11")?])?;
+    /// let layer = SlidingJwtLayer::<_, StandardClaims>::verifier(keys)
+    ///     .with_issuer("login-service")
+    ///     .with_audience("orders-api")
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn verifier(keys: K) -> VerifierBuilder<K, C> {
+        VerifierBuilder::new(Self::builder(keys))
+    }
+}
+
 impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
     /// An [`Issuer`] for login handlers, sharing this layer's keys and settings.
+    ///
+    /// On a [verify-only layer](SlidingJwtLayer::verifier) the issuer only
+    /// verifies: [`Issuer::issue`] fails with
+    /// [`IssueErrorKind::NoSigningKey`](crate::IssueErrorKind::NoSigningKey).
     pub fn issuer(&self) -> Issuer<K, C> {
         Issuer {
             core: self.config.core.clone(),
         }
+    }
+
+    /// The public halves of this layer's keys as a JWKS (HMAC keys never
+    /// appear), for [`JwksService`](crate::JwksService).
+    pub fn jwks(&self) -> crate::Jwks
+    where
+        K: Keys,
+    {
+        self.config.core.keys.jwks()
     }
 
     /// A [`Revoker`] for ending sessions outside a request (admin actions,
@@ -146,6 +191,13 @@ impl<S, K, C, P, R> Layer<S> for SlidingJwtLayer<K, C, P, R> {
     fn layer(&self, inner: S) -> Self::Service {
         SlidingJwt::new(inner, self.config.clone())
     }
+}
+
+/// Whether a layer being built issues and renews, or only verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Issue,
+    VerifyOnly,
 }
 
 /// Configures a [`SlidingJwtLayer`]; every setting is checked by
@@ -376,6 +428,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
     /// is empty or not printable ASCII, or a trusted origin is not
     /// `scheme://host[:port]`.
     pub fn build(self) -> Result<SlidingJwtLayer<K, C, P, R>, ConfigError> {
+        self.build_as(Mode::Issue)
+    }
+
+    /// [`build`](Self::build) for a layer that issues and renews, or for a
+    /// verify-only one (which must not hold a signing key).
+    pub(crate) fn build_as(self, mode: Mode) -> Result<SlidingJwtLayer<K, C, P, R>, ConfigError> {
         provider()?;
         let SlidingJwtBuilder {
             keys,
@@ -383,8 +441,13 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             responder,
             settings,
         } = self;
-        if !keys.signing_key().can_sign() {
-            return Err(ConfigErrorKind::NotASigningKey.into());
+        let signs = keys.signing_key().is_some_and(Key::can_sign);
+        match mode {
+            Mode::Issue if !signs => return Err(ConfigErrorKind::NotASigningKey.into()),
+            Mode::VerifyOnly if keys.signing_key().is_some() => {
+                return Err(ConfigErrorKind::UnexpectedSigningKey.into());
+            }
+            _ => {}
         }
         let ttl = secs(settings.ttl)
             .filter(|&s| s > 0)

@@ -65,6 +65,7 @@
 //! | `aws_lc_rs` | no | jsonwebtoken's aws-lc-rs backend (much faster ECDSA and RSA); wins when both are enabled |
 //! | `redis` | no | `redis::RedisStore`: revocations shared by a cluster through Redis (tokio); enables `tracing` |
 //! | `tracing` | no | events with target `tower_sliding_jwt` (never a token or a secret) |
+//! | `jwks` | no | `RemoteJwks`: verification keys loaded from a JWKS URL, refreshed in the background and on an unknown `kid` (tokio; `HyperFetcher` or your own client); enables `tracing` |
 //!
 //! With neither backend, building a key or a layer is a [`ConfigError`]
 //! (`NoCryptoBackend`), never a panic.
@@ -138,6 +139,13 @@
 //!   those of the configured keys; `alg: none`, a foreign algorithm, or a
 //!   public key used as an HMAC secret never verify. `jku`, `x5u`, `jwk` and
 //!   `x5c` headers are ignored. A `kid` must match a configured key exactly.
+//!   A remote key set (`RemoteJwks`, feature `jwks`) reads only the URL you
+//!   configure, never accepts `oct` keys, and refetches on an unknown `kid`
+//!   at most once per cooldown.
+//! * **Public keys only are published:** [`Keys::jwks`] and [`JwksService`]
+//!   carry EC, OKP and RSA public halves; there is no `oct` JWK type, so an
+//!   HMAC secret cannot be published. A verify-only layer
+//!   ([`SlidingJwtLayer::verifier`]) holds no signing key and never renews.
 //! * **Full validation before use:** size limit (8 KiB) before any decoding;
 //!   exactly three unpadded base64url segments; JSON object header and claims;
 //!   signature checked before the claims are parsed; integer `exp` required;
@@ -179,6 +187,7 @@
 //! | bad, expired, capped or revoked token | 401, `error="invalid_token"` | `UNAUTHENTICATED` |
 //! | cross-site unsafe request with a cookie-borne token | 403 | `PERMISSION_DENIED` |
 //! | revocation store unavailable | 503, `Retry-After: 1` | `UNAVAILABLE` |
+//! | keys not loaded yet (remote key set before its first load) | 503, `Retry-After: 1` | `UNAVAILABLE` |
 //!
 //! In optional mode ([`SlidingJwtBuilder::with_optional`]) a request without a
 //! token passes through anonymously; a bad token is still refused.
@@ -200,6 +209,7 @@ pub mod extract;
 mod flight;
 mod future;
 mod issuer;
+mod jwks;
 mod keys;
 mod layer;
 mod log;
@@ -215,6 +225,7 @@ mod service;
 mod session;
 mod source;
 mod stats;
+mod verifier;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
 pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
@@ -224,7 +235,13 @@ pub use extensions::{NoRenewal, RawToken, Renewed};
 pub use future::ResponseFuture;
 pub use issuer::{IssuedToken, Issuer};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-pub use keys::{Key, KeyRing, Keys};
+#[cfg(feature = "jwks")]
+pub use jwks::{
+    HyperFetcher, JwksError, JwksErrorKind, JwksFetcher, MAX_JWKS_BYTES, RemoteJwks,
+    RemoteJwksBuilder,
+};
+pub use jwks::{Jwk, Jwks, JwksBody, JwksService};
+pub use keys::{Key, KeyRing, KeySnapshot, Keys};
 pub use layer::{SlidingJwtBuilder, SlidingJwtLayer};
 pub use origin::Origin;
 pub use policy::{
@@ -238,6 +255,7 @@ pub use revoke::{
 };
 pub use service::SlidingJwt;
 pub use session::{Revoker, Session};
+pub use verifier::VerifierBuilder;
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

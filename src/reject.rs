@@ -95,6 +95,11 @@ pub enum RejectionKind {
     /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
     #[error("revocation store unavailable")]
     StoreUnavailable,
+    /// The keys are not loaded yet (a remote JWKS (`RemoteJwks`, feature `jwks`) before
+    /// its first successful load): 503 with `Retry-After` (gRPC
+    /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
+    #[error("verification keys not loaded yet")]
+    KeysUnavailable,
 }
 
 impl RejectionKind {
@@ -102,7 +107,7 @@ impl RejectionKind {
         match self {
             Self::MissingCredentials => Class::Missing,
             Self::MalformedCredentials | Self::DuplicateCredentials => Class::InvalidRequest,
-            Self::StoreUnavailable => Class::Unavailable,
+            Self::StoreUnavailable | Self::KeysUnavailable => Class::Unavailable,
             Self::CrossSiteRequest => Class::Forbidden,
             _ => Class::InvalidToken,
         }

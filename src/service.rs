@@ -183,7 +183,7 @@ fn verify<K: Keys, C: Claims, P, R>(
     };
     let version = core.keys.version();
     if token.len() <= core.max_token_bytes
-        && let Some(verified) = cache.get(token, version, core.keys.verification_keys())
+        && let Some(verified) = cache.get(token, version, &core.keys.verification_keys())
     {
         core.validate(verified.claims.registered(), now)?;
         core.counters.count(Event::CacheHit);
@@ -250,8 +250,9 @@ where
     let core = &config.core;
     let registered = claims.registered();
     // Renew only while the token has not expired: one accepted within the
-    // leeway after `exp` is served but never renewed.
-    if method == Method::OPTIONS || now >= registered.exp {
+    // leeway after `exp` is served but never renewed. A verify-only layer
+    // (no signing key) never plans a renewal.
+    if method == Method::OPTIONS || now >= registered.exp || core.keys.signing_key().is_none() {
         return None;
     }
     // Without `auth_time` the session cap cannot be enforced: never renew.

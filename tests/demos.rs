@@ -121,15 +121,36 @@ enum Http {
 }
 
 async fn start(which: Http, clock: &ManualClock) -> SocketAddr {
+    start_with(which, clock, None).await
+}
+
+/// A demo in HMAC mode, or in asymmetric mode with this PKCS#8 PEM private
+/// key (as `$JWT_PRIVATE_KEY` would give it).
+async fn start_with(which: Http, clock: &ManualClock, private_pem: Option<&str>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     match which {
         Http::Axum => {
-            let app = axum_demo::app(axum_demo::demo::layer(SECRET, clock.clone()).unwrap());
+            let layer = match private_pem {
+                None => axum_demo::demo::layer(SECRET, clock.clone()).unwrap(),
+                Some(pem) => axum_demo::demo::layer_with_key(
+                    axum_demo::demo::private_key(pem).unwrap(),
+                    clock.clone(),
+                )
+                .unwrap(),
+            };
+            let app = axum_demo::app(layer);
             tokio::spawn(async move { axum::serve(listener, app).await });
         }
         Http::Hyper => {
-            let layer = hyper_demo::demo::layer(SECRET, clock.clone()).unwrap();
+            let layer = match private_pem {
+                None => hyper_demo::demo::layer(SECRET, clock.clone()).unwrap(),
+                Some(pem) => hyper_demo::demo::layer_with_key(
+                    hyper_demo::demo::private_key(pem).unwrap(),
+                    clock.clone(),
+                )
+                .unwrap(),
+            };
             tokio::spawn(hyper_demo::serve(listener, layer));
         }
     }
@@ -467,6 +488,183 @@ async fn tonic_demo_keeps_the_contract() {
     assert!(greeter.say_hello("later").await.is_ok());
 }
 
+const ES256_PEM: &str = include_str!("keys/es256-private.pem");
+const ED25519_PEM: &str = include_str!("keys/ed25519-private.pem");
+
+/// Verifies `token` as an outside JWKS client would: the key whose `kid` the
+/// token names, from the published set, with jsonwebtoken's own code.
+fn verify_with_jwks(jwks: &serde_json::Value, token: &str) -> serde_json::Value {
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in the JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["demo-api"]);
+    validation.set_issuer(&["tower-sliding-jwt-demo"]);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+/// PyJWT's `PyJWKClient` verifies `tokens` with the JWKS at `url`; `None`
+/// when Python or PyJWT (with `cryptography`) is not installed.
+async fn pyjwt_verify(url: &str, tokens: &[&str]) -> Option<String> {
+    const SCRIPT: &str = r#"
+import sys, jwt
+client = jwt.PyJWKClient(sys.argv[1])
+for token in sys.argv[2:]:
+    key = client.get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["ES256", "EdDSA"],
+                        audience="demo-api", issuer="tower-sliding-jwt-demo")
+    print("verified", key.key_id, claims["sub"], claims["sid"], claims["exp"])
+"#;
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .await;
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipping the PyJWT check: python3 with PyJWT and cryptography is not installed");
+        return None;
+    }
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(url)
+        .args(tokens)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "PyJWT refused: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+/// The optional asymmetric mode: `kid` = thumbprint, the JWKS route, and
+/// tokens and renewals that outside JWKS clients verify.
+async fn asymmetric_contract(which: Http, pem: &str, alg: &str) {
+    // Login 50 minutes ago, so the renewal below is issued at the real time
+    // (outside clients check `iat` and `exp` against their own clock).
+    let clock = ManualClock::new(SystemClock.now() - 50 * 60);
+    let addr = start_with(which, &clock, Some(pem)).await;
+    let client = http_client();
+    let reply = call(
+        &client,
+        addr,
+        Method::GET,
+        "/.well-known/jwks.json",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{which:?}");
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(reply.headers["cache-control"], "public, max-age=300");
+    let etag = reply.headers["etag"].to_str().unwrap().to_owned();
+    let jwks = reply.json();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["alg"], alg);
+    assert_eq!(keys[0]["use"], "sig");
+    assert!(keys[0].get("d").is_none());
+    let revalidated = call(
+        &client,
+        addr,
+        Method::GET,
+        "/.well-known/jwks.json",
+        &[("if-none-match", &etag)],
+        "",
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
+
+    let reply = login(&client, addr, "alice", "wonderland").await;
+    let token = reply.json()["token"].as_str().unwrap().to_owned();
+    let header = |token: &str| {
+        let part = token.split('.').next().unwrap();
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap()
+    };
+    assert_eq!(header(&token)["alg"], alg);
+    assert_eq!(
+        header(&token)["kid"],
+        keys[0]["kid"],
+        "kid = the thumbprint"
+    );
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(keys[0].clone()).unwrap();
+    assert_eq!(
+        keys[0]["kid"].as_str().unwrap(),
+        jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .unwrap()
+    );
+    assert_eq!(verify_with_jwks(&jwks, &token)["sub"], "alice");
+
+    clock.advance(Duration::from_secs(50 * 60));
+    let reply = get_with(
+        &client,
+        addr,
+        "/me",
+        "authorization",
+        &format!("Bearer {token}"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let renewal = reply.bearer().expect("renewed");
+    assert_eq!(header(&renewal)["kid"], keys[0]["kid"]);
+    let renewed = verify_with_jwks(&jwks, &renewal);
+    assert_eq!(renewed["sid"], payload(&token)["sid"]);
+
+    let url = format!("http://{addr}/.well-known/jwks.json");
+    if let Some(out) = pyjwt_verify(&url, &[&token, &renewal]).await {
+        eprintln!("PyJWT ({which:?}, {alg}):\n{out}");
+        assert_eq!(out.matches("verified").count(), 2, "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demos_publish_their_public_key_in_asymmetric_mode() {
+    // With both backends compiled in, jsonwebtoken's own helpers (the
+    // outside client here) need an explicit default.
+    #[cfg(feature = "aws_lc_rs")]
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
+    for which in [Http::Axum, Http::Hyper] {
+        asymmetric_contract(which, ES256_PEM, "ES256").await;
+        asymmetric_contract(which, ED25519_PEM, "EdDSA").await;
+        // HMAC mode: no such route.
+        let addr = start(which, &ManualClock::new(SystemClock.now())).await;
+        let reply = call(
+            &http_client(),
+            addr,
+            Method::GET,
+            "/.well-known/jwks.json",
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{which:?}");
+    }
+}
+
+#[test]
+fn demos_refuse_a_private_key_they_cannot_use() {
+    let rsa = include_str!("keys/rsa-private.pem");
+    let p384 = include_str!("keys/es384-private.pem");
+    for pem in [rsa, p384, "not a pem"] {
+        let error = axum_demo::demo::private_key(pem).unwrap_err();
+        assert!(error.contains("P-256 or Ed25519"), "{error}");
+    }
+}
+
 /// The example binaries, run as a user would: `PORT`, the `listening on` line,
 /// `/health`, and a clear refusal of a short secret.
 #[test]
@@ -551,5 +749,73 @@ fn example_binaries_start_and_answer() {
         }
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+}
+
+/// The HTTP example binaries with `JWT_PRIVATE_KEY`: the JWKS route answers,
+/// and a key file that cannot be used is refused with a clear message.
+#[test]
+fn example_binaries_asymmetric_mode() {
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    for name in ["axum", "hyper"] {
+        let binary = examples.join(name);
+        for bad in ["rsa-private.pem", "no-such-file.pem"] {
+            let refused = Command::new(&binary)
+                .env("JWT_PRIVATE_KEY", keys.join(bad))
+                .env("PORT", "0")
+                .output()
+                .unwrap();
+            assert!(!refused.status.success(), "{name} {bad}");
+            assert!(
+                String::from_utf8_lossy(&refused.stderr).contains("JWT_PRIVATE_KEY"),
+                "{name} {bad}"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(&binary)
+            .env("PORT", port.to_string())
+            .env("JWT_PRIVATE_KEY", keys.join("ed25519-private.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening on"), "{name}: {line}");
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(
+                b"GET /.well-known/jwks.json HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
+        assert!(
+            response
+                .to_ascii_lowercase()
+                .contains("cache-control: public, max-age=300"),
+            "{name}: {response}"
+        );
+        assert!(response.contains(r#""kty":"OKP""#), "{name}: {response}");
+        assert!(response.contains(r#""alg":"EdDSA""#), "{name}: {response}");
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tower_sliding_jwt::{
-    BearerHeader, Clock, ConfigError, CookieSource, Key, RenewWindow, SlidingJwtBuilder,
-    SlidingJwtLayer, StandardClaims, Throttle,
+    Algorithm, BearerHeader, Clock, ConfigError, CookieSource, JwksService, Key, RenewWindow,
+    SlidingJwtBuilder, SlidingJwtLayer, StandardClaims, Throttle,
 };
 
 /// The development secret used when `$JWT_SECRET` is unset. Never deploy it.
@@ -85,6 +85,42 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The signing key and the port of an HTTP demo: the PKCS#8 PEM private key
+/// at `$JWT_PRIVATE_KEY` when set (asymmetric mode), the HMAC secret otherwise.
+pub fn key_settings(default_port: u16) -> Result<(Key, u16), String> {
+    init_logging();
+    let key = match std::env::var_os("JWT_PRIVATE_KEY") {
+        Some(path) => {
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read JWT_PRIVATE_KEY {}: {e}", path.display()))?;
+            private_key(&pem)?
+        }
+        None => Key::hs256(secret()?).map_err(|e| e.to_string())?,
+    };
+    Ok((key, port(default_port)?))
+}
+
+/// A PKCS#8 PEM private key: P-256 signs ES256, Ed25519 signs EdDSA. Its
+/// `kid` is its RFC 7638 JWK thumbprint.
+pub fn private_key(pem: &str) -> Result<Key, String> {
+    [Algorithm::ES256, Algorithm::EdDSA]
+        .into_iter()
+        .find_map(|alg| Key::from_pem(alg, pem).ok())
+        .ok_or_else(|| {
+            "JWT_PRIVATE_KEY must be a PKCS#8 PEM P-256 or Ed25519 private key \
+             (try: openssl genpkey -algorithm ed25519 -out key.pem)"
+                .to_owned()
+        })?
+        .with_thumbprint_kid()
+        .map_err(|e| e.to_string())
+}
+
+/// `GET /.well-known/jwks.json`: the public key as a JWKS, `Cache-Control:
+/// public, max-age=300`. `None` in HMAC mode, where that route is 404.
+pub fn jwks(layer: &SlidingJwtLayer<Key, DemoClaims>) -> Option<JwksService> {
+    JwksService::from_jwks(&layer.jwks()).ok()
+}
+
 /// Binds `127.0.0.1:port` and prints the `listening on` line.
 pub async fn listen(port: u16) -> Result<tokio::net::TcpListener, String> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -139,10 +175,26 @@ pub fn layer(
     builder(secret, clock)?.build()
 }
 
+/// The contract's layer with any signing key (the asymmetric mode's).
+pub fn layer_with_key(
+    key: Key,
+    clock: impl Clock,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, ConfigError> {
+    builder_with_key(key, clock)?.build()
+}
+
 /// The contract's configuration, before it is built (the gRPC demo changes
 /// the responder).
 pub fn builder(
     secret: &[u8],
+    clock: impl Clock,
+) -> Result<SlidingJwtBuilder<Key, DemoClaims>, ConfigError> {
+    builder_with_key(Key::hs256(secret)?, clock)
+}
+
+/// The contract's configuration with any signing key.
+pub fn builder_with_key(
+    key: Key,
     clock: impl Clock,
 ) -> Result<SlidingJwtBuilder<Key, DemoClaims>, ConfigError> {
     // `$VERIFIED_CACHE=N` remembers up to N verified tokens (see
@@ -151,7 +203,7 @@ pub fn builder(
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    Ok(SlidingJwtLayer::builder(Key::hs256(secret)?)
+    Ok(SlidingJwtLayer::builder(key)
         .with_verified_cache(cache)
         .with_issuer(ISSUER)
         .with_audience(AUDIENCE)
