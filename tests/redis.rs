@@ -215,12 +215,20 @@ async fn an_unreachable_redis_fails_closed_by_default_and_recovers() {
         Some(RejectionKind::Revoked)
     );
 
+    let bob = closed.issuer().issue(user("bob", "user")).unwrap();
     let _server = Server::on(port);
     eventually("the closed instance serves again", || async {
-        status(&closed, login.token()).await.0 == StatusCode::OK
+        status(&closed, bob.token()).await.0 == StatusCode::OK
     })
     .await;
     assert!(closed_store.is_synchronised());
+    // The revocation made while Redis was down is written back once it is
+    // up again, and reaches the other instance.
+    eventually(
+        "the closed instance learns the revocation made during the outage",
+        || async { status(&closed, login.token()).await.1 == Some(RejectionKind::Revoked) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
