@@ -301,6 +301,8 @@ struct Seen<'de> {
 
 impl<'de> Seen<'de> {
     /// Records `name`; `false` when it was seen before.
+    // A `&str` would lose the borrow: cloning the `Cow` keeps it allocation-free.
+    #[allow(clippy::ptr_arg)]
     fn insert(&mut self, name: &Cow<'de, str>) -> bool {
         for slot in &mut self.inline {
             match slot {

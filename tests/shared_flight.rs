@@ -14,10 +14,13 @@ use tower_sliding_jwt::{
     SlidingJwtLayer, StoreError, StoreErrorKind, TokenIds,
 };
 
+/// The winning replacement per old token's signature, with its `exp`.
+type Winners = HashMap<String, (Arc<str>, i64)>;
+
 /// What the instances share: the first replacement offered per old token.
 #[derive(Clone, Default)]
 struct Cluster {
-    winners: Arc<Mutex<HashMap<String, (Arc<str>, i64)>>>,
+    winners: Arc<Mutex<Winners>>,
     claims: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
 }

@@ -126,11 +126,11 @@ impl Shared {
         };
         let lost = state.marker.as_ref().is_some_and(|seen| *seen != marker);
         let unshared = self.unshared.swap(false, Ordering::AcqRel);
-        if lost || unshared {
-            if let Err(error) = self.write_back(lost).await {
-                self.unshared.fetch_or(unshared, Ordering::AcqRel);
-                return Err(error);
-            }
+        if (lost || unshared)
+            && let Err(error) = self.write_back(lost).await
+        {
+            self.unshared.fetch_or(unshared, Ordering::AcqRel);
+            return Err(error);
         }
         state.marker = Some(marker);
         Ok(())
