@@ -2,6 +2,9 @@
 //!
 //! ```sh
 //! cargo run --example axum
+//! # A cluster: several instances behind one Redis (`redis-server` on 6379).
+//! REDIS_URL=redis://127.0.0.1:6379/ PORT=3001 cargo run --features redis --example axum
+//! REDIS_URL=redis://127.0.0.1:6379/ PORT=3002 cargo run --features redis --example axum
 //! curl -s localhost:3000/login -H 'content-type: application/json' \
 //!      -d '{"username":"alice","password":"wonderland"}'
 //! curl -s localhost:3000/me -H "authorization: Bearer $TOKEN"
@@ -115,7 +118,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let (key, port) = demo::key_settings(3000)?;
-    let layer = demo::layer_with_key(key, SystemClock).map_err(|e| e.to_string())?;
+    let layer = demo::layer_from_env(key, SystemClock).await?;
     let listener = demo::listen(port).await?;
     axum::serve(listener, app(layer))
         .with_graceful_shutdown(demo::shutdown())

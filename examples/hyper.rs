@@ -3,6 +3,9 @@
 //!
 //! ```sh
 //! cargo run --example hyper
+//! # A cluster: several instances behind one Redis (`redis-server` on 6379).
+//! REDIS_URL=redis://127.0.0.1:6379/ PORT=3001 cargo run --features redis --example hyper
+//! REDIS_URL=redis://127.0.0.1:6379/ PORT=3002 cargo run --features redis --example hyper
 //! ```
 #![allow(unreachable_pub)]
 
@@ -179,7 +182,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let (key, port) = demo::key_settings(3000)?;
-    let layer = demo::layer_with_key(key, SystemClock).map_err(|e| e.to_string())?;
+    let layer = demo::layer_from_env(key, SystemClock).await?;
     let listener = demo::listen(port).await?;
     tokio::select! {
         () = serve(listener, layer) => Ok(()),

@@ -63,7 +63,7 @@
 //! |---|---|---|
 //! | `rust_crypto` | yes | jsonwebtoken's RustCrypto backend (pure Rust; fastest for HMAC and EdDSA) |
 //! | `aws_lc_rs` | no | jsonwebtoken's aws-lc-rs backend (much faster ECDSA and RSA); wins when both are enabled |
-//! | `redis` | no | `redis::RedisStore`: revocations shared by a cluster through Redis (tokio); enables `tracing` |
+//! | `redis` | no | `redis::RedisStore`: one Redis handle for a cluster, shared revocations and single flight (tokio); enables `tracing` |
 //! | `tracing` | no | events with target `tower_sliding_jwt` (never a token or a secret) |
 //! | `jwks` | no | `RemoteJwks`: verification keys loaded from a JWKS URL, refreshed in the background and on an unknown `kid` (tokio; `HyperFetcher` or your own client); enables `tracing` |
 //!

@@ -329,6 +329,10 @@ struct Due {
     key: Arc<str>,
 }
 
+/// Where [`MemoryStore::live_batch`] continues.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct LiveCursor(Due);
+
 struct Entries {
     /// Per kind: id -> slot.
     maps: [HashMap<Arc<str>, Slot>; 3],
@@ -546,6 +550,53 @@ impl MemoryStore {
         }
         self.grow_step(&mut entries);
         Ok(())
+    }
+
+    /// Up to `limit` entries live at `now` (their `until` after it), in
+    /// expiry order, starting after `cursor`; and the cursor to continue
+    /// from, `None` once every live entry was listed. One shared read-lock
+    /// hold per batch, so checks and inserts are never blocked for long.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn live_batch(
+        &self,
+        cursor: Option<&LiveCursor>,
+        now: i64,
+        limit: usize,
+    ) -> (Vec<Revocation>, Option<LiveCursor>) {
+        let entries = self.read();
+        let from = match cursor {
+            Some(LiveCursor(due)) => Bound::Excluded(due.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut batch = Vec::with_capacity(limit.min(entries.due.len()));
+        let mut last: Option<&Due> = None;
+        for due in entries
+            .due
+            .range((from, Bound::Unbounded))
+            .filter(|due| due.until > now)
+        {
+            if batch.len() == limit {
+                return (batch, last.cloned().map(LiveCursor));
+            }
+            let Some(slot) = entries.maps[due.kind as usize].get(&due.key) else {
+                continue;
+            };
+            let id = due.key.to_string();
+            let target = match due.kind {
+                Kind::Session => RevocationTarget::Session(id),
+                Kind::Token => RevocationTarget::Token(id),
+                Kind::Subject => RevocationTarget::Subject {
+                    subject: id,
+                    before: slot.before,
+                },
+            };
+            batch.push(Revocation {
+                target,
+                until: slot.until,
+            });
+            last = Some(due);
+        }
+        (batch, None)
     }
 
     /// Whether the token is revoked at `now`, synchronously.
@@ -822,6 +873,52 @@ mod tests {
         // Once entries expire there is room again.
         revoke(&store, RevocationTarget::Session("c".into()), 400, 300);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn live_entries_are_listed_in_bounded_batches() {
+        let store = MemoryStore::new();
+        for i in 0..10 {
+            store
+                .insert(&session(&format!("s{i}"), 200 + i), 100)
+                .unwrap();
+        }
+        revoke(
+            &store,
+            RevocationTarget::Subject {
+                subject: "bob".into(),
+                before: 42,
+            },
+            300,
+            100,
+        );
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        let mut batches = 0;
+        loop {
+            // At 203 the first four sessions are over (an entry ends at its `until`).
+            let (batch, next) = store.live_batch(cursor.as_ref(), 203, 3);
+            assert!(batch.len() <= 3);
+            listed.extend(batch);
+            batches += 1;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(batches, 3);
+        assert_eq!(listed.len(), 7);
+        assert_eq!(listed[0], session("s4", 204));
+        assert_eq!(
+            listed.last().unwrap(),
+            &Revocation {
+                target: RevocationTarget::Subject {
+                    subject: "bob".into(),
+                    before: 42
+                },
+                until: 300
+            }
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ mod axum_demo;
 #[path = "../examples/hyper.rs"]
 #[allow(dead_code)]
 mod hyper_demo;
+#[cfg(feature = "redis")]
+#[path = "common/redis_server.rs"]
+mod redis_server;
 #[path = "../examples/tonic.rs"]
 #[allow(dead_code)]
 mod tonic_demo;
@@ -665,6 +668,139 @@ fn demos_refuse_a_private_key_they_cannot_use() {
     }
 }
 
+/// Three demo instances (axum, hyper, axum) on their own ports behind one
+/// `redis-server`, as `REDIS_URL` sets them up: one replacement per old token
+/// whichever instance answers, logout honoured by all within a second, 503
+/// with `Retry-After` while Redis is down, and recovery by itself.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_demos_act_as_one_cluster_behind_redis() {
+    let mut server = redis_server::Server::start();
+    let port = server.port;
+    let url = server.url();
+    let clock = ManualClock::new(SystemClock.now());
+    let mut addrs = Vec::new();
+    for which in [Http::Axum, Http::Hyper, Http::Axum] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        match which {
+            Http::Axum => {
+                let layer = axum_demo::demo::cluster_layer(
+                    tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
+                    clock.clone(),
+                    &url,
+                )
+                .await
+                .unwrap();
+                let app = axum_demo::app(layer);
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            Http::Hyper => {
+                let layer = hyper_demo::demo::cluster_layer(
+                    tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
+                    clock.clone(),
+                    &url,
+                )
+                .await
+                .unwrap();
+                tokio::spawn(hyper_demo::serve(listener, layer));
+            }
+        }
+    }
+    let client = http_client();
+    let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
+    let alice = token(login(&client, addrs[0], "alice", "wonderland").await);
+    let bob = token(login(&client, addrs[2], "bob", "builder").await);
+
+    // Near expiry: 30 parallel requests over the three instances.
+    clock.advance(Duration::from_secs(50 * 60));
+    let bearer = format!("Bearer {alice}");
+    let requests: Vec<_> = (0..30)
+        .map(|i| {
+            let (client, addr, bearer) = (client.clone(), addrs[i % 3], bearer.clone());
+            tokio::spawn(
+                async move { get_with(&client, addr, "/me", "authorization", &bearer).await },
+            )
+        })
+        .collect();
+    let mut replacements = Vec::new();
+    for request in requests {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        replacements.push(reply.bearer().expect("renewed"));
+    }
+    replacements.sort();
+    replacements.dedup();
+    assert_eq!(replacements.len(), 1, "one replacement across the cluster");
+
+    // Logout on one instance: every instance refuses the session within a second.
+    let renewed = format!("Bearer {}", replacements[0]);
+    let logout = call(
+        &client,
+        addrs[1],
+        Method::POST,
+        "/logout",
+        &[("authorization", &renewed)],
+        "",
+    )
+    .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let started = Instant::now();
+    for addr in &addrs {
+        for credential in [&bearer, &renewed] {
+            while get_with(&client, *addr, "/me", "authorization", credential)
+                .await
+                .status
+                != StatusCode::UNAUTHORIZED
+            {
+                assert!(started.elapsed() < Duration::from_secs(1));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    // Redis down: 503 with Retry-After everywhere (fail closed).
+    let bob = format!("Bearer {bob}");
+    server.stop();
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = get_with(&client, *addr, "/me", "authorization", &bob).await;
+            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(reply.headers["retry-after"], "1");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still answers {}",
+                reply.status
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    // Back (empty): every instance recovers by itself, and still refuses
+    // the session logged out before the outage.
+    let _server = redis_server::Server::on(port);
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get_with(&client, *addr, "/me", "authorization", &bob)
+            .await
+            .status
+            != StatusCode::OK
+        {
+            assert!(Instant::now() < deadline, "{addr} did not recover");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            get_with(&client, *addr, "/me", "authorization", &renewed)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
 /// The example binaries, run as a user would: `PORT`, the `listening on` line,
 /// `/health`, and a clear refusal of a short secret.
 #[test]
@@ -694,6 +830,42 @@ fn example_binaries_start_and_answer() {
             String::from_utf8_lossy(&short.stderr).contains("at least 32 bytes"),
             "{name}"
         );
+
+        if name != "tonic" {
+            // Cluster mode with no Redis there: a clear refusal, never a
+            // password from the URL.
+            let mut child = Command::new(&binary)
+                .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1/")
+                .env("PORT", "0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    panic!(
+                        "{name} with an unreachable REDIS_URL did not exit (a stale binary? `cargo test` builds the examples)"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert!(!status.success(), "{name}: {stderr}");
+            assert!(stderr.contains("REDIS_URL"), "{name}: {stderr}");
+            assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
+        }
 
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -253,3 +253,223 @@ fn a_million_tokens_leave_memory_flat() {
         "resident memory grew from {baseline} KiB to {after} KiB"
     );
 }
+
+#[cfg(feature = "redis")]
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+/// One HTTP/1 connection's worth of requests to `/me`; returns the statuses
+/// and the renewed tokens.
+#[cfg(feature = "redis")]
+async fn drive(
+    addr: std::net::SocketAddr,
+    tokens: Vec<String>,
+) -> Vec<(StatusCode, String, Option<String>)> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    let mut out = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let request = Request::get("/me")
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let renewed = response
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().trim_start_matches("Bearer ").to_owned());
+        response.into_body().collect().await.unwrap();
+        out.push((status, token, renewed));
+    }
+    out
+}
+
+/// The cluster under load, on loopback: three axum demo instances behind one
+/// `redis-server`, 64 connections spread over them. First only verification
+/// (fresh tokens, some revoked): throughput, and no Redis command at all.
+/// Then near-expiry tokens: one replacement per old token across the cluster,
+/// and the Redis commands that cost. Bounded: a fixed number of requests,
+/// and at most a minute. Prints its figures (`--nocapture`).
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_load_on_three_axum_demos() {
+    const PER_CONNECTION: usize = 100;
+    let server = redis_server::Server::start();
+    let now = SystemClock.now();
+    let clock = ManualClock::new(now - 45 * 60);
+    let mut addrs = Vec::new();
+    let mut issuer = None;
+    let mut revoker = None;
+    for _ in 0..3 {
+        let layer = demo::cluster_layer(
+            tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
+            clock.clone(),
+            &server.url(),
+        )
+        .await
+        .unwrap();
+        issuer.get_or_insert_with(|| layer.issuer());
+        revoker.get_or_insert_with(|| layer.revoker());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        let app = axum_demo::app(layer);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    let (issuer, revoker) = (issuer.unwrap(), revoker.unwrap());
+    let issue = |name: String| issuer.issue(demo::claims(&name, "user")).unwrap();
+    let near: Vec<String> = (0..16)
+        .map(|i| issue(format!("old{i}")).into_token())
+        .collect();
+    clock.set(now);
+    let fresh: Vec<_> = (0..64).map(|i| issue(format!("new{i}"))).collect();
+    for token in &fresh[..4] {
+        revoker
+            .revoke_session(token.claims().registered.sid.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    // Every instance has the revocations before the measurement starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh: Vec<String> = fresh.into_iter().map(|t| t.into_token()).collect();
+
+    let run = |pick: &dyn Fn(usize, usize) -> String| {
+        (0..CONNECTIONS)
+            .map(|c| {
+                let tokens: Vec<String> = (0..PER_CONNECTION).map(|n| pick(c, n)).collect();
+                tokio::spawn(drive(addrs[c % 3], tokens))
+            })
+            .collect::<Vec<_>>()
+    };
+    let bounded = Duration::from_secs(60);
+
+    // Verification only.
+    let before = server.commands().await;
+    let started = std::time::Instant::now();
+    let tasks = run(&|c, n| fresh[(c * 7 + n) % fresh.len()].clone());
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for task in tasks {
+        for (status, _, renewed) in tokio::time::timeout(bounded, task).await.unwrap().unwrap() {
+            assert!(renewed.is_none());
+            *statuses.entry(status.as_u16()).or_default() += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let verify_commands = server.commands().await - before;
+    let total = CONNECTIONS * PER_CONNECTION;
+    println!(
+        "verify: {total} requests over 3 instances, 64 connections in {elapsed:?}: {:.0} requests/s; {statuses:?}; Redis commands: {verify_commands}",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        statuses.get(&401).copied(),
+        Some(total / 16),
+        "revoked ones refused"
+    );
+    assert_eq!(verify_commands, 0, "the verify path makes no Redis call");
+
+    // Near-expiry tokens, each presented on every instance in parallel.
+    let before = server.commands().await;
+    let started = std::time::Instant::now();
+    let tasks = run(&|c, n| near[(c + n) % near.len()].clone());
+    let mut replacements: HashMap<String, HashSet<String>> = HashMap::new();
+    for task in tasks {
+        for (status, old, renewed) in tokio::time::timeout(bounded, task).await.unwrap().unwrap() {
+            assert_eq!(status, StatusCode::OK);
+            replacements
+                .entry(old)
+                .or_default()
+                .insert(renewed.expect("renewed"));
+        }
+    }
+    let elapsed = started.elapsed();
+    let renew_commands = server.commands().await - before;
+    println!(
+        "renew: {total} requests with 16 near-expiry tokens in {elapsed:?}: {:.0} requests/s; Redis commands: {renew_commands} ({:.2} per old token per instance)",
+        total as f64 / elapsed.as_secs_f64(),
+        renew_commands as f64 / 48.0
+    );
+    assert_eq!(replacements.len(), near.len());
+    for new in replacements.values() {
+        assert_eq!(
+            new.len(),
+            1,
+            "one replacement per old token across the cluster"
+        );
+    }
+    // One SET + GET per claim; each instance claims an old token only until
+    // it knows the winner.
+    assert!(renew_commands >= 2 * 16, "{renew_commands}");
+    assert!(renew_commands <= 2 * total as u64, "{renew_commands}");
+}
+
+/// Per-renewal cost, sequential, through the layer (`oneshot`): the local
+/// single flight (memory store) against the Redis one (one round trip to a
+/// loopback `redis-server`). Run with
+/// `cargo test --release --features redis --test load -- --ignored --nocapture per_renewal`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run with --release --ignored --nocapture"]
+async fn per_renewal_cost_with_and_without_redis_single_flight() {
+    const N: usize = 5_000;
+    let server = redis_server::Server::start();
+    let now = 1_800_000_000;
+    let clock = ManualClock::new(now);
+    let issuer_clock = ManualClock::new(now - 45 * 60);
+    let issuer = demo::layer(SECRET, issuer_clock).unwrap().issuer();
+    let redis_store = tower_sliding_jwt::redis::RedisStore::builder(server.url())
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .unwrap();
+    let layers = [
+        ("verify only, memory store", None),
+        ("renewal, local single flight (memory store)", Some(false)),
+        ("renewal, Redis single flight", Some(true)),
+    ];
+    for (name, renew) in layers {
+        let builder = demo::builder(SECRET, clock.clone()).unwrap();
+        let layer = match renew {
+            Some(true) => builder.with_revocation_store(redis_store.clone()),
+            _ => builder.with_revocation_store(MemoryStore::new()),
+        }
+        .build()
+        .unwrap();
+        let issue = if renew.is_some() {
+            issuer.clone()
+        } else {
+            layer.issuer()
+        };
+        let tokens: Vec<String> = (0..N)
+            .map(|i| {
+                issue
+                    .issue(demo::claims(&format!("u{i}"), "user"))
+                    .unwrap()
+                    .into_token()
+            })
+            .collect();
+        let service = layer.layer(service_fn(ok as fn(_) -> _));
+        let started = std::time::Instant::now();
+        for token in &tokens {
+            let request = Request::get("/")
+                .header("authorization", format!("Bearer {token}"))
+                .body(())
+                .unwrap();
+            let response = tower::ServiceExt::oneshot(service.clone(), request)
+                .await
+                .unwrap();
+            assert_eq!(
+                response.headers().contains_key("authorization"),
+                renew.is_some()
+            );
+        }
+        let per = started.elapsed() / N as u32;
+        println!("{name}: {per:?} per request ({N} sequential)");
+    }
+    println!("Redis: {:?}", redis_store.stats());
+}

@@ -4,70 +4,17 @@
 #![cfg(feature = "redis")]
 
 mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
+use redis_server::Server;
 use tower_sliding_jwt::redis::{FailureMode, RedisStore};
 use tower_sliding_jwt::{Clock, Key, ManualClock, RejectionKind, SlidingJwtLayer, StoreErrorKind};
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::on(port)
-    }
-
-    fn on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for these tests (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn layer(store: RedisStore, clock: &ManualClock) -> SlidingJwtLayer<Key, Claimset> {
     SlidingJwtLayer::builder(hs256())
@@ -215,12 +162,20 @@ async fn an_unreachable_redis_fails_closed_by_default_and_recovers() {
         Some(RejectionKind::Revoked)
     );
 
+    let bob = closed.issuer().issue(user("bob", "user")).unwrap();
     let _server = Server::on(port);
     eventually("the closed instance serves again", || async {
-        status(&closed, login.token()).await.0 == StatusCode::OK
+        status(&closed, bob.token()).await.0 == StatusCode::OK
     })
     .await;
     assert!(closed_store.is_synchronised());
+    // The revocation made while Redis was down is written back once it is
+    // up again, and reaches the other instance.
+    eventually(
+        "the closed instance learns the revocation made during the outage",
+        || async { status(&closed, login.token()).await.1 == Some(RejectionKind::Revoked) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,4 +293,426 @@ async fn a_full_replica_fails_closed_until_a_reload_finds_room() {
     })
     .await;
     assert!(small_store.is_synchronised());
+}
+
+// ---------------------------------------------------------------------------
+// One cluster: three (or four) layers with separate stores sharing one Redis.
+// ---------------------------------------------------------------------------
+
+type App = tower_sliding_jwt::SlidingJwt<
+    Handler,
+    Key,
+    Claimset,
+    tower_sliding_jwt::DefaultPolicy,
+    tower_sliding_jwt::HttpResponder,
+>;
+
+struct Instance {
+    store: RedisStore,
+    layer: SlidingJwtLayer<Key, Claimset>,
+    app: App,
+}
+
+async fn instance(
+    server: &Server,
+    clock: &ManualClock,
+    configure: impl FnOnce(
+        tower_sliding_jwt::redis::RedisStoreBuilder,
+    ) -> tower_sliding_jwt::redis::RedisStoreBuilder,
+) -> Instance {
+    let store = configure(RedisStore::builder(server.url()).with_clock(clock.clone()))
+        .connect()
+        .await
+        .unwrap();
+    let layer = layer(store.clone(), clock);
+    let app = app(&layer);
+    Instance { store, layer, app }
+}
+
+async fn cluster(server: &Server, clock: &ManualClock, timeout: Duration) -> Vec<Instance> {
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(instance(server, clock, |b| b.with_timeout(timeout)).await);
+    }
+    instances
+}
+
+async fn connection(server: &Server) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn flight_keys(server: &Server) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg("tsj:flight:*")
+        .query_async(&mut connection(server).await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_parallel_requests_over_three_instances_get_one_replacement() {
+    let server = Server::start();
+    let clock = clock();
+    let instances = cluster(&server, &clock, Duration::from_secs(2)).await;
+    let login = instances[0]
+        .layer
+        .issuer()
+        .issue(user("alice", "user"))
+        .unwrap();
+    clock.advance(minutes(45));
+
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let app = instances[i % 3].app.clone();
+            let token = login.token().to_owned();
+            tokio::spawn(async move { send(&app, get(&token)).await })
+        })
+        .collect();
+    let mut replacements = Vec::new();
+    for task in tasks {
+        let response = task.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        replacements.push(renewed(&response).expect("every response carries the replacement"));
+    }
+    replacements.sort();
+    replacements.dedup();
+    assert_eq!(
+        replacements.len(),
+        1,
+        "one replacement across the cluster: {replacements:?}"
+    );
+    let claims: u64 = instances
+        .iter()
+        .map(|i| i.store.stats().flight_claims)
+        .sum();
+    let lost: u64 = instances.iter().map(|i| i.store.stats().flight_lost).sum();
+    assert!(claims >= 3, "every instance asked the cluster ({claims})");
+    assert_eq!(lost, claims - 1, "one offer won, every other read it");
+    assert_eq!(
+        instances
+            .iter()
+            .map(|i| i.store.stats().flight_errors)
+            .sum::<u64>(),
+        0
+    );
+    // Each instance now knows the winner locally: no more round trips.
+    let before: u64 = instances.iter().map(|i| i.store.stats().round_trips).sum();
+    for instance in &instances {
+        let response = send(&instance.app, get(login.token())).await;
+        assert_eq!(
+            renewed(&response).as_deref(),
+            Some(replacements[0].as_str())
+        );
+    }
+    let after: u64 = instances.iter().map(|i| i.store.stats().round_trips).sum();
+    assert_eq!(after, before);
+
+    // One entry, keyed by a hash, holding no token in the clear, living
+    // until the old token stops verifying (exp + leeway, by the layer's clock).
+    let keys = flight_keys(&server).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let signature = login.token().rsplit('.').next().unwrap();
+    assert!(!keys[0].contains(signature));
+    let mut redis = connection(&server).await;
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for secret in [login.token(), replacements[0].as_str()] {
+        let part = secret.rsplit('.').next().unwrap().as_bytes();
+        assert!(!value.windows(part.len()).any(|w| w == part));
+    }
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let until = login.claims().registered.exp + 5 - clock.now();
+    assert!(
+        (until - 2..=until).contains(&ttl),
+        "ttl {ttl}, expected {until}"
+    );
+    // The replacement is a good token everywhere.
+    for instance in &instances {
+        assert_eq!(
+            send(&instance.app, get(&replacements[0])).await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_instance_is_refused_by_the_others_within_a_second() {
+    let server = Server::start();
+    let clock = clock();
+    let instances = cluster(&server, &clock, Duration::from_secs(2)).await;
+    let login = instances[1]
+        .layer
+        .issuer()
+        .issue(user("alice", "user"))
+        .unwrap();
+    for instance in &instances {
+        assert_eq!(
+            send(&instance.app, get(login.token())).await.status(),
+            StatusCode::OK
+        );
+    }
+    let started = Instant::now();
+    instances[0]
+        .layer
+        .revoker()
+        .revoke_session(login.claims().registered.sid.as_deref().unwrap())
+        .await
+        .unwrap();
+    for instance in &instances {
+        loop {
+            let response = send(&instance.app, get(login.token())).await;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "still accepted after a second"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    println!(
+        "logout honoured by all three instances in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_fails_closed_within_the_timeout_and_a_restarted_empty_one_is_refilled() {
+    let mut server = Server::start();
+    let port = server.port;
+    let clock = clock();
+    let timeout = Duration::from_secs(1);
+    let instances = cluster(&server, &clock, timeout).await;
+    let issuer = instances[0].layer.issuer();
+    let alice = issuer.issue(user("alice", "user")).unwrap();
+    let bob = issuer.issue(user("bob", "user")).unwrap();
+    let sid = alice.claims().registered.sid.clone().unwrap();
+    // Revoked before the outage, on one instance; every instance knows it.
+    instances[2]
+        .layer
+        .revoker()
+        .revoke_session(&sid)
+        .await
+        .unwrap();
+    for instance in &instances {
+        eventually("every instance sees the revocation", || async {
+            rejection(&send(&instance.app, get(alice.token())).await)
+                == Some(RejectionKind::Revoked)
+        })
+        .await;
+    }
+
+    server.stop();
+    let killed = Instant::now();
+    for instance in &instances {
+        loop {
+            let response = send(&instance.app, get(bob.token())).await;
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(rejection(&response), Some(RejectionKind::StoreUnavailable));
+                assert_eq!(response.headers()["retry-after"], "1");
+                break;
+            }
+            assert!(
+                killed.elapsed() < timeout,
+                "still serving after the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    println!(
+        "all three instances refused with 503 {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // Back, empty: every instance recovers by itself and writes back.
+    let _server = Server::on(port);
+    for instance in &instances {
+        eventually("the instance serves again", || async {
+            send(&instance.app, get(bob.token())).await.status() == StatusCode::OK
+        })
+        .await;
+        assert_eq!(
+            rejection(&send(&instance.app, get(alice.token())).await),
+            Some(RejectionKind::Revoked),
+            "its replica kept the revocation through the outage"
+        );
+    }
+    // Redis has it again, with its own lifetime (the session cap, from the
+    // layer's now).
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("tsj:s:{sid}"))
+        .query_async(&mut connection(&_server).await)
+        .await
+        .unwrap();
+    assert!((86_000..=86_405).contains(&ttl), "ttl {ttl}");
+
+    // A fourth instance, started now, refuses the session revoked before the outage.
+    let fourth = instance(&_server, &clock, |b| b.with_timeout(timeout)).await;
+    assert_eq!(
+        rejection(&send(&fourth.app, get(alice.token())).await),
+        Some(RejectionKind::Revoked)
+    );
+    assert_eq!(
+        send(&fourth.app, get(bob.token())).await.status(),
+        StatusCode::OK
+    );
+    let written: u64 = instances.iter().map(|i| i.store.stats().written_back).sum();
+    assert!(written >= 1, "written back: {written}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_redis_is_refilled_at_the_next_reload() {
+    let server = Server::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| {
+        b.with_resync_interval(Duration::from_millis(100))
+    })
+    .await;
+    a.layer.revoker().revoke_session("gone").await.unwrap();
+    let mut redis = connection(&server).await;
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // No reconnection: the reload notices the dataset changed.
+    eventually("the revocation is back in Redis", || {
+        let mut redis = redis.clone();
+        async move {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg("tsj:s:gone")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            exists
+        }
+    })
+    .await;
+    let b = instance(&server, &clock, |b| b).await;
+    assert_eq!(b.store.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_shared_flight_falls_back_to_the_local_one_within_the_timeout() {
+    let mut server = Server::start();
+    let clock = clock();
+    let timeout = Duration::from_millis(500);
+    let open = instance(&server, &clock, |b| {
+        b.with_timeout(timeout).with_failure_mode(FailureMode::Open)
+    })
+    .await;
+    let login = open.layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    server.stop();
+    eventually("the store notices", || async {
+        !open.store.is_synchronised()
+    })
+    .await;
+    let started = Instant::now();
+    let first = renewed(&send(&open.app, get(login.token())).await).expect("renewed anyway");
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    let second = renewed(&send(&open.app, get(login.token())).await).expect("renewed");
+    assert_eq!(first, second, "the local single flight still holds");
+    assert_eq!(send(&open.app, get(&first)).await.status(), StatusCode::OK);
+    assert_eq!(open.store.stats().flight_errors, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_flight_entry_is_not_handed_out() {
+    let server = Server::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| b).await;
+    let b = instance(&server, &clock, |b| b).await;
+    let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let from_a = renewed(&send(&a.app, get(login.token())).await).unwrap();
+    // Someone with write access to Redis plants a token of their choosing.
+    let planted = b.layer.issuer().issue(user("mallory", "admin")).unwrap();
+    let keys = flight_keys(&server).await;
+    assert_eq!(keys.len(), 1);
+    let mut redis = connection(&server).await;
+    for value in [planted.token().as_bytes().to_vec(), b"garbage".to_vec()] {
+        let () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(value)
+            .arg("KEEPTTL")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let from_b = renewed(&send(&b.app, get(login.token())).await).unwrap();
+    assert_ne!(
+        from_b, from_a,
+        "b could not read a's entry: its own replacement"
+    );
+    assert_ne!(from_b, planted.token());
+    assert_eq!(payload(&from_b)["sub"], "alice");
+    assert_eq!(b.store.stats().flight_errors, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_path_makes_no_redis_calls() {
+    let server = Server::start();
+    let clock = clock();
+    let instances = cluster(&server, &clock, Duration::from_secs(2)).await;
+    let tokens: Vec<_> = (0..30)
+        .map(|i| {
+            instances[0]
+                .layer
+                .issuer()
+                .issue(user(&format!("user{i}"), "user"))
+                .unwrap()
+        })
+        .collect();
+    instances[0]
+        .layer
+        .revoker()
+        .revoke_session(tokens[0].claims().registered.sid.as_deref().unwrap())
+        .await
+        .unwrap();
+    for instance in &instances {
+        eventually("the revocation arrived", || async {
+            rejection(&send(&instance.app, get(tokens[0].token())).await).is_some()
+        })
+        .await;
+    }
+    let server_before = server.commands().await;
+    let stores_before: u64 = instances.iter().map(|i| i.store.stats().round_trips).sum();
+    let mut statuses = Vec::new();
+    for round in 0..10 {
+        for (i, token) in tokens.iter().enumerate() {
+            let instance = &instances[(i + round) % 3];
+            statuses.push(send(&instance.app, get(token.token())).await.status());
+        }
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        10
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        290
+    );
+    let stores_after: u64 = instances.iter().map(|i| i.store.stats().round_trips).sum();
+    assert_eq!(stores_after, stores_before, "no round trip from the stores");
+    assert_eq!(
+        server.commands().await,
+        server_before,
+        "redis-server executed nothing for 300 verifications"
+    );
 }

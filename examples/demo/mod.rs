@@ -217,6 +217,59 @@ pub fn builder_with_key(
         .with_token_source(session_cookie()))
 }
 
+/// The contract's layer; with `$REDIS_URL` set, one instance of a cluster
+/// (see [`cluster_layer`]).
+pub async fn layer_from_env(
+    key: Key,
+    clock: impl Clock + Clone,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let layer = cluster_layer(key, clock, &url).await?;
+            eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
+            Ok(layer)
+        }
+        _ => layer_with_key(key, clock).map_err(|e| e.to_string()),
+    }
+}
+
+/// The contract's layer as one instance of a cluster: revocations and the
+/// single flight go through the Redis at `url`, so demo processes on other
+/// ports behind the same Redis agree on logouts and renewals. Redis down:
+/// 503 with `Retry-After` until it is back.
+#[cfg(feature = "redis")]
+pub async fn cluster_layer(
+    key: Key,
+    clock: impl Clock + Clone,
+    url: &str,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    // The URL may carry a password: it is never printed.
+    let store = tower_sliding_jwt::redis::RedisStore::builder(url)
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("cannot use the Redis at REDIS_URL: {e}: {cause}"),
+            None => format!("cannot use the Redis at REDIS_URL: {e}"),
+        })?;
+    builder_with_key(key, clock)
+        .and_then(|builder| builder.with_revocation_store(store).build())
+        .map_err(|e| e.to_string())
+}
+
+/// Without the `redis` feature there is no cluster mode.
+#[cfg(not(feature = "redis"))]
+pub async fn cluster_layer(
+    _key: Key,
+    _clock: impl Clock + Clone,
+    _url: &str,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    Err(
+        "REDIS_URL is set, but this demo was built without the `redis` feature: run it with `--features redis`"
+            .to_owned(),
+    )
+}
+
 /// The body of `GET /me`.
 pub fn me(claims: &DemoClaims) -> serde_json::Value {
     let r = &claims.registered;

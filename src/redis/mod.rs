@@ -1,0 +1,385 @@
+//! One Redis handle for a cluster (feature `redis`): revocations and the
+//! single flight shared by every instance.
+//!
+//! [`RedisStore`] is a [`RevocationStore`] that also offers a
+//! [`SharedFlight`](crate::SharedFlight): `with_revocation_store(store)` is
+//! all a layer needs to act as one instance of a cluster. One connection
+//! manager and one configuration (URL, prefix, timeout, failure mode) serve
+//! both.
+//!
+//! # Revocations
+//! Every instance keeps a full local replica of the live revocations and
+//! answers checks from it, so the per-request cost is the in-memory store's
+//! and never a network round trip. Redis is the shared source:
+//!
+//! * a revocation is written as `SET {prefix}{kind}:{id} ... EX {until - now}`
+//!   and announced with `PUBLISH` on the channel `{prefix}revocations`. `now`
+//!   is the layer's clock (give the store the same clock with
+//!   [`RedisStoreBuilder::with_clock`]): Redis forgets the entry exactly when
+//!   what it revokes stops verifying by that clock, whatever Redis's own
+//!   clock says. On a clock that agrees with Redis's this is the same instant
+//!   as `EXAT {until}`;
+//! * each instance subscribes to that channel, then loads every live entry
+//!   with `SCAN`/`MGET`, then applies announcements as they arrive, and reloads
+//!   every `resync_interval` (30 s by default) as a safety net.
+//!
+//! # Single flight
+//! Parallel requests holding the same near-expiry token get one replacement
+//! whichever instance answers. When an instance is about to renew (never on
+//! the verify path), it offers its replacement with one round trip:
+//! `SET {prefix}flight:{id} {sealed} NX EX {until - now}` pipelined with
+//! `GET {prefix}flight:{id}`. The first offer wins; every later one reads the
+//! winner, and the layer keeps it in its local single flight so later
+//! requests with that old token cost no round trip.
+//!
+//! * `{id}` is HMAC-SHA-256 keyed by the old token's signature: Redis never
+//!   sees the old token or its signature.
+//! * `{sealed}` is the replacement and its `exp`, encrypted and authenticated
+//!   with keys derived the same way (HMAC-SHA-256 in counter mode, then
+//!   HMAC-SHA-256 over the ciphertext, with a random nonce). Only a holder of
+//!   the old token can read it, and someone who can write to Redis but does
+//!   not hold the old token cannot plant a replacement: an entry that does
+//!   not open, or does not hold a compact JWS within 64 KiB, is an error.
+//! * It lives until the old token stops verifying (`exp` + leeway, by the
+//!   layer's clock, as above).
+//! * Any error or a timeout (bounded by the store's timeout; at once while
+//!   the revocation feed is down) makes the layer hand out its own
+//!   replacement: both tokens are valid, so this is safe.
+//!
+//! # Staleness and failures
+//! An instance sees a revocation made elsewhere as soon as
+//! Redis delivers the announcement: one network hop, typically well under a
+//! millisecond on a LAN. The replica is only trusted while the subscription
+//! is up. If it drops (Redis down, connection reset), the instance knows at
+//! once and, with [`FailureMode::Closed`] (the default), refuses every
+//! authenticated request with 503 (`StoreUnavailable`) until it has
+//! resubscribed and reloaded; with [`FailureMode::Open`] it keeps answering
+//! from its replica, which may then miss revocations made elsewhere in the
+//! meantime. A silent partition (no reset) is detected by the next reload,
+//! so the worst case is `resync_interval + timeout`. A replica that is full
+//! (it would have to drop a revocation) is not trusted either: the instance
+//! then fails the same way until a reload finds room for every live entry.
+//!
+//! # Write-back
+//! Each instance notes a marker key (`{prefix}marker`, a random value set
+//! once per Redis dataset). When it finds the marker gone or changed at a
+//! resubscription or a reload (Redis restarted empty, was flushed, or failed
+//! over to a replica that lost writes), or when a revocation of its own could
+//! not reach Redis, it writes every live entry of its replica back (`SET ...
+//! NX` with the entry's own remaining lifetime, and an announcement), in
+//! batches each bounded by the timeout, before it trusts its replica again.
+//! Instances started afterwards load them. The write-back is idempotent: an
+//! entry already in Redis is left as it is.
+//!
+//! Every Redis call is bounded by `timeout` (2 s by default): nothing waits
+//! forever. State changes are logged with `tracing` (target
+//! `tower_sliding_jwt::redis`), without tokens.
+//!
+//! # TLS
+//! The URL is handed to the `redis` crate: `redis://` and `unix://` work
+//! out of the box; `rediss://` needs one of the `redis` crate's TLS features
+//! (`tokio-rustls-comp` or `tokio-native-tls-comp`) enabled in your own
+//! `Cargo.toml`, and is refused with [`StoreErrorKind::Unavailable`] without it.
+
+mod flight;
+mod store;
+mod sync;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::clock::{Clock, SystemClock};
+use crate::revoke::{MemoryStore, StoreError, StoreErrorKind};
+
+pub use store::RedisStore;
+
+const TARGET: &str = "tower_sliding_jwt::redis";
+
+/// What an instance does while it cannot trust its replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Refuse authenticated requests with 503 until synchronised again.
+    #[default]
+    Closed,
+    /// Keep answering from the local replica (may miss revocations made on
+    /// other instances while Redis was unreachable).
+    Open,
+}
+
+/// Configures and connects a [`RedisStore`].
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    failure_mode: FailureMode,
+    timeout: Duration,
+    resync_interval: Duration,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("failure_mode", &self.failure_mode)
+            .field("timeout", &self.timeout)
+            .field("resync_interval", &self.resync_interval)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    pub(crate) fn new(url: String) -> Self {
+        Self {
+            url,
+            prefix: "tsj:".to_owned(),
+            failure_mode: FailureMode::Closed,
+            timeout: Duration::from_secs(2),
+            resync_interval: Duration::from_secs(30),
+            capacity: 1_000_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Prefix of every key and of the channel (default `tsj:`); lets several
+    /// applications share one Redis. Every instance of a cluster must use
+    /// the same prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// What to do while Redis is unreachable (default [`FailureMode::Closed`]).
+    pub fn with_failure_mode(mut self, mode: FailureMode) -> Self {
+        self.failure_mode = mode;
+        self
+    }
+
+    /// Bound on every Redis call, including the initial connection and each
+    /// single-flight round trip (default 2 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often the replica is reloaded in full (default 30 s).
+    pub fn with_resync_interval(mut self, interval: Duration) -> Self {
+        self.resync_interval = interval;
+        self
+    }
+
+    /// Live revocations the replica may hold (default one million). A
+    /// replica that cannot take an entry makes the instance unsynchronised
+    /// (see [`FailureMode`]) until a reload finds room for every entry.
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The clock that decides which entries read from Redis are still live
+    /// and how long entries live in Redis (default
+    /// [`SystemClock`](crate::SystemClock)). Give it the layer's clock: the
+    /// store and the layer must agree on "now".
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Connects, subscribes, loads the live revocations and starts the
+    /// background synchronisation task (on the current tokio runtime).
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`] for a bad URL (or `rediss://` without
+    /// a TLS feature of the `redis` crate) or a refused connection,
+    /// [`StoreErrorKind::Timeout`] when Redis does not answer within the timeout.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let commands = bounded(
+            self.timeout,
+            client.get_connection_manager_with_config(config),
+        )
+        .await?;
+        let shared = Arc::new(Shared {
+            replica: MemoryStore::with_capacity(self.capacity),
+            live: AtomicBool::new(false),
+            overflow: AtomicBool::new(false),
+            unshared: AtomicBool::new(false),
+            clock: self.clock,
+            synced: tokio::sync::Notify::new(),
+            failure_mode: self.failure_mode,
+            channel: format!("{}revocations", self.prefix),
+            prefix: self.prefix,
+            timeout: self.timeout,
+            resync_interval: self.resync_interval.max(Duration::from_millis(100)),
+            commands,
+            stats: Counters::default(),
+        });
+        let task = tokio::spawn(sync::sync_loop(shared.clone(), client));
+        let guard = Arc::new(TaskGuard(task.abort_handle()));
+        if tokio::time::timeout(self.timeout, shared.synced.notified())
+            .await
+            .is_err()
+        {
+            return Err(StoreErrorKind::Timeout.into());
+        }
+        Ok(RedisStore::new(shared, guard))
+    }
+}
+
+/// What a [`RedisStore`] has asked of Redis since it connected (all its
+/// clones together): for metrics, and to check that the verify path makes
+/// no Redis call.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisStats {
+    /// Round trips on the command connection (a pipeline counts once):
+    /// revocations, single-flight claims, reloads, write-backs. Checking a
+    /// token never makes one.
+    pub round_trips: u64,
+    /// Replacements offered to the shared single flight.
+    pub flight_claims: u64,
+    /// Offers the cluster answered with another instance's replacement.
+    pub flight_lost: u64,
+    /// Offers that failed (Redis unreachable, timeout, a malformed entry):
+    /// the layer handed out its own replacement.
+    pub flight_errors: u64,
+    /// Revocations written back to Redis after it lost its data, or after
+    /// one of this instance's revocations could not reach it.
+    pub written_back: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    round_trips: AtomicU64,
+    flight_claims: AtomicU64,
+    flight_lost: AtomicU64,
+    flight_errors: AtomicU64,
+    written_back: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RedisStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RedisStats {
+            round_trips: get(&self.round_trips),
+            flight_claims: get(&self.flight_claims),
+            flight_lost: get(&self.flight_lost),
+            flight_errors: get(&self.flight_errors),
+            written_back: get(&self.written_back),
+        }
+    }
+}
+
+struct TaskGuard(tokio::task::AbortHandle);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the store's clones and its background task share.
+struct Shared {
+    replica: MemoryStore,
+    /// Subscribed and loaded.
+    live: AtomicBool,
+    /// The replica refused an entry since the last complete reload.
+    overflow: AtomicBool,
+    /// A revocation of this instance may not have reached Redis: write the
+    /// replica back at the next reload.
+    unshared: AtomicBool,
+    clock: Arc<dyn Clock>,
+    synced: tokio::sync::Notify,
+    failure_mode: FailureMode,
+    prefix: String,
+    channel: String,
+    timeout: Duration,
+    resync_interval: Duration,
+    commands: ConnectionManager,
+    stats: Counters,
+}
+
+impl Shared {
+    /// Whether checks may be answered from the replica.
+    fn trusted(&self) -> bool {
+        self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
+    }
+
+    /// One round trip on the command connection, bounded by the timeout.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        command: &impl QueryAsync,
+    ) -> Result<T, StoreError> {
+        Counters::add(&self.stats.round_trips, 1);
+        let mut connection = self.commands.clone();
+        bounded(self.timeout, command.run(&mut connection)).await
+    }
+}
+
+/// A command or a pipeline.
+trait QueryAsync {
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut ConnectionManager,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send;
+}
+
+impl QueryAsync for redis::Cmd {
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut ConnectionManager,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(connection)
+    }
+}
+
+impl QueryAsync for redis::Pipeline {
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut ConnectionManager,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(connection)
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    let kind = if error.is_timeout() {
+        StoreErrorKind::Timeout
+    } else {
+        StoreErrorKind::Unavailable
+    };
+    StoreError::new(kind, Some(Box::new(error)))
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(elapsed) => Err(StoreError::new(
+            StoreErrorKind::Timeout,
+            Some(Box::new(elapsed)),
+        )),
+    }
+}
+
+/// Seconds from the layer's `now` until `until`, as Redis's relative `EX`
+/// wants them; `None` when that moment has passed.
+fn seconds_until(until: i64, now: i64) -> Option<i64> {
+    until.checked_sub(now).filter(|ttl| *ttl > 0)
+}

@@ -1,0 +1,254 @@
+//! The store: revocations answered from the local replica, written through
+//! to Redis and announced to the other instances.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{FailureMode, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, seconds_until};
+use crate::revoke::{
+    BoxFuture, Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
+    StoreErrorKind, TokenIds,
+};
+
+/// A [`RevocationStore`] and [`SharedFlight`] shared by every instance
+/// through Redis; see the [module documentation](super) for how it
+/// synchronises, how stale it can be and what happens when Redis fails.
+///
+/// Clones share one replica, one connection manager and one background task,
+/// which stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(super) shared: Arc<Shared>,
+    _task: Arc<TaskGuard>,
+}
+
+impl RedisStore {
+    pub(super) fn new(shared: Arc<Shared>, task: Arc<TaskGuard>) -> Self {
+        Self {
+            shared,
+            _task: task,
+        }
+    }
+
+    /// A builder for a store at `url` (e.g. `redis://127.0.0.1:6379/`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(url.into())
+    }
+
+    /// Whether the replica is synchronised with Redis right now: subscribed,
+    /// loaded, and holding every live revocation (not full).
+    pub fn is_synchronised(&self) -> bool {
+        self.shared.trusted()
+    }
+
+    /// Live revocations in the local replica.
+    pub fn len(&self) -> usize {
+        self.shared.replica.len()
+    }
+
+    /// Whether the local replica holds no revocation.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What this store (all its clones) has asked of Redis so far.
+    pub fn stats(&self) -> RedisStats {
+        self.shared.stats.snapshot()
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.shared.prefix)
+            .field("synchronised", &self.is_synchronised())
+            .field("failure_mode", &self.shared.failure_mode)
+            .field("replica", &self.shared.replica)
+            .finish()
+    }
+}
+
+impl RevocationStore for RedisStore {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        let shared = &self.shared;
+        if !shared.trusted() && shared.failure_mode == FailureMode::Closed {
+            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
+        }
+        Lookup::Ready(Ok(shared.replica.status(token, now)))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            // This instance honours it at once, whatever happens to Redis; a
+            // full replica refuses it (logged), and nothing is published.
+            shared.replica.insert(&revocation, now)?;
+            let entry = Entry::from(&revocation);
+            let Some(ttl) = seconds_until(revocation.until, now) else {
+                return Ok(());
+            };
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            entry.write(&mut pipe, &shared.prefix, &shared.channel, ttl, false);
+            let result = shared.query::<()>(&pipe).await;
+            if let Err(error) = &result {
+                // Written back with the whole replica once Redis answers again.
+                shared.unshared.store(true, Ordering::Release);
+                tracing::warn!(target: TARGET, %error, "could not share a revocation through Redis; only this instance knows it until Redis is back");
+            }
+            result
+        })
+    }
+
+    fn shared_flight(&self) -> Option<&dyn SharedFlight> {
+        Some(self)
+    }
+}
+
+/// One revocation as stored in Redis: `{kind}:{id}` = `{until}|{before}`, and
+/// announced as `{kind}|{until}|{before}|{id}`.
+pub(super) struct Entry<'a> {
+    kind: char,
+    id: &'a str,
+    until: i64,
+    before: i64,
+}
+
+impl<'a> Entry<'a> {
+    pub(super) fn from(revocation: &'a Revocation) -> Self {
+        let (kind, id, before) = match &revocation.target {
+            RevocationTarget::Session(sid) => ('s', sid.as_str(), 0),
+            RevocationTarget::Token(jti) => ('j', jti.as_str(), 0),
+            RevocationTarget::Subject { subject, before } => ('u', subject.as_str(), *before),
+        };
+        Self {
+            kind,
+            id,
+            until: revocation.until,
+            before,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}:{}", self.kind, self.id)
+    }
+
+    fn value(&self) -> String {
+        format!("{}|{}", self.until, self.before)
+    }
+
+    fn message(&self) -> String {
+        format!("{}|{}|{}|{}", self.kind, self.until, self.before, self.id)
+    }
+
+    /// Adds the entry's `SET` (living `ttl` seconds; only if absent with
+    /// `only_new`) and its announcement to `pipe`, their replies ignored.
+    pub(super) fn write(
+        &self,
+        pipe: &mut redis::Pipeline,
+        prefix: &str,
+        channel: &str,
+        ttl: i64,
+        only_new: bool,
+    ) {
+        let set = pipe
+            .cmd("SET")
+            .arg(format!("{prefix}{}", self.key()))
+            .arg(self.value());
+        if only_new {
+            set.arg("NX");
+        }
+        set.arg("EX")
+            .arg(ttl)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(channel)
+            .arg(self.message())
+            .ignore();
+    }
+
+    pub(super) fn parse_message(message: &'a str) -> Option<Self> {
+        let mut parts = message.splitn(4, '|');
+        let kind = parts.next()?.chars().next()?;
+        let until = parts.next()?.parse().ok()?;
+        let before = parts.next()?.parse().ok()?;
+        Some(Self {
+            kind,
+            id: parts.next()?,
+            until,
+            before,
+        })
+    }
+
+    pub(super) fn parse_stored(key: &'a str, value: &str) -> Option<Self> {
+        let (kind, id) = key.split_once(':')?;
+        let (until, before) = value.split_once('|')?;
+        Some(Self {
+            kind: kind.chars().next()?,
+            id,
+            until: until.parse().ok()?,
+            before: before.parse().ok()?,
+        })
+    }
+
+    pub(super) fn revocation(&self) -> Option<Revocation> {
+        let target = match self.kind {
+            's' => RevocationTarget::Session(self.id.to_owned()),
+            'j' => RevocationTarget::Token(self.id.to_owned()),
+            'u' => RevocationTarget::Subject {
+                subject: self.id.to_owned(),
+                before: self.before,
+            },
+            _ => return None,
+        };
+        Some(Revocation {
+            target,
+            until: self.until,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let revocation = Revocation {
+            target: RevocationTarget::Subject {
+                subject: "a|b:c".into(),
+                before: 7,
+            },
+            until: 99,
+        };
+        let entry = Entry::from(&revocation);
+        let message = entry.message();
+        assert_eq!(
+            Entry::parse_message(&message)
+                .unwrap()
+                .revocation()
+                .unwrap(),
+            revocation
+        );
+        let key = entry.key();
+        assert_eq!(
+            Entry::parse_stored(&key, &entry.value())
+                .unwrap()
+                .revocation()
+                .unwrap(),
+            revocation
+        );
+        assert!(
+            Entry::parse_message("x|1|2|id")
+                .unwrap()
+                .revocation()
+                .is_none()
+        );
+        assert!(Entry::parse_message("s|notanumber|2|id").is_none());
+    }
+}
