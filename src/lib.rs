@@ -204,6 +204,7 @@ mod keys;
 mod layer;
 mod log;
 mod origin;
+mod pem;
 mod policy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
