@@ -284,6 +284,7 @@ impl Realm {
 /// use http::{HeaderValue, Response, header};
 /// use tower_sliding_jwt::{Key, Rejection, SlidingJwtLayer, StandardClaims};
 ///
+/// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
 /// // An axum body, the challenge kept, a generic message.
 /// let json = |rejection: &Rejection| {
 ///     let body = match rejection.error_code() {
@@ -300,7 +301,6 @@ impl Realm {
 ///     response
 /// };
 ///
-/// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
 /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
 ///     .with_responder(json)
 ///     .build()?;
@@ -399,7 +399,8 @@ impl HttpResponder {
     /// assert_eq!(response.status(), 401);
     /// assert_eq!(response.headers()["content-type"], "application/problem+json");
     /// assert!(response.headers().contains_key("www-authenticate"));
-    /// assert!(!response.body().contains("expired\""));
+    /// assert!(response.body().contains(r#""error":"invalid_token""#));
+    /// assert!(!response.body().contains("reason"), "the precise kind is not sent");
     /// ```
     pub fn with_problem_json(self) -> HttpResponder<ProblemJson> {
         HttpResponder::prepare(self.realm, ProblemJson::default())
