@@ -116,10 +116,17 @@ fn is_token68(bytes: &[u8]) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(&[][..], |last| &bytes[..=last]);
-    !body.is_empty()
-        && all_bytes(body, |b| {
-            base64url_char(b) | (b == b'.') | (b == b'~') | (b == b'+') | (b == b'/')
-        })
+    !body.is_empty() && all_bytes(body, token68_char)
+}
+
+/// Whether `b` is a token68 character (`A-Z a-z 0-9 - . _ ~ + /`): two
+/// range checks and three comparisons, branch-free (vectorized like
+/// [`base64url_char`]). `-` `.` `/` and the digits are one range, 0x2D to 0x39.
+#[inline(always)]
+fn token68_char(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let dash_to_nine = b.wrapping_sub(b'-') < 13;
+    letter | dash_to_nine | (b == b'_') | (b == b'~') | (b == b'+')
 }
 
 fn single_value<'a>(
