@@ -166,16 +166,21 @@ impl Key {
     ///
     /// # Errors
     /// [`ConfigErrorKind::InvalidKey`] when the PEM does not hold a public key of
-    /// the algorithm's family.
+    /// the algorithm's family; its [`detail`](ConfigError::detail) says what
+    /// was found.
     pub fn public_pem(alg: Algorithm, public_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let pem = public_pem.as_ref();
         let decoding = match alg.family() {
             AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
             AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
             AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
-            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+            AlgorithmFamily::Hmac => return Err(hmac_is_not_pem(alg)),
         }
-        .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        .map_err(|e| {
+            let problem = crate::pem::public_problem(alg, pem);
+            let detail = problem.detail().unwrap_or_default().to_owned();
+            ConfigError::with_source(ConfigErrorKind::InvalidKey, e).with_detail(detail)
+        })?;
         Self::verifying(alg, decoding)
     }
 

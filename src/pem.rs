@@ -130,8 +130,13 @@ pub(crate) enum Private<'a> {
 /// or says what is wrong.
 pub(crate) fn private_pem(alg: Algorithm, input: &[u8]) -> Result<Private<'_>, ConfigError> {
     let blocks = blocks(input);
-    // `openssl ecparam -genkey` prints the curve parameters first.
-    let Some(block) = blocks.iter().find(|b| b.label != "EC PARAMETERS") else {
+    // `openssl ecparam -genkey` prints the curve parameters first, and a
+    // bundle may hold a certificate too: take the private key if there is one.
+    let Some(block) = blocks
+        .iter()
+        .find(|b| b.label.ends_with("PRIVATE KEY"))
+        .or_else(|| blocks.iter().find(|b| b.label != "EC PARAMETERS"))
+    else {
         return Err(problem(
             alg,
             format_args!(
@@ -215,6 +220,29 @@ pub(crate) fn private_pem(alg: Algorithm, input: &[u8]) -> Result<Private<'_>, C
             ),
         )),
     }
+}
+
+/// Says why a PEM public key for `alg` was refused.
+pub(crate) fn public_problem(alg: Algorithm, input: &[u8]) -> ConfigError {
+    let blocks = blocks(input);
+    let label = blocks
+        .iter()
+        .map(|b| b.label)
+        .find(|&l| l != "EC PARAMETERS");
+    let what = match label {
+        None => "no PEM block found (expected `-----BEGIN PUBLIC KEY-----`)".to_owned(),
+        Some(label @ ("PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY")) => format!(
+            "found a private key (\"{label}\"); use Key::from_pem, which derives the public key \
+             (or extract it: `openssl pkey -in key.pem -pubout -out public.pem`)"
+        ),
+        Some(label @ ("PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE")) => {
+            let needs = needs(alg).replace("private", "public");
+            format!("the \"{label}\" does not hold {needs}")
+        }
+        Some(_) => "found an unsupported PEM block (expected \"PUBLIC KEY\")".to_owned(),
+    };
+    ConfigError::new(ConfigErrorKind::InvalidKey)
+        .with_detail(format!("{} public key: {what}", alg_name(alg)))
 }
 
 /// Turns a DER private key into the form jsonwebtoken reads for `alg`

@@ -391,6 +391,22 @@ fn a_refused_key_names_itself_the_format_found_and_the_fix() {
     assert!(detail(Algorithm::ES256, &block("CERTIFICATE")).contains("holds no private key"));
     assert!(detail(Algorithm::ES256, "not a pem").contains("no PEM private key block"));
     assert!(detail(Algorithm::HS256, "x").contains("Key::hmac"));
+    // Public keys say what is wrong too.
+    let public = |alg, pem: &str| {
+        Key::public_pem(alg, pem)
+            .unwrap_err()
+            .detail()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        public(Algorithm::RS256, &read("es256-public.pem")),
+        "RS256 public key: the \"PUBLIC KEY\" does not hold an RSA public key"
+    );
+    assert!(public(Algorithm::ES256, &read("es256-sec1.pem")).contains("use Key::from_pem"));
+    // A bundle: the private key is found after a certificate.
+    let bundle = format!("{}{}", block("CERTIFICATE"), read("es256-private.pem"));
+    assert!(Key::from_pem(Algorithm::ES256, bundle).is_ok());
     // A SEC1 key whose body is damaged.
     let damaged = read("es256-sec1.pem").replace("MHcCAQEE", "MHcCAQIE");
     assert!(Key::from_pem(Algorithm::ES256, damaged).is_err());
