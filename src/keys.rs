@@ -133,8 +133,9 @@ impl Key {
                 }
                 .map_err(|e| {
                     ConfigError::with_source(ConfigErrorKind::InvalidKey, e).with_detail(format!(
-                        "{} private key: the PEM key does not parse",
-                        alg_name(alg)
+                        "{} private key: the PEM block does not parse as {}",
+                        alg_name(alg),
+                        crate::pem::needs(alg)
                     ))
                 })?
             }

@@ -119,7 +119,8 @@ pub(crate) fn blocks(input: &[u8]) -> Vec<Block<'_>> {
 
 /// How a private key was given, once its format is known.
 pub(crate) enum Private<'a> {
-    /// PEM that jsonwebtoken reads as it is (this block's text).
+    /// PEM that jsonwebtoken reads as it is: this block's text (the whole
+    /// block, its markers included).
     Pem(&'a str),
     /// DER to hand to jsonwebtoken's `from_*_der` (PKCS#8 for EC and
     /// Ed25519, PKCS#1 for RSA).
@@ -159,7 +160,13 @@ pub(crate) fn private_pem(alg: Algorithm, input: &[u8]) -> Result<Private<'_>, C
     };
     match block.label {
         "PRIVATE KEY" => {
-            check_pkcs8(alg, &der()?)?;
+            // What does not parse here, jsonwebtoken refuses with its own
+            // error as the cause.
+            if let Some(der) = block.der()
+                && pkcs8_algorithm(&der).is_some()
+            {
+                check_pkcs8(alg, &der)?;
+            }
             Ok(Private::Pem(block.text))
         }
         "EC PRIVATE KEY" if family == AlgorithmFamily::Ec => {
