@@ -487,9 +487,16 @@ impl HttpResponder<ProblemJson> {
 }
 
 /// How an [`HttpResponder`] writes its body: [`EmptyBody`] or [`ProblemJson`].
-pub trait BodyMode: fmt::Debug + Clone + Send + Sync + 'static {
+/// Sealed: for another body, write a [`Responder`] closure.
+pub trait BodyMode: sealed::Sealed + fmt::Debug + Clone + Send + Sync + 'static {
     /// The `Content-Type` of the body, if there is one.
     const CONTENT_TYPE: Option<&'static str>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::EmptyBody {}
+    impl Sealed for super::ProblemJson {}
 }
 
 impl BodyMode for EmptyBody {
