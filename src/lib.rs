@@ -254,3 +254,6 @@ pub struct ReadmeDoctests;
 
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
 pub use stats::Stats;
+/// The date-time type of [`IssuedToken::expiry`], [`Session::expiry`] and
+/// friends, re-exported from the `time` crate so the versions always match.
+pub use time::OffsetDateTime;
