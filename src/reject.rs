@@ -11,7 +11,7 @@
 use std::fmt;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 
 use crate::error::{ConfigError, ConfigErrorKind};
 
@@ -144,14 +144,12 @@ impl RejectionKind {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {
-    Missing = 0,
-    InvalidRequest = 1,
-    InvalidToken = 2,
-    Forbidden = 3,
-    Unavailable = 4,
+    Missing,
+    InvalidRequest,
+    InvalidToken,
+    Forbidden,
+    Unavailable,
 }
-
-const CLASSES: usize = 5;
 
 impl Rejection {
     /// A rejection of the given kind (for custom [`TokenSource`](crate::TokenSource)s
@@ -340,20 +338,20 @@ where
 /// | cross-site request with a cookie-borne token | 403 | none |
 /// | revocation store unavailable | 503 | `Retry-After: 1` |
 ///
-/// The headers of each class above are prepared when the responder is built
-/// (constants when there is no realm) and the bodies are constants, so a
-/// rejection formats nothing: it clones the prepared values into a fresh
-/// response.
+/// The challenges are prepared when the responder is built (constants when
+/// there is no realm) and the bodies are constants, so a rejection formats
+/// nothing: it clones a prepared value into a fresh response.
 #[derive(Debug, Clone)]
 pub struct HttpResponder<M = EmptyBody> {
-    /// The headers of each class, indexed by `Class`, copied into every
-    /// rejection of that class (inserting them into a fresh map measured
-    /// faster than cloning the map).
-    headers: [HeaderMap; CLASSES],
+    /// The challenges of the missing-credentials, invalid-request and
+    /// invalid-token classes, built once (inserting a prepared value into
+    /// the fresh response measured faster than cloning a prepared map).
+    challenges: [HeaderValue; 3],
     realm: Option<Realm>,
     body: M,
 }
 
+const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 const INVALID_REQUEST_CHALLENGE: &str = "Bearer error=\"invalid_request\", error_description=\"the request's credentials are malformed\"";
 const INVALID_TOKEN_CHALLENGE: &str =
     "Bearer error=\"invalid_token\", error_description=\"the access token is invalid or expired\"";
@@ -422,53 +420,38 @@ impl<M: BodyMode> HttpResponder<M> {
     }
 
     fn prepare(realm: Option<Realm>, body: M) -> Self {
-        let of = |kind| {
-            let rejection = Rejection::new(kind);
-            let mut headers = HeaderMap::with_capacity(2);
-            match kind.class() {
-                Class::Forbidden => {}
-                Class::Unavailable => {
-                    headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                }
-                class => {
-                    // Without a realm the challenges are constants: cloning
-                    // one then costs no reference count.
-                    let challenge = match (&realm, class) {
-                        (None, Class::Missing) => HeaderValue::from_static("Bearer"),
-                        (None, Class::InvalidRequest) => {
-                            HeaderValue::from_static(INVALID_REQUEST_CHALLENGE)
-                        }
-                        (None, _) => HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
-                        (Some(realm), _) => rejection.challenge(Some(realm)),
-                    };
-                    headers.insert(WWW_AUTHENTICATE, challenge);
-                }
-            }
-            if let Some(content_type) = M::CONTENT_TYPE {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-            }
-            headers
+        let challenge = |kind: RejectionKind| match (&realm, kind.class()) {
+            // Without a realm the challenges are constants: cloning one
+            // costs no reference count.
+            (None, Class::Missing) => HeaderValue::from_static("Bearer"),
+            (None, Class::InvalidRequest) => HeaderValue::from_static(INVALID_REQUEST_CHALLENGE),
+            (None, _) => HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
+            (Some(realm), _) => Rejection::new(kind).challenge(Some(realm)),
         };
         Self {
-            headers: [
-                of(RejectionKind::MissingCredentials),
-                of(RejectionKind::MalformedCredentials),
-                of(RejectionKind::InvalidSignature),
-                of(RejectionKind::CrossSiteRequest),
-                of(RejectionKind::StoreUnavailable),
+            challenges: [
+                challenge(RejectionKind::MissingCredentials),
+                challenge(RejectionKind::MalformedCredentials),
+                challenge(RejectionKind::InvalidSignature),
             ],
             realm,
             body,
         }
     }
 
+    /// A response with the status and the class's header: its challenge,
+    /// or `Retry-After` for an unavailable store.
     fn response<B>(&self, rejection: &Rejection, body: B) -> Response<B> {
         let mut response = Response::new(body);
         *response.status_mut() = rejection.status();
-        let headers = response.headers_mut();
-        for (name, value) in &self.headers[rejection.kind.class() as usize] {
-            headers.insert(name.clone(), value.clone());
-        }
+        let (name, value) = match rejection.kind.class() {
+            Class::Missing => (WWW_AUTHENTICATE, self.challenges[0].clone()),
+            Class::InvalidRequest => (WWW_AUTHENTICATE, self.challenges[1].clone()),
+            Class::InvalidToken => (WWW_AUTHENTICATE, self.challenges[2].clone()),
+            Class::Unavailable => (RETRY_AFTER, HeaderValue::from_static("1")),
+            Class::Forbidden => return response,
+        };
+        response.headers_mut().insert(name, value);
         response
     }
 }
@@ -488,10 +471,7 @@ impl HttpResponder<ProblemJson> {
 
 /// How an [`HttpResponder`] writes its body: [`EmptyBody`] or [`ProblemJson`].
 /// Sealed: for another body, write a [`Responder`] closure.
-pub trait BodyMode: sealed::Sealed + fmt::Debug + Clone + Send + Sync + 'static {
-    /// The `Content-Type` of the body, if there is one.
-    const CONTENT_TYPE: Option<&'static str>;
-}
+pub trait BodyMode: sealed::Sealed + fmt::Debug + Clone + Send + Sync + 'static {}
 
 mod sealed {
     pub trait Sealed {}
@@ -499,13 +479,9 @@ mod sealed {
     impl Sealed for super::ProblemJson {}
 }
 
-impl BodyMode for EmptyBody {
-    const CONTENT_TYPE: Option<&'static str> = None;
-}
+impl BodyMode for EmptyBody {}
 
-impl BodyMode for ProblemJson {
-    const CONTENT_TYPE: Option<&'static str> = Some("application/problem+json");
-}
+impl BodyMode for ProblemJson {}
 
 impl<B: Default> Responder<B> for HttpResponder<EmptyBody> {
     fn respond(&self, rejection: &Rejection) -> Response<B> {
@@ -520,7 +496,9 @@ impl<B: From<&'static str>> Responder<B> for HttpResponder<ProblemJson> {
         } else {
             problem(rejection.kind.class())
         };
-        self.response(rejection, B::from(body))
+        let mut response = self.response(rejection, B::from(body));
+        response.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
+        response
     }
 }
 
