@@ -77,7 +77,7 @@ async fn login(State(state): State<AppState>, Json(credentials): Json<Credential
     };
     let mut headers = HeaderMap::new();
     // The same token for browsers (cookie) and API clients (JSON body).
-    let Ok(cookie) = state.cookie.set_cookie(issued.token(), issued.lifetime()) else {
+    let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     headers.insert(header::SET_COOKIE, cookie);

@@ -137,7 +137,7 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let Ok(cookie) = state.cookie.set_cookie(issued.token(), issued.lifetime()) else {
+    let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let mut response = json(

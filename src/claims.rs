@@ -48,6 +48,43 @@ pub struct RegisteredClaims {
     pub auth_time: Option<i64>,
 }
 
+impl RegisteredClaims {
+    /// The claims of a login for `subject`: only `sub` is set. The
+    /// [`Issuer`](crate::Issuer) fills in `exp`, `iat`, `jti`, `sid`,
+    /// `auth_time`, `iss` and `aud`, so no placeholder values are needed:
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tower_sliding_jwt::{Claims, Key, RegisteredClaims, SlidingJwtLayer};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct MyClaims {
+    ///     #[serde(flatten)]
+    ///     registered: RegisteredClaims,
+    ///     role: String,
+    /// }
+    /// impl Claims for MyClaims {
+    ///     fn registered(&self) -> &RegisteredClaims { &self.registered }
+    ///     fn registered_mut(&mut self) -> &mut RegisteredClaims { &mut self.registered }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = SlidingJwtLayer::<_, MyClaims>::builder(Key::hs256([7u8; 32])?).build()?;
+    /// let login = MyClaims { registered: RegisteredClaims::new("alice"), role: "admin".into() };
+    /// let issued = layer.issuer().issue(login)?;
+    /// assert_eq!(issued.claims().registered.exp, issued.expires_at());
+    /// assert!(issued.claims().registered.sid.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            sub: Some(subject.into()),
+            ..Self::default()
+        }
+    }
+}
+
 /// The `aud` claim: a single audience or several.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
@@ -146,6 +183,9 @@ impl<'de> Deserialize<'de> for Audience {
 /// }
 /// ```
 ///
+/// At login, build it with [`RegisteredClaims::new`]`("alice")`: the issuer
+/// sets the times and ids.
+///
 /// A renewed token carries what your type serializes: claims your type does
 /// not declare are dropped. To carry unknown claims through renewals, add a
 /// `#[serde(flatten)] extra: serde_json::Map<String, serde_json::Value>` field or
@@ -230,10 +270,7 @@ impl<E> StandardClaims<E> {
     /// the times and ids when it issues the token.
     pub fn new(subject: impl Into<String>, extra: E) -> Self {
         Self {
-            registered: RegisteredClaims {
-                sub: Some(subject.into()),
-                ..RegisteredClaims::default()
-            },
+            registered: RegisteredClaims::new(subject),
             extra,
         }
     }

@@ -15,6 +15,9 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 #[derive(Debug)]
 pub struct ConfigError {
     kind: ConfigErrorKind,
+    /// What exactly is wrong, for a person: which key, the format found, the
+    /// command that fixes it. Never key material.
+    detail: Option<Box<str>>,
     source: Option<BoxError>,
 }
 
@@ -85,14 +88,32 @@ pub enum ConfigErrorKind {
 
 impl ConfigError {
     pub(crate) fn new(kind: ConfigErrorKind) -> Self {
-        Self { kind, source: None }
+        Self {
+            kind,
+            detail: None,
+            source: None,
+        }
     }
 
     pub(crate) fn with_source(kind: ConfigErrorKind, source: impl Into<BoxError>) -> Self {
         Self {
             kind,
+            detail: None,
             source: Some(source.into()),
         }
+    }
+
+    /// Adds what exactly is wrong (shown by `Display`).
+    pub(crate) fn with_detail(mut self, detail: impl Into<Box<str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// What exactly is wrong, when the crate can say more than the kind: for
+    /// a key, which one (its algorithm), the format found and the command
+    /// that converts it. Also part of `Display`. Never contains key material.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// What went wrong.
@@ -109,7 +130,11 @@ impl From<ConfigErrorKind> for ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid sliding-jwt configuration: {}", self.kind)
+        write!(f, "invalid sliding-jwt configuration: {}", self.kind)?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
     }
 }
 

@@ -459,11 +459,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
     fn deliver<B>(&self, signed: Signed, response: &mut Response<B>) {
         let source = &self.config.sources[self.source];
         let headers = response.headers_mut();
-        source.deliver(
-            &signed.token,
-            signed.expires_at.saturating_sub(self.now),
-            headers,
-        );
+        source.deliver_at(&signed.token, self.now, signed.expires_at, headers);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response.extensions_mut().insert(Renewed {
             expires_at: signed.expires_at,

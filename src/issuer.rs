@@ -4,7 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::claims::Claims;
+use crate::clock::datetime;
 use crate::core::Core;
 use crate::error::IssueError;
 use crate::keys::Keys;
@@ -95,12 +98,24 @@ impl<C: Claims> IssuedToken<C> {
         &self.claims
     }
 
-    /// The token's `exp`.
+    /// The token's `exp`, in seconds since the Unix epoch.
     pub fn expires_at(&self) -> i64 {
         self.claims.registered().exp
     }
 
-    /// Seconds from issue to expiry (for a cookie's `Max-Age`).
+    /// When the token expires (its `exp`).
+    pub fn expiry(&self) -> OffsetDateTime {
+        datetime(self.expires_at())
+    }
+
+    /// When the token was issued (its `iat`, the layer's clock at login).
+    pub fn issued_at(&self) -> OffsetDateTime {
+        let registered = self.claims.registered();
+        datetime(registered.iat.unwrap_or(registered.exp))
+    }
+
+    /// Seconds from issue to expiry (a cookie's `Max-Age`; for the cookie
+    /// itself, [`CookieSource::set_cookie_for`](crate::CookieSource::set_cookie_for)).
     pub fn lifetime(&self) -> i64 {
         let registered = self.claims.registered();
         registered

@@ -87,36 +87,83 @@ impl Key {
 
     /// A signing key from a PEM private key; the public key is derived from it.
     ///
-    /// RSA keys are PKCS#1 or PKCS#8 (`RS*`/`PS*`); ECDSA keys PKCS#8 (`ES256`
-    /// on P-256, `ES384` on P-384); EdDSA keys PKCS#8 Ed25519.
+    /// Reads what key tools print:
+    ///
+    /// | algorithm | PEM |
+    /// |---|---|
+    /// | `RS*`, `PS*` | PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` (`openssl genrsa`) |
+    /// | `ES256` (P-256), `ES384` (P-384) | PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY` (`openssl ecparam -genkey`, whose `EC PARAMETERS` block is skipped) |
+    /// | `EdDSA` (Ed25519) | PKCS#8 `PRIVATE KEY` (`openssl genpkey -algorithm ed25519`) |
+    ///
+    /// ```
+    /// use tower_sliding_jwt::{Algorithm, Key};
+    ///
+    /// // What `openssl ecparam -name prime256v1 -genkey` prints.
+    /// let sec1 = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----
+    /// -----BEGIN EC PRIVATE KEY-----
+    /// MHcCAQEEIHtEmJ9w8U6aHuJu5UF2+R5HNox5FYW5Mo7qWKmCoPycoAoGCCqGSM49
+    /// AwEHoUQDQgAEN6lk2L+gil3NJfgmW4KZMjDHbxNDDje0MjfXW64fvFKi2emrImxA
+    /// QPXEOp4hm+l6XRbw9WJdAMHNipAAejuF5w==
+    /// -----END EC PRIVATE KEY-----";
+    /// let key = Key::from_pem(Algorithm::ES256, sec1)?;
+    /// assert!(key.can_sign());
+    ///
+    /// // A key of the wrong kind says what it found and what to do.
+    /// let error = Key::from_pem(Algorithm::ES384, sec1).unwrap_err();
+    /// assert_eq!(
+    ///     error.detail(),
+    ///     Some("ES384 private key: found a SEC1 \"EC PRIVATE KEY\" on P-256; ES384 needs P-384"),
+    /// );
+    /// # Ok::<(), tower_sliding_jwt::ConfigError>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ConfigErrorKind::InvalidKey`] when the PEM does not hold a private key of
-    /// the algorithm's family; [`ConfigErrorKind::NoCryptoBackend`] without a backend.
+    /// [`ConfigErrorKind::InvalidKey`] when the PEM does not hold a private key
+    /// of the algorithm's family (or curve); its
+    /// [`detail`](ConfigError::detail) names the algorithm, the format found
+    /// and, where one exists, the `openssl` command that converts it.
+    /// [`ConfigErrorKind::NoCryptoBackend`] without a backend.
     pub fn from_pem(alg: Algorithm, private_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let pem = private_pem.as_ref();
-        let encoding = match alg.family() {
-            AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
-            AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
-            AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
-            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+        if alg.family() == AlgorithmFamily::Hmac {
+            return Err(hmac_is_not_pem(alg));
         }
-        .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        let encoding = match crate::pem::private_pem(alg, pem)? {
+            crate::pem::Private::Der(der) => EncodingKey::from_ec_der(&der),
+            crate::pem::Private::Pem(block) => {
+                let block = block.as_bytes();
+                match alg.family() {
+                    AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(block),
+                    AlgorithmFamily::Ec => EncodingKey::from_ec_pem(block),
+                    _ => EncodingKey::from_ed_pem(block),
+                }
+                .map_err(|e| {
+                    ConfigError::with_source(ConfigErrorKind::InvalidKey, e).with_detail(format!(
+                        "{} private key: the PEM block does not parse as {}",
+                        alg_name(alg),
+                        crate::pem::needs(alg)
+                    ))
+                })?
+            }
+        };
         Self::from_encoding_key(alg, encoding)
     }
 
-    /// A signing key from a DER private key (PKCS#1 for RSA, PKCS#8 for ECDSA
-    /// and EdDSA); the public key is derived from it.
+    /// A signing key from a DER private key; the public key is derived from
+    /// it. RSA keys are PKCS#1 or PKCS#8, ECDSA keys PKCS#8 or SEC1, EdDSA
+    /// keys PKCS#8.
     ///
     /// # Errors
     /// As [`Key::from_pem`].
     pub fn from_der(alg: Algorithm, private_der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let der = private_der.as_ref();
+        if alg.family() == AlgorithmFamily::Hmac {
+            return Err(hmac_is_not_pem(alg));
+        }
+        let der = crate::pem::private_der(alg, private_der.as_ref())?;
         let encoding = match alg.family() {
-            AlgorithmFamily::Rsa => EncodingKey::from_rsa_der(der),
-            AlgorithmFamily::Ec => EncodingKey::from_ec_der(der),
-            AlgorithmFamily::Ed => EncodingKey::from_ed_der(der),
-            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+            AlgorithmFamily::Rsa => EncodingKey::from_rsa_der(&der),
+            AlgorithmFamily::Ec => EncodingKey::from_ec_der(&der),
+            _ => EncodingKey::from_ed_der(&der),
         };
         Self::from_encoding_key(alg, encoding)
     }
@@ -126,16 +173,21 @@ impl Key {
     ///
     /// # Errors
     /// [`ConfigErrorKind::InvalidKey`] when the PEM does not hold a public key of
-    /// the algorithm's family.
+    /// the algorithm's family; its [`detail`](ConfigError::detail) says what
+    /// was found.
     pub fn public_pem(alg: Algorithm, public_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let pem = public_pem.as_ref();
         let decoding = match alg.family() {
             AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
             AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
             AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
-            AlgorithmFamily::Hmac => return Err(ConfigErrorKind::InvalidKey.into()),
+            AlgorithmFamily::Hmac => return Err(hmac_is_not_pem(alg)),
         }
-        .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e))?;
+        .map_err(|e| {
+            let problem = crate::pem::public_problem(alg, pem);
+            let detail = problem.detail().unwrap_or_default().to_owned();
+            ConfigError::with_source(ConfigErrorKind::InvalidKey, e).with_detail(detail)
+        })?;
         Self::verifying(alg, decoding)
     }
 
@@ -209,7 +261,13 @@ impl Key {
         let provider = provider()?;
         let utils = &provider.key_utils;
         let der = encoding.as_bytes();
-        let invalid = |e| ConfigError::with_source(ConfigErrorKind::InvalidKey, e);
+        let invalid = |e| {
+            ConfigError::with_source(ConfigErrorKind::InvalidKey, e).with_detail(format!(
+                "{} private key: not {} (or the key data is damaged)",
+                alg_name(alg),
+                crate::pem::needs(alg)
+            ))
+        };
         let decoding = match alg.family() {
             AlgorithmFamily::Rsa => {
                 let (n, e) = (utils.rsa_pub_components_from_private_key)(der).map_err(invalid)?;
@@ -361,6 +419,14 @@ fn jose_header(alg: Algorithm, kid: Option<&str>) -> Arc<str> {
     // Serializing a struct of strings cannot fail.
     let json = serde_json::to_vec(&header).unwrap_or_default();
     URL_SAFE_NO_PAD.encode(json).into()
+}
+
+/// Refuses a PEM or DER "private key" for an HMAC algorithm.
+fn hmac_is_not_pem(alg: Algorithm) -> ConfigError {
+    ConfigError::new(ConfigErrorKind::InvalidKey).with_detail(format!(
+        "{} key: HMAC keys are raw secrets, not PEM or DER; use Key::hmac",
+        alg_name(alg)
+    ))
 }
 
 /// RFC 7518 §3.2: an HMAC secret is at least as long as the hash output

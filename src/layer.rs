@@ -1,6 +1,7 @@
 //! The layer, its builder and the shared configuration.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::issuer::Issuer;
 use crate::keys::{Key, Keys, provider};
 use crate::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
 use crate::reject::HttpResponder;
-use crate::revalidate::Revalidate;
+use crate::revalidate::{OwnedClaims, Revalidate, Verdict};
 use crate::revoke::{MemoryStore, RevocationStore};
 use crate::service::SlidingJwt;
 use crate::session::Revoker;
@@ -335,10 +336,23 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
 
     /// A hook that runs, before the inner service, whenever a renewal is about
     /// to happen: it may approve, update the claims, veto the renewal, or
-    /// reject the request.
+    /// reject the request. See [`Revalidate`].
     pub fn with_revalidation(mut self, hook: impl Revalidate<C>) -> Self {
         self.settings.revalidate = Some(Box::new(hook));
         self
+    }
+
+    /// [`with_revalidation`](Self::with_revalidation) with a closure that
+    /// takes its own copy of the claims, so it can be written
+    /// `|claims| async move { ... }`: the future owns what it uses. See
+    /// [`Revalidate`] for an example that clones a database pool.
+    pub fn with_revalidation_fn<F, Fut>(self, hook: F) -> Self
+    where
+        C: Clone + Send + Sync + 'static,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict<C>> + Send + 'static,
+    {
+        self.with_revalidation(OwnedClaims(hook))
     }
 
     /// Remembers up to `capacity` verified tokens by their exact bytes, so a

@@ -152,9 +152,10 @@
 //!   `nbf`, `iss`, `aud` and `typ` when configured; any `crit` header refused.
 //! * **Leeway never lengthens a lifetime**: it is at most 60 s, applies only to
 //!   `exp`/`nbf` checks, and the session cap has none.
-//! * **Nothing leaks:** rejection bodies are empty and `error_description` is
-//!   generic. The precise [`RejectionKind`] is in the response's extensions
-//!   for your code. Tokens and keys have redacting `Debug` implementations.
+//! * **Nothing leaks:** rejection bodies are empty (or a generic RFC 9457
+//!   problem, [`HttpResponder::with_problem_json`]) and `error_description`
+//!   is generic. The precise [`RejectionKind`] is in the response's
+//!   extensions for your code, and in a body only if you opt in. Tokens and keys have redacting `Debug` implementations.
 //! * **Bounded work:** no panics on input, no unbounded allocation; the
 //!   single-flight map and the revocation store have fixed capacities.
 //! * **Revocation is checked on every request** and again before a renewal is
@@ -189,6 +190,10 @@
 //! | revocation store unavailable | 503, `Retry-After: 1` | `UNAVAILABLE` |
 //! | keys not loaded yet (remote key set before its first load) | 503, `Retry-After: 1` | `UNAVAILABLE` |
 //!
+//! [`Rejection::error_code`] is `None` only when no credentials were sent;
+//! the bodies are empty, or `application/problem+json` with
+//! [`HttpResponder::with_problem_json`].
+//!
 //! In optional mode ([`SlidingJwtBuilder::with_optional`]) a request without a
 //! token passes through anonymously; a bad token is still refused.
 
@@ -214,6 +219,7 @@ mod keys;
 mod layer;
 mod log;
 mod origin;
+mod pem;
 mod policy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -247,7 +253,10 @@ pub use origin::Origin;
 pub use policy::{
     DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle, is_success,
 };
-pub use reject::{GrpcResponder, HttpResponder, Realm, Rejection, RejectionKind, Responder};
+pub use reject::{
+    BodyMode, EmptyBody, GrpcResponder, HttpResponder, ProblemJson, Realm, Rejection,
+    RejectionKind, Responder,
+};
 pub use revalidate::{Revalidate, Verdict};
 pub use revoke::{
     BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, SharedFlight,
@@ -263,3 +272,6 @@ pub struct ReadmeDoctests;
 
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
 pub use stats::Stats;
+/// The date-time type of [`IssuedToken::expiry`], [`Session::expiry`] and
+/// friends, re-exported from the `time` crate so the versions always match.
+pub use time::OffsetDateTime;

@@ -117,6 +117,24 @@ impl fmt::Debug for Lookup {
 /// `check` runs on every authenticated request: answer [`Lookup::Ready`]
 /// whenever possible, and never hold a lock across an `.await` in the
 /// [`Lookup::Pending`] future.
+///
+/// Implemented for `Arc<S>` and `Box<S>` of any store, `Arc<dyn RevocationStore>`
+/// included, so a store chosen at run time needs no second builder chain:
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_sliding_jwt::{Key, MemoryStore, RevocationStore, SlidingJwtLayer, StandardClaims};
+///
+/// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
+/// // E.g. a Redis store in production, memory in development.
+/// let store: Arc<dyn RevocationStore> = Arc::new(MemoryStore::new());
+/// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
+///     .with_revocation_store(store.clone())
+///     .build()?;
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
 pub trait RevocationStore: Send + Sync + 'static {
     /// Whether the token with these ids is revoked at time `now`.
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup;
@@ -134,6 +152,42 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// answers. `None` by default: single flight stays per process.
     fn shared_flight(&self) -> Option<&dyn SharedFlight> {
         None
+    }
+}
+
+impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        (**self).check(token, now)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).revoke(revocation, now)
+    }
+
+    fn shared_flight(&self) -> Option<&dyn SharedFlight> {
+        (**self).shared_flight()
+    }
+}
+
+impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        (**self).check(token, now)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).revoke(revocation, now)
+    }
+
+    fn shared_flight(&self) -> Option<&dyn SharedFlight> {
+        (**self).shared_flight()
     }
 }
 

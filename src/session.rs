@@ -5,8 +5,10 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use time::OffsetDateTime;
+
 use crate::claims::Claims;
-use crate::clock::Clock;
+use crate::clock::{Clock, datetime};
 use crate::extensions::RawToken;
 use crate::log::event;
 use crate::revoke::{Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind};
@@ -121,6 +123,22 @@ impl<C> Session<C> {
 }
 
 impl<C: Claims> Session<C> {
+    /// When the current token expires (its `exp`). A renewal on this
+    /// response, if any, is in the response's [`Renewed`](crate::Renewed) extension.
+    pub fn expiry(&self) -> OffsetDateTime {
+        datetime(self.claims().registered().exp)
+    }
+
+    /// When the current token was issued (its `iat`), if it says.
+    pub fn issued_at(&self) -> Option<OffsetDateTime> {
+        self.claims().registered().iat.map(datetime)
+    }
+
+    /// When the user logged in (the session's `auth_time`), if the token says.
+    pub fn authenticated_at(&self) -> Option<OffsetDateTime> {
+        self.claims().registered().auth_time.map(datetime)
+    }
+
     pub(crate) fn new(
         verified: Held<C>,
         store: Arc<dyn RevocationStore>,

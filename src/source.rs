@@ -8,7 +8,10 @@
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::claims::Claims;
+use crate::clock::push_http_date;
 use crate::error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
+use crate::issuer::IssuedToken;
 use crate::reject::{Rejection, RejectionKind};
 
 /// Reads a token from a request and writes a renewed one to the response.
@@ -32,6 +35,15 @@ pub trait TokenSource: Send + Sync + 'static {
     /// seconds until the token expires. The layer only ever hands over a
     /// compact JWS it signed itself.
     fn deliver(&self, token: &str, max_age: i64, headers: &mut HeaderMap);
+
+    /// What the layer calls to write a renewed token: `now` is the layer's
+    /// clock and `expires_at` the token's `exp` (both in seconds since the
+    /// Unix epoch). Calls [`deliver`](Self::deliver) with
+    /// `expires_at - now` by default; override it when the channel carries
+    /// an absolute time (the cookie's `Expires`).
+    fn deliver_at(&self, token: &str, now: i64, expires_at: i64, headers: &mut HeaderMap) {
+        self.deliver(token, expires_at.saturating_sub(now), headers);
+    }
 
     /// Whether the response already carries a token on this channel (a
     /// handler set one, e.g. at login): the layer then does not renew.
@@ -104,10 +116,17 @@ fn is_token68(bytes: &[u8]) -> bool {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(&[][..], |last| &bytes[..=last]);
-    !body.is_empty()
-        && all_bytes(body, |b| {
-            base64url_char(b) | (b == b'.') | (b == b'~') | (b == b'+') | (b == b'/')
-        })
+    !body.is_empty() && all_bytes(body, token68_char)
+}
+
+/// Whether `b` is a token68 character (`A-Z a-z 0-9 - . _ ~ + /`): two
+/// range checks and three comparisons, branch-free (vectorized like
+/// [`base64url_char`]). `-` `.` `/` and the digits are one range, 0x2D to 0x39.
+#[inline(always)]
+fn token68_char(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let dash_to_nine = b.wrapping_sub(b'-') < 13;
+    letter | dash_to_nine | (b == b'_') | (b == b'~') | (b == b'+')
 }
 
 fn single_value<'a>(
@@ -279,8 +298,9 @@ pub enum SameSite {
 
 /// A cookie carrying the token; renewed tokens are written with `Set-Cookie`.
 ///
-/// Defaults: `HttpOnly; Secure; SameSite=Lax; Path=/` and `Max-Age` equal to the
-/// token's remaining lifetime. A cookie sent twice (e.g. planted for a parent
+/// Defaults: `HttpOnly; Secure; SameSite=Lax; Path=/`, `Max-Age` equal to the
+/// token's remaining lifetime and, beside it, `Expires` at the token's `exp`
+/// (an HTTP date by the layer's clock, for clients that ignore `Max-Age`). A cookie sent twice (e.g. planted for a parent
 /// domain) is a 400 `invalid_request`: the layer will not guess which is real.
 /// An empty cookie value counts as no token.
 #[derive(Debug, Clone)]
@@ -371,8 +391,37 @@ impl CookieSource {
         &self.name
     }
 
+    /// The `Set-Cookie` value for a freshly issued login token (marked
+    /// sensitive): `Max-Age` is the token's lifetime and `Expires` its `exp`.
+    ///
+    /// ```
+    /// use tower_sliding_jwt::{CookieSource, Key, ManualClock, SlidingJwtLayer, StandardClaims};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cookie = CookieSource::new("session")?;
+    /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
+    ///     .with_clock(ManualClock::new(784_111_777))
+    ///     .with_token_source(cookie.clone())
+    ///     .build()?;
+    /// let issued = layer.issuer().issue(StandardClaims::new("alice", Default::default()))?;
+    /// let value = cookie.set_cookie_for(&issued)?;
+    /// assert!(value.to_str()?.ends_with("; Max-Age=3600; Expires=Sun, 06 Nov 1994 09:49:37 GMT"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`set_cookie`](Self::set_cookie).
+    pub fn set_cookie_for<C: Claims>(
+        &self,
+        issued: &IssuedToken<C>,
+    ) -> Result<HeaderValue, IssueError> {
+        self.set_cookie_until(issued.token(), issued.lifetime(), issued.expires_at())
+    }
+
     /// A `Set-Cookie` value carrying `token` for `max_age` seconds (marked
-    /// sensitive). Use it at login to set the first token.
+    /// sensitive), without `Expires` (it has no clock to compute one from;
+    /// [`set_cookie_for`](Self::set_cookie_for) writes both).
     ///
     /// # Errors
     /// [`IssueErrorKind::NotCompact`] when `token` is not a compact JWS (three
@@ -382,15 +431,28 @@ impl CookieSource {
         if !is_compact_jws(token) {
             return Err(IssueError::new(IssueErrorKind::NotCompact, None));
         }
-        Ok(self.cookie_value(token, max_age.max(0)))
+        Ok(self.cookie_value(token, max_age.max(0), None))
     }
 
-    /// A `Set-Cookie` value that deletes the cookie (empty value, `Max-Age=0`).
+    fn set_cookie_until(
+        &self,
+        token: &str,
+        max_age: i64,
+        expires_at: i64,
+    ) -> Result<HeaderValue, IssueError> {
+        if !is_compact_jws(token) {
+            return Err(IssueError::new(IssueErrorKind::NotCompact, None));
+        }
+        Ok(self.cookie_value(token, max_age.max(0), Some(expires_at)))
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie (empty value, `Max-Age=0`,
+    /// `Expires` at the Unix epoch).
     pub fn clear_cookie(&self) -> HeaderValue {
-        self.cookie_value("", 0)
+        self.cookie_value("", 0, Some(0))
     }
 
-    fn cookie_value(&self, token: &str, max_age: i64) -> HeaderValue {
+    fn cookie_value(&self, token: &str, max_age: i64, expires_at: Option<i64>) -> HeaderValue {
         let mut value = format!("{}={}", self.name, token);
         if self.http_only {
             value.push_str("; HttpOnly");
@@ -411,6 +473,10 @@ impl CookieSource {
         }
         value.push_str("; Max-Age=");
         value.push_str(&max_age.to_string());
+        if let Some(expires_at) = expires_at {
+            value.push_str("; Expires=");
+            push_http_date(expires_at, &mut value);
+        }
         // Name, attributes and token characters are all checked printable ASCII.
         sensitive(value).unwrap_or_else(|| HeaderValue::from_static(""))
     }
@@ -446,6 +512,13 @@ impl TokenSource for CookieSource {
 
     fn deliver(&self, token: &str, max_age: i64, headers: &mut HeaderMap) {
         if let Ok(value) = self.set_cookie(token, max_age) {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+
+    fn deliver_at(&self, token: &str, now: i64, expires_at: i64, headers: &mut HeaderMap) {
+        let max_age = expires_at.saturating_sub(now);
+        if let Ok(value) = self.set_cookie_until(token, max_age, expires_at) {
             headers.append(SET_COOKIE, value);
         }
     }
@@ -573,7 +646,13 @@ mod tests {
             .unwrap();
         assert_eq!(
             c.clear_cookie(),
-            "session=; HttpOnly; SameSite=Strict; Path=/; Domain=example.com; Max-Age=0"
+            "session=; HttpOnly; SameSite=Strict; Path=/; Domain=example.com; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        let mut headers = HeaderMap::new();
+        c.deliver_at("x.y.z", 784_111_777, 784_111_777 + 60, &mut headers);
+        assert_eq!(
+            headers[SET_COOKIE],
+            "session=x.y.z; HttpOnly; SameSite=Strict; Path=/; Domain=example.com; Max-Age=60; Expires=Sun, 06 Nov 1994 08:50:37 GMT"
         );
         assert!(CookieSource::new("a;b").is_err());
         assert!(CookieSource::new("s").unwrap().with_path("/a;b").is_err());

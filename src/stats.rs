@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::reject::RejectionKind;
 
 /// Every [`RejectionKind`], in the order of [`Stats::rejections`].
-const KINDS: [RejectionKind; 20] = [
+const KINDS: [RejectionKind; 21] = [
     RejectionKind::MissingCredentials,
     RejectionKind::MalformedCredentials,
     RejectionKind::DuplicateCredentials,
@@ -32,6 +32,7 @@ const KINDS: [RejectionKind; 20] = [
     RejectionKind::SessionRejected,
     RejectionKind::CrossSiteRequest,
     RejectionKind::StoreUnavailable,
+    RejectionKind::KeysUnavailable,
 ];
 
 fn index(kind: RejectionKind) -> usize {

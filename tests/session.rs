@@ -107,7 +107,7 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
     assert_eq!(cleared.len(), 1, "only the clearing cookie, no renewal");
     assert_eq!(
         cleared[0],
-        "session=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0"
+        "session=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
     );
     assert!(response.headers().get("authorization").is_none());
 

@@ -1,7 +1,7 @@
 //! One Redis handle for a cluster (feature `redis`): revocations and the
 //! single flight shared by every instance.
 //!
-//! [`RedisStore`] is a [`RevocationStore`] that also offers a
+//! [`RedisStore`] is a [`RevocationStore`](crate::RevocationStore) that also offers a
 //! [`SharedFlight`](crate::SharedFlight): `with_revocation_store(store)` is
 //! all a layer needs to act as one instance of a cluster. One connection
 //! manager and one configuration (URL, prefix, timeout, failure mode) serve
@@ -184,7 +184,7 @@ impl RedisStoreBuilder {
 
     /// The clock that decides which entries read from Redis are still live
     /// and how long entries live in Redis (default
-    /// [`SystemClock`](crate::SystemClock)). Give it the layer's clock: the
+    /// [`SystemClock`]). Give it the layer's clock: the
     /// store and the layer must agree on "now".
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);

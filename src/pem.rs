@@ -1,0 +1,458 @@
+//! Reading private keys in the PEM and DER forms tools print, and saying
+//! exactly what is wrong with one that cannot be used.
+//!
+//! jsonwebtoken reads PKCS#8 (`PRIVATE KEY`) for every family and PKCS#1
+//! (`RSA PRIVATE KEY`) for RSA. This module also accepts a SEC1
+//! `EC PRIVATE KEY` (what `openssl ecparam -genkey` prints, after an
+//! `EC PARAMETERS` block) by wrapping it into PKCS#8, and names the format
+//! it found when it refuses one. Only labels, algorithm identifiers and curve
+//! names are ever described: never key material.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::keys::alg_name;
+
+/// `id-ecPublicKey` (1.2.840.10045.2.1).
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+/// `rsaEncryption` (1.2.840.113549.1.1.1).
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// `id-RSASSA-PSS` (1.2.840.113549.1.1.10).
+const RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+/// `id-Ed25519` (1.3.101.112).
+const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+/// `id-Ed448` (1.3.101.113).
+const ED448: &[u8] = &[0x2b, 0x65, 0x71];
+
+/// Named curves by OID.
+const CURVES: &[(&[u8], &str)] = &[
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], "P-256"),
+    (&[0x2b, 0x81, 0x04, 0x00, 0x22], "P-384"),
+    (&[0x2b, 0x81, 0x04, 0x00, 0x23], "P-521"),
+    (&[0x2b, 0x81, 0x04, 0x00, 0x0a], "secp256k1"),
+];
+
+/// The command that turns any OpenSSL-readable private key into PKCS#8.
+pub(crate) const TO_PKCS8: &str = "openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.pkcs8.pem";
+
+/// The curve an ECDSA algorithm signs on.
+fn curve_of(alg: Algorithm) -> Option<(&'static [u8], &'static str)> {
+    match alg {
+        Algorithm::ES256 => Some((CURVES[0].0, CURVES[0].1)),
+        Algorithm::ES384 => Some((CURVES[1].0, CURVES[1].1)),
+        _ => None,
+    }
+}
+
+fn curve_name(oid: &[u8]) -> &'static str {
+    CURVES
+        .iter()
+        .find(|(known, _)| *known == oid)
+        .map_or("an unknown curve", |(_, name)| name)
+}
+
+/// What an algorithm family needs, for messages.
+pub(crate) fn needs(alg: Algorithm) -> &'static str {
+    match alg.family() {
+        AlgorithmFamily::Rsa => "an RSA private key",
+        AlgorithmFamily::Ec if alg == Algorithm::ES384 => "an EC private key on P-384",
+        AlgorithmFamily::Ec => "an EC private key on P-256",
+        AlgorithmFamily::Ed => "an Ed25519 private key",
+        AlgorithmFamily::Hmac => "a secret",
+    }
+}
+
+/// A refusal naming the key (by its algorithm), what was found and what to
+/// do; never key material.
+pub(crate) fn problem(alg: Algorithm, what: impl std::fmt::Display) -> ConfigError {
+    ConfigError::new(ConfigErrorKind::InvalidKey)
+        .with_detail(format!("{} private key: {what}", alg_name(alg)))
+}
+
+/// One `-----BEGIN <label>-----` ... `-----END <label>-----` block.
+pub(crate) struct Block<'a> {
+    pub(crate) label: &'a str,
+    /// The whole block, markers included (what jsonwebtoken parses).
+    pub(crate) text: &'a str,
+    body: &'a str,
+}
+
+impl Block<'_> {
+    /// The block's DER bytes.
+    fn der(&self) -> Option<Vec<u8>> {
+        let compact: String = self.body.split_ascii_whitespace().collect();
+        STANDARD.decode(compact).ok()
+    }
+}
+
+/// Every complete PEM block in `input`, in order.
+pub(crate) fn blocks(input: &[u8]) -> Vec<Block<'_>> {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(begin) = rest.find("-----BEGIN ") {
+        let after = &rest[begin + 11..];
+        let Some(label_end) = after.find("-----") else {
+            break;
+        };
+        let label = &after[..label_end];
+        let body_start = label_end + 5;
+        let end_marker = format!("-----END {label}-----");
+        let Some(body_len) = after[body_start..].find(&end_marker) else {
+            break;
+        };
+        let body = &after[body_start..body_start + body_len];
+        let block_end = begin + 11 + body_start + body_len + end_marker.len();
+        found.push(Block {
+            label,
+            text: &rest[begin..block_end],
+            body,
+        });
+        rest = &rest[block_end..];
+    }
+    found
+}
+
+/// How a private key was given, once its format is known.
+pub(crate) enum Private<'a> {
+    /// PEM that jsonwebtoken reads as it is: this block's text (the whole
+    /// block, its markers included).
+    Pem(&'a str),
+    /// DER to hand to jsonwebtoken's `from_*_der` (PKCS#8 for EC and
+    /// Ed25519, PKCS#1 for RSA).
+    Der(Vec<u8>),
+}
+
+/// Picks the private key block out of `input` for `alg`, converting SEC1,
+/// or says what is wrong.
+pub(crate) fn private_pem(alg: Algorithm, input: &[u8]) -> Result<Private<'_>, ConfigError> {
+    let blocks = blocks(input);
+    // `openssl ecparam -genkey` prints the curve parameters first, and a
+    // bundle may hold a certificate too: take the private key if there is one.
+    let Some(block) = blocks
+        .iter()
+        .find(|b| b.label.ends_with("PRIVATE KEY"))
+        .or_else(|| blocks.iter().find(|b| b.label != "EC PARAMETERS"))
+    else {
+        return Err(problem(
+            alg,
+            format_args!(
+                "no PEM private key block found (expected `-----BEGIN PRIVATE KEY-----`); \
+                 for DER bytes use Key::from_der"
+            ),
+        ));
+    };
+    let family = alg.family();
+    let der = || {
+        block.der().ok_or_else(|| {
+            problem(
+                alg,
+                format_args!(
+                    "the base64 inside the \"{}\" PEM block does not decode",
+                    block.label
+                ),
+            )
+        })
+    };
+    match block.label {
+        "PRIVATE KEY" => {
+            // What does not parse here, jsonwebtoken refuses with its own
+            // error as the cause.
+            if let Some(der) = block.der()
+                && pkcs8_algorithm(&der).is_some()
+            {
+                check_pkcs8(alg, &der)?;
+            }
+            Ok(Private::Pem(block.text))
+        }
+        "EC PRIVATE KEY" if family == AlgorithmFamily::Ec => {
+            Ok(Private::Der(sec1_to_pkcs8(alg, &der()?)?))
+        }
+        "RSA PRIVATE KEY" if family == AlgorithmFamily::Rsa => Ok(Private::Pem(block.text)),
+        "EC PRIVATE KEY" => Err(problem(
+            alg,
+            format_args!(
+                "found a SEC1 \"EC PRIVATE KEY\"; {} needs {}",
+                alg_name(alg),
+                needs(alg)
+            ),
+        )),
+        "RSA PRIVATE KEY" => Err(problem(
+            alg,
+            format_args!(
+                "found a PKCS#1 \"RSA PRIVATE KEY\"; {} needs {}",
+                alg_name(alg),
+                needs(alg)
+            ),
+        )),
+        "ENCRYPTED PRIVATE KEY" => Err(problem(
+            alg,
+            "found an encrypted PKCS#8 \"ENCRYPTED PRIVATE KEY\"; decrypt it first: \
+             `openssl pkcs8 -in key.pem -out key.pkcs8.pem`",
+        )),
+        "OPENSSH PRIVATE KEY" => Err(problem(
+            alg,
+            format_args!(
+                "found an OpenSSH \"OPENSSH PRIVATE KEY\", which is not read; export the key \
+                 as PKCS#8 PEM (for RSA and ECDSA keys: `ssh-keygen -p -m PKCS8 -f key`, \
+                 which rewrites the file in place, then `{TO_PKCS8}`)"
+            ),
+        )),
+        "PUBLIC KEY" | "RSA PUBLIC KEY" => Err(problem(
+            alg,
+            format_args!(
+                "found a public key (\"{}\"); signing needs the private key \
+                 (use Key::public_pem for a verification-only key)",
+                block.label
+            ),
+        )),
+        "CERTIFICATE" => Err(problem(
+            alg,
+            "found a \"CERTIFICATE\", which holds no private key \
+             (for a verification-only key: `openssl x509 -pubkey -noout -in cert.pem` \
+             and Key::public_pem)",
+        )),
+        "DSA PRIVATE KEY" => Err(problem(
+            alg,
+            "found a DSA private key; DSA is not a JWS algorithm",
+        )),
+        _ => Err(problem(
+            alg,
+            format_args!(
+                "found an unsupported PEM block (expected \"PRIVATE KEY\"; convert with `{TO_PKCS8}`)"
+            ),
+        )),
+    }
+}
+
+/// Says why a PEM public key for `alg` was refused.
+pub(crate) fn public_problem(alg: Algorithm, input: &[u8]) -> ConfigError {
+    let blocks = blocks(input);
+    let label = blocks
+        .iter()
+        .map(|b| b.label)
+        .find(|&l| l != "EC PARAMETERS");
+    let what = match label {
+        None => "no PEM block found (expected `-----BEGIN PUBLIC KEY-----`)".to_owned(),
+        Some(label @ ("PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY")) => format!(
+            "found a private key (\"{label}\"); use Key::from_pem, which derives the public key \
+             (or extract it: `openssl pkey -in key.pem -pubout -out public.pem`)"
+        ),
+        Some(label @ ("PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE")) => {
+            let needs = needs(alg).replace("private", "public");
+            format!("the \"{label}\" does not hold {needs}")
+        }
+        Some(_) => "found an unsupported PEM block (expected \"PUBLIC KEY\")".to_owned(),
+    };
+    ConfigError::new(ConfigErrorKind::InvalidKey)
+        .with_detail(format!("{} public key: {what}", alg_name(alg)))
+}
+
+/// Turns a DER private key into the form jsonwebtoken reads for `alg`
+/// (SEC1 → PKCS#8 for EC, PKCS#8 → PKCS#1 for RSA), or says what is wrong.
+pub(crate) fn private_der(alg: Algorithm, der: &[u8]) -> Result<Vec<u8>, ConfigError> {
+    match alg.family() {
+        AlgorithmFamily::Ec if is_sec1(der) => sec1_to_pkcs8(alg, der),
+        AlgorithmFamily::Rsa if pkcs8_algorithm(der).is_some() => {
+            check_pkcs8(alg, der)?;
+            pkcs8_private_key(der)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| problem(alg, "the PKCS#8 structure does not parse"))
+        }
+        _ => {
+            if pkcs8_algorithm(der).is_some() {
+                check_pkcs8(alg, der)?;
+            }
+            Ok(der.to_vec())
+        }
+    }
+}
+
+/// Checks that a PKCS#8 key's algorithm (and curve) suits `alg`.
+fn check_pkcs8(alg: Algorithm, der: &[u8]) -> Result<(), ConfigError> {
+    let Some((oid, params)) = pkcs8_algorithm(der) else {
+        return Err(problem(alg, "the PKCS#8 \"PRIVATE KEY\" does not parse"));
+    };
+    let (found, family) = match oid {
+        RSA_ENCRYPTION => ("an RSA key", Some(AlgorithmFamily::Rsa)),
+        // jsonwebtoken reads only `rsaEncryption` keys (which sign RS* and PS*).
+        RSA_PSS => ("an RSASSA-PSS-restricted RSA key", None),
+        EC_PUBLIC_KEY => ("an EC key", Some(AlgorithmFamily::Ec)),
+        ED25519 => ("an Ed25519 key", Some(AlgorithmFamily::Ed)),
+        ED448 => ("an Ed448 key", None),
+        _ => ("a key of an unknown algorithm", None),
+    };
+    if family != Some(alg.family()) {
+        return Err(problem(
+            alg,
+            format_args!(
+                "the PKCS#8 \"PRIVATE KEY\" holds {found}; {} needs {}",
+                alg_name(alg),
+                needs(alg)
+            ),
+        ));
+    }
+    if let Some((curve, name)) = curve_of(alg)
+        && params.is_some_and(|p| p != curve)
+    {
+        return Err(problem(
+            alg,
+            format_args!(
+                "the PKCS#8 \"PRIVATE KEY\" is an EC key on {}; {} needs {name}",
+                params.map_or("an unknown curve", curve_name),
+                alg_name(alg)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A SEC1 `ECPrivateKey` wrapped into a PKCS#8 `PrivateKeyInfo` (RFC 5915,
+/// RFC 5958), after checking its curve suits `alg`.
+fn sec1_to_pkcs8(alg: Algorithm, sec1: &[u8]) -> Result<Vec<u8>, ConfigError> {
+    let Some((expected, name)) = curve_of(alg) else {
+        return Err(problem(
+            alg,
+            format_args!(
+                "found a SEC1 \"EC PRIVATE KEY\"; {} needs {}",
+                alg_name(alg),
+                needs(alg)
+            ),
+        ));
+    };
+    if !is_sec1(sec1) {
+        return Err(problem(alg, "the SEC1 \"EC PRIVATE KEY\" does not parse"));
+    }
+    if let Some(curve) = sec1_curve(sec1)
+        && curve != expected
+    {
+        return Err(problem(
+            alg,
+            format_args!(
+                "found a SEC1 \"EC PRIVATE KEY\" on {}; {} needs {name}",
+                curve_name(curve),
+                alg_name(alg)
+            ),
+        ));
+    }
+    let mut algorithm = Vec::new();
+    tlv(0x06, EC_PUBLIC_KEY, &mut algorithm);
+    tlv(0x06, expected, &mut algorithm);
+    let mut info = Vec::with_capacity(sec1.len() + 32);
+    tlv(0x02, &[0], &mut info);
+    tlv(0x30, &algorithm, &mut info);
+    tlv(0x04, sec1, &mut info);
+    let mut out = Vec::with_capacity(info.len() + 4);
+    tlv(0x30, &info, &mut out);
+    Ok(out)
+}
+
+/// `SEQUENCE { INTEGER 1, OCTET STRING, ... }`: a SEC1 `ECPrivateKey`.
+fn is_sec1(der: &[u8]) -> bool {
+    let Some((0x30, body, _)) = read(der) else {
+        return false;
+    };
+    matches!(read(body), Some((0x02, [1], rest)) if matches!(read(rest), Some((0x04, _, _))))
+}
+
+/// The named curve in a SEC1 key's `[0] parameters`, if given.
+fn sec1_curve(der: &[u8]) -> Option<&[u8]> {
+    let (_, body, _) = read(der)?;
+    let (_, _, rest) = read(body)?; // version
+    let (_, _, mut rest) = read(rest)?; // privateKey
+    while let Some((tag, value, next)) = read(rest) {
+        if tag == 0xa0 {
+            return match read(value)? {
+                (0x06, oid, _) => Some(oid),
+                _ => None,
+            };
+        }
+        rest = next;
+    }
+    None
+}
+
+/// A PKCS#8 key's algorithm OID and, for EC, its curve OID.
+fn pkcs8_algorithm(der: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let (0x30, body, _) = read(der)? else {
+        return None;
+    };
+    let (0x02, _, rest) = read(body)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = read(rest)? else {
+        return None;
+    };
+    let (0x04, _, _) = read(rest)? else {
+        return None;
+    };
+    let (0x06, oid, params) = read(algorithm)? else {
+        return None;
+    };
+    let curve = match read(params) {
+        Some((0x06, curve, _)) => Some(curve),
+        _ => None,
+    };
+    Some((oid, curve))
+}
+
+/// The `privateKey` OCTET STRING of a PKCS#8 key.
+fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
+    let (_, body, _) = read(der)?;
+    let (_, _, rest) = read(body)?;
+    let (_, _, rest) = read(rest)?;
+    match read(rest)? {
+        (0x04, key, _) => Some(key),
+        _ => None,
+    }
+}
+
+/// Reads one DER TLV: tag, value, what follows. `None` on anything malformed.
+fn read(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81 => {
+            let (&len, rest) = rest.split_first()?;
+            (usize::from(len), rest)
+        }
+        0x82 => {
+            let (len, rest) = rest.split_at_checked(2)?;
+            (usize::from(u16::from_be_bytes([len[0], len[1]])), rest)
+        }
+        0x83 => {
+            let (len, rest) = rest.split_at_checked(3)?;
+            (
+                u32::from_be_bytes([0, len[0], len[1], len[2]]) as usize,
+                rest,
+            )
+        }
+        _ => return None,
+    };
+    let (value, rest) = rest.split_at_checked(len)?;
+    Some((tag, value, rest))
+}
+
+/// Appends a DER TLV.
+fn tlv(tag: u8, value: &[u8], out: &mut Vec<u8>) {
+    out.push(tag);
+    match value.len() {
+        len @ 0..=0x7f => out.push(len as u8),
+        len @ 0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),
+        len @ 0x100..=0xffff => {
+            out.push(0x82);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            // Values come from `read`, so they fit in three bytes.
+            let [_, a, b, c] = (len as u32).to_be_bytes();
+            out.extend_from_slice(&[0x83, a, b, c]);
+        }
+    }
+    out.extend_from_slice(value);
+}
