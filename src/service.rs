@@ -190,7 +190,10 @@ fn verify<K: Keys, C: Claims, P, R>(
         return Ok(Held::Shared(verified));
     }
     let (claims, key) = core.verify_keyed(token, now)?;
-    let token = RawToken::find(headers, token);
+    // A cached entry outlives the request: it keeps its own copy of the
+    // token, not the request's header bytes (which may be a slice of a much
+    // larger read buffer).
+    let token = RawToken::copy(token);
     let verified = Arc::new(Verified { claims, token, key });
     cache.insert(verified.clone(), version);
     Ok(Held::Shared(verified))
