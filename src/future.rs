@@ -327,12 +327,18 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             }
         };
         let core = &config.core;
-        let ids = TokenIds::of(self.session.claims().registered());
-        match core.store.check(&ids, core.clock.now()) {
-            Lookup::Ready(Ok(Status::Active)) => Finish::Deliver(signed),
-            Lookup::Ready(_) => Finish::Done,
+        let registered = self.session.claims().registered();
+        let (exp, clock) = (registered.exp, core.clock.clone());
+        match core.store.check(&TokenIds::of(registered), clock.now()) {
+            Lookup::Ready(answer) => {
+                if confirmed(answer, &*clock, exp) {
+                    Finish::Deliver(signed)
+                } else {
+                    Finish::Done
+                }
+            }
             Lookup::Pending(lookup) => Finish::Wait(Box::pin(async move {
-                matches!(lookup.await, Ok(Status::Active)).then_some(signed)
+                confirmed(lookup.await, &*clock, exp).then_some(signed)
             })),
         }
     }
@@ -385,7 +391,8 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 Lookup::Ready(answer) => answer,
                 Lookup::Pending(lookup) => lookup.await,
             };
-            matches!(answer, Ok(Status::Active)).then_some(Signed { token, expires_at })
+            let exp = session.claims().registered().exp;
+            confirmed(answer, &*clock, exp).then_some(Signed { token, expires_at })
         }))
     }
 
@@ -416,6 +423,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let leeway = core.leeway;
         let retire_until = current.exp.saturating_add(leeway);
         let lookup = core.store.check(&TokenIds::of(current), core.clock.now());
+        let (old_exp, clock) = (current.exp, core.clock.clone());
         let store = core.store.clone();
         let counters = core.counters.clone();
         let flights = config.flights.clone();
@@ -425,7 +433,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 Lookup::Ready(answer) => answer,
                 Lookup::Pending(lookup) => lookup.await,
             };
-            if !matches!(answer, Ok(Status::Active)) {
+            if !confirmed(answer, &*clock, old_exp) {
                 return None;
             }
             let retire = |jti: String, until: i64| Revocation {
@@ -486,6 +494,18 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             .core
             .sign_with(&claims, |token| Arc::from(token))
     }
+}
+
+/// Whether the old token may still be replaced once its replacement exists:
+/// the store says it is not revoked, and it has not expired meanwhile (a
+/// request that outlives the token's `exp` renews nothing: a revocation by
+/// `jti` is only remembered until then).
+fn confirmed(
+    answer: Result<Status, crate::StoreError>,
+    clock: &dyn crate::Clock,
+    exp: i64,
+) -> bool {
+    matches!(answer, Ok(Status::Active)) && clock.now() < exp
 }
 
 /// The `jti` and `exp` of a token this layer signed, read without verifying.

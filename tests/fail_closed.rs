@@ -486,3 +486,40 @@ async fn a_token_over_the_size_limit_is_never_issued_or_renewed() {
         "a token the layer would refuse was issued"
     );
 }
+
+// ---- A request that outlives its token renews nothing ----------------------
+
+#[tokio::test]
+async fn a_request_that_outlives_the_tokens_exp_gets_no_replacement() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let signal = gate.clone();
+    let app = layer.layer(service_fn(move |_request: Request<()>| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    }));
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    // Inside the renew window when the request starts...
+    clock.set(login.expires_at() - 60);
+    let request = app.oneshot(get(login.token()));
+    let later = async {
+        // ...and past `exp` + leeway when it ends: a revocation by `jti`
+        // would already be forgotten, so nothing may be issued.
+        clock.set(login.expires_at() + 10);
+        signal.notify_one();
+    };
+    let (response, ()) = tokio::join!(request, later);
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "admitted while valid");
+    assert!(
+        renewed(&response).is_none(),
+        "renewed after the token expired"
+    );
+}
