@@ -107,6 +107,31 @@ pub enum RejectionKind {
 }
 
 impl RejectionKind {
+    /// Every kind, e.g. to pre-register a metric label for each.
+    pub const ALL: &'static [RejectionKind] = &[
+        Self::MissingCredentials,
+        Self::MalformedCredentials,
+        Self::DuplicateCredentials,
+        Self::TokenTooLarge,
+        Self::MalformedToken,
+        Self::AlgorithmNotAllowed,
+        Self::UnknownKey,
+        Self::InvalidSignature,
+        Self::UnsupportedCritical,
+        Self::WrongType,
+        Self::InvalidClaims,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::SessionExpired,
+        Self::Revoked,
+        Self::SessionRejected,
+        Self::CrossSiteRequest,
+        Self::StoreUnavailable,
+        Self::KeysUnavailable,
+    ];
+
     /// A stable `snake_case` name for this kind (`"expired"`, `"revoked"`,
     /// `"store_unavailable"`...), for logs and metrics, and for response
     /// bodies only where you choose to expose it

@@ -37,29 +37,6 @@ fn bearer(token: &str) -> Request<()> {
 
 // --- 3. JSON rejection bodies -------------------------------------------
 
-const EVERY_KIND: [RejectionKind; 20] = [
-    RejectionKind::MissingCredentials,
-    RejectionKind::MalformedCredentials,
-    RejectionKind::DuplicateCredentials,
-    RejectionKind::TokenTooLarge,
-    RejectionKind::MalformedToken,
-    RejectionKind::AlgorithmNotAllowed,
-    RejectionKind::UnknownKey,
-    RejectionKind::InvalidSignature,
-    RejectionKind::UnsupportedCritical,
-    RejectionKind::WrongType,
-    RejectionKind::InvalidClaims,
-    RejectionKind::Expired,
-    RejectionKind::NotYetValid,
-    RejectionKind::WrongIssuer,
-    RejectionKind::WrongAudience,
-    RejectionKind::SessionExpired,
-    RejectionKind::Revoked,
-    RejectionKind::SessionRejected,
-    RejectionKind::CrossSiteRequest,
-    RejectionKind::StoreUnavailable,
-];
-
 #[test]
 fn error_codes_tell_missing_credentials_from_an_unavailable_store() {
     let code = |kind| Rejection::new(kind).error_code();
@@ -74,7 +51,7 @@ fn error_codes_tell_missing_credentials_from_an_unavailable_store() {
         Some("invalid_request")
     );
     assert_eq!(code(RejectionKind::Revoked), Some("invalid_token"));
-    for kind in EVERY_KIND {
+    for &kind in RejectionKind::ALL {
         let rejection = Rejection::new(kind);
         // `None` exactly for "no credentials".
         assert_eq!(
@@ -114,7 +91,7 @@ fn problem_json_bodies_are_generic_unless_the_reason_is_enabled() {
     let precise = HttpResponder::new()
         .with_problem_json()
         .with_reason_in_body();
-    for kind in EVERY_KIND {
+    for &kind in RejectionKind::ALL {
         let rejection = Rejection::new(kind);
         let response: Response<String> = generic.respond(&rejection);
         assert_eq!(response.status(), rejection.status(), "{kind:?}");
