@@ -173,8 +173,9 @@ async fn login(client: &HttpClient, addr: SocketAddr, user: &str, password: &str
     .await
 }
 
-/// The contract, for both HTTP demos: login, `/me`, `/admin`, renewal by
-/// header and by cookie, no renewal on a 403, logout, 401 afterwards.
+/// The demos' contract (examples/README.md), for both HTTP demos: login,
+/// `/me`, `/admin`, renewal by header and by cookie, no renewal on a 403,
+/// logout, 401 afterwards.
 async fn http_contract(which: Http) {
     let clock = ManualClock::new(SystemClock.now());
     let addr = start(which, &clock).await;
@@ -369,8 +370,9 @@ async fn http_contract(which: Http) {
         .as_str()
         .unwrap()
         .to_owned();
-    // A cross-site POST carrying the cookie is refused and revokes nothing
-    // (DESIGN rule 11); the same request with a bearer token is a bearer request.
+    // A cross-site POST carrying the cookie is refused and revokes nothing, by
+    // rule 11 (ARCHITECTURE.md); the same request with a bearer token is a
+    // bearer request.
     for cross_site in [
         ("sec-fetch-site", "cross-site"),
         ("origin", "https://evil.example"),

@@ -1,5 +1,5 @@
-//! Several services: publishing the public keys as a JWKS (point 1 of issue
-//! 10) and verify-only layers that accept another service's tokens (point 2).
+//! Several services: publishing the public keys as a JWKS, and verify-only
+//! layers that accept another service's tokens.
 
 mod common;
 

@@ -1,7 +1,7 @@
-//! Remote JWKS (point 3 of issue 10, feature `jwks`): a verify-only layer on
-//! a key set fetched from a real HTTP server on 127.0.0.1:0 that rotates its
-//! keys, fails, hangs and serves garbage. Time for the cooldown comes from a
-//! manual clock; only polling loops on real I/O wait.
+//! Remote JWKS (feature `jwks`): a verify-only layer on a key set fetched
+//! from a real HTTP server on 127.0.0.1:0 that rotates its keys, fails, hangs
+//! and serves garbage. Time for the cooldown comes from a manual clock; only
+//! polling loops on real I/O wait.
 #![cfg(feature = "jwks")]
 
 mod common;

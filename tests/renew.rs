@@ -1,13 +1,20 @@
-//! Renewal: rules 3, 4, 7, 8, 9 and 14 of the design, driven by a manual clock.
+//! Renewal: rules 3, 4, 7, 8, 9 and 14 (ARCHITECTURE.md), driven by a manual
+//! clock. Never a renewal on an error response (whatever the policy), inside
+//! the leeway after `exp`, over the size limit, or for a request that outlives
+//! its token.
 
 mod common;
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, Response, StatusCode};
+use tower::{Layer, ServiceExt, service_fn};
 use tower_sliding_jwt::{
-    CookieSource, Key, KeyRing, ManualClock, RenewWindow, Renewed, SlidingJwtLayer, Throttle,
+    CookieSource, GrpcResponder, IssueErrorKind, Key, KeyRing, ManualClock, RejectionKind,
+    RenewWindow, Renewed, SlidingJwtLayer, Throttle,
 };
 
 fn layer_with(key: Key, clock: &ManualClock) -> SlidingJwtLayer<Key, Claimset> {
@@ -497,4 +504,158 @@ async fn leeway_never_lengthens_a_renewed_token() {
         "capped exactly, leeway not added"
     );
     assert_eq!(payload(&token)["iat"], T0 + 59 * 60);
+}
+
+// ---- Success only, whatever the policy ------------------------------------
+
+#[tokio::test]
+async fn a_custom_policy_without_success_only_still_never_renews_on_errors() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_policy((
+            RenewWindow::absolute(Duration::from_secs(1200)).unwrap(),
+            Throttle::new(Duration::from_secs(60)).unwrap(),
+        ))
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    for status in ["500", "404", "401", "403", "503"] {
+        let mut request = get(login.token());
+        request
+            .headers_mut()
+            .insert("x-status", status.parse().unwrap());
+        let response = send(&app, request).await;
+        assert!(renewed(&response).is_none(), "renewed on {status}");
+    }
+    // gRPC: an error status in the headers (trailers-only) is an error too.
+    let grpc = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_policy(RenewWindow::absolute(Duration::from_secs(1200)).unwrap())
+        .with_responder(GrpcResponder)
+        .build()
+        .unwrap();
+    let service = grpc.layer(service_fn(|_req: Request<()>| async {
+        let mut response = Response::new(String::new());
+        response
+            .headers_mut()
+            .insert("grpc-status", "13".parse().unwrap());
+        Ok::<_, Infallible>(response)
+    }));
+    let login = grpc.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let response = service.oneshot(get(login.token())).await.unwrap();
+    assert!(renewed(&response).is_none(), "renewed on a gRPC error");
+    // And the same policy does renew a success.
+    let app = common::app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    assert!(renewed(&send(&app, get(login.token())).await).is_some());
+}
+
+// ---- Never renewed inside the leeway after exp ----------------------------
+
+#[tokio::test]
+async fn a_token_past_exp_is_accepted_within_the_leeway_but_never_renewed() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_leeway(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    let exp = login.expires_at();
+    for late in [0, 1, 59] {
+        clock.set(exp + late);
+        let response = send(&app, get(login.token())).await;
+        assert_eq!(response.status(), StatusCode::OK, "{late} s late: accepted");
+        assert!(renewed(&response).is_none(), "{late} s late: renewed");
+    }
+    clock.set(exp + 60);
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(rejection(&response), Some(RejectionKind::Expired));
+    // One second before exp it is still renewed.
+    clock.set(exp - 1);
+    assert!(renewed(&send(&app, get(login.token())).await).is_some());
+}
+
+// ---- Never a token over the size limit ------------------------------------
+
+#[tokio::test]
+async fn a_token_over_the_size_limit_is_never_issued_or_renewed() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_max_token_bytes(400)
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let mut big = user("alice", "user");
+    big.extra.insert("pad".into(), "x".repeat(300).into());
+    assert_eq!(
+        layer.issuer().issue(big).unwrap_err().kind(),
+        IssueErrorKind::TooLarge
+    );
+    // A token that fits, but whose renewal would not (a new 22-character
+    // `jti` replaces the one-character one), signed elsewhere with the key.
+    let forged = |pad: usize| {
+        forge_hs256(&format!(
+            r#"{{"sub":"alice","pad":"{}","iat":{T0},"exp":{},"auth_time":{T0},"sid":"s","jti":"j"}}"#,
+            "y".repeat(pad),
+            T0 + 3600
+        ))
+    };
+    let token = (0..400)
+        .map(forged)
+        .take_while(|t| t.len() <= 400)
+        .last()
+        .unwrap();
+    assert!(token.len() > 390, "{}", token.len());
+    clock.advance(minutes(45));
+    let response = send(&app, get(&token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        renewed(&response).is_none(),
+        "a token the layer would refuse was issued"
+    );
+}
+
+// ---- A request that outlives its token renews nothing ----------------------
+
+#[tokio::test]
+async fn a_request_that_outlives_the_tokens_exp_gets_no_replacement() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let signal = gate.clone();
+    let app = layer.layer(service_fn(move |_request: Request<()>| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    }));
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    // Inside the renew window when the request starts...
+    clock.set(login.expires_at() - 60);
+    let request = app.oneshot(get(login.token()));
+    let later = async {
+        // ...and past `exp` + leeway when it ends: a revocation by `jti`
+        // would already be forgotten, so nothing may be issued.
+        clock.set(login.expires_at() + 10);
+        signal.notify_one();
+    };
+    let (response, ()) = tokio::join!(request, later);
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "admitted while valid");
+    assert!(
+        renewed(&response).is_none(),
+        "renewed after the token expired"
+    );
 }

@@ -1,11 +1,14 @@
 //! Session control: revocation, revalidation on renewal, logout and
-//! renew-with, through `oneshot` and a manual clock.
+//! renew-with (which retires the token it replaces), through `oneshot` and a
+//! manual clock. Revocation stores of the application's own (asynchronous,
+//! failing, shared behind an `Arc`), the re-check before a renewal, which
+//! fails closed, and revalidation hooks over owned claims.
 
 mod common;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -13,8 +16,8 @@ use http::{Request, Response, StatusCode};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_sliding_jwt::{
     BearerHeader, BoxFuture, CookieSource, GrpcResponder, Key, Lookup, ManualClock, MemoryStore,
-    RejectionKind, Revocation, RevocationStore, Session, SlidingJwtLayer, StoreError,
-    StoreErrorKind, TokenIds, Verdict,
+    Rejection, RejectionKind, Revocation, RevocationStore, Session, SlidingJwtLayer,
+    StandardClaims, StoreError, StoreErrorKind, TokenIds, Verdict,
 };
 
 type Builder = tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>;
@@ -453,4 +456,264 @@ async fn a_store_error_on_logout_is_reported() {
         "the handler saw StoreErrorKind::Full"
     );
     assert!(renewed(&response).is_none());
+}
+
+// ---- renew_with retires the token it replaces -----------------------------
+
+/// `x-demote` re-issues the token with `role: user`.
+async fn demoting(request: Request<()>) -> Result<Response<String>, Infallible> {
+    if request.headers().contains_key("x-demote")
+        && let Some(session) = request.extensions().get::<Session<Claimset>>()
+    {
+        let mut claims = session.claims().clone();
+        claims.extra.insert("role".into(), "user".into());
+        session.renew_with(claims);
+    }
+    Ok(Response::new(String::new()))
+}
+
+#[tokio::test]
+async fn renew_with_retires_the_previous_token_so_old_claims_stop_sliding() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = layer.layer(service_fn(demoting));
+    let admin = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(45));
+
+    // A parallel request already renewed the admin token (old claims).
+    let sibling = renewed(&send(&app, get(admin.token())).await).expect("renewed");
+    assert_eq!(payload(&sibling)["role"], "admin");
+
+    let mut demote = get(admin.token());
+    demote
+        .headers_mut()
+        .insert("x-demote", "1".parse().unwrap());
+    let response = send(&app, demote).await;
+    let demoted = renewed(&response).expect("renew_with's token");
+    assert_eq!(payload(&demoted)["role"], "user");
+
+    // The pre-demotion token and its earlier replacement are retired...
+    for old in [admin.token(), sibling.as_str()] {
+        let response = send(&app, get(old)).await;
+        assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+    }
+    // ...and the demoted token keeps sliding.
+    assert_eq!(send(&app, get(&demoted)).await.status(), StatusCode::OK);
+    clock.advance(minutes(45));
+    let next = renewed(&send(&app, get(&demoted)).await).expect("slides");
+    assert_eq!(payload(&next)["role"], "user");
+    assert_eq!(payload(&next)["sid"], payload(admin.token())["sid"]);
+}
+
+#[tokio::test]
+async fn renew_with_issues_nothing_when_the_old_token_cannot_be_retired() {
+    let clock = clock();
+    let store = FlakyStore::default();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_revocation_store(store.clone())
+        .build()
+        .unwrap();
+    let app = layer.layer(service_fn(demoting));
+    let admin = layer.issuer().issue(user("alice", "admin")).unwrap();
+    store.refuse_writes.store(true, Ordering::SeqCst);
+    let mut demote = get(admin.token());
+    demote
+        .headers_mut()
+        .insert("x-demote", "1".parse().unwrap());
+    let response = send(&app, demote).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        renewed(&response).is_none(),
+        "the old token could not be retired: no second token with other claims"
+    );
+}
+
+// ---- The re-check before a renewal fails closed ---------------------------
+
+/// A store whose checks are asynchronous and whose answers can be scripted.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    memory: MemoryStore,
+    /// Answer with an error from the `n`-th check on (0 = never).
+    fail_from: Arc<AtomicUsize>,
+    /// Revoke the session on the second check (a revocation landing mid-request).
+    revoke_on_second: Arc<AtomicBool>,
+    pending: Arc<AtomicBool>,
+    refuse_writes: Arc<AtomicBool>,
+    checks: Arc<AtomicUsize>,
+}
+
+impl RevocationStore for FlakyStore {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        let n = self.checks.fetch_add(1, Ordering::SeqCst) + 1;
+        let fail_from = self.fail_from.load(Ordering::SeqCst);
+        if n == 2 && self.revoke_on_second.load(Ordering::SeqCst) {
+            let revocation = Revocation {
+                target: tower_sliding_jwt::RevocationTarget::Session(token.sid.unwrap().to_owned()),
+                until: now + 86_400,
+            };
+            self.memory.insert(&revocation, now).unwrap();
+        }
+        let answer = if fail_from != 0 && n >= fail_from {
+            Err(StoreError::new(StoreErrorKind::Unavailable, None))
+        } else {
+            Ok(self.memory.status(token, now))
+        };
+        if self.pending.load(Ordering::SeqCst) {
+            Lookup::Pending(Box::pin(async move {
+                tokio::task::yield_now().await;
+                answer
+            }))
+        } else {
+            Lookup::Ready(answer)
+        }
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if self.refuse_writes.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::new(StoreErrorKind::Unavailable, None)) });
+        }
+        self.memory.revoke(revocation, now)
+    }
+}
+
+#[tokio::test]
+async fn the_recheck_before_a_renewal_fails_closed_ready_or_pending() {
+    for pending in [false, true] {
+        for (case, fail_from, revoke_on_second) in
+            [("store error", 2, false), ("revoked mid-request", 0, true)]
+        {
+            let clock = clock();
+            let store = FlakyStore::default();
+            store.pending.store(pending, Ordering::SeqCst);
+            store.fail_from.store(fail_from, Ordering::SeqCst);
+            store
+                .revoke_on_second
+                .store(revoke_on_second, Ordering::SeqCst);
+            let layer = SlidingJwtLayer::builder(hs256())
+                .with_clock(clock.clone())
+                .with_revocation_store(store.clone())
+                .build()
+                .unwrap();
+            let app = common::app(&layer);
+            let login = layer.issuer().issue(user("alice", "user")).unwrap();
+            clock.advance(minutes(45));
+            let response = send(&app, get(login.token())).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{case}, pending={pending}"
+            );
+            assert_eq!(store.checks.load(Ordering::SeqCst), 2);
+            assert!(
+                renewed(&response).is_none(),
+                "{case}, pending={pending}: a replacement was issued"
+            );
+        }
+    }
+}
+
+// ---- Stores behind an `Arc`, hooks over owned claims ----------------------
+
+#[tokio::test]
+async fn stores_behind_an_arc_plug_in_and_stay_shared() {
+    let memory = MemoryStore::new();
+    let chosen: Arc<dyn RevocationStore> = Arc::new(memory.clone());
+    let clock = ManualClock::new(T0);
+    let layer = SlidingJwtLayer::<_, StandardClaims>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_revocation_store(chosen.clone())
+        .build()
+        .unwrap();
+    let other = SlidingJwtLayer::<_, StandardClaims>::builder(hs256())
+        .with_clock(clock)
+        .with_revocation_store(Arc::new(memory))
+        .build()
+        .unwrap();
+    let issued = layer
+        .issuer()
+        .issue(StandardClaims::new("alice", Default::default()))
+        .unwrap();
+    assert!(other.issuer().verify(issued.token()).await.is_ok());
+    let sid = issued.claims().registered.sid.clone().unwrap();
+    layer.revoker().revoke_session(&sid).await.unwrap();
+    // Both layers see the revocation: one store behind both.
+    for layer in [&layer, &other] {
+        assert_eq!(
+            layer
+                .issuer()
+                .verify(issued.token())
+                .await
+                .unwrap_err()
+                .kind(),
+            RejectionKind::Revoked
+        );
+    }
+}
+
+/// A stand-in for a database pool.
+#[derive(Clone, Default)]
+struct Pool {
+    queries: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    async fn is_active(&self, user: &str) -> bool {
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        user != "mallory"
+    }
+}
+
+#[tokio::test]
+async fn an_owned_claims_hook_is_written_as_async_move() {
+    let clock = ManualClock::new(T0);
+    let pool = Pool::default();
+    let queries = pool.queries.clone();
+    let layer = SlidingJwtLayer::<_, StandardClaims>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_revalidation_fn(move |claims| {
+            let pool = pool.clone();
+            async move {
+                let user = claims.registered.sub.unwrap_or_default();
+                if pool.is_active(&user).await {
+                    Verdict::Approve
+                } else {
+                    Verdict::Reject
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let app = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    let alice = layer
+        .issuer()
+        .issue(StandardClaims::new("alice", Default::default()))
+        .unwrap();
+    let mallory = layer
+        .issuer()
+        .issue(StandardClaims::new("mallory", Default::default()))
+        .unwrap();
+    clock.advance(Duration::from_secs(50 * 60));
+    let response = app.clone().oneshot(get(alice.token())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("authorization"), "renewed");
+    let response = app.oneshot(get(mallory.token())).await.unwrap();
+    assert_eq!(
+        response
+            .extensions()
+            .get::<Rejection>()
+            .map(Rejection::kind),
+        Some(RejectionKind::SessionRejected)
+    );
+    assert_eq!(queries.load(Ordering::SeqCst), 2);
 }

@@ -1,4 +1,4 @@
-//! Verification: rules 1, 2, 10, 11 and 12 of the design, through `oneshot`.
+//! Verification: rules 1, 2, 10, 11 and 12 (ARCHITECTURE.md), through `oneshot`.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! The client layer's rules, each through `tower::service_fn` + `oneshot`.
+//! The client layer's rules (`ClientLayer`, `TokenStore`), each through
+//! `tower::service_fn` + `oneshot`, with the public API only.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -8,15 +9,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
 use http::{HeaderName, Request, Response};
 use tower::{Layer, ServiceExt, service_fn};
-
-use super::{ClientLayer, TokenStore};
-use crate::error::ConfigErrorKind;
+use tower_sliding_jwt::{ClientLayer, ConfigErrorKind, TokenStore};
 
 const API: &str = "https://api.example.com";
 const SID: &str = "session-1";
 
 /// A compact JWS with header `{"alg":alg}` and the JSON `payload`.
-pub(crate) fn jwt(alg: &str, payload: &str) -> String {
+fn jwt(alg: &str, payload: &str) -> String {
     format!(
         "{}.{}.c2ln",
         URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
@@ -25,7 +24,7 @@ pub(crate) fn jwt(alg: &str, payload: &str) -> String {
 }
 
 /// A token without a `sid`, expiring at `exp`.
-pub(crate) fn token(exp: i64) -> String {
+fn token(exp: i64) -> String {
     jwt("HS256", &format!(r#"{{"exp":{exp}}}"#))
 }
 
