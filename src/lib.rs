@@ -200,78 +200,65 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
 mod claims;
 mod client;
 mod clock;
-mod core;
-mod csrf;
 mod error;
 mod extensions;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
-mod flight;
-mod future;
-mod issuer;
 mod jwks;
 mod keys;
 mod layer;
 mod log;
 mod origin;
-mod pem;
-mod policy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod reject;
-mod revalidate;
 mod revoke;
-mod service;
 mod session;
 mod source;
 mod stats;
-mod verifier;
+mod token;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
 pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
-pub use extensions::{NoRenewal, RawToken, Renewed};
-pub use future::ResponseFuture;
-pub use issuer::{IssuedToken, Issuer};
+pub use extensions::{NoRenewal, Renewed};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 #[cfg(feature = "jwks")]
 pub use jwks::{
     HyperFetcher, JwksError, JwksErrorKind, JwksFetcher, MAX_JWKS_BYTES, RemoteJwks,
     RemoteJwksBuilder,
 };
-pub use jwks::{Jwk, Jwks, JwksBody, JwksService};
-pub use keys::{Key, KeyRing, KeySnapshot, Keys};
-pub use layer::{SlidingJwtBuilder, SlidingJwtLayer};
-pub use origin::Origin;
-pub use policy::{
+pub use jwks::{JwksBody, JwksService};
+pub use keys::{Jwk, Jwks, Key, KeyRing, KeySnapshot, Keys};
+pub use layer::policy::{
     DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle, is_success,
 };
+pub use layer::revalidate::{Revalidate, Verdict};
+pub use layer::{ResponseFuture, SlidingJwt, SlidingJwtBuilder, SlidingJwtLayer, VerifierBuilder};
+pub use origin::Origin;
 pub use reject::{
     BodyMode, EmptyBody, GrpcResponder, HttpResponder, ProblemJson, Realm, Rejection,
     RejectionKind, Responder,
 };
-pub use revalidate::{Revalidate, Verdict};
 pub use revoke::{
-    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, SharedFlight,
-    Status, StoreError, StoreErrorKind, TokenIds,
+    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, Revoker,
+    SharedFlight, Status, StoreError, StoreErrorKind, TokenIds,
 };
-pub use service::SlidingJwt;
-pub use session::{Revoker, Session};
-pub use verifier::VerifierBuilder;
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
-
+pub use session::Session;
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
 pub use stats::Stats;
 /// The date-time type of [`IssuedToken::expiry`], [`Session::expiry`] and
 /// friends, re-exported from the `time` crate so the versions always match.
 pub use time::OffsetDateTime;
+pub use token::{IssuedToken, Issuer, RawToken};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

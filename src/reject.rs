@@ -27,9 +27,10 @@ pub struct Rejection {
 /// [`MissingCredentials`] has no error code, the `*Credentials` request errors
 /// answer `invalid_request` (400), every token error answers `invalid_token`
 /// (401), [`CrossSiteRequest`] answers `access_denied` (403) and
-/// [`StoreUnavailable`] `temporarily_unavailable` (503).
+/// [`StoreUnavailable`] and [`KeysUnavailable`] `temporarily_unavailable` (503).
 ///
 /// [`MissingCredentials`]: RejectionKind::MissingCredentials
+/// [`KeysUnavailable`]: RejectionKind::KeysUnavailable
 /// [`CrossSiteRequest`]: RejectionKind::CrossSiteRequest
 /// [`StoreUnavailable`]: RejectionKind::StoreUnavailable
 #[non_exhaustive]
@@ -196,7 +197,7 @@ impl Rejection {
 
     /// The HTTP status: 401, 400 for a malformed request, 403 for a
     /// cross-site request with a cookie-borne token, 503 when the revocation
-    /// store is unavailable.
+    /// store is unavailable or the keys are not loaded yet.
     pub fn status(&self) -> StatusCode {
         match self.kind.class() {
             Class::InvalidRequest => StatusCode::BAD_REQUEST,
@@ -216,7 +217,7 @@ impl Rejection {
     /// | malformed or duplicate credentials | 400 | `invalid_request` (RFC 6750 §3.1) | with `error` |
     /// | bad, expired, capped, revoked token; revalidation refused | 401 | `invalid_token` (RFC 6750 §3.1) | with `error` |
     /// | cross-site request with a cookie-borne token | 403 | `access_denied` (RFC 6749 §4.1.2.1) | none |
-    /// | revocation store unavailable | 503 | `temporarily_unavailable` (RFC 6749 §4.1.2.1) | none, `Retry-After: 1` |
+    /// | revocation store unavailable, keys not loaded yet | 503 | `temporarily_unavailable` (RFC 6749 §4.1.2.1) | none, `Retry-After: 1` |
     ///
     /// Only the two RFC 6750 codes go into a challenge: the 403 and the 503
     /// are not authentication failures, and the client should keep its token.
@@ -367,7 +368,7 @@ where
 /// | malformed or duplicate credentials | 400 | `WWW-Authenticate: Bearer error="invalid_request", ...` |
 /// | anything wrong with the token, revoked | 401 | `WWW-Authenticate: Bearer error="invalid_token", ...` |
 /// | cross-site request with a cookie-borne token | 403 | none |
-/// | revocation store unavailable | 503 | `Retry-After: 1` |
+/// | revocation store unavailable, keys not loaded yet | 503 | `Retry-After: 1` |
 ///
 /// The challenges are prepared when the responder is built (constants when
 /// there is no realm) and the bodies are constants, so a rejection formats
@@ -600,7 +601,7 @@ fn problem_with_reason(kind: RejectionKind) -> &'static str {
 /// Answers every rejection as a gRPC `UNAUTHENTICATED` status (code 16) in a
 /// trailers-only response: HTTP 200, `content-type: application/grpc`,
 /// `grpc-status: 16` and a generic `grpc-message`; an unavailable revocation
-/// store is `UNAVAILABLE` (14), a cross-site request with a cookie-borne token
+/// store or keys not loaded yet are `UNAVAILABLE` (14), a cross-site request with a cookie-borne token
 /// `PERMISSION_DENIED` (7). Needs no tonic dependency.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcResponder;

@@ -54,7 +54,7 @@ impl Binding {
 }
 
 #[derive(Clone)]
-struct Config {
+struct ClientConfig {
     binding: Binding,
     tokens: TokenStore,
     response_header: HeaderName,
@@ -64,7 +64,7 @@ struct Config {
     on_unauthorized: Option<OnUnauthorized>,
 }
 
-impl fmt::Debug for Config {
+impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
             .field("binding", &self.binding)
@@ -109,7 +109,7 @@ impl fmt::Debug for Config {
 /// origin on its own.
 #[derive(Debug, Clone)]
 pub struct ClientLayer {
-    config: Arc<Config>,
+    config: Arc<ClientConfig>,
 }
 
 impl ClientLayer {
@@ -154,7 +154,7 @@ impl ClientLayer {
 
     fn bound(binding: Binding, tokens: TokenStore) -> Self {
         Self {
-            config: Arc::new(Config {
+            config: Arc::new(ClientConfig {
                 binding,
                 tokens,
                 response_header: AUTHORIZATION,
@@ -166,7 +166,7 @@ impl ClientLayer {
         }
     }
 
-    fn config(&mut self) -> &mut Config {
+    fn config(&mut self) -> &mut ClientConfig {
         Arc::make_mut(&mut self.config)
     }
 
@@ -252,7 +252,7 @@ impl<S> Layer<S> for ClientLayer {
 #[derive(Debug, Clone)]
 pub struct Client<S> {
     inner: S,
-    config: Arc<Config>,
+    config: Arc<ClientConfig>,
 }
 
 impl<S> Client<S> {
@@ -313,7 +313,7 @@ where
 
 /// What a response to a request for the bound origin is checked against.
 struct Watch {
-    config: Arc<Config>,
+    config: Arc<ClientConfig>,
     /// The store's token the request carried; `None` when the store was empty.
     sent: Option<HeaderValue>,
 }
@@ -399,6 +399,3 @@ where
         Poll::Ready(Ok(response))
     }
 }
-
-#[cfg(test)]
-pub(crate) mod tests;

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use serde_json::{Map, Value};
+
+use crate::token::jws;
 
 /// The largest renewal the client reads by default: the server's default limit.
 pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -183,32 +183,11 @@ fn unverified(token: &str, max_bytes: usize) -> Option<Unverified> {
     if token.len() > max_bytes {
         return None;
     }
-    let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return None;
-    };
-    let base64url = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !(base64url(header) && base64url(payload) && base64url(signature)) {
-        return None;
-    }
-    let object = |segment: &str| {
-        let json = URL_SAFE_NO_PAD.decode(segment).ok()?;
-        serde_json::from_slice::<Map<String, Value>>(&json).ok()
-    };
-    let alg = object(header)?.get("alg")?.as_str()?.to_owned();
+    let (header, claims) = jws::unverified::<Map<String, Value>, Map<String, Value>>(token)?;
+    let alg = header.get("alg")?.as_str()?;
     if alg.eq_ignore_ascii_case("none") {
         return None;
     }
-    let claims = object(payload)?;
     let exp = claims.get("exp")?.as_i64()?;
     let sid = match claims.get("sid") {
         None | Some(Value::Null) => None,
@@ -220,8 +199,24 @@ fn unverified(token: &str, max_bytes: usize) -> Option<Unverified> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
-    use crate::client::tests::{jwt, token};
+
+    /// A compact JWS with header `{"alg":alg}` and the JSON `payload`.
+    fn jwt(alg: &str, payload: &str) -> String {
+        format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
+            URL_SAFE_NO_PAD.encode(payload)
+        )
+    }
+
+    /// A token without a `sid`, expiring at `exp`.
+    fn token(exp: i64) -> String {
+        jwt("HS256", &format!(r#"{{"exp":{exp}}}"#))
+    }
 
     #[test]
     fn the_latest_exp_wins() {

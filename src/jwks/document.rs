@@ -1,189 +1,33 @@
-//! JWKs and JWK sets (RFC 7517): the public halves this crate publishes, and
-//! the key sets it reads.
-
-use std::fmt;
-use std::sync::Arc;
+//! Reading JWK sets (RFC 7517) that other services publish: which keys are
+//! usable, and the verify-only [`KeyRing`] built from them. (What this crate
+//! publishes is `keys/public.rs`.)
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::keys::{Key, alg_name};
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::keys::{Key, KeyRing};
 use crate::log::event;
 
 /// The most keys read from one JWKS document; the rest are skipped.
 pub(crate) const MAX_KEYS: usize = 100;
 
-/// The public half of an asymmetric key as JWK parameters (base64url).
-///
-/// There is no symmetric (`oct`) variant: an HMAC secret cannot be expressed
-/// here, so it can never be published.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) enum PublicParams {
-    /// `kty: EC`, `crv: P-256` or `P-384`.
-    Ec {
-        crv: &'static str,
-        x: String,
-        y: String,
-    },
-    /// `kty: OKP`, `crv: Ed25519`.
-    Okp { x: String },
-    /// `kty: RSA`.
-    Rsa { n: String, e: String },
-}
-
-impl PublicParams {
-    /// The RFC 7638 thumbprint input: the required members in lexicographic
-    /// order, no whitespace. Every value is base64url or a fixed name, so
-    /// nothing needs escaping.
-    pub(crate) fn thumbprint_input(&self) -> String {
-        match self {
-            Self::Ec { crv, x, y } => {
-                format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
-            }
-            Self::Okp { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
-            Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
-        }
-    }
-
-    fn kty(&self) -> &'static str {
-        match self {
-            Self::Ec { .. } => "EC",
-            Self::Okp { .. } => "OKP",
-            Self::Rsa { .. } => "RSA",
-        }
-    }
-}
-
-/// The public half of one asymmetric key, as published: `kty`, `use: "sig"`,
-/// `alg`, `kid` (when the key has one) and the key's parameters (`crv`, `x`,
-/// `y` for EC and OKP; `n`, `e` for RSA). Get one from [`Key::to_jwk`].
-///
-/// There is no way to build a JWK of an HMAC key: `oct` keys are never
-/// published.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Jwk {
-    kid: Option<String>,
-    alg: Algorithm,
-    params: Arc<PublicParams>,
-}
-
-impl Jwk {
-    pub(crate) fn new(kid: Option<String>, alg: Algorithm, params: Arc<PublicParams>) -> Self {
-        Self { kid, alg, params }
-    }
-
-    /// The key id, if the key has one.
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
-    }
-
-    /// The algorithm the key signs with.
-    pub fn algorithm(&self) -> Algorithm {
-        self.alg
-    }
-
-    /// The key type: `EC`, `OKP` or `RSA` (never `oct`).
-    pub fn key_type(&self) -> &'static str {
-        self.params.kty()
-    }
-}
-
-impl fmt::Debug for Jwk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jwk")
-            .field("kty", &self.key_type())
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Serialize for Jwk {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Wire<'a> {
-            kty: &'static str,
-            #[serde(rename = "use")]
-            use_: &'static str,
-            alg: &'static str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            kid: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            crv: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            x: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            y: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            n: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            e: Option<&'a str>,
-        }
-        let mut wire = Wire {
-            kty: self.params.kty(),
-            use_: "sig",
-            alg: alg_name(self.alg),
-            kid: self.kid.as_deref(),
-            crv: None,
-            x: None,
-            y: None,
-            n: None,
-            e: None,
-        };
-        match &*self.params {
-            PublicParams::Ec { crv, x, y } => {
-                wire.crv = Some(crv);
-                wire.x = Some(x);
-                wire.y = Some(y);
-            }
-            PublicParams::Okp { x } => {
-                wire.crv = Some("Ed25519");
-                wire.x = Some(x);
-            }
-            PublicParams::Rsa { n, e } => {
-                wire.n = Some(n);
-                wire.e = Some(e);
-            }
-        }
-        wire.serialize(serializer)
-    }
-}
-
-/// A JWK set (RFC 7517 §5): `{"keys": [...]}` of public halves only.
-///
-/// Built by [`Keys::jwks`](crate::Keys::jwks) from every asymmetric
-/// verification key, active and retired; HMAC keys are left out, so a key set
-/// of only HMAC keys gives an empty set. Serve it with
-/// [`JwksService`](crate::JwksService).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Jwks {
-    keys: Vec<Jwk>,
-}
-
-impl Jwks {
-    /// The public halves of `keys` (HMAC keys are left out).
-    pub fn from_keys(keys: &[Key]) -> Self {
-        Self {
-            keys: keys.iter().filter_map(Key::to_jwk).collect(),
-        }
-    }
-
-    /// The published keys.
-    pub fn keys(&self) -> &[Jwk] {
-        &self.keys
-    }
-
-    /// Whether there is no key to publish.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// The document as JSON bytes.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing strings and fixed names cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+impl KeyRing {
+    /// A verify-only ring from a JWKS document (RFC 7517), such as another
+    /// service's `/.well-known/jwks.json`. `oct` (HMAC) keys are never
+    /// accepted; keys this crate cannot use (an unknown `kty` or curve,
+    /// `use` other than `sig`, an RSA modulus under 2048 bits, a duplicate
+    /// `kid`) are skipped, with the reason in the log (feature `tracing`).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidJwks`] when the document is not a JWKS or
+    /// holds no usable key.
+    pub fn from_jwks(document: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let keys = parse(document.as_ref())
+            .map_err(|e| ConfigError::with_source(ConfigErrorKind::InvalidJwks, e))?;
+        Self::verifying(keys)
     }
 }
 
@@ -356,18 +200,6 @@ fn key_of(raw: RawJwk) -> Result<Key, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thumbprint_input_is_canonical() {
-        let params = PublicParams::Rsa {
-            n: "n1".into(),
-            e: "AQAB".into(),
-        };
-        assert_eq!(
-            params.thumbprint_input(),
-            r#"{"e":"AQAB","kty":"RSA","n":"n1"}"#
-        );
-    }
 
     #[test]
     fn oct_and_unusable_keys_are_skipped() {

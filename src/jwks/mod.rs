@@ -9,8 +9,6 @@ mod fetch;
 mod remote;
 mod service;
 
-pub use document::{Jwk, Jwks};
-pub(crate) use document::{PublicParams, parse};
 #[cfg(feature = "jwks")]
 pub use fetch::{HyperFetcher, JwksError, JwksErrorKind, JwksFetcher};
 #[cfg(feature = "jwks")]

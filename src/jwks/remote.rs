@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
-use crate::jwks::Jwks;
 use crate::jwks::document::{DocumentError, parse};
 use crate::jwks::fetch::{JwksError, JwksErrorKind, JwksFetcher};
+use crate::keys::Jwks;
 use crate::keys::{Key, KeySnapshot, Keys};
 use crate::log::event;
 

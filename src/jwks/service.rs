@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower_service::Service;
 
 use crate::error::{ConfigError, ConfigErrorKind};
-use crate::jwks::Jwks;
+use crate::keys::Jwks;
 use crate::keys::{Keys, provider};
 
 /// Serves a JWKS (the public halves of the keys) at whatever path you mount it,

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
+use super::alg::alg_name;
 use crate::error::{ConfigError, ConfigErrorKind};
-use crate::keys::alg_name;
 
 /// `id-ecPublicKey` (1.2.840.10045.2.1).
 const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];

@@ -12,9 +12,9 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::core::signature_part;
 use crate::keys::Key;
-use crate::session::Verified;
+use crate::token::Verified;
+use crate::token::jws::signature_part;
 
 const SHARDS: usize = 16;
 
@@ -140,7 +140,7 @@ impl<C> fmt::Debug for VerifiedCache<C> {
 mod tests {
     use super::*;
     use crate::claims::StandardClaims;
-    use crate::extensions::RawToken;
+    use crate::token::RawToken;
 
     fn verified(token: &str, key: &Key) -> Arc<Verified<StandardClaims>> {
         Arc::new(Verified {

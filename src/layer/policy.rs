@@ -180,7 +180,7 @@ impl RenewalPolicy for SuccessOnly {
 /// The default policy: renew inside the window, throttled, on success.
 pub type DefaultPolicy = (RenewWindow, Throttle, SuccessOnly);
 
-/// The demo values: renew within 20 minutes of expiry, at most once a minute.
+/// The defaults: renew within 20 minutes of expiry, at most once a minute.
 pub(crate) fn default_policy() -> DefaultPolicy {
     (
         RenewWindow(Window::Absolute(1200)),

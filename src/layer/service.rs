@@ -1,4 +1,5 @@
-//! The middleware service.
+//! [`SlidingJwt`], the middleware service: finds and verifies the token,
+//! checks revocation, plans a renewal, and calls the inner service.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,24 +8,23 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response};
 use tower_service::Service;
 
+use super::future::{Gate, ResponseFuture};
+use super::policy::{RenewalContext, RenewalPolicy};
+use super::renewal::{After, Plan};
+use super::revalidate::Verdict;
+use super::{Config, reject};
 use crate::claims::Claims;
-use crate::extensions::RawToken;
-use crate::future::{After, Gate, Plan, ResponseFuture};
 use crate::keys::Keys;
-use crate::layer::Config;
-#[cfg(feature = "tracing")]
-use crate::log::event;
-use crate::policy::{RenewalContext, RenewalPolicy};
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revalidate::Verdict;
 use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
-use crate::session::{Held, Session, Verified};
+use crate::session::Session;
 use crate::stats::Event;
+use crate::token::{Held, RawToken, Verified};
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
-/// each request's token, checks revocation, puts the claims, the raw token and
-/// a [`Session`] handle into the request's extensions, calls the inner
-/// service, and attaches a renewed token to the response when due.
+/// each request's token, checks revocation, puts one [`Session`] handle (the
+/// claims and the raw token with it) into the request's extensions, calls the
+/// inner service, and attaches a renewed token to the response when due.
 pub struct SlidingJwt<S, K, C, P, R> {
     inner: S,
     config: Arc<Config<K, C, P, R>>,
@@ -216,26 +216,6 @@ async fn gate<C>(
             verdict => Gate::Proceed(verdict),
         },
     }
-}
-
-pub(crate) fn reject<K, C, P, R, B>(
-    config: &Config<K, C, P, R>,
-    rejection: Rejection,
-) -> Response<B>
-where
-    R: Responder<B>,
-{
-    let kind = rejection.kind();
-    config.core.counters.rejected(kind);
-    #[cfg(feature = "tracing")]
-    if kind == RejectionKind::StoreUnavailable {
-        event!(warn, %kind, "request refused: the revocation store is unavailable");
-    } else {
-        event!(debug, %kind, status = rejection.status().as_u16(), "request refused");
-    }
-    let mut response = config.responder.respond(&rejection);
-    response.extensions_mut().insert(rejection);
-    response
 }
 
 /// Whether this request's token qualifies for renewal; the response decides the rest.

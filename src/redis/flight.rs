@@ -10,8 +10,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::store::RedisStore;
-use super::{Counters, Shared, seconds_until};
+use super::{RedisCounters, Shared, seconds_until};
 use crate::revoke::{BoxFuture, SharedFlight, StoreError, StoreErrorKind};
+use crate::token::jws;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -54,16 +55,16 @@ impl Shared {
                 Some(Box::new(Malformed)),
             ));
         }
-        Counters::add(&self.stats.flight_claims, 1);
+        RedisCounters::add(&self.stats.flight_claims, 1);
         let answer = self.offer(&keys, &token, expires_at, ttl).await;
         match answer {
             Ok(Some(winner)) => {
-                Counters::add(&self.stats.flight_lost, 1);
+                RedisCounters::add(&self.stats.flight_lost, 1);
                 Ok(winner)
             }
             Ok(None) => Ok((token, expires_at)),
             Err(error) => {
-                Counters::add(&self.stats.flight_errors, 1);
+                RedisCounters::add(&self.stats.flight_errors, 1);
                 Err(error)
             }
         }
@@ -188,7 +189,7 @@ impl FlightKeys {
         let (exp, token) = plain.split_at(8);
         let expires_at = i64::from_be_bytes(exp.try_into().map_err(|_| Malformed)?);
         let token = std::str::from_utf8(token).map_err(|_| Malformed)?;
-        if !is_compact_jws(token) {
+        if !jws::is_compact(token) {
             return Err(Malformed);
         }
         Ok((Arc::from(token), expires_at))
@@ -198,22 +199,6 @@ impl FlightKeys {
 fn new_mac(key: &[u8]) -> HmacSha256 {
     // HMAC takes a key of any length.
     HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
-}
-
-/// Three non-empty base64url segments.
-fn is_compact_jws(token: &str) -> bool {
-    let mut segments = 0;
-    for segment in token.split('.') {
-        segments += 1;
-        if segment.is_empty()
-            || !segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return false;
-        }
-    }
-    segments == 3
 }
 
 /// A single-flight entry that is not a replacement sealed for this old token.

@@ -222,7 +222,7 @@ impl RedisStoreBuilder {
             timeout: self.timeout,
             resync_interval: self.resync_interval.max(Duration::from_millis(100)),
             commands,
-            stats: Counters::default(),
+            stats: RedisCounters::default(),
         });
         let task = tokio::spawn(sync::sync_loop(shared.clone(), client));
         let guard = Arc::new(TaskGuard(task.abort_handle()));
@@ -259,7 +259,7 @@ pub struct RedisStats {
 }
 
 #[derive(Default)]
-struct Counters {
+struct RedisCounters {
     round_trips: AtomicU64,
     flight_claims: AtomicU64,
     flight_lost: AtomicU64,
@@ -267,7 +267,7 @@ struct Counters {
     written_back: AtomicU64,
 }
 
-impl Counters {
+impl RedisCounters {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -310,7 +310,7 @@ struct Shared {
     timeout: Duration,
     resync_interval: Duration,
     commands: ConnectionManager,
-    stats: Counters,
+    stats: RedisCounters,
 }
 
 impl Shared {
@@ -324,7 +324,7 @@ impl Shared {
         &self,
         command: &impl QueryAsync,
     ) -> Result<T, StoreError> {
-        Counters::add(&self.stats.round_trips, 1);
+        RedisCounters::add(&self.stats.round_trips, 1);
         let mut connection = self.commands.clone();
         bounded(self.timeout, command.run(&mut connection)).await
     }

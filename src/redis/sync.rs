@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_core::Stream;
 
 use super::store::Entry;
-use super::{Counters, FailureMode, Shared, TARGET, bounded, seconds_until};
+use super::{FailureMode, RedisCounters, Shared, TARGET, bounded, seconds_until};
 use crate::revoke::{StoreError, StoreErrorKind};
 
 /// Entries per write-back pipeline.
@@ -65,7 +65,7 @@ impl Shared {
         let mut cursor: u64 = 0;
         let mut complete = true;
         loop {
-            Counters::add(&self.stats.round_trips, 1);
+            RedisCounters::add(&self.stats.round_trips, 1);
             let (next, keys): (u64, Vec<String>) = bounded(
                 self.timeout,
                 redis::cmd("SCAN")
@@ -78,7 +78,7 @@ impl Shared {
             )
             .await?;
             if !keys.is_empty() {
-                Counters::add(&self.stats.round_trips, 1);
+                RedisCounters::add(&self.stats.round_trips, 1);
                 let values: Vec<Option<String>> = bounded(
                     self.timeout,
                     redis::cmd("MGET").arg(&keys).query_async(&mut connection),
@@ -162,7 +162,7 @@ impl Shared {
                 }
                 self.query::<()>(&pipe).await?;
                 written += batch.len();
-                Counters::add(&self.stats.written_back, batch.len() as u64);
+                RedisCounters::add(&self.stats.written_back, batch.len() as u64);
             }
             match next {
                 Some(next) => cursor = Some(next),

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::TokenEngine;
 use crate::claims::Claims;
 use crate::clock::datetime;
-use crate::core::Core;
 use crate::error::IssueError;
 use crate::keys::Keys;
 use crate::reject::Rejection;
-use crate::revoke::{Lookup, TokenIds, admit};
+use crate::revoke::{TokenIds, admit};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and
 /// lifetimes the layer verifies with, so the two cannot disagree.
@@ -20,7 +20,7 @@ use crate::revoke::{Lookup, TokenIds, admit};
 /// Cheap to clone; get one from [`SlidingJwtLayer::issuer`](crate::SlidingJwtLayer::issuer)
 /// and hand it to your login handler.
 pub struct Issuer<K, C> {
-    pub(crate) core: Arc<Core<K, C>>,
+    pub(crate) core: Arc<TokenEngine<K, C>>,
 }
 
 impl<K, C> Clone for Issuer<K, C> {
@@ -61,10 +61,11 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
         let core = &self.core;
         let now = core.clock.now();
         let claims = core.verify(token, now).map_err(Rejection::new)?;
-        let answer = match core.store.check(&TokenIds::of(claims.registered()), now) {
-            Lookup::Ready(answer) => answer,
-            Lookup::Pending(lookup) => lookup.await,
-        };
+        let answer = core
+            .store
+            .check(&TokenIds::of(claims.registered()), now)
+            .resolve()
+            .await;
         admit(answer).map_err(Rejection::new)?;
         Ok(claims)
     }

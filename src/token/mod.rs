@@ -1,7 +1,10 @@
-//! The token engine shared by the layer and the issuer: decode, verify,
-//! validate, sign. One JSON pass over the claims, straight into the user's type.
+//! The token engine, without HTTP: decode, verify, validate, sign — shared by
+//! the layer and the issuer. One JSON pass over the claims, straight into the
+//! user's type.
+//!
+//! The rules about a token's text live in [`jws`] (the one copy), the JOSE
+//! header in `header`, ids in `random`.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -9,7 +12,21 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Deserializer};
+
+mod header;
+mod issuer;
+pub(crate) mod jws;
+mod random;
+mod raw;
+mod verified;
+
+pub use issuer::{IssuedToken, Issuer};
+pub(crate) use random::random_id;
+pub use raw::RawToken;
+pub(crate) use verified::{Held, Verified};
+
+use header::{JoseHeader, same_type};
+use jws::{b64_decode_into, split};
 
 use crate::claims::{Audience, Claims, RegisteredClaims};
 use crate::clock::Clock;
@@ -19,8 +36,9 @@ use crate::reject::RejectionKind;
 use crate::revoke::RevocationStore;
 use crate::stats::Counters;
 
-/// Validation and lifetime settings, checked when the layer is built.
-pub(crate) struct Core<K, C> {
+/// The engine: keys, validation and lifetime settings (checked when the layer
+/// is built), the clock, the revocation store and the counters.
+pub(crate) struct TokenEngine<K, C> {
     pub(crate) keys: K,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) store: Arc<dyn RevocationStore>,
@@ -35,9 +53,9 @@ pub(crate) struct Core<K, C> {
     pub(crate) _claims: PhantomData<fn() -> C>,
 }
 
-impl<K, C> fmt::Debug for Core<K, C> {
+impl<K, C> fmt::Debug for TokenEngine<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Core")
+        f.debug_struct("TokenEngine")
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
             .field("required_typ", &self.required_typ)
@@ -47,84 +65,6 @@ impl<K, C> fmt::Debug for Core<K, C> {
             .field("max_session", &self.max_session)
             .finish_non_exhaustive()
     }
-}
-
-/// The JOSE header fields this crate reads. Everything else (`jku`, `x5u`,
-/// `jwk`, `x5c`, ...) is ignored: keys come only from configuration.
-#[derive(Deserialize)]
-struct JoseHeader<'a> {
-    #[serde(borrow)]
-    alg: Text<'a>,
-    #[serde(borrow, default)]
-    typ: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    kid: Option<Text<'a>>,
-    #[serde(default)]
-    crit: Present,
-}
-
-/// A string borrowed from the header when it has no escapes (serde's own
-/// `Cow` would copy it when wrapped in an `Option`).
-struct Text<'a>(Cow<'a, str>);
-
-impl std::ops::Deref for Text<'_> {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for TextVisitor<'a> {
-            type Value = Text<'a>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'a>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-        }
-
-        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
-    }
-}
-
-/// Whether a member is present at all, whatever its value (even `null`).
-#[derive(Default)]
-struct Present(bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Present(true))
-    }
-}
-
-fn b64_decode(part: &str) -> Result<Vec<u8>, RejectionKind> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| RejectionKind::MalformedToken)
-}
-
-/// Decodes into `buffer` when it fits (the common case: no allocation), into
-/// a new vector otherwise.
-fn b64_decode_into<'b>(part: &str, buffer: &'b mut [u8]) -> Result<Cow<'b, [u8]>, RejectionKind> {
-    if base64::decoded_len_estimate(part.len()) > buffer.len() {
-        return b64_decode(part).map(Cow::Owned);
-    }
-    let len = URL_SAFE_NO_PAD
-        .decode_slice(part, buffer)
-        .map_err(|_| RejectionKind::MalformedToken)?;
-    Ok(Cow::Borrowed(&buffer[..len]))
 }
 
 thread_local! {
@@ -159,43 +99,6 @@ fn verify_signature(key: &Key, input: &[u8], signature_b64: &str) -> Result<(), 
         .unwrap_or_else(|_| check(&mut Vec::new()))
 }
 
-/// `typ` values compare case-insensitively, with an optional `application/` prefix
-/// (RFC 7515 §4.1.9).
-fn same_type(actual: &str, expected: &str) -> bool {
-    fn strip(s: &str) -> &str {
-        match s.get(..12) {
-            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &s[12..],
-            _ => s,
-        }
-    }
-    strip(actual).eq_ignore_ascii_case(strip(expected))
-}
-
-/// Splits a compact JWS into exactly three parts.
-fn split(token: &str) -> Result<(&str, &str, &str, &str), RejectionKind> {
-    let first = token.find('.').ok_or(RejectionKind::MalformedToken)?;
-    let second = first
-        + 1
-        + token[first + 1..]
-            .find('.')
-            .ok_or(RejectionKind::MalformedToken)?;
-    let signature = &token[second + 1..];
-    if signature.contains('.') {
-        return Err(RejectionKind::MalformedToken);
-    }
-    Ok((
-        &token[..first],
-        &token[first + 1..second],
-        signature,
-        &token[..second],
-    ))
-}
-
-/// The part of the token that identifies it for single flight: its signature.
-pub(crate) fn signature_part(token: &str) -> &str {
-    token.rsplit('.').next().unwrap_or(token)
-}
-
 thread_local! {
     /// The payload JSON and the token being signed, reused across renewals.
     static SIGNING: RefCell<(Vec<u8>, String)> = const { RefCell::new((Vec::new(), String::new())) };
@@ -224,58 +127,7 @@ fn with_buffers<R>(f: impl FnOnce(&mut Vec<u8>, &mut String) -> R) -> Option<R> 
     }
 }
 
-/// Random bytes from the operating system's CSPRNG (`getrandom`), fetched
-/// 1 KiB at a time per thread: one system call per 64 ids instead of one per
-/// id. Every byte comes from the OS and is handed out once, then wiped; there
-/// is no user-space generator to seed or predict. (A process that forks after
-/// issuing tokens and issues more in the child could repeat the ids left in
-/// the forking thread's buffer: fork before serving, as servers do.)
-struct Entropy {
-    bytes: [u8; 1024],
-    used: usize,
-}
-
-thread_local! {
-    static ENTROPY: RefCell<Entropy> = const {
-        RefCell::new(Entropy { bytes: [0; 1024], used: 1024 })
-    };
-}
-
-/// Fills `out` with fresh randomness from this thread's buffer of OS
-/// randomness, refilled when used up.
-fn fill_random(out: &mut [u8; 16]) -> Result<(), IssueError> {
-    let failed = |e: getrandom::Error| IssueError::new(IssueErrorKind::Random, Some(Box::new(e)));
-    let from_buffer = ENTROPY.try_with(|cell| {
-        let Ok(mut entropy) = cell.try_borrow_mut() else {
-            return Ok(false);
-        };
-        if entropy.used + out.len() > entropy.bytes.len() {
-            getrandom::fill(&mut entropy.bytes).map_err(failed)?;
-            entropy.used = 0;
-        }
-        let start = entropy.used;
-        out.copy_from_slice(&entropy.bytes[start..start + 16]);
-        // Each byte is handed out once: wipe it.
-        entropy.bytes[start..start + 16].fill(0);
-        entropy.used += 16;
-        Ok(true)
-    });
-    match from_buffer {
-        Ok(Ok(true)) => Ok(()),
-        Ok(Err(error)) => Err(error),
-        // Thread teardown or re-entrance: ask the OS directly.
-        _ => getrandom::fill(out).map_err(failed),
-    }
-}
-
-/// A fresh 128-bit random id, base64url (22 characters).
-pub(crate) fn random_id() -> Result<String, IssueError> {
-    let mut bytes = [0u8; 16];
-    fill_random(&mut bytes)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-impl<K: Keys, C: Claims> Core<K, C> {
+impl<K: Keys, C: Claims> TokenEngine<K, C> {
     /// Verifies `token` completely (RFC 8725 order: size, shape, header, key,
     /// signature, then claims) and returns its claims.
     pub(crate) fn verify(&self, token: &str, now: i64) -> Result<C, RejectionKind> {
@@ -419,56 +271,5 @@ impl<K: Keys, C: Claims> Core<K, C> {
             Ok(finish(token))
         });
         signed.unwrap_or_else(|| Err(IssueError::new(IssueErrorKind::Signing, None)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_needs_exactly_three_parts() {
-        assert_eq!(split("a.b.c").unwrap(), ("a", "b", "c", "a.b"));
-        assert_eq!(split("a.b.").unwrap().2, "");
-        assert!(split("a.b").is_err());
-        assert!(split("a.b.c.d").is_err());
-        assert!(split("abc").is_err());
-        assert!(split("").is_err());
-    }
-
-    #[test]
-    fn typ_comparison() {
-        assert!(same_type("JWT", "jwt"));
-        assert!(same_type("application/at+jwt", "at+JWT"));
-        assert!(!same_type("JWS", "JWT"));
-        assert!(!same_type("applicatio", "JWT"));
-    }
-
-    #[test]
-    fn buffered_randomness_never_repeats_across_refills() {
-        let ids: std::collections::HashSet<String> =
-            (0..500).map(|_| random_id().unwrap()).collect();
-        assert_eq!(ids.len(), 500, "64 ids per refill, each handed out once");
-        ENTROPY.with(|cell| {
-            let entropy = cell.borrow();
-            assert!(
-                entropy.bytes[..entropy.used].iter().all(|&b| b == 0),
-                "handed-out bytes are wiped"
-            );
-        });
-    }
-
-    #[test]
-    fn random_ids_differ() {
-        let a = random_id().unwrap();
-        assert_eq!(a.len(), 22);
-        assert_ne!(a, random_id().unwrap());
-    }
-
-    #[test]
-    fn padding_is_refused() {
-        assert!(b64_decode("eyJ9").is_ok());
-        assert!(b64_decode("eyJ=").is_err());
-        assert!(b64_decode("e+J9").is_err());
     }
 }

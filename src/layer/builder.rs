@@ -1,0 +1,289 @@
+//! [`SlidingJwtBuilder`]: every setting of a layer that issues and renews,
+//! checked when it is built.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Config;
+use super::cache::VerifiedCache;
+use super::cross_site::CrossOrigin;
+use super::layer::SlidingJwtLayer;
+use super::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
+use super::revalidate::{OwnedClaims, Revalidate, Verdict};
+use super::single_flight::SingleFlight;
+use crate::claims::Claims;
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::keys::{Key, Keys, provider};
+use crate::reject::HttpResponder;
+use crate::revoke::{MemoryStore, RevocationStore};
+use crate::source::{BearerHeader, TokenSource};
+use crate::stats::Counters;
+use crate::token::TokenEngine;
+
+impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
+    /// Starts a configuration with the production defaults: tokens live 1 hour, are
+    /// renewed in their last 20 minutes at most once a minute, sessions end 24
+    /// hours after login, 5 s leeway, 8 KiB token limit, `Authorization: Bearer`.
+    pub fn builder(keys: K) -> SlidingJwtBuilder<K, C> {
+        SlidingJwtBuilder {
+            keys,
+            policy: default_policy(),
+            responder: HttpResponder::new(),
+            settings: Settings {
+                sources: Vec::new(),
+                clock: Arc::new(SystemClock),
+                issuer: None,
+                audiences: Vec::new(),
+                required_typ: None,
+                leeway: Duration::from_secs(5),
+                max_token_bytes: 8 * 1024,
+                ttl: Duration::from_secs(3600),
+                max_session: Duration::from_secs(86_400),
+                optional: false,
+                single_flight_capacity: 10_000,
+                store: None,
+                revalidate: None,
+                cache_capacity: 0,
+                cross_origin: true,
+                trusted_origins: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Whether a layer being built issues and renews, or only verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Issue,
+    VerifyOnly,
+}
+
+/// Configures a [`SlidingJwtLayer`]; every setting is checked by
+/// [`build`](SlidingJwtBuilder::build).
+pub struct SlidingJwtBuilder<K, C, P = DefaultPolicy, R = HttpResponder> {
+    keys: K,
+    policy: P,
+    responder: R,
+    settings: Settings<C>,
+}
+
+/// Everything a builder holds besides the keys, the policy and the responder,
+/// so that a builder changing one of those moves the rest in one piece.
+pub(super) struct Settings<C> {
+    pub(super) sources: Vec<Box<dyn TokenSource>>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) issuer: Option<String>,
+    pub(super) audiences: Vec<String>,
+    pub(super) required_typ: Option<String>,
+    pub(super) leeway: Duration,
+    pub(super) max_token_bytes: usize,
+    pub(super) ttl: Duration,
+    pub(super) max_session: Duration,
+    pub(super) optional: bool,
+    pub(super) single_flight_capacity: usize,
+    pub(super) store: Option<Arc<dyn RevocationStore>>,
+    pub(super) revalidate: Option<Box<dyn Revalidate<C>>>,
+    pub(super) cache_capacity: usize,
+    pub(super) cross_origin: bool,
+    pub(super) trusted_origins: Vec<String>,
+}
+
+impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlidingJwtBuilder")
+            .field("policy", &self.policy)
+            .field("responder", &self.responder)
+            .field("sources", &self.settings.sources.len())
+            .field("issuer", &self.settings.issuer)
+            .field("audiences", &self.settings.audiences)
+            .field("required_typ", &self.settings.required_typ)
+            .field("leeway", &self.settings.leeway)
+            .field("max_token_bytes", &self.settings.max_token_bytes)
+            .field("ttl", &self.settings.ttl)
+            .field("max_session", &self.settings.max_session)
+            .field("optional", &self.settings.optional)
+            .field("revalidate", &self.settings.revalidate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn printable(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
+    verification_settings!();
+
+    pub(super) fn settings_mut(&mut self) -> &mut Settings<C> {
+        &mut self.settings
+    }
+
+    /// Lifetime of every new token (default 1 hour).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.ttl = ttl;
+        self
+    }
+
+    /// How many old tokens the single-flight map remembers (default 10 000).
+    pub fn with_single_flight_capacity(mut self, capacity: usize) -> Self {
+        self.settings.single_flight_capacity = capacity;
+        self
+    }
+
+    /// A hook that runs, before the inner service, whenever a renewal is about
+    /// to happen: it may approve, update the claims, veto the renewal, or
+    /// reject the request. See [`Revalidate`].
+    pub fn with_revalidation(mut self, hook: impl Revalidate<C>) -> Self {
+        self.settings.revalidate = Some(Box::new(hook));
+        self
+    }
+
+    /// [`with_revalidation`](Self::with_revalidation) with a closure that
+    /// takes its own copy of the claims, so it can be written
+    /// `|claims| async move { ... }`: the future owns what it uses. See
+    /// [`Revalidate`] for an example that clones a database pool.
+    pub fn with_revalidation_fn<F, Fut>(self, hook: F) -> Self
+    where
+        C: Clone + Send + Sync + 'static,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict<C>> + Send + 'static,
+    {
+        self.with_revalidation(OwnedClaims(hook))
+    }
+
+    /// Replaces the renewal policy.
+    pub fn with_policy<P2: RenewalPolicy>(self, policy: P2) -> SlidingJwtBuilder<K, C, P2, R> {
+        SlidingJwtBuilder {
+            keys: self.keys,
+            policy,
+            responder: self.responder,
+            settings: self.settings,
+        }
+    }
+
+    /// Replaces the responder for refused requests (e.g. [`GrpcResponder`](crate::GrpcResponder)
+    /// or a closure).
+    pub fn with_responder<R2>(self, responder: R2) -> SlidingJwtBuilder<K, C, P, R2> {
+        SlidingJwtBuilder {
+            keys: self.keys,
+            responder,
+            policy: self.policy,
+            settings: self.settings,
+        }
+    }
+}
+
+impl<K, C, R> SlidingJwtBuilder<K, C, DefaultPolicy, R> {
+    /// When a token becomes eligible for renewal (default: 20 minutes before expiry).
+    pub fn with_renew_window(mut self, window: RenewWindow) -> Self {
+        self.policy.0 = window;
+        self
+    }
+
+    /// At most one renewal per session per interval (default 60 s).
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.policy.1 = throttle;
+        self
+    }
+}
+
+impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] when no crypto backend is enabled, the active key
+    /// cannot sign, a lifetime is zero, the leeway exceeds 60 s, the token
+    /// limit is below 64 bytes or above 1 MiB, an issuer, audience or `typ`
+    /// is empty or not printable ASCII, or a trusted origin is not
+    /// `scheme://host[:port]`.
+    pub fn build(self) -> Result<SlidingJwtLayer<K, C, P, R>, ConfigError> {
+        self.build_as(Mode::Issue)
+    }
+
+    /// [`build`](Self::build) for a layer that issues and renews, or for a
+    /// verify-only one (which must not hold a signing key).
+    pub(super) fn build_as(self, mode: Mode) -> Result<SlidingJwtLayer<K, C, P, R>, ConfigError> {
+        provider()?;
+        let SlidingJwtBuilder {
+            keys,
+            policy,
+            responder,
+            settings,
+        } = self;
+        let signs = keys.signing_key().is_some_and(Key::can_sign);
+        match mode {
+            Mode::Issue if !signs => return Err(ConfigErrorKind::NotASigningKey.into()),
+            Mode::VerifyOnly if keys.signing_key().is_some() => {
+                return Err(ConfigErrorKind::UnexpectedSigningKey.into());
+            }
+            _ => {}
+        }
+        let ttl = secs(settings.ttl)
+            .filter(|&s| s > 0)
+            .ok_or(ConfigErrorKind::InvalidDuration)?;
+        let max_session = secs(settings.max_session)
+            .filter(|&s| s > 0)
+            .ok_or(ConfigErrorKind::InvalidDuration)?;
+        let leeway = secs(settings.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
+        if leeway > 60 {
+            return Err(ConfigErrorKind::LeewayTooLarge.into());
+        }
+        if !(64..=1024 * 1024).contains(&settings.max_token_bytes)
+            || settings.single_flight_capacity == 0
+        {
+            return Err(ConfigErrorKind::InvalidValue.into());
+        }
+        let values = settings
+            .issuer
+            .iter()
+            .chain(&settings.audiences)
+            .chain(&settings.required_typ);
+        if !values.into_iter().all(|v| printable(v)) {
+            return Err(ConfigErrorKind::InvalidValue.into());
+        }
+        let mut cross_origin = CrossOrigin::default();
+        cross_origin.enabled = settings.cross_origin;
+        for origin in &settings.trusted_origins {
+            cross_origin.trust(origin)?;
+        }
+        let mut sources = settings.sources;
+        if sources.is_empty() {
+            sources.push(Box::new(BearerHeader::new()));
+        }
+        let core = TokenEngine {
+            keys,
+            clock: settings.clock,
+            store: settings
+                .store
+                .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            issuer: settings.issuer,
+            audiences: settings.audiences,
+            required_typ: settings.required_typ,
+            leeway,
+            max_token_bytes: settings.max_token_bytes,
+            ttl,
+            max_session,
+            counters: Arc::new(Counters::new()),
+            _claims: PhantomData,
+        };
+        let config = Config {
+            core: Arc::new(core),
+            policy,
+            responder,
+            sources,
+            optional: settings.optional,
+            flights: Arc::new(SingleFlight::new(settings.single_flight_capacity)),
+            revalidate: settings.revalidate,
+            cache: (settings.cache_capacity > 0)
+                .then(|| VerifiedCache::new(settings.cache_capacity)),
+            cross_origin,
+        };
+        Ok(SlidingJwtLayer {
+            config: Arc::new(config),
+        })
+    }
+}

@@ -1,0 +1,780 @@
+//! [`MemoryStore`]: revocations in this process's memory, behind the
+//! counting filter. It forgets on restart.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use super::filter::{FIRST_LEVEL, GROWTH, LARGEST_LEVEL, Level};
+use super::{
+    BoxFuture, Lookup, Revocation, RevocationStore, RevocationTarget, Status, StoreError,
+    StoreErrorKind, TokenIds,
+};
+
+/// Expired entries dropped, and entries copied into a growing filter level,
+/// per insert: bounded work, and expired entries go faster than new ones come.
+const STEP: usize = 32;
+/// Expired entries dropped per write-lock hold by [`MemoryStore::purge`].
+const PURGE_BATCH: usize = 1024;
+
+/// What an id names: a session, a token or a subject.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum IdKind {
+    Session = 0,
+    Token = 1,
+    Subject = 2,
+}
+
+/// A live entry's value. `before` is only used by subjects.
+#[derive(Clone, Copy)]
+struct Slot {
+    until: i64,
+    before: i64,
+}
+
+/// An entry in expiry order.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    until: i64,
+    kind: IdKind,
+    key: Arc<str>,
+}
+
+/// Where [`MemoryStore::live_batch`] continues.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct LiveCursor(Due);
+
+struct Entries {
+    /// Per kind: id -> slot.
+    maps: [HashMap<Arc<str>, Slot>; 3],
+    /// Every entry of `maps` exactly once, in the order they expire.
+    due: BTreeSet<Due>,
+    /// While the filter grows into the next level: that level counts exactly
+    /// the entries up to this one, in `due` order (none yet for `Some(None)`).
+    growing: Option<Option<Due>>,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.maps.iter().map(HashMap::len).sum()
+    }
+
+    /// Whether the entry is already counted in the level being grown into.
+    fn in_next(&self, due: &Due) -> bool {
+        matches!(&self.growing, Some(Some(upto)) if due <= upto)
+    }
+}
+
+struct MemoryInner {
+    /// Counting filter levels, allocated as the store fills: the level at
+    /// `active` counts every live entry, so a zero counter answers "not
+    /// revoked" with a few atomic loads, no lock and no allocation.
+    levels: Box<[OnceLock<Level>]>,
+    active: AtomicUsize,
+    /// Per-store random seed of the filter's hash.
+    seed: u64,
+    entries: RwLock<Entries>,
+    capacity: usize,
+    /// Checks that had to look in the map (filter hits).
+    #[cfg(test)]
+    locked_checks: AtomicUsize,
+    /// Entries visited by housekeeping (reclaiming, growing the filter).
+    #[cfg(test)]
+    work: AtomicUsize,
+}
+
+/// The in-memory revocation store, the default.
+///
+/// * The common answer, "not revoked", costs a hash and a few atomic loads in
+///   one cache line per id: no lock is taken and nothing is allocated unless
+///   all of an id's counters in the filter are set (an id that is revoked, or
+///   about 1 % of the others), which costs a shared read lock and a map
+///   look-up. The filter grows with the entries it holds (from a few KiB to
+///   about 5 MiB for a million), so the check stays as cheap when full.
+/// * An entry lives exactly until its `until`: it stops counting at that
+///   second, and its memory is reclaimed a few at a time by later inserts (a
+///   bounded number per insert, in expiry order) or by [`MemoryStore::purge`].
+///   No operation does work proportional to the number of entries.
+/// * Memory is bounded by `capacity` live entries (about 190 bytes each for
+///   25-byte ids, filter included; 180 MiB for a million): a
+///   revocation beyond it is refused with [`StoreErrorKind::Full`] (and logged)
+///   rather than dropped, so the caller knows the token is still valid.
+/// * One process only: clones share the same entries, other instances do not
+///   see them (use a shared store such as the `redis` feature's for a cluster).
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<MemoryInner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store for up to one million live revocations.
+    pub fn new() -> Self {
+        Self::with_capacity(1_000_000)
+    }
+
+    /// A store for up to `capacity` live revocations. Memory is taken as
+    /// entries arrive, not up front.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut sizes = vec![FIRST_LEVEL.min(capacity.max(1))];
+        while let Some(&last) = sizes.last() {
+            if last >= capacity || last >= LARGEST_LEVEL {
+                break;
+            }
+            sizes.push(last.saturating_mul(GROWTH).min(capacity).min(LARGEST_LEVEL));
+        }
+        let levels: Box<[OnceLock<Level>]> = sizes.iter().map(|_| OnceLock::new()).collect();
+        let _ = levels[0].set(Level::new(sizes[0]));
+        Self {
+            inner: Arc::new(MemoryInner {
+                levels,
+                active: AtomicUsize::new(0),
+                seed: std::collections::hash_map::RandomState::new().hash_one(0u8) | 1,
+                entries: RwLock::new(Entries {
+                    maps: Default::default(),
+                    due: BTreeSet::new(),
+                    growing: None,
+                }),
+                capacity,
+                #[cfg(test)]
+                locked_checks: AtomicUsize::new(0),
+                #[cfg(test)]
+                work: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Live and not yet reclaimed entries.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry whose `until` is not after `now`, a bounded batch per
+    /// write-lock hold so checks are never blocked for long. Entries already
+    /// stop counting at their `until` without it; this only reclaims memory
+    /// early (inserts reclaim a few expired entries each).
+    pub fn purge(&self, now: i64) {
+        loop {
+            let mut entries = self.write();
+            let dropped = self.expire(&mut entries, now, PURGE_BATCH);
+            self.grow_step(&mut entries);
+            if dropped < PURGE_BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Records a revocation synchronously. A revocation whose `until` is not
+    /// after `now` is already over: nothing is stored. Revoking an id again
+    /// keeps the later `until` (and, for a subject, the later `before`).
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Full`] when the store already holds `capacity` live
+    /// entries and this revocation is a new one; it is logged, and nothing is
+    /// recorded.
+    pub fn insert(&self, revocation: &Revocation, now: i64) -> Result<(), StoreError> {
+        let until = revocation.until;
+        if until <= now {
+            return Ok(());
+        }
+        let (kind, key, before) = match &revocation.target {
+            RevocationTarget::Session(sid) => (IdKind::Session, sid, 0),
+            RevocationTarget::Token(jti) => (IdKind::Token, jti, 0),
+            RevocationTarget::Subject { subject, before } => (IdKind::Subject, subject, *before),
+        };
+        let mut entries = self.write();
+        self.expire(&mut entries, now, STEP);
+        let hash = self.hash(kind, key);
+        let existing = entries.maps[kind as usize].get_key_value(key.as_str());
+        if let Some((key, slot)) = existing.map(|(k, s)| (k.clone(), *s)) {
+            let updated = Slot {
+                until: slot.until.max(until),
+                before: slot.before.max(before),
+            };
+            if updated.until != slot.until {
+                let old = Due {
+                    until: slot.until,
+                    kind,
+                    key: key.clone(),
+                };
+                let new = Due {
+                    until: updated.until,
+                    kind,
+                    key: key.clone(),
+                };
+                // Only the position in the expiry order changes; the level
+                // being grown into must still count exactly the entries up to
+                // its cursor.
+                match (entries.in_next(&old), entries.in_next(&new)) {
+                    (true, false) => {
+                        if let Some(next) = self.next_level() {
+                            next.remove(hash)
+                        }
+                    }
+                    (false, true) => {
+                        if let Some(next) = self.next_level() {
+                            next.add(hash)
+                        }
+                    }
+                    _ => {}
+                }
+                entries.due.remove(&old);
+                entries.due.insert(new);
+            }
+            entries.maps[kind as usize].insert(key, updated);
+        } else {
+            if entries.len() >= self.inner.capacity {
+                drop(entries);
+                crate::log::event!(
+                    error,
+                    capacity = self.inner.capacity,
+                    "revocation store full of live entries: revocation refused, the token stays valid"
+                );
+                return Err(StoreErrorKind::Full.into());
+            }
+            let key: Arc<str> = key.as_str().into();
+            let due = Due {
+                until,
+                kind,
+                key: key.clone(),
+            };
+            // Counted in before the entry is visible, under the write lock.
+            self.active_level().add(hash);
+            if entries.in_next(&due)
+                && let Some(next) = self.next_level()
+            {
+                next.add(hash);
+            }
+            entries.maps[kind as usize].insert(key, Slot { until, before });
+            entries.due.insert(due);
+            self.start_growing(&mut entries);
+        }
+        self.grow_step(&mut entries);
+        Ok(())
+    }
+
+    /// Up to `limit` entries live at `now` (their `until` after it), in
+    /// expiry order, starting after `cursor`; and the cursor to continue
+    /// from, `None` once every live entry was listed. One shared read-lock
+    /// hold per batch, so checks and inserts are never blocked for long.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn live_batch(
+        &self,
+        cursor: Option<&LiveCursor>,
+        now: i64,
+        limit: usize,
+    ) -> (Vec<Revocation>, Option<LiveCursor>) {
+        let entries = self.read();
+        let from = match cursor {
+            Some(LiveCursor(due)) => Bound::Excluded(due.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut batch = Vec::with_capacity(limit.min(entries.due.len()));
+        let mut last: Option<&Due> = None;
+        for due in entries
+            .due
+            .range((from, Bound::Unbounded))
+            .filter(|due| due.until > now)
+        {
+            if batch.len() == limit {
+                return (batch, last.cloned().map(LiveCursor));
+            }
+            let Some(slot) = entries.maps[due.kind as usize].get(&due.key) else {
+                continue;
+            };
+            let id = due.key.to_string();
+            let target = match due.kind {
+                IdKind::Session => RevocationTarget::Session(id),
+                IdKind::Token => RevocationTarget::Token(id),
+                IdKind::Subject => RevocationTarget::Subject {
+                    subject: id,
+                    before: slot.before,
+                },
+            };
+            batch.push(Revocation {
+                target,
+                until: slot.until,
+            });
+            last = Some(due);
+        }
+        (batch, None)
+    }
+
+    /// Whether the token is revoked at `now`, synchronously.
+    pub fn status(&self, token: &TokenIds<'_>, now: i64) -> Status {
+        let level = self.active_level();
+        let sid = token
+            .sid
+            .filter(|sid| level.contains(self.hash(IdKind::Session, sid)));
+        let jti = token
+            .jti
+            .filter(|jti| level.contains(self.hash(IdKind::Token, jti)));
+        let sub = token
+            .sub
+            .filter(|sub| level.contains(self.hash(IdKind::Subject, sub)));
+        if sid.is_none() && jti.is_none() && sub.is_none() {
+            return Status::Active;
+        }
+        #[cfg(test)]
+        self.inner.locked_checks.fetch_add(1, Ordering::Relaxed);
+        let entries = self.read();
+        let live = |kind: IdKind, id: Option<&str>| {
+            id.and_then(|id| entries.maps[kind as usize].get(id))
+                .filter(|slot| slot.until > now)
+        };
+        let revoked = live(IdKind::Session, sid).is_some()
+            || live(IdKind::Token, jti).is_some()
+            // Unknown authentication time: assume the worst.
+            || live(IdKind::Subject, sub)
+                .is_some_and(|slot| token.authenticated_at.is_none_or(|at| at < slot.before));
+        if revoked {
+            Status::Revoked
+        } else {
+            Status::Active
+        }
+    }
+
+    /// Drops up to `budget` entries whose `until` is not after `now`, in
+    /// expiry order; returns how many it dropped.
+    fn expire(&self, entries: &mut Entries, now: i64, budget: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < budget && entries.due.first().is_some_and(|due| due.until <= now) {
+            let Some(due) = entries.due.pop_first() else {
+                break;
+            };
+            entries.maps[due.kind as usize].remove(&due.key);
+            // Counted out after the entry is gone from the map.
+            let hash = self.hash(due.kind, &due.key);
+            self.active_level().remove(hash);
+            if entries.in_next(&due)
+                && let Some(next) = self.next_level()
+            {
+                next.remove(hash);
+            }
+            dropped += 1;
+            #[cfg(test)]
+            self.inner.work.fetch_add(1, Ordering::Relaxed);
+        }
+        dropped
+    }
+
+    /// Starts growing the filter when the active level holds more entries
+    /// than it is sized for.
+    fn start_growing(&self, entries: &mut Entries) {
+        let active = self.inner.active.load(Ordering::Relaxed);
+        if entries.growing.is_some()
+            || active + 1 >= self.inner.levels.len()
+            || entries.len() <= self.active_level().holds
+        {
+            return;
+        }
+        let holds = self
+            .active_level()
+            .holds
+            .saturating_mul(GROWTH)
+            .min(self.inner.capacity)
+            .min(LARGEST_LEVEL);
+        self.inner.levels[active + 1].get_or_init(|| Level::new(holds));
+        entries.growing = Some(None);
+    }
+
+    /// Counts a bounded batch of entries into the level being grown into;
+    /// once it counts them all, readers switch to it.
+    fn grow_step(&self, entries: &mut Entries) {
+        let Some(upto) = &entries.growing else {
+            return;
+        };
+        let Some(next) = self.next_level() else {
+            entries.growing = None;
+            return;
+        };
+        let from = match upto {
+            Some(due) => Bound::Excluded(due.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        let mut done = true;
+        for (counted, due) in entries.due.range((from, Bound::Unbounded)).enumerate() {
+            if counted == STEP {
+                done = false;
+                break;
+            }
+            next.add(self.hash(due.kind, &due.key));
+            last = Some(due);
+            #[cfg(test)]
+            self.inner.work.fetch_add(1, Ordering::Relaxed);
+        }
+        if done {
+            entries.growing = None;
+            self.inner.active.fetch_add(1, Ordering::Release);
+        } else if let Some(last) = last {
+            entries.growing = Some(Some(last.clone()));
+        }
+    }
+
+    fn active_level(&self) -> &Level {
+        let active = self.inner.active.load(Ordering::Acquire);
+        // The active level is always set before `active` points at it.
+        self.inner.levels[active]
+            .get()
+            .unwrap_or_else(|| unreachable!("filter level {active} not allocated"))
+    }
+
+    fn next_level(&self) -> Option<&Level> {
+        let active = self.inner.active.load(Ordering::Acquire);
+        self.inner.levels.get(active + 1).and_then(OnceLock::get)
+    }
+
+    /// A seeded hash of the id: a filter hit only costs a map look-up (whose
+    /// hasher is keyed), so speed matters more than strength here.
+    fn hash(&self, kind: IdKind, key: &str) -> u64 {
+        const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+        let bytes = key.as_bytes();
+        let mut hash = self.inner.seed ^ (kind as u64 + 1).wrapping_mul(MUL) ^ bytes.len() as u64;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(MUL);
+            hash ^= hash >> 29;
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        hash = (hash ^ u64::from_le_bytes(tail)).wrapping_mul(MUL);
+        // MurmurHash3's finaliser: every output bit depends on every input bit.
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        hash ^ (hash >> 33)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.inner
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.inner
+            .entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.len())
+            .field("capacity", &self.inner.capacity)
+            .finish()
+    }
+}
+
+impl RevocationStore for MemoryStore {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        Lookup::Ready(Ok(self.status(token, now)))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.insert(&revocation, now);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids<'a>(sid: &'a str, jti: &'a str, sub: &'a str, at: i64) -> TokenIds<'a> {
+        TokenIds {
+            sid: Some(sid),
+            jti: Some(jti),
+            sub: Some(sub),
+            authenticated_at: Some(at),
+        }
+    }
+
+    fn revoke(store: &MemoryStore, target: RevocationTarget, until: i64, now: i64) {
+        store.insert(&Revocation { target, until }, now).unwrap();
+    }
+
+    #[test]
+    fn sessions_tokens_and_subjects() {
+        let store = MemoryStore::new();
+        assert_eq!(
+            store.status(&ids("s1", "j1", "alice", 10), 100),
+            Status::Active
+        );
+        revoke(&store, RevocationTarget::Session("s1".into()), 1000, 100);
+        revoke(&store, RevocationTarget::Token("j2".into()), 1000, 100);
+        revoke(
+            &store,
+            RevocationTarget::Subject {
+                subject: "bob".into(),
+                before: 50,
+            },
+            1000,
+            100,
+        );
+        assert_eq!(store.status(&ids("s1", "x", "x", 10), 100), Status::Revoked);
+        assert_eq!(store.status(&ids("x", "j2", "x", 10), 100), Status::Revoked);
+        assert_eq!(
+            store.status(&ids("x", "x", "bob", 49), 100),
+            Status::Revoked
+        );
+        assert_eq!(
+            store.status(&ids("x", "x", "bob", 50), 100),
+            Status::Active,
+            "a login from that second on is not revoked"
+        );
+        let unknown_time = TokenIds {
+            authenticated_at: None,
+            ..ids("x", "x", "bob", 0)
+        };
+        assert_eq!(store.status(&unknown_time, 100), Status::Revoked);
+        assert_eq!(
+            store.status(&ids("s2", "j1", "alice", 10), 100),
+            Status::Active
+        );
+        // Expired entries no longer count, and are purged.
+        assert_eq!(store.status(&ids("s1", "x", "x", 10), 1000), Status::Active);
+        assert_eq!(store.len(), 3);
+        store.purge(1000);
+        assert_eq!(store.len(), 0);
+        assert!(
+            store
+                .active_level()
+                .counters
+                .iter()
+                .all(|w| w.load(Ordering::Relaxed) == 0),
+            "counted out of the filter"
+        );
+    }
+
+    #[test]
+    fn capacity_bounds_memory() {
+        let store = MemoryStore::with_capacity(2);
+        revoke(&store, RevocationTarget::Session("a".into()), 200, 100);
+        revoke(&store, RevocationTarget::Session("b".into()), 200, 100);
+        let full = store.insert(
+            &Revocation {
+                target: RevocationTarget::Session("c".into()),
+                until: 200,
+            },
+            100,
+        );
+        assert_eq!(full.unwrap_err().kind(), StoreErrorKind::Full);
+        // Once entries expire there is room again.
+        revoke(&store, RevocationTarget::Session("c".into()), 400, 300);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn live_entries_are_listed_in_bounded_batches() {
+        let store = MemoryStore::new();
+        for i in 0..10 {
+            store
+                .insert(&session(&format!("s{i}"), 200 + i), 100)
+                .unwrap();
+        }
+        revoke(
+            &store,
+            RevocationTarget::Subject {
+                subject: "bob".into(),
+                before: 42,
+            },
+            300,
+            100,
+        );
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        let mut batches = 0;
+        loop {
+            // At 203 the first four sessions are over (an entry ends at its `until`).
+            let (batch, next) = store.live_batch(cursor.as_ref(), 203, 3);
+            assert!(batch.len() <= 3);
+            listed.extend(batch);
+            batches += 1;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(batches, 3);
+        assert_eq!(listed.len(), 7);
+        assert_eq!(listed[0], session("s4", 204));
+        assert_eq!(
+            listed.last().unwrap(),
+            &Revocation {
+                target: RevocationTarget::Subject {
+                    subject: "bob".into(),
+                    before: 42
+                },
+                until: 300
+            }
+        );
+    }
+
+    #[test]
+    fn repeated_revocation_keeps_the_longest() {
+        let store = MemoryStore::new();
+        revoke(&store, RevocationTarget::Session("a".into()), 500, 100);
+        revoke(&store, RevocationTarget::Session("a".into()), 200, 100);
+        assert_eq!(store.status(&ids("a", "x", "x", 0), 300), Status::Revoked);
+    }
+
+    fn session(id: &str, until: i64) -> Revocation {
+        Revocation {
+            target: RevocationTarget::Session(id.into()),
+            until,
+        }
+    }
+
+    fn sid(id: &str) -> TokenIds<'_> {
+        TokenIds {
+            sid: Some(id),
+            jti: None,
+            sub: None,
+            authenticated_at: None,
+        }
+    }
+
+    #[test]
+    fn a_full_store_takes_a_logout_exactly_when_an_entry_expires() {
+        let store = MemoryStore::with_capacity(2);
+        store.insert(&session("a", 200), 100).unwrap();
+        store.insert(&session("b", 300), 100).unwrap();
+        let full = store.insert(&session("c", 400), 199).unwrap_err();
+        assert_eq!(full.kind(), StoreErrorKind::Full);
+        assert_eq!(store.status(&sid("c"), 199), Status::Active);
+        assert_eq!(store.status(&sid("a"), 199), Status::Revoked);
+        // At a's `until` it is over, and its place is free at that second.
+        assert_eq!(store.status(&sid("a"), 200), Status::Active);
+        store.insert(&session("c", 400), 200).unwrap();
+        assert_eq!(store.status(&sid("c"), 200), Status::Revoked);
+        assert_eq!(store.len(), 2);
+        // Revoking a stored id again needs no room.
+        store.insert(&session("b", 500), 200).unwrap();
+        assert_eq!(store.status(&sid("b"), 450), Status::Revoked);
+    }
+
+    #[test]
+    fn expired_entries_are_reclaimed_by_the_next_inserts_without_a_purge() {
+        let store = MemoryStore::new();
+        for i in 0..100 {
+            store
+                .insert(&session(&format!("old{i}"), 110), 100)
+                .unwrap();
+        }
+        // Ten seconds later, not a minute: each insert reclaims expired entries.
+        for i in 0..10 {
+            store
+                .insert(&session(&format!("new{i}"), 500), 110)
+                .unwrap();
+        }
+        assert_eq!(store.len(), 10);
+    }
+
+    #[test]
+    fn a_full_store_refuses_without_touching_its_entries() {
+        const CAPACITY: usize = 10_000;
+        let store = MemoryStore::with_capacity(CAPACITY);
+        for i in 0..CAPACITY {
+            store.insert(&session(&format!("s{i}"), 1000), 100).unwrap();
+        }
+        let work = || store.inner.work.load(Ordering::Relaxed);
+        let before = work();
+        for i in 0..100 {
+            let refused = store.insert(&session(&format!("x{i}"), 1000), 100);
+            assert_eq!(refused.unwrap_err().kind(), StoreErrorKind::Full);
+        }
+        assert_eq!(work(), before, "a refusal visits no entry");
+        assert_eq!(store.len(), CAPACITY);
+    }
+
+    #[test]
+    fn a_million_revocations_keep_the_check_lock_free() {
+        const ENTRIES: usize = 1_000_000;
+        let store = MemoryStore::new();
+        for i in 0..ENTRIES {
+            store
+                .insert(&session(&format!("revoked-{i}"), 1000), 100)
+                .unwrap();
+        }
+        assert_eq!(store.status(&sid("revoked-123456"), 100), Status::Revoked);
+        let locked = || store.inner.locked_checks.load(Ordering::Relaxed);
+        let before = locked();
+        for i in 0..10_000 {
+            let id = format!("live-session-{i}");
+            assert_eq!(store.status(&sid(&id), 100), Status::Active);
+        }
+        let hits = locked() - before;
+        assert!(hits < 300, "{hits} of 10 000 checks took the lock");
+        // Inserting a million entries did O(1) work each.
+        let work = store.inner.work.load(Ordering::Relaxed);
+        assert!(work < 4 * ENTRIES, "{work} entry visits");
+    }
+
+    #[test]
+    fn the_filter_grows_without_missing_an_entry_and_counts_every_expiry_out() {
+        let store = MemoryStore::with_capacity(100_000);
+        let mut model = HashMap::new();
+        // Entries expiring at every second, some revoked again for longer,
+        // while the filter grows through its levels.
+        for i in 0..50_000i64 {
+            let now = 100 + i / 100;
+            let (id, until) = if i % 7 == 0 {
+                (format!("s{}", i / 2), now + 600)
+            } else {
+                (format!("s{i}"), now + 1 + i % 300)
+            };
+            store.insert(&session(&id, until), now).unwrap();
+            let slot = model.entry(id).or_insert(until);
+            *slot = (*slot).max(until);
+            if i % 997 == 0 {
+                for (id, until) in model.iter().step_by(37) {
+                    let expect = if *until > now {
+                        Status::Revoked
+                    } else {
+                        Status::Active
+                    };
+                    assert_eq!(store.status(&sid(id), now), expect, "{id} at {now}");
+                }
+            }
+        }
+        assert!(
+            store.inner.active.load(Ordering::Relaxed) > 0,
+            "the filter grew"
+        );
+        store.purge(i64::MAX);
+        assert!(store.is_empty());
+        assert!(
+            store
+                .active_level()
+                .counters
+                .iter()
+                .all(|w| w.load(Ordering::Relaxed) == 0),
+            "every entry counted out"
+        );
+    }
+}
