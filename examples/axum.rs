@@ -1,4 +1,4 @@
-//! The axum demo server (see `DEMO-CONTRACT.md`).
+//! The axum demo server (see `examples/README.md`).
 //!
 //! ```sh
 //! cargo run --example axum

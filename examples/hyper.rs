@@ -1,5 +1,5 @@
 //! The hyper demo server: hyper 1 and hyper-util, no framework (see
-//! `DEMO-CONTRACT.md`). It behaves exactly like the axum demo.
+//! `examples/README.md`). It behaves exactly like the axum demo.
 //!
 //! ```sh
 //! cargo run --example hyper

@@ -1,5 +1,5 @@
 //! The gRPC demo: `helloworld.Greeter/SayHello` behind the sliding-JWT layer
-//! (see `DEMO-CONTRACT.md`), and a client that keeps its session alive with
+//! (see `examples/README.md`), and a client that keeps its session alive with
 //! [`ClientLayer`].
 //!
 //! ```sh

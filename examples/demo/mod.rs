@@ -1,5 +1,5 @@
 //! What the three demo servers share: the demo users, the claims, the secret
-//! and the layer configuration of `DEMO-CONTRACT.md`.
+//! and the layer configuration of `examples/README.md`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;

@@ -123,7 +123,7 @@ macro_rules! verification_settings {
         /// Cross-site protection for cookie-borne tokens (default on): an unsafe
         /// request whose token came from a cookie is refused with 403 when it
         /// comes from another site. The rules are in the crate docs'
-        /// [security model](crate#security-model). Turn it off
+        /// [security model](crate#cross-site-requests-with-cookie-borne-tokens). Turn it off
         /// only when another layer already does this check.
         pub fn with_cross_origin_protection(mut self, enabled: bool) -> Self {
             self.settings_mut().cross_origin = enabled;
