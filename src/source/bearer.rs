@@ -88,22 +88,9 @@ impl TokenSource for BearerHeader {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
     use crate::reject::RejectionKind;
-
-    fn headers(pairs: &[(&'static str, &'static [u8])]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_bytes(value).unwrap());
-        }
-        map
-    }
-
-    fn kind(r: Result<Option<&str>, Rejection>) -> Result<Option<&str>, RejectionKind> {
-        r.map_err(|e| e.kind())
-    }
+    use crate::source::tests::{headers, kind};
 
     #[test]
     fn bearer_parsing() {

@@ -74,6 +74,22 @@ mod tests {
     use crate::error::{ConfigErrorKind, IssueErrorKind};
     use crate::token::jws::is_compact;
 
+    /// Request headers from name/value pairs, in order (a name may repeat).
+    pub(super) fn headers(pairs: &[(&'static str, &'static [u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        map
+    }
+
+    /// What a source answered, with the rejection reduced to its kind.
+    pub(super) fn kind(
+        r: Result<Option<&str>, Rejection>,
+    ) -> Result<Option<&str>, crate::reject::RejectionKind> {
+        r.map_err(|e| e.kind())
+    }
+
     #[test]
     fn refresh_header_is_refused() {
         assert_eq!(
