@@ -456,3 +456,86 @@ fn tlv(tag: u8, value: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(value);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ES256_SEC1: &str = include_str!("../../tests/keys/es256-sec1.pem");
+    const ES384_SEC1: &str = include_str!("../../tests/keys/es384-sec1.pem");
+    const ES256_PKCS8: &str = include_str!("../../tests/keys/es256-private.pem");
+    const RSA_PKCS8: &str = include_str!("../../tests/keys/rsa-private.pem");
+
+    fn der_of(pem: &str, label: &str) -> Vec<u8> {
+        let blocks = blocks(pem.as_bytes());
+        let block = blocks.iter().find(|b| b.label == label).expect(label);
+        block.der().expect("base64")
+    }
+
+    fn detail(error: ConfigError) -> String {
+        error.detail().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn blocks_are_found_in_order_and_an_unterminated_one_is_dropped() {
+        let labels: Vec<_> = blocks(ES256_SEC1.as_bytes())
+            .iter()
+            .map(|b| b.label)
+            .collect();
+        assert_eq!(labels, ["EC PARAMETERS", "EC PRIVATE KEY"]);
+        let cut = &ES256_PKCS8[..ES256_PKCS8.len() - 10];
+        assert!(blocks(cut.as_bytes()).is_empty());
+        assert!(blocks(b"\xff\xfe-----BEGIN PRIVATE KEY-----").is_empty());
+    }
+
+    #[test]
+    fn sec1_becomes_pkcs8_of_the_same_curve() {
+        let Private::Der(pkcs8) = private_pem(Algorithm::ES256, ES256_SEC1.as_bytes()).unwrap()
+        else {
+            panic!("SEC1 is converted to DER");
+        };
+        assert_eq!(
+            pkcs8_algorithm(&pkcs8),
+            Some((EC_PUBLIC_KEY, Some(CURVES[0].0)))
+        );
+        // The DER form converts the same way.
+        let sec1 = der_of(ES256_SEC1, "EC PRIVATE KEY");
+        assert!(is_sec1(&sec1));
+        assert_eq!(private_der(Algorithm::ES256, &sec1).unwrap(), pkcs8);
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_curve_or_family_names_both() {
+        let Err(error) = private_pem(Algorithm::ES256, ES384_SEC1.as_bytes()) else {
+            panic!("a P-384 key is refused for ES256");
+        };
+        assert!(detail(error).contains("P-384"));
+        let rsa = der_of(RSA_PKCS8, "PRIVATE KEY");
+        let error = private_der(Algorithm::ES256, &rsa).unwrap_err();
+        let detail = detail(error);
+        assert!(
+            detail.contains("RSA") && detail.contains("ES256"),
+            "{detail}"
+        );
+        // PKCS#8 RSA is unwrapped to PKCS#1 for jsonwebtoken.
+        let pkcs1 = private_der(Algorithm::RS256, &rsa).unwrap();
+        assert!(pkcs1.len() < rsa.len() && pkcs1[0] == 0x30);
+    }
+
+    #[test]
+    fn no_truncation_of_a_key_parses_as_one() {
+        let sec1 = der_of(ES256_SEC1, "EC PRIVATE KEY");
+        let pkcs8 = der_of(RSA_PKCS8, "PRIVATE KEY");
+        assert!(is_sec1(&sec1) && pkcs8_private_key(&pkcs8).is_some());
+        for len in 0..sec1.len() {
+            assert!(!is_sec1(&sec1[..len]), "SEC1 cut at {len}");
+            let _ = private_der(Algorithm::ES256, &sec1[..len]);
+        }
+        for len in 0..pkcs8.len() {
+            let cut = &pkcs8[..len];
+            assert!(pkcs8_algorithm(cut).is_none(), "PKCS#8 cut at {len}");
+            assert!(pkcs8_private_key(cut).is_none(), "PKCS#8 cut at {len}");
+            let _ = private_der(Algorithm::RS256, cut);
+        }
+    }
+}
