@@ -94,6 +94,11 @@ impl<C> Session<C> {
     pub fn token(&self) -> &RawToken {
         &self.inner.verified.token
     }
+
+    /// The token's canonical identity (rule 8): the same for every copy of it.
+    pub(crate) fn identity(&self) -> Option<crate::token::TokenId> {
+        self.inner.verified.identity()
+    }
 }
 
 impl<C: Claims> Session<C> {
@@ -247,7 +252,10 @@ mod tests {
         let verified = Verified {
             claims: claims.clone(),
             token: crate::token::RawToken::copy("h.p.s"),
-            key: 0,
+            key: crate::token::KeyRef {
+                id: 0,
+                alg: jsonwebtoken::Algorithm::HS256,
+            },
         };
         let session = Session::new(
             Held::Owned(verified),

@@ -56,6 +56,21 @@ fn builder_settings_are_validated() {
 }
 
 #[test]
+fn a_session_cap_longer_than_a_browser_keeps_a_cookie_is_refused() {
+    let day = Duration::from_secs(86_400);
+    assert_eq!(build(|b| b.with_max_session(400 * day)), Ok(()));
+    assert_eq!(
+        build(|b| b.with_max_session(401 * day)),
+        Err(E::InvalidDuration)
+    );
+    let error = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_max_session(Duration::from_secs(u64::MAX / 4))
+        .build()
+        .unwrap_err();
+    assert!(error.detail().unwrap().contains("with_max_session"));
+}
+
+#[test]
 fn token_channels_are_validated() {
     assert_eq!(
         BearerHeader::new()

@@ -20,7 +20,7 @@ type Replacement = (Arc<str>, i64);
 /// What the instances share: the first replacement offered per old token.
 #[derive(Clone, Default)]
 struct Cluster {
-    winners: Arc<Mutex<HashMap<String, Replacement>>>,
+    winners: Arc<Mutex<HashMap<Vec<u8>, Replacement>>>,
     claims: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
 }
@@ -35,7 +35,7 @@ struct InstanceStore {
 impl SharedFlight for Cluster {
     fn claim(
         &self,
-        old_signature: &str,
+        old: &[u8],
         token: Arc<str>,
         expires_at: i64,
         _until: i64,
@@ -46,7 +46,7 @@ impl SharedFlight for Cluster {
         } else {
             let mut winners = self.winners.lock().unwrap();
             Ok(winners
-                .entry(old_signature.to_owned())
+                .entry(old.to_owned())
                 .or_insert((token, expires_at))
                 .clone())
         };
@@ -54,6 +54,22 @@ impl SharedFlight for Cluster {
             tokio::task::yield_now().await;
             answer
         })
+    }
+
+    fn supersede(
+        &self,
+        old: &[u8],
+        token: Arc<str>,
+        expires_at: i64,
+        _until: i64,
+    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>> {
+        let answer = if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::new(StoreErrorKind::Unavailable, None))
+        } else {
+            let mut winners = self.winners.lock().unwrap();
+            Ok(winners.insert(old.to_owned(), (token, expires_at)))
+        };
+        Box::pin(async move { answer })
     }
 }
 

@@ -19,7 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keys::{Key, Keys, provider};
 use crate::reject::HttpResponder;
-use crate::revoke::{MemoryStore, RevocationStore};
+use crate::revoke::{MAX_SESSION_SECS, MemoryStore, RevocationStore};
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
 use crate::token::TokenEngine;
@@ -196,7 +196,8 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
     ///
     /// # Errors
     /// A [`ConfigError`] when no crypto backend is enabled, the active key
-    /// cannot sign, a lifetime is zero, the leeway exceeds 60 s, the token
+    /// cannot sign, a lifetime is zero, the session cap exceeds 400 days,
+    /// the leeway exceeds 60 s, the token
     /// limit is below 64 bytes or above 1 MiB, an issuer, audience or `typ`
     /// is empty or not printable ASCII, or a trusted origin is not
     /// `scheme://host[:port]`.
@@ -228,6 +229,14 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         let max_session = secs(settings.max_session)
             .filter(|&s| s > 0)
             .ok_or(ConfigErrorKind::InvalidDuration)?;
+        if max_session > MAX_SESSION_SECS {
+            return Err(
+                ConfigError::new(ConfigErrorKind::InvalidDuration).with_detail(format!(
+                    "max_session is {max_session} s; at most {MAX_SESSION_SECS} s (400 days, the \
+                 longest a browser keeps a cookie) is accepted: lower with_max_session"
+                )),
+            );
+        }
         let leeway = secs(settings.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
         if leeway > 60 {
             return Err(ConfigErrorKind::LeewayTooLarge.into());

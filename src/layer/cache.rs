@@ -92,7 +92,7 @@ impl<C> VerifiedCache<C> {
             return None;
         }
         let verified = shard.map.get(&hash)?;
-        (verified.token.as_str() == token && keys.iter().any(|k| k.id() == verified.key))
+        (verified.token.as_str() == token && keys.iter().any(|k| k.id() == verified.key.id))
             .then(|| verified.clone())
     }
 
@@ -146,7 +146,10 @@ mod tests {
         Arc::new(Verified {
             claims: StandardClaims::default(),
             token: RawToken::copy(token),
-            key: key.id(),
+            key: crate::token::KeyRef {
+                id: key.id(),
+                alg: key.algorithm(),
+            },
         })
     }
 

@@ -20,8 +20,7 @@ use crate::revoke::{
 };
 use crate::session::{Action, Session};
 use crate::stats::Event as StatEvent;
-use crate::token::jws::{self, signature_part};
-use crate::token::random_id;
+use crate::token::{TokenId, jws, random_id};
 
 /// A renewal the request qualified for.
 pub(crate) struct Plan {
@@ -134,15 +133,17 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let Some(plan) = self.plan.take() else {
             return Finish::Done;
         };
+        let Some(id) = self.session.identity() else {
+            return Finish::Done;
+        };
         let config = &self.config;
         let update = self.update.take();
-        let key = signature_part(self.session.token().as_str());
         if let Some(shared) = config.core.store.shared_flight() {
-            return self.renew_shared(shared, plan, update);
+            return self.renew_shared(shared, &id, plan, update);
         }
         let signed = config
             .flights
-            .get_or_sign(key, self.now, plan.forget_after, || {
+            .get_or_sign(id.key(), self.now, plan.forget_after, || {
                 let claims = update.unwrap_or_else(|| self.session.claims().clone());
                 Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
             });
@@ -158,7 +159,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let core = &config.core;
         let registered = self.session.claims().registered();
         let (exp, clock) = (registered.exp, core.clock.clone());
-        match core.store.check(&TokenIds::of(registered), clock.now()) {
+        match core
+            .store
+            .check_fresh(&TokenIds::of(registered), clock.now())
+        {
             Lookup::Ready(answer) => {
                 if confirmed(answer, &*clock, exp) {
                     Finish::Deliver(signed)
@@ -175,9 +179,15 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
     /// A renewal whose single flight is shared by the cluster: a local
     /// replacement (already agreed) is handed out at once; otherwise this one
     /// is signed and offered, and the cluster's winner is handed out.
-    fn renew_shared(&self, shared: &dyn SharedFlight, plan: Plan, update: Option<C>) -> Finish {
+    fn renew_shared(
+        &self,
+        shared: &dyn SharedFlight,
+        id: &TokenId,
+        plan: Plan,
+        update: Option<C>,
+    ) -> Finish {
         let config = &self.config;
-        let key = signature_part(self.session.token().as_str());
+        let key = id.key();
         let (offered, local) = match config.flights.get(key, self.now) {
             Some(agreed) => (agreed, true),
             None => {
@@ -191,13 +201,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 }
             }
         };
-        let claim =
-            (!local).then(|| shared.claim(key, offered.0.clone(), offered.1, plan.forget_after));
+        let claim = (!local)
+            .then(|| shared.claim(id.secret(), offered.0.clone(), offered.1, plan.forget_after));
         let flights = config.flights.clone();
         let store = config.core.store.clone();
         let clock = config.core.clock.clone();
         let session = self.session.clone();
-        let key: Box<str> = key.into();
         let now = self.now;
         Finish::Wait(Box::pin(async move {
             let (token, expires_at) = match claim {
@@ -210,29 +219,38 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                             offered
                         }
                     };
-                    flights.supersede(&key, winner.0.clone(), winner.1, plan.forget_after, now);
+                    flights.supersede(key, winner.0.clone(), winner.1, plan.forget_after, now);
                     winner
                 }
             };
             // The old token must still be good once the replacement is agreed.
-            let lookup = store.check(&TokenIds::of(session.claims().registered()), clock.now());
+            let lookup =
+                store.check_fresh(&TokenIds::of(session.claims().registered()), clock.now());
             let answer = lookup.resolve().await;
             let exp = session.claims().registered().exp;
             confirmed(answer, &*clock, exp).then_some(Signed { token, expires_at })
         }))
     }
 
-    /// `Session::renew_with`: new claims now. The token it replaces is retired:
-    /// its `jti` is revoked until it expires, and parallel requests holding it
-    /// get this replacement, so only the new claims keep sliding.
+    /// `Session::renew_with`: new claims now. The token it replaces is
+    /// retired: its `jti` is revoked until it expires, and every replacement
+    /// already handed out for it — by a parallel request here, or by any
+    /// instance of the cluster through the shared flight — is revoked too,
+    /// while requests still holding it get this replacement. So only the new
+    /// claims keep sliding (rule 5). Fails closed: when any of this cannot be
+    /// recorded, nothing is issued.
     fn supersede(&mut self, claims: C) -> Finish {
         let config = &self.config;
         let core = &config.core;
         let current = self.session.claims().registered();
-        let Some(jti) = current.jti.clone() else {
+        let (Some(jti), Some(_), Some(id)) = (
+            current.jti.clone(),
+            current.sid.as_ref(),
+            self.session.identity(),
+        ) else {
             event!(
                 warn,
-                "renew_with on a token without jti: it cannot be retired, so nothing is issued"
+                "renew_with on a token without jti or sid: it cannot be retired, so nothing is issued"
             );
             return Finish::Done;
         };
@@ -248,39 +266,68 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let now = self.now;
         let leeway = core.leeway;
         let retire_until = current.exp.saturating_add(leeway);
-        let lookup = core.store.check(&TokenIds::of(current), core.clock.now());
+        let lookup = core
+            .store
+            .check_fresh(&TokenIds::of(current), core.clock.now());
         let (old_exp, clock) = (current.exp, core.clock.clone());
         let store = core.store.clone();
         let counters = core.counters.clone();
         let flights = config.flights.clone();
-        let key: Box<str> = signature_part(self.session.token().as_str()).into();
+        // Installed first, so a request presenting the old token anywhere
+        // from now on gets the new replacement, never the one it displaces.
+        let shared = core
+            .store
+            .shared_flight()
+            .map(|shared| shared.supersede(id.secret(), token.clone(), expires_at, retire_until));
         Finish::Wait(Box::pin(async move {
             let answer = lookup.resolve().await;
             if !confirmed(answer, &*clock, old_exp) {
                 return None;
             }
+            let displaced_elsewhere = match shared {
+                None => None,
+                Some(supersede) => match supersede.await {
+                    Ok(previous) => previous,
+                    Err(error) => {
+                        event!(warn, %error, "renew_with could not supersede the cluster's replacement; nothing is issued");
+                        return None;
+                    }
+                },
+            };
             let retire = |jti: String, until: i64| Revocation {
                 target: RevocationTarget::Token(jti),
                 until,
             };
-            if let Err(error) = record(&*store, retire(jti, retire_until), now, &counters).await {
+            if let Err(error) =
+                record(&*store, retire(jti.clone(), retire_until), now, &counters).await
+            {
                 event!(warn, %error, "renew_with could not retire the previous token; nothing is issued");
                 return None;
             }
-            // A replacement signed for the old token with the old claims, by a
-            // parallel request, is retired too.
-            let previous = flights.supersede(&key, token.clone(), expires_at, retire_until, now);
-            if let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids)
-                && let Err(error) = record(
+            // Replacements signed for the old token with the old claims, by
+            // a parallel request here or by another instance, are retired too.
+            let displaced_here =
+                flights.supersede(id.key(), token.clone(), expires_at, retire_until, now);
+            let mut retired = vec![jti];
+            for previous in [displaced_here, displaced_elsewhere.map(|(token, _)| token)] {
+                let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids) else {
+                    continue;
+                };
+                if retired.contains(&jti) {
+                    continue;
+                }
+                if let Err(error) = record(
                     &*store,
-                    retire(jti, exp.saturating_add(leeway)),
+                    retire(jti.clone(), exp.saturating_add(leeway)),
                     now,
                     &counters,
                 )
                 .await
-            {
-                event!(warn, %error, "renew_with could not retire a parallel renewal; nothing is issued");
-                return None;
+                {
+                    event!(warn, %error, "renew_with could not retire a replacement handed out for the previous token; nothing is issued");
+                    return None;
+                }
+                retired.push(jti);
             }
             Some(Signed { token, expires_at })
         }))

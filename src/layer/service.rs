@@ -238,7 +238,10 @@ where
     if method == Method::OPTIONS || now >= registered.exp || core.keys.signing_key().is_none() {
         return None;
     }
-    // Without `auth_time` the session cap cannot be enforced: never renew.
+    // Without `auth_time` the session cap cannot be enforced, and without
+    // `sid` a logout could only revoke the presented token while a
+    // replacement handed out just before kept sliding: never renew either.
+    registered.sid.as_ref()?;
     let deadline = core.session_deadline(registered)?;
     let expires_at = now.saturating_add(core.ttl).min(deadline);
     if expires_at <= registered.exp {

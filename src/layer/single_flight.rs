@@ -3,9 +3,34 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::IssueError;
+use crate::token::FlightKey;
+
+/// A [`FlightKey`] is already a keyed hash: its first half is the map's hash.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `FlightKey`'s `Hash`; fold anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        if self.0 == 0 {
+            self.0 = n;
+        }
+    }
+}
 
 /// A replacement already signed for an old token.
 struct Flight {
@@ -18,17 +43,17 @@ struct Flight {
 }
 
 struct Flights {
-    map: HashMap<Arc<str>, Flight>,
+    map: HashMap<FlightKey, Flight, BuildHasherDefault<PassThrough>>,
     /// Keys in insertion order, each with the serial of the entry it was
     /// pushed for; a record whose entry was replaced or removed is stale and
     /// skipped when it reaches the front.
-    order: VecDeque<(Arc<str>, u64)>,
+    order: VecDeque<(FlightKey, u64)>,
     next_serial: u64,
 }
 
 impl Flights {
     /// Whether the front record is the live entry it names (not stale).
-    fn is_current(&self, (key, serial): &(Arc<str>, u64)) -> bool {
+    fn is_current(&self, (key, serial): &(FlightKey, u64)) -> bool {
         self.map.get(key).is_some_and(|f| f.serial == *serial)
     }
 
@@ -42,7 +67,7 @@ impl Flights {
     }
 }
 
-/// A bounded map from an old token's signature to its replacement.
+/// A bounded map from an old token's canonical identity to its replacement.
 ///
 /// Memory is bounded by `capacity` entries, each at most the size of two
 /// tokens (which the size limit bounds), plus at most `2 * capacity` queue
@@ -63,29 +88,29 @@ impl SingleFlight {
         Self {
             capacity,
             flights: Mutex::new(Flights {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 order: VecDeque::new(),
                 next_serial: 0,
             }),
         }
     }
 
-    /// The replacement for the token whose signature is `key`, signing one with
+    /// The replacement for the token whose identity is `key`, signing one with
     /// `sign` if there is none yet. The lock is never held while signing.
     pub(crate) fn get_or_sign(
         &self,
-        key: &str,
+        key: FlightKey,
         now: i64,
         forget_after: i64,
         sign: impl FnOnce() -> Result<(Arc<str>, i64), IssueError>,
     ) -> Result<(Arc<str>, i64), IssueError> {
-        if let Some(flight) = self.lock().map.get(key).filter(|f| f.forget_after > now) {
+        if let Some(flight) = self.lock().map.get(&key).filter(|f| f.forget_after > now) {
             return Ok((flight.token.clone(), flight.expires_at));
         }
         let (token, expires_at) = sign()?;
         let mut flights = self.lock();
         // Another request may have signed meanwhile: theirs wins, ours is dropped.
-        if let Some(flight) = flights.map.get(key).filter(|f| f.forget_after > now) {
+        if let Some(flight) = flights.map.get(&key).filter(|f| f.forget_after > now) {
             return Ok((flight.token.clone(), flight.expires_at));
         }
         self.store(
@@ -100,9 +125,9 @@ impl SingleFlight {
     }
 
     /// The live replacement for the old token `key`, if there is one.
-    pub(crate) fn get(&self, key: &str, now: i64) -> Option<(Arc<str>, i64)> {
+    pub(crate) fn get(&self, key: FlightKey, now: i64) -> Option<(Arc<str>, i64)> {
         let flights = self.lock();
-        let flight = flights.map.get(key).filter(|f| f.forget_after > now)?;
+        let flight = flights.map.get(&key).filter(|f| f.forget_after > now)?;
         Some((flight.token.clone(), flight.expires_at))
     }
 
@@ -111,7 +136,7 @@ impl SingleFlight {
     /// Returns the replacement it displaced, if one was still live.
     pub(crate) fn supersede(
         &self,
-        key: &str,
+        key: FlightKey,
         token: Arc<str>,
         expires_at: i64,
         forget_after: i64,
@@ -120,7 +145,7 @@ impl SingleFlight {
         let mut flights = self.lock();
         let previous = flights
             .map
-            .get(key)
+            .get(&key)
             .filter(|f| f.forget_after > now)
             .map(|f| f.token.clone());
         self.store(&mut flights, key, token, expires_at, forget_after, now);
@@ -132,7 +157,7 @@ impl SingleFlight {
     fn store(
         &self,
         flights: &mut Flights,
-        key: &str,
+        key: FlightKey,
         token: Arc<str>,
         expires_at: i64,
         forget_after: i64,
@@ -159,16 +184,15 @@ impl SingleFlight {
         }
         // An expired entry under this key is replaced in place (its record
         // goes stale); otherwise make room by evicting in insertion order.
-        if !flights.map.contains_key(key) {
+        if !flights.map.contains_key(&key) {
             while flights.map.len() >= self.capacity && !flights.order.is_empty() {
                 flights.pop_front();
             }
         }
-        let key: Arc<str> = key.into();
         let serial = flights.next_serial;
         flights.next_serial += 1;
         flights.map.insert(
-            key.clone(),
+            key,
             Flight {
                 token,
                 expires_at,
@@ -213,14 +237,24 @@ impl fmt::Debug for SingleFlight {
 mod tests {
     use super::*;
 
+    /// A key named in the test (the layer derives them from tokens).
+    fn k(name: &str) -> FlightKey {
+        let hash = |salt: u8| {
+            name.bytes().fold(u64::from(salt), |h, b| {
+                h.wrapping_mul(31).wrapping_add(u64::from(b))
+            })
+        };
+        FlightKey(hash(1), hash(2))
+    }
+
     #[test]
     fn second_caller_gets_the_first_token() {
         let sf = SingleFlight::new(10);
         let a = sf
-            .get_or_sign("sig", 0, 100, || Ok(("one".into(), 50)))
+            .get_or_sign(k("sig"), 0, 100, || Ok(("one".into(), 50)))
             .unwrap();
         let b = sf
-            .get_or_sign("sig", 1, 100, || Ok(("two".into(), 51)))
+            .get_or_sign(k("sig"), 1, 100, || Ok(("two".into(), 51)))
             .unwrap();
         assert_eq!((&*a.0, a.1), ("one", 50));
         assert_eq!((&*b.0, b.1), ("one", 50));
@@ -230,7 +264,7 @@ mod tests {
     fn entries_expire_and_the_map_stays_bounded() {
         let sf = SingleFlight::new(3);
         for i in 0..100 {
-            sf.get_or_sign(&format!("k{i}"), i, i + 2, || {
+            sf.get_or_sign(k(&format!("k{i}")), i, i + 2, || {
                 Ok((format!("t{i}").into(), 0))
             })
             .unwrap();
@@ -238,14 +272,14 @@ mod tests {
         }
         // Expired entry is not reused.
         let t = sf
-            .get_or_sign("k99", 200, 300, || Ok(("fresh".into(), 0)))
+            .get_or_sign(k("k99"), 200, 300, || Ok(("fresh".into(), 0)))
             .unwrap();
         assert_eq!(&*t.0, "fresh");
     }
 
     fn sign(sf: &SingleFlight, key: &str, now: i64, forget_after: i64, token: &str) -> String {
         let token = token.to_owned();
-        sf.get_or_sign(key, now, forget_after, || Ok((token.into(), 0)))
+        sf.get_or_sign(k(key), now, forget_after, || Ok((token.into(), 0)))
             .unwrap()
             .0
             .to_string()

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::store::RedisStore;
-use super::{RedisCounters, Shared, seconds_until};
+use super::{RedisCounters, Shared, clamp_ttl, seconds_until};
 use crate::revoke::{BoxFuture, SharedFlight, StoreError, StoreErrorKind};
 use crate::token::jws;
 
@@ -23,17 +23,44 @@ const VERSION: u8 = 1;
 const NONCE: usize = 16;
 const TAG: usize = 32;
 
+/// The largest sealed entry read back from Redis: anything longer is
+/// garbage (planted by someone with write access) and costs no more than
+/// this much memory to refuse.
+const MAX_SEALED_BYTES: usize = 1 + NONCE + 8 + MAX_TOKEN_BYTES + TAG;
+
+/// Installs a replacement whatever was there, and answers the length and the
+/// first `ARGV[3] + 1` bytes of the entry it displaced (a missing key answers
+/// length 0): one key, so it stays in one slot of a Redis Cluster.
+const SUPERSEDE: &str = r"
+local length = redis.call('STRLEN', KEYS[1])
+local previous = redis.call('GETRANGE', KEYS[1], 0, ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return {length, previous}
+";
+
 impl SharedFlight for RedisStore {
     fn claim(
         &self,
-        old_signature: &str,
+        old: &[u8],
         token: Arc<str>,
         expires_at: i64,
         until: i64,
     ) -> BoxFuture<'static, Result<(Arc<str>, i64), StoreError>> {
         let shared = self.shared.clone();
-        let keys = FlightKeys::derive(old_signature);
+        let keys = FlightKeys::derive(old);
         Box::pin(async move { shared.claim(keys, token, expires_at, until).await })
+    }
+
+    fn supersede(
+        &self,
+        old: &[u8],
+        token: Arc<str>,
+        expires_at: i64,
+        until: i64,
+    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>> {
+        let shared = self.shared.clone();
+        let keys = FlightKeys::derive(old);
+        Box::pin(async move { shared.supersede(keys, token, expires_at, until).await })
     }
 }
 
@@ -50,10 +77,7 @@ impl Shared {
             return Ok((token, expires_at));
         };
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                Some(Box::new(Malformed)),
-            ));
+            return Err(Malformed.into());
         }
         RedisCounters::add(&self.stats.flight_claims, 1);
         let answer = self.offer(&keys, &token, expires_at, ttl).await;
@@ -86,31 +110,75 @@ impl Shared {
         let key = format!("{}flight:{}", self.prefix, keys.id);
         let sealed = keys.seal(expires_at, token)?;
         // One round trip on every Redis version: the `SET` stores this offer
-        // only if there is none; the `GET` then reads whichever offer won.
+        // only if there is none; `STRLEN` and a bounded `GETRANGE` then read
+        // whichever offer won, never more than a sealed entry can be.
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(&key)
             .arg(&sealed)
             .arg("NX")
             .arg("EX")
-            .arg(ttl)
-            .cmd("GET")
-            .arg(&key);
-        let (set, stored): (Option<String>, Option<Vec<u8>>) = self.query(&pipe).await?;
+            .arg(clamp_ttl(ttl))
+            .cmd("STRLEN")
+            .arg(&key)
+            .cmd("GETRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(MAX_SEALED_BYTES);
+        let (set, length, stored): (Option<String>, usize, Vec<u8>) = self.query(&pipe).await?;
         if set.is_some() {
             return Ok(None);
         }
-        let stored = stored.ok_or(Malformed)?;
+        if length > MAX_SEALED_BYTES {
+            return Err(Malformed.into());
+        }
         if stored == sealed {
             return Ok(None);
         }
         Ok(Some(keys.open(&stored)?))
     }
+
+    /// Installs `token` as the replacement whatever was offered before, and
+    /// answers the replacement it displaced (if it was one sealed for this
+    /// old token: anything else was never handed out).
+    async fn supersede(
+        &self,
+        keys: FlightKeys,
+        token: Arc<str>,
+        expires_at: i64,
+        until: i64,
+    ) -> Result<Option<(Arc<str>, i64)>, StoreError> {
+        let Some(ttl) = seconds_until(until, self.clock.now()) else {
+            return Ok(None);
+        };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Malformed.into());
+        }
+        if !self.live.load(Ordering::Acquire) {
+            return Err(StoreErrorKind::Unavailable.into());
+        }
+        let key = format!("{}flight:{}", self.prefix, keys.id);
+        let sealed = keys.seal(expires_at, &token)?;
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(SUPERSEDE)
+            .arg(1)
+            .arg(&key)
+            .arg(&sealed)
+            .arg(clamp_ttl(ttl))
+            .arg(MAX_SEALED_BYTES);
+        let (length, previous): (usize, Vec<u8>) = self.query(&script).await?;
+        if length == 0 || length > MAX_SEALED_BYTES {
+            return Ok(None);
+        }
+        Ok(keys.open(&previous).ok())
+    }
 }
 
-/// What is derived from an old token's signature: the Redis key, and the
-/// keys that seal its replacement. HMAC-SHA-256 keyed by the signature, so
-/// only a holder of the old token can find, read or write its entry.
+/// What is derived from an old token's canonical identity (its canonical
+/// signature): the Redis key, and the keys that seal its replacement.
+/// HMAC-SHA-256 keyed by that identity, so only a holder of the old token (or
+/// of a twin of it) can find, read or write its entry.
 struct FlightKeys {
     id: String,
     seal: HmacSha256,
@@ -118,9 +186,9 @@ struct FlightKeys {
 }
 
 impl FlightKeys {
-    fn derive(old_signature: &str) -> Self {
+    fn derive(old: &[u8]) -> Self {
         let derive = |label: &[u8]| {
-            let mut mac = new_mac(old_signature.as_bytes());
+            let mut mac = new_mac(old);
             mac.update(b"tower-sliding-jwt single flight v1 ");
             mac.update(label);
             mac.finalize().into_bytes()
@@ -227,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_sealed_replacement_opens_only_with_the_old_signature() {
-        let keys = FlightKeys::derive("old-signature");
+        let keys = FlightKeys::derive(b"old-signature");
         let sealed = keys.seal(1234, TOKEN).unwrap();
         assert!(
             !sealed.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
@@ -236,7 +304,7 @@ mod tests {
         let (token, exp) = keys.open(&sealed).unwrap();
         assert_eq!((&*token, exp), (TOKEN, 1234));
         // Another old token's keys neither find nor open it.
-        let other = FlightKeys::derive("other-signature");
+        let other = FlightKeys::derive(b"other-signature");
         assert_ne!(other.id, keys.id);
         assert!(other.open(&sealed).is_err());
         // Two seals of the same token differ (random nonce).
@@ -247,7 +315,7 @@ mod tests {
 
     #[test]
     fn tampered_or_foreign_entries_are_refused() {
-        let keys = FlightKeys::derive("old-signature");
+        let keys = FlightKeys::derive(b"old-signature");
         let sealed = keys.seal(1234, TOKEN).unwrap();
         for i in 0..sealed.len() {
             let mut tampered = sealed.clone();

@@ -93,7 +93,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::clock::{Clock, SystemClock};
-use crate::revoke::{MemoryStore, StoreError, StoreErrorKind};
+use crate::revoke::{MAX_REVOCATION_SECS, MemoryStore, StoreError, StoreErrorKind};
 
 pub use store::RedisStore;
 
@@ -382,4 +382,11 @@ async fn bounded<T>(
 /// wants them; `None` when that moment has passed.
 fn seconds_until(until: i64, now: i64) -> Option<i64> {
     until.checked_sub(now).filter(|ttl| *ttl > 0)
+}
+
+/// An `EX` Redis always accepts: no entry needs to live longer than the
+/// longest revocation, and a larger value (a planted entry, a cap near
+/// `i64::MAX`) would make Redis refuse the whole pipeline it is in.
+fn clamp_ttl(ttl: i64) -> i64 {
+    ttl.clamp(1, MAX_REVOCATION_SECS)
 }

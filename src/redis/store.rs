@@ -5,7 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{FailureMode, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, seconds_until};
+use super::{
+    FailureMode, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, clamp_ttl, seconds_until,
+};
+use crate::revoke::MAX_REVOCATION_SECS;
 use crate::revoke::{
     BoxFuture, Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
     StoreErrorKind, TokenIds,
@@ -78,6 +81,15 @@ impl RevocationStore for RedisStore {
         Lookup::Ready(Ok(shared.replica.status(token, now)))
     }
 
+    fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        // `FailureMode::Open` serves requests from a stale replica, but never
+        // renews on its word.
+        if !self.shared.trusted() {
+            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
+        }
+        Lookup::Ready(Ok(self.shared.replica.status(token, now)))
+    }
+
     fn revoke<'a>(
         &'a self,
         revocation: Revocation,
@@ -109,6 +121,10 @@ impl RevocationStore for RedisStore {
         Some(self)
     }
 }
+
+/// The longest id (`sid`, `jti`, `sub`) read back from Redis; a longer one
+/// is garbage and skipped.
+pub(super) const MAX_ID_BYTES: usize = 16 * 1024;
 
 /// One revocation as stored in Redis: `{kind}:{id}` = `{until}|{before}`, and
 /// announced as `{kind}|{until}|{before}|{id}`.
@@ -164,7 +180,7 @@ impl<'a> Entry<'a> {
             set.arg("NX");
         }
         set.arg("EX")
-            .arg(ttl)
+            .arg(clamp_ttl(ttl))
             .ignore()
             .cmd("PUBLISH")
             .arg(channel)
@@ -194,6 +210,21 @@ impl<'a> Entry<'a> {
             until: until.parse().ok()?,
             before: before.parse().ok()?,
         })
+    }
+
+    /// The revocation this entry holds, read back at `now`: its `until`
+    /// bounded by the longest a revocation can need (an entry asking for
+    /// more was planted, or written by a clock far ahead), its id by
+    /// [`MAX_ID_BYTES`]; `None` for anything else.
+    pub(super) fn revocation_at(&self, now: i64) -> Option<Revocation> {
+        let mut revocation = self.revocation()?;
+        if self.id.len() > MAX_ID_BYTES {
+            return None;
+        }
+        revocation.until = revocation
+            .until
+            .min(now.saturating_add(MAX_REVOCATION_SECS));
+        Some(revocation)
     }
 
     pub(super) fn revocation(&self) -> Option<Revocation> {

@@ -17,6 +17,10 @@ use crate::revoke::{StoreError, StoreErrorKind};
 /// Entries per write-back pipeline.
 const WRITE_BACK_BATCH: usize = 500;
 
+/// The longest stored revocation value read back: `{until}|{before}` is at
+/// most 41 bytes.
+const MAX_VALUE_BYTES: usize = 64;
+
 /// What the background task remembers between reloads.
 #[derive(Default)]
 pub(super) struct SyncState {
@@ -29,8 +33,9 @@ impl Shared {
     /// Applies one entry to the replica; `false` when the replica could not
     /// take it (it is then missing a live revocation: not trusted any more).
     fn apply(&self, entry: Option<Entry<'_>>) -> bool {
-        match entry.and_then(|e| e.revocation()) {
-            Some(revocation) => match self.replica.insert(&revocation, self.clock.now()) {
+        let now = self.clock.now();
+        match entry.and_then(|e| e.revocation_at(now)) {
+            Some(revocation) => match self.replica.insert(&revocation, now) {
                 Ok(()) => true,
                 Err(error) => {
                     if !self.overflow.swap(true, Ordering::AcqRel) {
@@ -78,18 +83,39 @@ impl Shared {
             )
             .await?;
             if !keys.is_empty() {
+                // Each value's length and at most its first bytes: an entry
+                // is `{until}|{before}`, and anything longer (planted by
+                // someone with write access) costs no more than this to skip.
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.cmd("STRLEN")
+                        .arg(key)
+                        .cmd("GETRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(MAX_VALUE_BYTES - 1);
+                }
                 RedisCounters::add(&self.stats.round_trips, 1);
-                let values: Vec<Option<String>> = bounded(
-                    self.timeout,
-                    redis::cmd("MGET").arg(&keys).query_async(&mut connection),
-                )
-                .await?;
-                for (key, value) in keys.iter().zip(values) {
-                    let (Some(key), Some(value)) = (key.strip_prefix(self.prefix.as_str()), value)
-                    else {
+                let values: Vec<redis::Value> =
+                    bounded(self.timeout, pipe.query_async(&mut connection)).await?;
+                for (key, pair) in keys.iter().zip(values.chunks(2)) {
+                    let Some(key) = key.strip_prefix(self.prefix.as_str()) else {
                         continue;
                     };
-                    complete &= self.apply(Entry::parse_stored(key, &value));
+                    let value = match pair {
+                        [redis::Value::Int(length), redis::Value::BulkString(value)]
+                            if (1..=MAX_VALUE_BYTES as i64).contains(length) =>
+                        {
+                            std::str::from_utf8(value).ok()
+                        }
+                        // Gone since the scan (length 0), or garbage.
+                        _ => None,
+                    };
+                    if let Some(value) = value {
+                        complete &= self.apply(Entry::parse_stored(key, value));
+                    } else if !matches!(pair, [redis::Value::Int(0), _]) {
+                        tracing::debug!(target: TARGET, "skipped an oversized or malformed revocation entry");
+                    }
                 }
             }
             if next == 0 {

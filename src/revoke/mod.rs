@@ -25,6 +25,16 @@ pub use memory::MemoryStore;
 pub use revoker::Revoker;
 pub(crate) use revoker::record;
 
+/// The longest session cap a layer accepts: 400 days, the ceiling browsers
+/// put on a cookie's `Max-Age` (RFC 6265bis). Longer is refused when the
+/// layer is built.
+pub(crate) const MAX_SESSION_SECS: i64 = 400 * 86_400;
+
+/// The longest any revocation needs to live: a session's cap plus the
+/// largest leeway. Stores bound what they write and what they read back by
+/// it, so no entry (planted, or from a clock at the edge) can ask for more.
+pub(crate) const MAX_REVOCATION_SECS: i64 = MAX_SESSION_SECS + 60;
+
 /// A boxed future, as revocation stores and hooks return them on their slow path.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -155,6 +165,17 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// Whether the token with these ids is revoked at time `now`.
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup;
 
+    /// The answer a renewal relies on, asked again just before a replacement
+    /// is handed out: like [`check`](Self::check), but [`Status::Active`]
+    /// only when the store can vouch for it *now*. A store that may serve
+    /// checks from state it knows to be stale (a replica that lost its feed,
+    /// answering anyway by configuration) answers an error here, so no
+    /// replacement is issued while it cannot say "not revoked" (rule 6).
+    /// Defaults to [`check`](Self::check).
+    fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        self.check(token, now)
+    }
+
     /// Records a revocation. `now` is the layer's clock, for housekeeping.
     fn revoke<'a>(
         &'a self,
@@ -176,6 +197,10 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
         (**self).check(token, now)
     }
 
+    fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        (**self).check_fresh(token, now)
+    }
+
     fn revoke<'a>(
         &'a self,
         revocation: Revocation,
@@ -192,6 +217,10 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
 impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         (**self).check(token, now)
+    }
+
+    fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        (**self).check_fresh(token, now)
     }
 
     fn revoke<'a>(
@@ -214,17 +243,35 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
 /// The layer asks only when it is about to renew (one round trip per
 /// renewal, none per verification), and falls back to its own replacement
 /// when the answer is an error: both tokens are valid, so that is safe.
+///
+/// An old token is named by its canonical identity `old`: bytes that every
+/// copy of the token shares (an ECDSA token and its malleated twin included)
+/// and that only a holder of the token knows. Key entries by a keyed hash of
+/// it, never by the bytes themselves, and never store the old token.
 pub trait SharedFlight: Send + Sync + 'static {
     /// Offers `token` (expiring at `expires_at`) as the replacement for the
-    /// old token whose signature segment is `old_signature`, remembered until
-    /// `until` (when the old token stops verifying). Answers the replacement
-    /// to hand out: `token` when it won, or the one offered first.
-    /// Implementations key it by a hash of `old_signature`, never the token.
+    /// old token `old`, remembered until `until` (when the old token stops
+    /// verifying). Answers the replacement to hand out: `token` when it won,
+    /// or the one offered first.
     fn claim(
         &self,
-        old_signature: &str,
+        old: &[u8],
         token: Arc<str>,
         expires_at: i64,
         until: i64,
     ) -> BoxFuture<'static, Result<(Arc<str>, i64), StoreError>>;
+
+    /// Makes `token` the replacement for `old` whatever was offered before,
+    /// atomically, and answers the replacement it displaced, if any:
+    /// [`Session::renew_with`](crate::Session::renew_with) revokes that one,
+    /// so the old claims stop sliding on every instance. An error means the
+    /// layer issues nothing.
+    #[allow(clippy::type_complexity)] // the pair `claim` answers, optional
+    fn supersede(
+        &self,
+        old: &[u8],
+        token: Arc<str>,
+        expires_at: i64,
+        until: i64,
+    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>>;
 }

@@ -14,16 +14,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod header;
+mod identity;
 mod issuer;
 pub(crate) mod jws;
 mod random;
 mod raw;
 mod verified;
 
+pub(crate) use identity::{FlightKey, TokenId};
 pub use issuer::{IssuedToken, Issuer};
 pub(crate) use random::random_id;
 pub use raw::RawToken;
-pub(crate) use verified::{Held, Verified};
+pub(crate) use verified::{Held, KeyRef, Verified};
 
 use header::{JoseHeader, same_type};
 use jws::{b64_decode_into, split};
@@ -134,9 +136,8 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         self.verify_keyed(token, now).map(|(claims, _)| claims)
     }
 
-    /// [`verify`](Self::verify), also naming the key that verified the token
-    /// (its [`Key::id`](crate::keys::Key::id)).
-    pub(crate) fn verify_keyed(&self, token: &str, now: i64) -> Result<(C, u64), RejectionKind> {
+    /// [`verify`](Self::verify), also naming the key that verified the token.
+    pub(crate) fn verify_keyed(&self, token: &str, now: i64) -> Result<(C, KeyRef), RejectionKind> {
         if token.len() > self.max_token_bytes {
             return Err(RejectionKind::TokenTooLarge);
         }
@@ -173,7 +174,13 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         let claims: C =
             serde_json::from_slice(&payload).map_err(|_| RejectionKind::InvalidClaims)?;
         self.validate(claims.registered(), now)?;
-        Ok((claims, key.id()))
+        Ok((
+            claims,
+            KeyRef {
+                id: key.id(),
+                alg: key.algorithm(),
+            },
+        ))
     }
 
     pub(crate) fn validate(

@@ -3,15 +3,30 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::RawToken;
+use super::{RawToken, TokenId, jws};
 
 /// A verified token: its claims, the token itself and the key that verified
 /// it. The verified-token cache shares one between requests.
 pub(crate) struct Verified<C> {
     pub(crate) claims: C,
     pub(crate) token: RawToken,
-    /// [`Key::id`](crate::keys::Key) of the key that verified it.
-    pub(crate) key: u64,
+    /// The key that verified it.
+    pub(crate) key: KeyRef,
+}
+
+/// Which key verified a token: its [`Key::id`](crate::keys::Key) and algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRef {
+    pub(crate) id: u64,
+    pub(crate) alg: jsonwebtoken::Algorithm,
+}
+
+impl<C> Verified<C> {
+    /// The token's canonical identity (rule 8); `None` only for a signature
+    /// that does not decode, which a verified token's always does.
+    pub(crate) fn identity(&self) -> Option<TokenId> {
+        TokenId::of(self.key.alg, jws::signature_part(self.token.as_str()))
+    }
 }
 
 /// A request's verified token: its own (one allocation for the whole
