@@ -74,3 +74,18 @@ pub use token::{IssuedToken, Issuer, RawToken};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// Entry points for the fuzz targets (`cargo fuzz` builds with `--cfg
+/// fuzzing`); not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a stored Redis revocation (`key`, `value`) and an announcement
+    /// (`message`) as the Redis store would, checking its bounds.
+    pub fn redis_entries(key: &str, value: &str, message: &str) {
+        #[cfg(feature = "redis")]
+        crate::redis::fuzz_entries(key, value, message);
+        #[cfg(not(feature = "redis"))]
+        let _ = (key, value, message);
+    }
+}

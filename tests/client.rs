@@ -327,20 +327,29 @@ async fn only_one_well_formed_bearer_value_is_read() {
     );
 }
 
+/// The server layer's refusal of a token (RFC 6750 §3.1).
+const REFUSED: (&str, &str) = (
+    "www-authenticate",
+    "Bearer error=\"invalid_token\", error_description=\"the access token is invalid or expired\"",
+);
+
 #[tokio::test]
-async fn unauthorized_is_reported_and_clears_the_store() {
+async fn the_server_refusing_the_token_is_reported_and_clears_the_store() {
     let tokens = TokenStore::new(&session(SID, 100));
     let (refusals, on_unauthorized) = counter();
     let layer = bound(&tokens).with_on_unauthorized(move || on_unauthorized("401"));
-    exchange(&layer, "https://api.example.com/me", 401, &[]).await;
+    exchange(&layer, "https://api.example.com/me", 401, &[REFUSED]).await;
     assert_eq!(refusals.lock().unwrap().len(), 1);
     assert!(tokens.token().is_none(), "the refused token is forgotten");
-    // With an empty store, the request goes out bare and the 401 is reported.
-    assert_eq!(
-        exchange(&layer, "https://api.example.com/me", 401, &[]).await,
-        None
+    // Parameters in another order, unquoted, another scheme case.
+    tokens.replace(&session(SID, 100));
+    let other_form = (
+        "www-authenticate",
+        "bearer realm=\"api\", error=invalid_token",
     );
+    exchange(&layer, "https://api.example.com/me", 401, &[other_form]).await;
     assert_eq!(refusals.lock().unwrap().len(), 2);
+    assert!(tokens.token().is_none());
 
     // gRPC: UNAUTHENTICATED in the headers (a trailers-only response).
     tokens.replace(&session(SID, 100));
@@ -357,8 +366,34 @@ async fn unauthorized_is_reported_and_clears_the_store() {
     // Configured to keep the token: only the callback.
     tokens.replace(&session(SID, 100));
     let keep = layer.clone().with_clear_on_unauthorized(false);
-    exchange(&keep, "https://api.example.com/me", 401, &[]).await;
+    exchange(&keep, "https://api.example.com/me", 401, &[REFUSED]).await;
     assert_eq!(refusals.lock().unwrap().len(), 4);
+    assert_eq!(tokens.expires_at(), Some(100));
+}
+
+#[tokio::test]
+async fn any_other_401_passes_through_and_keeps_the_session() {
+    let tokens = TokenStore::new(&session(SID, 100));
+    let (refusals, on_unauthorized) = counter();
+    let layer = bound(&tokens).with_on_unauthorized(move || on_unauthorized("401"));
+    for headers in [
+        // A wrong password at a login route, a handler's own 401...
+        &[][..],
+        &[("www-authenticate", "Basic realm=\"login\"")],
+        // ...a bare challenge (the server saw no token), another error.
+        &[("www-authenticate", "Bearer")],
+        &[("www-authenticate", "Bearer error=\"insufficient_scope\"")],
+        &[(
+            "www-authenticate",
+            "Bearer error_description=\"invalid_token\"",
+        )],
+    ] {
+        exchange(&layer, "https://api.example.com/login", 401, headers).await;
+        assert_eq!(tokens.expires_at(), Some(100), "{headers:?}");
+    }
+    assert!(refusals.lock().unwrap().is_empty(), "no session ended");
+    // A refusal of `invalid_token` with another status is no refusal either.
+    exchange(&layer, "https://api.example.com/me", 403, &[REFUSED]).await;
     assert_eq!(tokens.expires_at(), Some(100));
 }
 
@@ -373,7 +408,15 @@ async fn unauthorized_keeps_a_token_set_since() {
         service_fn(move |_request: Request<()>| {
             // A new login completes while this request is in flight.
             tokens.replace(&relogin);
-            async { Ok::<_, Infallible>(Response::builder().status(401).body(()).unwrap()) }
+            async {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(401)
+                        .header(REFUSED.0, REFUSED.1)
+                        .body(())
+                        .unwrap(),
+                )
+            }
         })
     };
     let request = Request::get("https://api.example.com/me").body(()).unwrap();
@@ -534,4 +577,47 @@ fn debug_never_shows_the_token() {
             "{debug}"
         );
     }
+}
+
+#[tokio::test]
+async fn with_the_issuers_keys_only_a_token_that_verifies_is_adopted() {
+    use tower_sliding_jwt::{
+        Algorithm, Key, KeyRing, ManualClock, SlidingJwtLayer, StandardClaims,
+    };
+    let private = include_str!("keys/es256-private.pem");
+    let public = include_str!("keys/es256-public.pem");
+    let clock = ManualClock::new(1_800_000_000);
+    let layer = SlidingJwtLayer::<_, StandardClaims>::builder(
+        Key::from_pem(Algorithm::ES256, private).unwrap(),
+    )
+    .with_clock(clock.clone())
+    .build()
+    .unwrap();
+    let login = layer
+        .issuer()
+        .issue(StandardClaims::new("alice", Default::default()))
+        .unwrap();
+    clock.advance(std::time::Duration::from_secs(45 * 60));
+    let server = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(()))
+    }));
+    let request = Request::get("/")
+        .header("authorization", format!("Bearer {}", login.token()))
+        .body(())
+        .unwrap();
+    let response = server.oneshot(request).await.unwrap();
+    let renewal =
+        response.headers()["authorization"].to_str().unwrap()["Bearer ".len()..].to_owned();
+
+    let keys = KeyRing::verifying([Key::public_pem(Algorithm::ES256, public).unwrap()]).unwrap();
+    let tokens = TokenStore::new(login.token())
+        .with_clock(clock.clone())
+        .with_verification_keys(keys);
+    // Same claims as the genuine renewal, but not signed by the issuer.
+    let (input, _) = renewal.rsplit_once('.').unwrap();
+    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+    assert!(!tokens.offer(&forged), "a forgery is never adopted");
+    assert!(!tokens.offer(&format!("{input}.")), "nor an unsigned one");
+    assert!(tokens.offer(&renewal), "the issuer's renewal is");
+    assert_eq!(tokens.token().as_deref(), Some(renewal.as_str()));
 }

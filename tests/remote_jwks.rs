@@ -103,7 +103,8 @@ impl JwksServer {
             format!("http://{}/.well-known/jwks.json", self.addr)
                 .parse()
                 .unwrap(),
-            HyperFetcher::new(),
+            // The test issuer is on loopback: plain HTTP, explicitly.
+            HyperFetcher::plain_http(),
         )
         .with_clock(clock.clone())
         .with_refresh_interval(Duration::from_secs(3600))
@@ -383,7 +384,7 @@ async fn a_server_that_is_down_is_a_transport_error() {
     drop(listener);
     let remote = RemoteJwks::builder(
         format!("http://{addr}/jwks.json").parse().unwrap(),
-        HyperFetcher::new(),
+        HyperFetcher::plain_http(),
     )
     .with_timeout(Duration::from_secs(2))
     .build()
@@ -393,6 +394,31 @@ async fn a_server_that_is_down_is_a_transport_error() {
         JwksErrorKind::Transport
     );
     assert!(!remote.is_ready());
+}
+
+#[tokio::test]
+async fn keys_are_fetched_over_tls_unless_plain_http_is_allowed_explicitly() {
+    let issuer = JwksServer::start(jwks_of(&[k1()])).await;
+    let uri: http::Uri = format!("http://{}/.well-known/jwks.json", issuer.addr)
+        .parse()
+        .unwrap();
+    // The default fetcher never speaks plain HTTP: nobody on the path can
+    // hand this service keys of their own.
+    let tls_only = RemoteJwks::builder(uri.clone(), HyperFetcher::new())
+        .with_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let error = tls_only.refresh().await.unwrap_err();
+    assert_eq!(error.kind(), JwksErrorKind::Transport);
+    assert!(!tls_only.is_ready());
+    assert_eq!(issuer.hits(), 0, "not a byte was sent in the clear");
+    // Allowed explicitly (an issuer on loopback), the same URL loads.
+    let plain = RemoteJwks::builder(uri, HyperFetcher::plain_http())
+        .with_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    plain.refresh().await.unwrap();
+    assert!(plain.is_ready());
 }
 
 #[test]

@@ -9,10 +9,14 @@
 //!
 //! A renewal (`Authorization: Bearer ...` for HTTP, `authorization` in the
 //! initial metadata for gRPC) is adopted only from a 2xx/3xx response that is
-//! not a gRPC error, only when it is a compact JWT of the same session (`sid`)
+//! not a gRPC error, only when it is a compact JWT tied to the held one (same
+//! `sid`, `sub`, `iss`, `auth_time`, a bounded lifetime, and a valid signature
+//! when the store has the issuer's keys)
 //! with a later `exp` ([`TokenStore::offer`]). When responses race, the token
-//! with the latest `exp` wins. A 401 (or gRPC `UNAUTHENTICATED` in the
-//! response headers) is reported so the application can log in again.
+//! with the latest `exp` wins. The server refusing the token (a 401
+//! `invalid_token` challenge, or gRPC `UNAUTHENTICATED` in the response
+//! headers) clears it and is reported so the application can log in again;
+//! any other 401 passes through.
 
 mod store;
 
@@ -200,11 +204,20 @@ impl ClientLayer {
         self
     }
 
-    /// Calls `on_unauthorized` when the origin answers a request this layer
-    /// sent the store's token with (or no token, the store being empty) with
-    /// 401, or with gRPC `UNAUTHENTICATED` (`grpc-status: 16`) in the response
-    /// headers, as the server layer's rejections are. An `UNAUTHENTICATED`
-    /// that a handler sends in the trailers is not seen.
+    /// Calls `on_unauthorized` ("the session ended") when the origin refuses
+    /// the token a request of this layer carried: a 401 whose
+    /// `WWW-Authenticate` is `Bearer` with `error="invalid_token"`, or gRPC
+    /// `UNAUTHENTICATED` (`grpc-status: 16`) in the response headers, as the
+    /// server layer's rejections are. Any other 401 (a wrong password at a
+    /// login route, a handler's own 401) passes through untouched and is not
+    /// reported here. An `UNAUTHENTICATED` that a handler sends in the
+    /// trailers is not seen.
+    ///
+    /// When several services share one [`TokenStore`], give this hook (and
+    /// [`with_clear_on_unauthorized`](Self::with_clear_on_unauthorized)) to
+    /// the layer in front of the service that issues the tokens, and turn
+    /// clearing off on the others, so one misconfigured service cannot log
+    /// the user out everywhere.
     pub fn with_on_unauthorized(
         mut self,
         on_unauthorized: impl Fn() + Send + Sync + 'static,
@@ -213,9 +226,10 @@ impl ClientLayer {
         self
     }
 
-    /// Whether a 401 from the origin clears the store (default `true`): the
-    /// refused token is forgotten, unless a renewal or a new login replaced it
-    /// meanwhile, so requests go out without it and
+    /// Whether the origin refusing the token (see
+    /// [`with_on_unauthorized`](Self::with_on_unauthorized)) clears the store
+    /// (default `true`): the refused token is forgotten, unless a renewal or
+    /// a new login replaced it meanwhile, so requests go out without it and
     /// [`TokenStore::token`] says the application must log in again.
     pub fn with_clear_on_unauthorized(mut self, clear: bool) -> Self {
         self.config().clear_on_unauthorized = clear;
@@ -322,7 +336,7 @@ impl Watch {
     fn inspect(&self, status: StatusCode, headers: &http::HeaderMap) {
         let config = &*self.config;
         let grpc_status = headers.get("grpc-status").map(HeaderValue::as_bytes);
-        if status == StatusCode::UNAUTHORIZED || grpc_status == Some(b"16") {
+        if refused_the_token(status, headers, grpc_status) {
             if config.clear_on_unauthorized
                 && let Some(sent) = &self.sent
             {
@@ -353,6 +367,44 @@ impl Watch {
             config.tokens.notify(&**on_change);
         }
     }
+}
+
+/// Whether the response is the server refusing the token the request
+/// carried (rule 16): a 401 whose challenge is `Bearer` with
+/// `error="invalid_token"` (RFC 6750 §3.1), or gRPC `UNAUTHENTICATED` in the
+/// response headers. Any other 401 — a wrong password at a login route, a
+/// handler's own refusal — says nothing about the session.
+fn refused_the_token(status: StatusCode, headers: &http::HeaderMap, grpc: Option<&[u8]>) -> bool {
+    if grpc == Some(b"16") {
+        return true;
+    }
+    status == StatusCode::UNAUTHORIZED
+        && headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|challenge| is_invalid_token(challenge.as_bytes()))
+}
+
+/// Whether a `WWW-Authenticate` value is a `Bearer` challenge with
+/// `error="invalid_token"` (quoted or not, any parameter order).
+fn is_invalid_token(challenge: &[u8]) -> bool {
+    let Ok(challenge) = std::str::from_utf8(challenge) else {
+        return false;
+    };
+    let challenge = challenge.trim_start();
+    let Some(scheme) = challenge.get(..6) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    challenge[6..].split(',').any(|parameter| {
+        let Some((name, value)) = parameter.split_once('=') else {
+            return false;
+        };
+        name.trim().eq_ignore_ascii_case("error")
+            && value.trim().trim_matches('"') == "invalid_token"
+    })
 }
 
 /// The token in a response header: `Bearer <token>` (scheme

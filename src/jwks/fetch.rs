@@ -7,6 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -113,22 +114,14 @@ impl StdError for JwksError {
 
 /// A [`JwksFetcher`] on hyper-util's legacy `Client` (feature `jwks`).
 ///
-/// [`HyperFetcher::new`] speaks plain HTTP (an issuer on the same host or a
-/// private network). For `https://` URLs, build the client with a TLS
-/// connector and pass it to [`HyperFetcher::from_client`], e.g. with
-/// `hyper-rustls`:
-///
-/// ```ignore
-/// let https = hyper_rustls::HttpsConnectorBuilder::new()
-///     .with_webpki_roots()
-///     .https_only()
-///     .enable_http1()
-///     .build();
-/// let client = Client::builder(TokioExecutor::new()).build(https);
-/// let fetcher = HyperFetcher::from_client(client);
-/// ```
+/// [`HyperFetcher::new`] fetches over TLS only (rustls with the ring
+/// provider and the Mozilla roots of `webpki-roots`): an `http://` URL is
+/// refused, so nobody on the path can hand the service keys of their own.
+/// [`HyperFetcher::plain_http`] allows plain HTTP, for an issuer reached
+/// over loopback or a sidecar; say so explicitly. For other roots, a proxy
+/// or pool settings, pass your own client to [`HyperFetcher::from_client`].
 #[derive(Clone)]
-pub struct HyperFetcher<C = HttpConnector> {
+pub struct HyperFetcher<C = HttpsConnector<HttpConnector>> {
     client: Client<C, Empty<Bytes>>,
 }
 
@@ -139,8 +132,25 @@ impl<C> fmt::Debug for HyperFetcher<C> {
 }
 
 impl HyperFetcher {
-    /// A plain-HTTP client on the tokio runtime.
+    /// An HTTPS-only client on the tokio runtime, verifying servers against
+    /// the Mozilla root certificates (`webpki-roots`).
     pub fn new() -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            // The ring provider supports rustls's default protocol versions.
+            .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"))
+            .https_only()
+            .enable_http1()
+            .build();
+        Self::from_client(Client::builder(TokioExecutor::new()).build(connector))
+    }
+}
+
+impl HyperFetcher<HttpConnector> {
+    /// A client that also fetches over plain `http://`: only for an issuer
+    /// reached over loopback, a Unix-socket proxy or a sidecar, where nobody
+    /// can be on the path. Everywhere else, use [`HyperFetcher::new`].
+    pub fn plain_http() -> Self {
         Self::from_client(Client::builder(TokioExecutor::new()).build_http())
     }
 }

@@ -39,11 +39,21 @@ pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// * Until the first load succeeds, a request with a token gets 503 with
 ///   `Retry-After` (gRPC `UNAVAILABLE`), never 401; the first load is
 ///   retried after 1, 2, 4... seconds up to the cooldown.
+/// * A set that could not be refreshed for longer than its maximum
+///   staleness (default 24 hours) is no longer trusted: a key the issuer
+///   removed must not stay valid for as long as the issuer's endpoint is
+///   down. Requests then get 503 (`KeysUnavailable`) as before the first
+///   load, and the next good fetch restores the set.
 ///
-/// Fetching goes through a [`JwksFetcher`]: [`HyperFetcher`](crate::HyperFetcher)
-/// for plain HTTP, or your own client (for TLS, see
-/// [`HyperFetcher::from_client`](crate::HyperFetcher::from_client)).
+/// Fetching goes through a [`JwksFetcher`]: [`HyperFetcher::new`](crate::HyperFetcher::new)
+/// over TLS, [`HyperFetcher::plain_http`](crate::HyperFetcher::plain_http)
+/// for an issuer on loopback, or your own client. The URL is never logged or
+/// printed with its user info or query.
 /// Cheap to clone; the background task ends when the last clone is dropped.
+///
+/// What reaches a verify-only service is the issuer's keys, not its
+/// logouts: give it the issuer's shared revocation store (e.g.
+/// `redis::RedisStore`) too, so a session ended at the issuer is refused here.
 ///
 /// ```no_run
 /// use tower_sliding_jwt::{HyperFetcher, RemoteJwks, SlidingJwtLayer, StandardClaims};
@@ -51,7 +61,7 @@ pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let keys = RemoteJwks::builder(
-///     "http://login.internal/.well-known/jwks.json".parse()?,
+///     "https://login.example.com/.well-known/jwks.json".parse()?,
 ///     HyperFetcher::new(),
 /// )
 /// .build()?;
@@ -76,6 +86,10 @@ struct Shared {
     /// When the last fetch started or was requested (clock seconds): the
     /// cooldown's atomic timestamp.
     last_attempt: AtomicI64,
+    /// When the set was last fetched successfully (clock seconds).
+    last_success: AtomicI64,
+    /// How long the set is trusted without a successful fetch.
+    max_staleness: i64,
     clock: Arc<dyn Clock>,
     cooldown: i64,
     timeout: Duration,
@@ -99,7 +113,7 @@ impl fmt::Debug for RemoteJwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = &self.shared;
         f.debug_struct("RemoteJwks")
-            .field("uri", &shared.uri)
+            .field("uri", &Redacted(&shared.uri))
             .field("ready", &shared.ready.load(Ordering::Relaxed))
             .field("version", &shared.version.load(Ordering::Relaxed))
             .field("keys", &shared.snapshot().len())
@@ -114,13 +128,15 @@ pub struct RemoteJwksBuilder {
     interval: Duration,
     cooldown: Duration,
     timeout: Duration,
+    max_staleness: Duration,
     clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for RemoteJwksBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteJwksBuilder")
-            .field("uri", &self.uri)
+            .field("uri", &Redacted(&self.uri))
+            .field("max_staleness", &self.max_staleness)
             .field("interval", &self.interval)
             .field("cooldown", &self.cooldown)
             .field("timeout", &self.timeout)
@@ -137,6 +153,7 @@ impl RemoteJwks {
             interval: Duration::from_secs(300),
             cooldown: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            max_staleness: Duration::from_secs(86_400),
             clock: Arc::new(SystemClock),
         }
     }
@@ -177,8 +194,16 @@ impl RemoteJwksBuilder {
         self
     }
 
-    /// The clock the cooldown is measured with (default: the system clock;
-    /// a [`ManualClock`](crate::ManualClock) in tests).
+    /// How long the set is trusted without a successful fetch (default 24
+    /// hours): past it, requests get 503 until a fetch succeeds again.
+    /// Whole seconds, at least the refresh interval.
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    /// The clock the cooldown and the staleness are measured with (default:
+    /// the system clock; a [`ManualClock`](crate::ManualClock) in tests).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -190,7 +215,8 @@ impl RemoteJwksBuilder {
     /// # Errors
     /// [`ConfigErrorKind::NoRuntime`] outside a tokio runtime;
     /// [`ConfigErrorKind::InvalidDuration`] for a zero interval or timeout,
-    /// or a cooldown under 1 s.
+    /// a cooldown under 1 s, or a maximum staleness shorter than the
+    /// refresh interval.
     pub fn build(self) -> Result<RemoteJwks, ConfigError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| ConfigError::with_source(ConfigErrorKind::NoRuntime, e))?;
@@ -198,9 +224,11 @@ impl RemoteJwksBuilder {
             .ok()
             .filter(|&s| s >= 1)
             .ok_or(ConfigErrorKind::InvalidDuration)?;
-        if self.interval.is_zero() || self.timeout.is_zero() {
+        if self.interval.is_zero() || self.timeout.is_zero() || self.max_staleness < self.interval {
             return Err(ConfigErrorKind::InvalidDuration.into());
         }
+        let max_staleness = i64::try_from(self.max_staleness.as_secs())
+            .map_err(|_| ConfigErrorKind::InvalidDuration)?;
         let wake = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             uri: self.uri,
@@ -212,6 +240,8 @@ impl RemoteJwksBuilder {
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             last_attempt: AtomicI64::new(i64::MIN),
+            last_success: AtomicI64::new(i64::MIN),
+            max_staleness,
             clock: self.clock,
             cooldown,
             timeout: self.timeout,
@@ -234,6 +264,16 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .keys
             .clone()
+    }
+
+    /// Whether the set is loaded and was refreshed within its maximum staleness.
+    fn is_fresh(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+            && self.clock.now()
+                < self
+                    .last_success
+                    .load(Ordering::SeqCst)
+                    .saturating_add(self.max_staleness)
     }
 
     /// An unknown `kid` was seen: ask the background task for a fetch,
@@ -279,6 +319,7 @@ impl Shared {
             self.version.fetch_add(1, Ordering::SeqCst);
         }
         drop(current);
+        self.last_success.store(self.clock.now(), Ordering::SeqCst);
         self.ready.store(true, Ordering::SeqCst);
         Ok(changed)
     }
@@ -320,7 +361,15 @@ async fn background(weak: Weak<Shared>, wake: Arc<Notify>, interval: Duration, c
                 }
             }
             Err(error) => {
-                event!(warn, %error, "remote key set refresh failed; keeping the last good set");
+                let url = Redacted(&shared.uri);
+                let causes = Causes(&error);
+                if !shared.ready.load(Ordering::SeqCst) {
+                    event!(warn, %url, error = %causes, "remote key set could not be loaded: no key set yet, requests get 503");
+                } else if shared.is_fresh() {
+                    event!(warn, %url, error = %causes, "remote key set refresh failed; keeping the last good set");
+                } else {
+                    event!(error, %url, error = %causes, "remote key set refresh failed and the last good set is too old to trust: requests get 503");
+                }
             }
         }
         due = Instant::now()
@@ -340,6 +389,10 @@ impl Keys for RemoteJwks {
     }
 
     fn verification_keys(&self) -> KeySnapshot<'_> {
+        // A set past its staleness verifies nothing: the layer answers 503.
+        if !self.shared.is_fresh() {
+            return KeySnapshot::from(&[][..]);
+        }
         self.shared.snapshot().into()
     }
 
@@ -348,11 +401,53 @@ impl Keys for RemoteJwks {
     }
 
     fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::SeqCst)
+        self.shared.is_fresh()
     }
 
     fn key_not_found(&self, _kid: Option<&str>) {
         self.shared.hint();
+    }
+}
+
+/// A URL as it may be shown: scheme, host, port and path, never user info
+/// or query (which may hold credentials).
+struct Redacted<'a>(&'a Uri);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(authority) = uri.authority() {
+            f.write_str(authority.host())?;
+            if let Some(port) = authority.port_u16() {
+                write!(f, ":{port}")?;
+            }
+        }
+        f.write_str(uri.path())
+    }
+}
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// An error and its causes, `: `-separated ("JWKS fetch failed: client
+/// error (Connect): tcp connect error: Connection refused").
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -369,7 +464,7 @@ mod tests {
 
     /// Answers from a script (the last answer repeats) and counts calls.
     struct Script {
-        answers: Mutex<VecDeque<Result<Bytes, JwksErrorKind>>>,
+        answers: Arc<Mutex<VecDeque<Result<Bytes, JwksErrorKind>>>>,
         calls: Arc<AtomicU64>,
     }
 
@@ -405,12 +500,12 @@ mod tests {
     async fn background_refresh_backs_off_until_loaded_then_runs_every_interval() {
         let calls = Arc::new(AtomicU64::new(0));
         let script = Script {
-            answers: Mutex::new(VecDeque::from([
+            answers: Arc::new(Mutex::new(VecDeque::from([
                 Err(JwksErrorKind::Transport),
                 Err(JwksErrorKind::Status),
                 Err(JwksErrorKind::Timeout),
                 Ok(document()),
-            ])),
+            ]))),
             calls: calls.clone(),
         };
         let clock = ManualClock::new(1_800_000_000);
@@ -458,5 +553,62 @@ mod tests {
         drop(remote);
         wait(10_000).await;
         assert_eq!(count(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_set_not_refreshed_for_longer_than_its_staleness_is_not_trusted_until_a_good_fetch() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let answers = Arc::new(Mutex::new(VecDeque::from([
+            Ok(document()),
+            Err(JwksErrorKind::Transport),
+        ])));
+        let script = Script {
+            answers: answers.clone(),
+            calls: calls.clone(),
+        };
+        let clock = ManualClock::new(1_800_000_000);
+        let remote = RemoteJwks::builder("https://issuer/jwks".parse().unwrap(), script)
+            .with_clock(clock.clone())
+            .with_refresh_interval(Duration::from_secs(300))
+            .with_max_staleness(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        tokio::task::yield_now().await;
+        assert!(remote.is_ready());
+        assert_eq!(remote.verification_keys().len(), 1);
+        // The issuer's endpoint is down from now on; the set ages.
+        clock.advance(Duration::from_secs(3599));
+        assert!(remote.is_ready(), "within its staleness");
+        assert_eq!(remote.verification_keys().len(), 1);
+        clock.advance(Duration::from_secs(1));
+        assert!(!remote.is_ready(), "too old to trust");
+        assert!(
+            remote.verification_keys().is_empty(),
+            "verifies nothing: 503"
+        );
+        // A good fetch restores it.
+        answers.lock().unwrap()[0] = Ok(document());
+        assert!(!remote.refresh().await.unwrap(), "the same set");
+        assert!(remote.is_ready());
+        assert_eq!(remote.verification_keys().len(), 1);
+    }
+
+    #[test]
+    fn urls_are_shown_without_user_info_or_query() {
+        let uri: Uri = "https://user:secret@issuer.example:8443/jwks.json?token=abc"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Redacted(&uri).to_string(),
+            "https://issuer.example:8443/jwks.json"
+        );
+        let error = JwksError::with_source(
+            JwksErrorKind::Transport,
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+        );
+        assert_eq!(
+            Causes(&error).to_string(),
+            "remote key set: JWKS fetch failed: connection refused"
+        );
     }
 }

@@ -96,6 +96,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::revoke::{MAX_REVOCATION_SECS, MemoryStore, StoreError, StoreErrorKind};
 
 pub use store::RedisStore;
+#[cfg(fuzzing)]
+pub(crate) use store::fuzz_entries;
 
 const TARGET: &str = "tower_sliding_jwt::redis";
 

@@ -244,6 +244,39 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// Reads what a party with write access to Redis may have planted, as the
+/// sync task reads it, and checks every bound it must keep (fuzzing only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_entries(key: &str, value: &str, message: &str) {
+    const NOW: i64 = 1_800_000_000;
+    for entry in [
+        Entry::parse_stored(key, value),
+        Entry::parse_message(message),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let Some(revocation) = entry.revocation_at(NOW) else {
+            continue;
+        };
+        assert!(revocation.until <= NOW + MAX_REVOCATION_SECS);
+        assert!(entry.id.len() <= MAX_ID_BYTES);
+        // What the replica writes back is an `EX` Redis accepts.
+        if let Some(ttl) = seconds_until(revocation.until, NOW) {
+            assert!((1..=MAX_REVOCATION_SECS).contains(&clamp_ttl(ttl)));
+            let mut pipe = redis::pipe();
+            Entry::from(&revocation).write(&mut pipe, "tsj:", "tsj:revocations", ttl, true);
+        }
+        let again = Entry::from(&revocation).message();
+        let parsed = Entry::parse_message(&again).and_then(|e| e.revocation());
+        assert_eq!(
+            parsed.as_ref(),
+            Some(&revocation),
+            "announcements round-trip"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

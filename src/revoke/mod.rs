@@ -33,6 +33,7 @@ pub(crate) const MAX_SESSION_SECS: i64 = 400 * 86_400;
 /// The longest any revocation needs to live: a session's cap plus the
 /// largest leeway. Stores bound what they write and what they read back by
 /// it, so no entry (planted, or from a clock at the edge) can ask for more.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) const MAX_REVOCATION_SECS: i64 = MAX_SESSION_SECS + 60;
 
 /// A boxed future, as revocation stores and hooks return them on their slow path.

@@ -74,6 +74,31 @@ thread_local! {
     static SIGNATURE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether `token` is a compact JWS whose signature verifies with one of
+/// `keys`, selected as the layer selects them (exact `kid`, same `alg`, no
+/// `crit`): what the client half checks before adopting a renewal when it
+/// has the issuer's keys. The claims are not validated here.
+pub(crate) fn signature_verifies(keys: &dyn Keys, token: &str) -> bool {
+    let Ok((header_b64, _, signature_b64, signing_input)) = split(token) else {
+        return false;
+    };
+    let mut header_buffer = [0u8; 256];
+    let Ok(header_json) = b64_decode_into(header_b64, &mut header_buffer) else {
+        return false;
+    };
+    let Ok(header) = serde_json::from_slice::<JoseHeader<'_>>(&header_json) else {
+        return false;
+    };
+    if header.crit.0 || header_json.trim_ascii_start().first() != Some(&b'{') {
+        return false;
+    }
+    let loaded = keys.verification_keys();
+    let Ok(key) = select(&loaded, &header.alg, header.kid.as_deref()) else {
+        return false;
+    };
+    verify_signature(key, signing_input.as_bytes(), signature_b64).is_ok()
+}
+
 /// Decodes `signature_b64` (into this thread's reused buffer) and checks it
 /// over `input` with `key`.
 fn verify_signature(key: &Key, input: &[u8], signature_b64: &str) -> Result<(), RejectionKind> {
