@@ -96,6 +96,15 @@ fn main() {
                 assert!(matches!(black_box(verified), std::task::Poll::Ready(Ok(_))));
             };
             compare("verify-core/HS256", &mut core, &mut baseline);
+            // The same request on the durable store: checks never touch the disk.
+            let mut durable = durable_service((alg.key)(), &clock);
+            compare(
+                "verify/HS256+durable",
+                &mut |_| {
+                    black_box(call(&mut durable, request(&authorization)));
+                },
+                &mut baseline,
+            );
         }
         if alg.name == "ES256" || alg.name == "HS256" {
             let mut cached = common::service((alg.key)(), &clock, 1024);

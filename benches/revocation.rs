@@ -6,7 +6,11 @@
 //! ids: `revocation/{memory,redis}/{empty,10k}`, `revocation/memory/1m` (a
 //! million live revocations; prints the resident memory they take) and
 //! `revocation/memory/1m-varied` (a different not-revoked token each time, so
-//! the filter's cache lines are not all hot).
+//! the filter's cache lines are not all hot); `revocation/durable/{10k,1m}`
+//! (the durable store's check, next to the memory store's),
+//! `revocation/durable/revoke` (one revocation, synced to disk, alone), and
+//! the time to open a durable file of 100 000 and 1 000 000 live entries
+//! and its size per entry (printed).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -94,6 +98,71 @@ fn bench_memory(c: &mut Criterion) {
     });
 }
 
+fn bench_durable(c: &mut Criterion) {
+    use tower_sliding_jwt::DurableStore;
+    let dir = std::env::temp_dir().join(format!("tsj-bench-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let token = ids();
+    let store = DurableStore::open(dir.join("10k")).unwrap();
+    runtime.block_on(async {
+        for n in 0..REVOKED {
+            store.revoke(revocation(n), NOW).await.unwrap();
+        }
+    });
+    assert!(!check(&store, &token));
+    c.bench_function("revocation/durable/10k", |b| {
+        b.iter(|| check(&store, black_box(&token)))
+    });
+    let mut n = REVOKED;
+    c.bench_function("revocation/durable/revoke", |b| {
+        b.iter(|| {
+            n += 1;
+            runtime.block_on(store.revoke(revocation(n), NOW)).unwrap();
+        })
+    });
+    drop(store);
+    for live in [100_000usize, 1_000_000] {
+        let path = dir.join(format!("open-{live}"));
+        // Written as a crash would leave it: every record synced, no compaction.
+        let store = DurableStore::open(&path).unwrap();
+        runtime.block_on(async {
+            let mut pending = Vec::new();
+            for n in 0..live {
+                pending.push(store.revoke(revocation(n), NOW));
+                if pending.len() == 4096 {
+                    for done in pending.drain(..) {
+                        done.await.unwrap();
+                    }
+                }
+            }
+            for done in pending {
+                done.await.unwrap();
+            }
+        });
+        drop(store);
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let started = std::time::Instant::now();
+        let store = DurableStore::open(&path).unwrap();
+        let opened = started.elapsed();
+        assert_eq!(store.len(), live);
+        eprintln!(
+            "durable store with {live} live revocations: opened in {opened:?}, file {bytes} bytes ({} per entry)",
+            bytes / live as u64
+        );
+        if live == 1_000_000 {
+            assert!(!check(&store, &token));
+            c.bench_function("revocation/durable/1m", |b| {
+                b.iter(|| check(&store, black_box(&token)))
+            });
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Resident memory of this process, in KiB (Linux; 0 elsewhere).
 fn resident_kib() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -166,6 +235,6 @@ fn bench_redis(_: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bench_memory, bench_redis
+    targets = bench_memory, bench_durable, bench_redis
 }
 criterion_main!(benches);

@@ -59,8 +59,8 @@ pub use reject::{
     RejectionKind, Responder,
 };
 pub use revoke::{
-    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, Revoker,
-    SharedFlight, Status, StoreError, StoreErrorKind, TokenIds,
+    BoxFuture, DurableStore, DurableStoreBuilder, Lookup, MemoryStore, Revocation, RevocationStore,
+    RevocationTarget, Revoker, SharedFlight, Status, StoreError, StoreErrorKind, TokenIds,
 };
 pub use session::Session;
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};

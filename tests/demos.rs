@@ -997,3 +997,127 @@ fn example_binaries_asymmetric_mode() {
         assert!(response.contains(r#""alg":"EdDSA""#), "{name}: {response}");
     }
 }
+
+/// One request to a demo binary on `port`; the status and the body.
+fn raw_http(port: u16, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn login_over(port: u16, user: &str, password: &str) -> String {
+    let body = format!(r#"{{"username":"{user}","password":"{password}"}}"#);
+    let (status, reply) = raw_http(
+        port,
+        &format!(
+            "POST /login HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let start = reply.find('{').unwrap();
+    let end = reply.rfind('}').unwrap();
+    let json: serde_json::Value = serde_json::from_str(&reply[start..=end]).unwrap();
+    json["token"].as_str().unwrap().to_owned()
+}
+
+fn authorized(port: u16, method: &str, path: &str, token: &str) -> u16 {
+    raw_http(
+        port,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\n\r\n"
+        ),
+    )
+    .0
+}
+
+/// Starts a demo binary on a free port with `env`, after its `listening on` line.
+fn start_demo(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, u16) {
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new(&binary);
+    command
+        .env("PORT", port.to_string())
+        .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on"), "{name}: {line}");
+    (child, port)
+}
+
+/// `REVOCATION_PATH`: a logout answered 204 survives `kill -9` and a restart
+/// on the same file, and the restart logs nobody else out.
+#[test]
+fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
+    for name in ["axum", "hyper"] {
+        let dir = std::env::temp_dir().join(format!("tsj-demo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("revocations");
+        let env = [("REVOCATION_PATH", path.as_os_str())];
+        let (mut child, port) = start_demo(name, &env);
+        let alice = login_over(port, "alice", "wonderland");
+        let bob = login_over(port, "bob", "builder");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 200);
+        assert_eq!(authorized(port, "POST", "/logout", &alice), 204, "{name}");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 401);
+        // Killed right after the logout was answered.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (mut child, port) = start_demo(name, &env);
+        assert_eq!(
+            authorized(port, "GET", "/me", &alice),
+            401,
+            "{name}: the logout was forgotten"
+        );
+        assert_eq!(
+            authorized(port, "GET", "/me", &bob),
+            200,
+            "{name}: bob was logged out"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Without REVOCATION_PATH the demo says it forgets: memory only.
+        let (mut child, port) = start_demo(name, &[]);
+        assert_eq!(
+            authorized(port, "GET", "/me", &alice),
+            200,
+            "in memory: forgotten"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -121,6 +121,24 @@ pub fn service(key: Key, clock: &ManualClock, cache: usize) -> Service_ {
     layer(key, clock, cache).layer(inner())
 }
 
+/// [`service`] on a durable store in a fresh file under the temp directory.
+pub fn durable_service(key: Key, clock: &ManualClock) -> Service_ {
+    let path = std::env::temp_dir().join(format!("tsj-bench-compare-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let store = tower_sliding_jwt::DurableStore::builder(&path)
+        .with_clock(clock.clone())
+        .open()
+        .unwrap();
+    SlidingJwtLayer::builder(key)
+        .with_clock(clock.clone())
+        .with_issuer("bench")
+        .with_audience("bench-api")
+        .with_revocation_store(store)
+        .build()
+        .unwrap()
+        .layer(inner())
+}
+
 /// A prepared `Authorization: Bearer <token>` value: cloning it is a
 /// reference-count increment, as for a header hyper has already parsed.
 pub fn header(token: &str) -> HeaderValue {

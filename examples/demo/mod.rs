@@ -218,7 +218,9 @@ pub fn builder_with_key(
 }
 
 /// The contract's layer; with `$REDIS_URL` set, one instance of a cluster
-/// (see [`cluster_layer`]).
+/// (see [`cluster_layer`]); with `$REVOCATION_PATH` set, revocations kept in
+/// that file by the durable store (logouts survive a restart or a crash);
+/// otherwise in memory.
 pub async fn layer_from_env(
     key: Key,
     clock: impl Clock + Clone,
@@ -229,7 +231,26 @@ pub async fn layer_from_env(
             eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
             Ok(layer)
         }
-        _ => layer_with_key(key, clock).map_err(|e| e.to_string()),
+        _ => match std::env::var_os("REVOCATION_PATH") {
+            Some(path) if !path.is_empty() => {
+                // Logouts survive restarts and crashes: the durable store.
+                let store = tower_sliding_jwt::DurableStore::builder(&path)
+                    .with_clock(clock.clone())
+                    .open()
+                    .map_err(|e| match std::error::Error::source(&e) {
+                        Some(cause) => format!("cannot use REVOCATION_PATH: {e}: {cause}"),
+                        None => format!("cannot use REVOCATION_PATH: {e}"),
+                    })?;
+                eprintln!(
+                    "revocations are kept in {} (REVOCATION_PATH)",
+                    store.path().display()
+                );
+                builder_with_key(key, clock)
+                    .and_then(|builder| builder.with_revocation_store(store).build())
+                    .map_err(|e| e.to_string())
+            }
+            _ => layer_with_key(key, clock).map_err(|e| e.to_string()),
+        },
     }
 }
 

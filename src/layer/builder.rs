@@ -18,6 +18,7 @@ use crate::claims::Claims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keys::{Key, Keys, provider};
+use crate::log::event;
 use crate::reject::HttpResponder;
 use crate::revoke::{MAX_SESSION_SECS, MemoryStore, RevocationStore};
 use crate::source::{BearerHeader, TokenSource};
@@ -263,12 +264,20 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         if sources.is_empty() {
             sources.push(Box::new(BearerHeader::new()));
         }
+        let store = settings
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        if store.forgets_on_restart() {
+            event!(
+                warn,
+                "revocations are kept in memory: a restart or crash forgets every logout; \
+                 use DurableStore (one instance) or redis::RedisStore (a cluster)"
+            );
+        }
         let core = TokenEngine {
             keys,
             clock: settings.clock,
-            store: settings
-                .store
-                .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             issuer: settings.issuer,
             audiences: settings.audiences,
             required_typ: settings.required_typ,

@@ -22,6 +22,10 @@ pub enum StoreErrorKind {
     /// The store holds as many live entries as it may.
     #[error("revocation store is full")]
     Full,
+    /// A durable store's file is damaged or is not a revocation file: it is
+    /// refused rather than opened without the revocations it held.
+    #[error("revocation store is corrupted")]
+    Corrupted,
     /// The token has neither `sid` nor `jti`, so nothing identifies it.
     #[error("token has no sid or jti to revoke")]
     NotRevocable,

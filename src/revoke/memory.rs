@@ -499,6 +499,10 @@ impl RevocationStore for MemoryStore {
         let result = self.insert(&revocation, now);
         Box::pin(std::future::ready(result))
     }
+
+    fn forgets_on_restart(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

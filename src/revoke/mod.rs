@@ -15,11 +15,13 @@ use std::sync::Arc;
 use crate::claims::RegisteredClaims;
 use crate::reject::RejectionKind;
 
+mod durable;
 mod error;
 mod filter;
 mod memory;
 mod revoker;
 
+pub use durable::{DurableStore, DurableStoreBuilder};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 pub use revoker::Revoker;
@@ -191,6 +193,13 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn shared_flight(&self) -> Option<&dyn SharedFlight> {
         None
     }
+
+    /// Whether the store forgets every revocation when the process restarts
+    /// (only [`MemoryStore`] does here). A layer built on such a store says
+    /// so once in its log. Defaults to `false`.
+    fn forgets_on_restart(&self) -> bool {
+        false
+    }
 }
 
 impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
@@ -213,6 +222,10 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
     fn shared_flight(&self) -> Option<&dyn SharedFlight> {
         (**self).shared_flight()
     }
+
+    fn forgets_on_restart(&self) -> bool {
+        (**self).forgets_on_restart()
+    }
 }
 
 impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
@@ -234,6 +247,10 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
 
     fn shared_flight(&self) -> Option<&dyn SharedFlight> {
         (**self).shared_flight()
+    }
+
+    fn forgets_on_restart(&self) -> bool {
+        (**self).forgets_on_restart()
     }
 }
 
