@@ -602,7 +602,10 @@ fn problem_with_reason(kind: RejectionKind) -> &'static str {
 /// trailers-only response: HTTP 200, `content-type: application/grpc`,
 /// `grpc-status: 16` and a generic `grpc-message`; an unavailable revocation
 /// store or keys not loaded yet are `UNAVAILABLE` (14), a cross-site request with a cookie-borne token
-/// `PERMISSION_DENIED` (7). Needs no tonic dependency.
+/// `PERMISSION_DENIED` (7). A refused token (bad, expired, capped, revoked)
+/// also carries its `WWW-Authenticate: Bearer error="invalid_token"` challenge
+/// in the metadata, which is how [`ClientLayer`](crate::ClientLayer) tells
+/// it from a handler's own `UNAUTHENTICATED`. Needs no tonic dependency.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcResponder;
 
@@ -621,6 +624,11 @@ impl<B: Default> Responder<B> for GrpcResponder {
         headers.insert("grpc-status", HeaderValue::from_static(status));
         // grpc-message is percent-encoded; these fixed messages need no escaping.
         headers.insert("grpc-message", HeaderValue::from_static(message));
+        // What tells the client half that the server refused *the token*,
+        // not that a handler answered UNAUTHENTICATED for reasons of its own.
+        if rejection.kind.class() == Class::InvalidToken {
+            headers.insert(WWW_AUTHENTICATE, rejection.challenge(None));
+        }
         response
     }
 }

@@ -351,13 +351,14 @@ async fn the_server_refusing_the_token_is_reported_and_clears_the_store() {
     assert_eq!(refusals.lock().unwrap().len(), 2);
     assert!(tokens.token().is_none());
 
-    // gRPC: UNAUTHENTICATED in the headers (a trailers-only response).
+    // gRPC: UNAUTHENTICATED in the headers (a trailers-only response), with
+    // the refused token's challenge, as the server layer's GrpcResponder sends it.
     tokens.replace(&session(SID, 100));
     exchange(
         &layer,
         "https://api.example.com/rpc",
         200,
-        &[("grpc-status", "16")],
+        &[("grpc-status", "16"), REFUSED],
     )
     .await;
     assert_eq!(refusals.lock().unwrap().len(), 3);
@@ -395,6 +396,16 @@ async fn any_other_401_passes_through_and_keeps_the_session() {
     // A refusal of `invalid_token` with another status is no refusal either.
     exchange(&layer, "https://api.example.com/me", 403, &[REFUSED]).await;
     assert_eq!(tokens.expires_at(), Some(100));
+    // A gRPC handler's own UNAUTHENTICATED (a wrong one-time code, say).
+    exchange(
+        &layer,
+        "https://api.example.com/rpc",
+        200,
+        &[("grpc-status", "16"), ("grpc-message", "wrong code")],
+    )
+    .await;
+    assert_eq!(tokens.expires_at(), Some(100));
+    assert!(refusals.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -412,7 +412,8 @@ async fn sixty_four_parallel_requests_over_three_instances_get_one_replacement()
     assert_eq!(after, before);
 
     // One entry, keyed by a hash, holding no token in the clear, living
-    // until the old token stops verifying (exp + leeway, by the layer's clock).
+    // until the old token stops verifying (exp + leeway, by the layer's clock)
+    // and a minute more, for instances whose clocks run behind.
     let keys = flight_keys(&server).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     let signature = login.token().rsplit('.').next().unwrap();
@@ -432,7 +433,7 @@ async fn sixty_four_parallel_requests_over_three_instances_get_one_replacement()
         .query_async(&mut redis)
         .await
         .unwrap();
-    let until = login.claims().registered.exp + 5 - clock.now();
+    let until = login.claims().registered.exp + 5 + 60 - clock.now();
     assert!(
         (until - 2..=until).contains(&ttl),
         "ttl {ttl}, expected {until}"
@@ -663,14 +664,15 @@ async fn a_malformed_flight_entry_is_not_handed_out() {
             .await
             .unwrap();
     }
-    let from_b = renewed(&send(&b.app, get(login.token())).await).unwrap();
-    assert_ne!(
-        from_b, from_a,
-        "b could not read a's entry: its own replacement"
+    let response = send(&b.app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        renewed(&response),
+        None,
+        "b could not read a's entry: no replacement, never the planted one"
     );
-    assert_ne!(from_b, planted.token());
-    assert_eq!(payload(&from_b)["sub"], "alice");
     assert_eq!(b.store.stats().flight_errors, 1);
+    let _ = from_a;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

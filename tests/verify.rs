@@ -312,13 +312,21 @@ async fn grpc_responder_answers_unauthenticated() {
         .build()
         .unwrap();
     let app = app(&layer);
-    for request in [anonymous(), get("x.y.z")] {
+    for (request, refused_token) in [(anonymous(), false), (get("x.y.z"), true)] {
         let response = send(&app, request).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "16");
         assert_eq!(response.headers()["content-type"], "application/grpc");
         assert!(response.headers().contains_key("grpc-message"));
-        assert!(!response.headers().contains_key("www-authenticate"));
+        // A refused token carries its challenge, so the client half can tell
+        // it from a handler's own UNAUTHENTICATED; no credentials carry none.
+        assert_eq!(
+            response.headers().contains_key("www-authenticate"),
+            refused_token
+        );
+        if refused_token {
+            assert_eq!(challenge(&response), INVALID_TOKEN);
+        }
     }
 }
 

@@ -13,10 +13,10 @@
 //! `sid`, `sub`, `iss`, `auth_time`, a bounded lifetime, and a valid signature
 //! when the store has the issuer's keys)
 //! with a later `exp` ([`TokenStore::offer`]). When responses race, the token
-//! with the latest `exp` wins. The server refusing the token (a 401
-//! `invalid_token` challenge, or gRPC `UNAUTHENTICATED` in the response
-//! headers) clears it and is reported so the application can log in again;
-//! any other 401 passes through.
+//! with the latest `exp` wins. The server refusing the token (its
+//! `invalid_token` challenge on a 401 or a gRPC `UNAUTHENTICATED`) clears it
+//! and is reported so the application can log in again; any other 401 or
+//! `UNAUTHENTICATED` passes through.
 
 mod store;
 
@@ -205,13 +205,13 @@ impl ClientLayer {
     }
 
     /// Calls `on_unauthorized` ("the session ended") when the origin refuses
-    /// the token a request of this layer carried: a 401 whose
-    /// `WWW-Authenticate` is `Bearer` with `error="invalid_token"`, or gRPC
-    /// `UNAUTHENTICATED` (`grpc-status: 16`) in the response headers, as the
-    /// server layer's rejections are. Any other 401 (a wrong password at a
-    /// login route, a handler's own 401) passes through untouched and is not
-    /// reported here. An `UNAUTHENTICATED` that a handler sends in the
-    /// trailers is not seen.
+    /// the token a request of this layer carried: a 401, or a gRPC
+    /// `UNAUTHENTICATED` (`grpc-status: 16`) in the response headers, that
+    /// carries a `WWW-Authenticate: Bearer` challenge with
+    /// `error="invalid_token"` — as the server layer's rejections do, over
+    /// HTTP and gRPC alike. Any other 401 or `UNAUTHENTICATED` (a wrong
+    /// password at a login route, a handler's own refusal) passes through
+    /// untouched and is not reported here.
     ///
     /// When several services share one [`TokenStore`], give this hook (and
     /// [`with_clear_on_unauthorized`](Self::with_clear_on_unauthorized)) to
@@ -370,41 +370,90 @@ impl Watch {
 }
 
 /// Whether the response is the server refusing the token the request
-/// carried (rule 16): a 401 whose challenge is `Bearer` with
-/// `error="invalid_token"` (RFC 6750 §3.1), or gRPC `UNAUTHENTICATED` in the
-/// response headers. Any other 401 — a wrong password at a login route, a
-/// handler's own refusal — says nothing about the session.
+/// carried (rule 16): a `Bearer` challenge with `error="invalid_token"`
+/// (RFC 6750 §3.1) on a 401, or on a gRPC `UNAUTHENTICATED` (as the server
+/// layer's [`GrpcResponder`](crate::GrpcResponder) sends it). Any other 401
+/// or `UNAUTHENTICATED` — a wrong password at a login route, a handler's own
+/// refusal — says nothing about the session.
 fn refused_the_token(status: StatusCode, headers: &http::HeaderMap, grpc: Option<&[u8]>) -> bool {
-    if grpc == Some(b"16") {
-        return true;
-    }
-    status == StatusCode::UNAUTHORIZED
+    (status == StatusCode::UNAUTHORIZED || grpc == Some(b"16"))
         && headers
             .get_all(http::header::WWW_AUTHENTICATE)
             .iter()
-            .any(|challenge| is_invalid_token(challenge.as_bytes()))
+            .any(|value| is_invalid_token(value.as_bytes()))
 }
 
-/// Whether a `WWW-Authenticate` value is a `Bearer` challenge with
-/// `error="invalid_token"` (quoted or not, any parameter order).
-fn is_invalid_token(challenge: &[u8]) -> bool {
-    let Ok(challenge) = std::str::from_utf8(challenge) else {
+/// Whether a `WWW-Authenticate` value holds a `Bearer` challenge with the
+/// parameter `error="invalid_token"` (RFC 9110 §11.6.1: challenges and their
+/// parameters are comma-separated, values are tokens or quoted strings, and
+/// a comma inside a quoted string separates nothing).
+fn is_invalid_token(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else {
         return false;
     };
-    let challenge = challenge.trim_start();
-    let Some(scheme) = challenge.get(..6) else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return false;
-    }
-    challenge[6..].split(',').any(|parameter| {
-        let Some((name, value)) = parameter.split_once('=') else {
-            return false;
+    let mut bearer = false;
+    for element in split_outside_quotes(value) {
+        let element = element.trim_matches([' ', '\t']);
+        let name_end = element.find(['=', ' ', '\t']).unwrap_or(element.len());
+        let (name, rest) = element.split_at(name_end);
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let parameter = if let Some(value) = rest.strip_prefix('=') {
+            // `name=value` of the current challenge.
+            Some((name, value))
+        } else {
+            // A new challenge: `scheme`, maybe followed by its first parameter.
+            bearer = name.eq_ignore_ascii_case("bearer");
+            let name_end = rest.find(['=', ' ', '\t']).unwrap_or(rest.len());
+            let (name, after) = rest.split_at(name_end);
+            after
+                .trim_start_matches([' ', '\t'])
+                .strip_prefix('=')
+                .map(|value| (name, value))
         };
-        name.trim().eq_ignore_ascii_case("error")
-            && value.trim().trim_matches('"') == "invalid_token"
-    })
+        if let Some((name, value)) = parameter
+            && bearer
+            && name.eq_ignore_ascii_case("error")
+            && unquote(value.trim_matches([' ', '\t'])) == Some("invalid_token")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The elements of a comma-separated header value; commas inside quoted
+/// strings (with `\` escapes) do not split.
+fn split_outside_quotes(value: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut parts = Vec::new();
+    for (at, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts.into_iter()
+}
+
+/// A parameter value: a token as it is, or a well-formed quoted string's
+/// content; `None` for anything else.
+fn unquote(value: &str) -> Option<&str> {
+    match value.strip_prefix('"') {
+        Some(inner) => {
+            let inner = inner.strip_suffix('"')?;
+            (!inner.contains(['"', '\\'])).then_some(inner)
+        }
+        None => (!value.is_empty() && !value.contains(['"', ' ', '\t'])).then_some(value),
+    }
 }
 
 /// The token in a response header: `Bearer <token>` (scheme
@@ -449,5 +498,38 @@ where
             watch.inspect(response.status(), response.headers());
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bearer_invalid_token_challenge_is_a_refusal() {
+        for refusal in [
+            r#"Bearer error="invalid_token""#,
+            r#"Bearer realm="api", error="invalid_token", error_description="x""#,
+            r#"bearer error=invalid_token"#,
+            r#"Basic realm="x", Bearer error="invalid_token""#,
+            r#"Bearer realm="a, b", error = "invalid_token""#,
+        ] {
+            assert!(is_invalid_token(refusal.as_bytes()), "{refusal}");
+        }
+        for other in [
+            "",
+            "Bearer",
+            r#"Basic realm="login""#,
+            r#"Bearer error="insufficient_scope""#,
+            r#"Bearer realm="api, error=invalid_token""#,
+            r#"Bearer error="insufficient_scope", error_description="x, error=invalid_token""#,
+            r#"BearerV2, error="invalid_token""#,
+            r#"BearerV2 error="invalid_token""#,
+            r#"Bearer error=""invalid_token"""#,
+            r#"Bearer error_description="invalid_token""#,
+            r#"Basic error="invalid_token""#,
+        ] {
+            assert!(!is_invalid_token(other.as_bytes()), "{other}");
+        }
     }
 }

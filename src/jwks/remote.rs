@@ -196,7 +196,7 @@ impl RemoteJwksBuilder {
 
     /// How long the set is trusted without a successful fetch (default 24
     /// hours): past it, requests get 503 until a fetch succeeds again.
-    /// Whole seconds, at least the refresh interval.
+    /// Whole seconds, at least the refresh interval plus the timeout.
     pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
         self.max_staleness = max_staleness;
         self
@@ -216,7 +216,8 @@ impl RemoteJwksBuilder {
     /// [`ConfigErrorKind::NoRuntime`] outside a tokio runtime;
     /// [`ConfigErrorKind::InvalidDuration`] for a zero interval or timeout,
     /// a cooldown under 1 s, or a maximum staleness shorter than the
-    /// refresh interval.
+    /// refresh interval plus the timeout (the set would go stale between two
+    /// good refreshes).
     pub fn build(self) -> Result<RemoteJwks, ConfigError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| ConfigError::with_source(ConfigErrorKind::NoRuntime, e))?;
@@ -224,7 +225,10 @@ impl RemoteJwksBuilder {
             .ok()
             .filter(|&s| s >= 1)
             .ok_or(ConfigErrorKind::InvalidDuration)?;
-        if self.interval.is_zero() || self.timeout.is_zero() || self.max_staleness < self.interval {
+        if self.interval.is_zero()
+            || self.timeout.is_zero()
+            || self.max_staleness < self.interval.saturating_add(self.timeout)
+        {
             return Err(ConfigErrorKind::InvalidDuration.into());
         }
         let max_staleness = i64::try_from(self.max_staleness.as_secs())
@@ -372,14 +376,18 @@ async fn background(weak: Weak<Shared>, wake: Arc<Notify>, interval: Duration, c
                 }
             }
         }
-        due = Instant::now()
-            + if shared.ready.load(Ordering::SeqCst) {
-                interval
-            } else {
-                let wait = backoff;
-                backoff = (backoff * 2).min(cooldown);
-                wait
-            };
+        let wait = if shared.ready.load(Ordering::SeqCst) {
+            interval
+        } else {
+            let wait = backoff;
+            backoff = (backoff * 2).min(cooldown);
+            wait
+        };
+        // An interval too large for the clock means "not again on a timer".
+        let now = Instant::now();
+        due = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
     }
 }
 

@@ -214,9 +214,13 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 Some(claim) => {
                     let winner = match claim.await {
                         Ok(winner) => winner,
+                        // A replacement the cluster does not know of could not
+                        // be retired by a `renew_with` elsewhere: hand out
+                        // nothing; the old token stays valid and the next
+                        // request tries again.
                         Err(error) => {
-                            event!(warn, %error, "shared single flight unavailable; handing out this instance's replacement");
-                            offered
+                            event!(warn, %error, "shared single flight unavailable; no replacement this time");
+                            return None;
                         }
                     };
                     flights.supersede(key, winner.0.clone(), winner.1, plan.forget_after, now);
@@ -284,13 +288,13 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             if !confirmed(answer, &*clock, old_exp) {
                 return None;
             }
-            let displaced_elsewhere = match shared {
-                None => None,
+            let (displaced_elsewhere, superseded) = match shared {
+                None => (None, true),
                 Some(supersede) => match supersede.await {
-                    Ok(previous) => previous,
+                    Ok(previous) => (previous, true),
                     Err(error) => {
                         event!(warn, %error, "renew_with could not supersede the cluster's replacement; nothing is issued");
-                        return None;
+                        (None, false)
                     }
                 },
             };
@@ -298,36 +302,29 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 target: RevocationTarget::Token(jti),
                 until,
             };
-            if let Err(error) =
-                record(&*store, retire(jti.clone(), retire_until), now, &counters).await
-            {
-                event!(warn, %error, "renew_with could not retire the previous token; nothing is issued");
-                return None;
-            }
-            // Replacements signed for the old token with the old claims, by
-            // a parallel request here or by another instance, are retired too.
-            let displaced_here =
-                flights.supersede(id.key(), token.clone(), expires_at, retire_until, now);
-            let mut retired = vec![jti];
+            // Every retirement is attempted, whatever fails before it: the
+            // old token, and the replacements handed out for it with the old
+            // claims, by a parallel request here or by another instance.
+            let displaced_here = superseded
+                .then(|| flights.supersede(id.key(), token.clone(), expires_at, retire_until, now))
+                .flatten();
+            let mut retired = vec![(jti, retire_until)];
             for previous in [displaced_here, displaced_elsewhere.map(|(token, _)| token)] {
-                let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids) else {
-                    continue;
-                };
-                if retired.contains(&jti) {
-                    continue;
-                }
-                if let Err(error) = record(
-                    &*store,
-                    retire(jti.clone(), exp.saturating_add(leeway)),
-                    now,
-                    &counters,
-                )
-                .await
+                if let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids)
+                    && !retired.iter().any(|(retiring, _)| *retiring == jti)
                 {
-                    event!(warn, %error, "renew_with could not retire a replacement handed out for the previous token; nothing is issued");
-                    return None;
+                    retired.push((jti, exp.saturating_add(leeway)));
                 }
-                retired.push(jti);
+            }
+            let mut all_recorded = superseded;
+            for (jti, until) in retired {
+                if let Err(error) = record(&*store, retire(jti, until), now, &counters).await {
+                    event!(warn, %error, "renew_with could not retire a token it replaces; nothing is issued");
+                    all_recorded = false;
+                }
+            }
+            if !all_recorded {
+                return None;
             }
             Some(Signed { token, expires_at })
         }))

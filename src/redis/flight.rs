@@ -23,6 +23,11 @@ const VERSION: u8 = 1;
 const NONCE: usize = 16;
 const TAG: usize = 32;
 
+/// Seconds a flight entry outlives its old token by the writer's clock, so
+/// an instance whose clock runs behind (by up to the largest leeway) still
+/// finds it while the old token verifies there.
+const CLOCK_MARGIN: i64 = 60;
+
 /// The largest sealed entry read back from Redis: anything longer is
 /// garbage (planted by someone with write access) and costs no more than
 /// this much memory to refuse.
@@ -118,7 +123,7 @@ impl Shared {
             .arg(&sealed)
             .arg("NX")
             .arg("EX")
-            .arg(clamp_ttl(ttl))
+            .arg(clamp_ttl(ttl.saturating_add(CLOCK_MARGIN)))
             .cmd("STRLEN")
             .arg(&key)
             .cmd("GETRANGE")
@@ -165,7 +170,7 @@ impl Shared {
             .arg(1)
             .arg(&key)
             .arg(&sealed)
-            .arg(clamp_ttl(ttl))
+            .arg(clamp_ttl(ttl.saturating_add(CLOCK_MARGIN)))
             .arg(MAX_SEALED_BYTES);
         let (length, previous): (usize, Vec<u8>) = self.query(&script).await?;
         if length == 0 || length > MAX_SEALED_BYTES {

@@ -27,13 +27,16 @@
 //! Parallel requests holding the same near-expiry token get one replacement
 //! whichever instance answers. When an instance is about to renew (never on
 //! the verify path), it offers its replacement with one round trip:
-//! `SET {prefix}flight:{id} {sealed} NX EX {until - now}` pipelined with
-//! `GET {prefix}flight:{id}`. The first offer wins; every later one reads the
-//! winner, and the layer keeps it in its local single flight so later
-//! requests with that old token cost no round trip.
+//! `SET {prefix}flight:{id} {sealed} NX EX {until - now + 60}` pipelined
+//! with `STRLEN` and a bounded `GETRANGE` of the same key. The first offer
+//! wins; every later one reads the winner, and the layer keeps it in its
+//! local single flight so later requests with that old token cost no round
+//! trip. `Session::renew_with` replaces the entry atomically (a one-key
+//! script) and revokes the replacement it displaced.
 //!
-//! * `{id}` is HMAC-SHA-256 keyed by the old token's signature: Redis never
-//!   sees the old token or its signature.
+//! * `{id}` is HMAC-SHA-256 keyed by the old token's canonical signature
+//!   (the same for an ECDSA token and its malleated twin): Redis never sees
+//!   the old token or its signature.
 //! * `{sealed}` is the replacement and its `exp`, encrypted and authenticated
 //!   with keys derived the same way (HMAC-SHA-256 in counter mode, then
 //!   HMAC-SHA-256 over the ciphertext, with a random nonce). Only a holder of
@@ -43,8 +46,9 @@
 //! * It lives until the old token stops verifying (`exp` + leeway, by the
 //!   layer's clock, as above).
 //! * Any error or a timeout (bounded by the store's timeout; at once while
-//!   the revocation feed is down) makes the layer hand out its own
-//!   replacement: both tokens are valid, so this is safe.
+//!   the revocation feed is down) means no replacement this time: one the
+//!   cluster never saw could not be retired by a `renew_with` on another
+//!   instance. The old token stays valid; the next request tries again.
 //!
 //! # Staleness and failures
 //! An instance sees a revocation made elsewhere as soon as
@@ -253,7 +257,7 @@ pub struct RedisStats {
     /// Offers the cluster answered with another instance's replacement.
     pub flight_lost: u64,
     /// Offers that failed (Redis unreachable, timeout, a malformed entry):
-    /// the layer handed out its own replacement.
+    /// the layer handed out no replacement.
     pub flight_errors: u64,
     /// Revocations written back to Redis after it lost its data, or after
     /// one of this instance's revocations could not reach it.

@@ -101,6 +101,15 @@ impl RevocationStore for RedisStore {
             // full replica refuses it (logged), and nothing is published.
             shared.replica.insert(&revocation, now)?;
             let entry = Entry::from(&revocation);
+            // The other instances skip ids this long as garbage: say it
+            // did not reach them, rather than answer a logout honoured by
+            // one instance only.
+            if entry.id.len() > MAX_ID_BYTES {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    Some("the id is too long to share through Redis (over 16 KiB)".into()),
+                ));
+            }
             let Some(ttl) = seconds_until(revocation.until, now) else {
                 return Ok(());
             };

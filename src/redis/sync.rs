@@ -71,7 +71,7 @@ impl Shared {
         let mut complete = true;
         loop {
             RedisCounters::add(&self.stats.round_trips, 1);
-            let (next, keys): (u64, Vec<String>) = bounded(
+            let (next, keys): (u64, Vec<Vec<u8>>) = bounded(
                 self.timeout,
                 redis::cmd("SCAN")
                     .arg(cursor)
@@ -82,11 +82,19 @@ impl Shared {
                     .query_async(&mut connection),
             )
             .await?;
+            // A key name that is not UTF-8 was not written by this crate.
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter_map(|key| String::from_utf8(key).ok())
+                .collect();
             if !keys.is_empty() {
                 // Each value's length and at most its first bytes: an entry
                 // is `{until}|{before}`, and anything longer (planted by
                 // someone with write access) costs no more than this to skip.
+                // A key of another type answers an error for its own pair
+                // only: it is skipped like any other garbage.
                 let mut pipe = redis::pipe();
+                pipe.ignore_errors();
                 for key in &keys {
                     pipe.cmd("STRLEN")
                         .arg(key)
@@ -138,17 +146,29 @@ impl Shared {
         getrandom::fill(&mut fresh)
             .map_err(|error| StoreError::new(StoreErrorKind::Unavailable, Some(Box::new(error))))?;
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        pipe.ignore_errors()
+            .cmd("SET")
             .arg(&key)
             .arg(URL_SAFE_NO_PAD.encode(fresh))
             .arg("NX")
             .ignore()
-            .cmd("GET")
-            .arg(&key);
-        let (marker,): (Option<String>,) = self.query(&pipe).await?;
-        let Some(marker) = marker else {
+            .cmd("GETRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(63);
+        let (marker,): (redis::Value,) = self.query(&pipe).await?;
+        let marker = match marker {
+            redis::Value::BulkString(bytes) if !bytes.is_empty() => {
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
             // Flushed between the two commands: try again at the next reload.
-            return Err(StoreErrorKind::Unavailable.into());
+            redis::Value::BulkString(_) | redis::Value::Nil => {
+                return Err(StoreErrorKind::Unavailable.into());
+            }
+            // A key of another type planted at the marker: it can mark no
+            // dataset; take it as one value (written back once), not as an
+            // error that would keep the replica untrusted for good.
+            _ => "\0unreadable marker".to_owned(),
         };
         let lost = state.marker.as_ref().is_some_and(|seen| *seen != marker);
         let unshared = self.unshared.swap(false, Ordering::AcqRel);

@@ -259,8 +259,9 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
 /// the winner.
 ///
 /// The layer asks only when it is about to renew (one round trip per
-/// renewal, none per verification), and falls back to its own replacement
-/// when the answer is an error: both tokens are valid, so that is safe.
+/// renewal, none per verification), and hands out no replacement when the
+/// answer is an error (one the cluster never saw could not be retired by a
+/// `renew_with` elsewhere); the old token stays valid meanwhile.
 ///
 /// An old token is named by its canonical identity `old`: bytes that every
 /// copy of the token shares (an ECDSA token and its malleated twin included)
@@ -284,6 +285,8 @@ pub trait SharedFlight: Send + Sync + 'static {
     /// [`Session::renew_with`](crate::Session::renew_with) revokes that one,
     /// so the old claims stop sliding on every instance. An error means the
     /// layer issues nothing.
+    /// The default answers an error, so a flight without it never lets
+    /// `renew_with` issue a token (fail closed).
     #[allow(clippy::type_complexity)] // the pair `claim` answers, optional
     fn supersede(
         &self,
@@ -291,5 +294,8 @@ pub trait SharedFlight: Send + Sync + 'static {
         token: Arc<str>,
         expires_at: i64,
         until: i64,
-    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>>;
+    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>> {
+        let _ = (old, token, expires_at, until);
+        Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())))
+    }
 }

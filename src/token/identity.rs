@@ -66,9 +66,13 @@ impl TokenId {
     /// A fixed-size key for in-process maps: 128 bits of a hash keyed with
     /// this process's random keys, so nobody can aim two tokens at one key.
     pub(crate) fn key(&self) -> FlightKey {
-        static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
-        let (a, b) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
-        FlightKey(a.hash_one(&self.signature), b.hash_one(&self.signature))
+        static KEY: OnceLock<RandomState> = OnceLock::new();
+        let key = KEY.get_or_init(RandomState::new);
+        // One random key, two domains: two independent halves.
+        FlightKey(
+            key.hash_one((0u8, &self.signature)),
+            key.hash_one((1u8, &self.signature)),
+        )
     }
 }
 
