@@ -155,6 +155,12 @@ impl<C: Claims> Session<C> {
     /// response carries no renewed token, and in cookie mode it expires the
     /// cookie.
     ///
+    /// The logout lasts as long as the store keeps it: across restarts and
+    /// crashes with [`DurableStore`](crate::DurableStore) or
+    /// `redis::RedisStore`, until the next restart with the default
+    /// [`MemoryStore`](crate::MemoryStore). Only services checking the same
+    /// store see it (a verify-only service needs the issuer's shared store).
+    ///
     /// # Errors
     /// The store's error when it cannot record the revocation (e.g.
     /// [`StoreErrorKind::Full`]): the token then stays valid, so answer with an

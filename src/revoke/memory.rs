@@ -86,7 +86,11 @@ struct MemoryInner {
     work: AtomicUsize,
 }
 
-/// The in-memory revocation store, the default.
+/// The in-memory revocation store, the default: **it forgets on restart** —
+/// for tests and development. A restart or a crash forgets every logout,
+/// "log out everywhere" and `renew_with` retirement, so ended sessions come
+/// back until their cap; in production use [`DurableStore`](crate::DurableStore)
+/// (one instance) or `redis::RedisStore` (a cluster).
 ///
 /// * The common answer, "not revoked", costs a hash and a few atomic loads in
 ///   one cache line per id: no lock is taken and nothing is allocated unless
