@@ -45,6 +45,7 @@ pub fn app(layer: SlidingJwtLayer<Key, DemoClaims>) -> Router {
         .route("/me", get(me))
         .route("/admin", get(admin))
         .route("/logout", post(logout))
+        .route("/notifications", get(notifications))
         .route_layer(layer);
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -101,6 +102,12 @@ async fn admin(claims: Authenticated<DemoClaims>) -> Result<&'static str, Status
     } else {
         Err(StatusCode::FORBIDDEN)
     }
+}
+
+/// `GET /notifications`: a background poll. The layer's activity rule says
+/// it is not activity, so it never renews the token.
+async fn notifications(_session: Session<DemoClaims>) -> Json<serde_json::Value> {
+    Json(serde_json::json!([]))
 }
 
 /// `POST /logout`: revokes the session; any of its tokens gets 401 from now on.

@@ -76,7 +76,9 @@ where
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => Ok(text(StatusCode::OK, "ok")),
         (&Method::POST, "/login") => Ok(login(request, &state).await),
-        (_, "/me" | "/admin" | "/logout") => state.protected.clone().oneshot(request).await,
+        (_, "/me" | "/admin" | "/logout" | "/notifications") => {
+            state.protected.clone().oneshot(request).await
+        }
         (_, "/.well-known/jwks.json") if state.jwks.is_some() => {
             let jwks = state.jwks.clone().expect("checked");
             let response = jwks.oneshot(request).await?;
@@ -102,6 +104,8 @@ async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infalli
         }
         // A handler-side check: the 403 carries no renewal.
         (&Method::GET, "/admin") => text(StatusCode::FORBIDDEN, "forbidden"),
+        // A background poll: not activity (the layer's rule), never renews.
+        (&Method::GET, "/notifications") => json(StatusCode::OK, &serde_json::json!([])),
         (&Method::POST, "/logout") => match session.end().await {
             Ok(()) => empty(StatusCode::NO_CONTENT),
             Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),

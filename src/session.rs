@@ -32,6 +32,8 @@ struct Inner<C> {
     /// When a revocation of this one token can be forgotten.
     token_until: i64,
     action: Mutex<Action<C>>,
+    /// The handler said this request is not activity (rule 17).
+    not_activity: std::sync::atomic::AtomicBool,
 }
 
 /// The verified session: the one thing the layer puts into the request's
@@ -145,6 +147,7 @@ impl<C: Claims> Session<C> {
                 token_until,
                 counters,
                 action: Mutex::new(Action::None),
+                not_activity: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -220,6 +223,26 @@ impl<C: Claims> Session<C> {
             .action
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = action;
+    }
+
+    /// Says this request is not activity (rule 17): a background poll, a
+    /// status check. It is served as usual, but its response never renews
+    /// the token, so a session whose user is idle still times out. (A
+    /// [`renew_with`](Self::renew_with) on the same request still issues its
+    /// token: that is the handler's own decision.) The layer-wide rule is
+    /// [`SlidingJwtBuilder::with_activity`](crate::SlidingJwtBuilder::with_activity).
+    pub fn mark_not_activity(&self) {
+        self.inner
+            .not_activity
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the handler marked this request as not activity.
+    pub(crate) fn is_activity(&self) -> bool {
+        !self
+            .inner
+            .not_activity
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn take_action(&self) -> Action<C> {

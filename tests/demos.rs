@@ -288,6 +288,12 @@ async fn http_contract(which: Http) {
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
     assert!(forbidden.bearer().is_none());
 
+    // A background poll inside the window: served, never renewed (not activity).
+    let poll = get_with(&client, addr, "/notifications", "authorization", &bearer).await;
+    assert_eq!(poll.status, StatusCode::OK, "{which:?}");
+    assert_eq!(poll.json(), serde_json::json!([]));
+    assert!(poll.bearer().is_none(), "a poll never renews");
+
     // Inside the window: renewed by header...
     let renewed = get_with(&client, addr, "/me", "authorization", &bearer).await;
     assert_eq!(renewed.status, StatusCode::OK);

@@ -659,3 +659,70 @@ async fn a_request_that_outlives_the_tokens_exp_gets_no_replacement() {
         "renewed after the token expired"
     );
 }
+
+// ---- Activity (rule 17) -----------------------------------------------------
+
+#[tokio::test]
+async fn a_request_that_is_not_activity_is_served_and_checked_but_never_renews() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_activity(|method, uri, _| !(method == http::Method::GET && uri.path() == "/poll"))
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let poll = |token: &str| {
+        http::Request::get("/poll")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    };
+    let response = send(&app, poll(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK, "served as usual");
+    assert_eq!(renewed(&response), None, "a poll never slides the session");
+    // Every other request is activity.
+    assert!(renewed(&send(&app, get(login.token())).await).is_some());
+    // A poll is still verified and checked against revocation.
+    let sid = login.claims().registered.sid.clone().unwrap();
+    layer.revoker().revoke_session(&sid).await.unwrap();
+    assert_eq!(
+        rejection(&send(&app, poll(login.token())).await),
+        Some(RejectionKind::Revoked)
+    );
+    // Polling alone lets the session time out.
+    let other = layer.issuer().issue(user("bob", "user")).unwrap();
+    for _ in 0..4 {
+        clock.advance(minutes(15));
+        let _ = send(&app, poll(other.token())).await;
+    }
+    clock.advance(minutes(1));
+    assert_eq!(
+        rejection(&send(&app, poll(other.token())).await),
+        Some(RejectionKind::Expired)
+    );
+}
+
+#[tokio::test]
+async fn a_handler_can_say_its_request_is_not_activity() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = layer.layer(tower::service_fn(|request: http::Request<()>| async move {
+        if let Some(session) = request
+            .extensions()
+            .get::<tower_sliding_jwt::Session<Claimset>>()
+        {
+            session.mark_not_activity();
+        }
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    }));
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    let response = send(&app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(renewed(&response), None);
+}

@@ -213,6 +213,10 @@ pub fn builder_with_key(
         .with_max_session(Duration::from_secs(86_400))
         .with_leeway(Duration::from_secs(5))
         .with_clock(clock)
+        // `GET /notifications` is a background poll: not activity.
+        .with_activity(|method, uri, _| {
+            !(method == http::Method::GET && uri.path() == "/notifications")
+        })
         .with_token_source(BearerHeader::new())
         .with_token_source(session_cookie()))
 }

@@ -7,13 +7,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Config;
 use super::cache::VerifiedCache;
 use super::cross_site::CrossOrigin;
 use super::layer::SlidingJwtLayer;
 use super::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
 use super::revalidate::{OwnedClaims, Revalidate, Verdict};
 use super::single_flight::SingleFlight;
+use super::{ActivityRule, Config};
 use crate::claims::Claims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
@@ -48,6 +48,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
                 single_flight_capacity: 10_000,
                 store: None,
                 revalidate: None,
+                activity: None,
                 cache_capacity: 0,
                 cross_origin: true,
                 trusted_origins: Vec::new(),
@@ -88,6 +89,7 @@ pub(super) struct Settings<C> {
     pub(super) single_flight_capacity: usize,
     pub(super) store: Option<Arc<dyn RevocationStore>>,
     pub(super) revalidate: Option<Box<dyn Revalidate<C>>>,
+    pub(super) activity: Option<Box<ActivityRule>>,
     pub(super) cache_capacity: usize,
     pub(super) cross_origin: bool,
     pub(super) trusted_origins: Vec<String>,
@@ -140,6 +142,40 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     /// reject the request. See [`Revalidate`].
     pub fn with_revalidation(mut self, hook: impl Revalidate<C>) -> Self {
         self.settings.revalidate = Some(Box::new(hook));
+        self
+    }
+
+    /// Decides from each request (method, URI, headers) whether it counts as
+    /// activity (rule 17). A request that does not — a background poll, a
+    /// health probe with a token — is verified, checked against the
+    /// revocation store and served as usual, but never renews: an idle user's
+    /// session still times out while a page polls. Default: every request
+    /// counts. A handler can also say so for its own request with
+    /// [`Session::mark_not_activity`](crate::Session::mark_not_activity).
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_sliding_jwt::{Key, SlidingJwtLayer, StandardClaims};
+    ///
+    /// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
+    /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
+    ///     .with_activity(|method, uri, headers| {
+    ///         !(method == Method::GET && uri.path() == "/notifications")
+    ///             && !headers.contains_key("x-background")
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_activity(
+        mut self,
+        is_activity: impl Fn(&http::Method, &http::Uri, &http::HeaderMap) -> bool
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.settings.activity = Some(Box::new(is_activity));
         self
     }
 
@@ -299,6 +335,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             cache: (settings.cache_capacity > 0)
                 .then(|| VerifiedCache::new(settings.cache_capacity)),
             cross_origin,
+            activity: settings.activity,
         };
         Ok(SlidingJwtLayer {
             config: Arc::new(config),

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::Response;
+use http::{HeaderMap, Method, Response, Uri};
 
 #[cfg(feature = "tracing")]
 use crate::log::event;
@@ -171,7 +171,12 @@ pub(crate) struct Config<K, C, P, R> {
     pub(crate) revalidate: Option<Box<dyn Revalidate<C>>>,
     pub(crate) cache: Option<VerifiedCache<C>>,
     pub(crate) cross_origin: CrossOrigin,
+    /// Which requests count as activity (rule 17); `None`: every request.
+    pub(crate) activity: Option<Box<ActivityRule>>,
 }
+
+/// The rule deciding from a request whether it counts as activity.
+pub(crate) type ActivityRule = dyn Fn(&Method, &Uri, &HeaderMap) -> bool + Send + Sync;
 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,6 +190,7 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
             .field("revalidate", &self.revalidate.is_some())
             .field("cache", &self.cache)
             .field("cross_origin", &self.cross_origin)
+            .field("activity", &self.activity.is_some())
             .finish()
     }
 }

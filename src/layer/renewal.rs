@@ -103,6 +103,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             Action::RenewWith(claims) => Some(claims),
             Action::None => None,
         };
+        // Not activity by the handler's word: no planned renewal (rule 17).
+        if !self.session.is_activity() {
+            self.plan = None;
+        }
         // Nothing to sign: skip the response checks and the revocation re-check.
         if self.plan.is_none() && renew_with.is_none() {
             return Finish::Done;

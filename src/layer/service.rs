@@ -137,7 +137,12 @@ where
             Lookup::Pending(lookup) => Some(lookup),
         };
 
-        let plan = plan(config, claims, now, request.method());
+        let activity = config.activity.as_ref().is_none_or(|is_activity| {
+            is_activity(request.method(), request.uri(), request.headers())
+        });
+        let plan = activity
+            .then(|| plan(config, claims, now, request.method()))
+            .flatten();
         let hook = match (&plan, &config.revalidate) {
             (Some(_), Some(hook)) => Some(hook.revalidate(claims)),
             _ => None,
