@@ -51,6 +51,10 @@ pub enum ConfigErrorKind {
     /// A lifetime, window or interval that is zero, negative or out of range.
     #[error("invalid duration setting")]
     InvalidDuration,
+    /// Lifetimes, renew window and throttle that would never let a token be
+    /// renewed; [`ConfigError::detail`] names the settings and a fix.
+    #[error("this configuration can never renew a token")]
+    NeverRenews,
     /// A clock-skew leeway above 60 seconds.
     #[error("leeway above 60 seconds")]
     LeewayTooLarge,

@@ -190,3 +190,47 @@ fn errors_name_the_problem_but_never_the_secret() {
         "the underlying cause is kept"
     );
 }
+
+#[test]
+fn a_configuration_that_could_never_renew_is_refused_with_the_fix() {
+    use tower_sliding_jwt::{RenewWindow, Throttle};
+    let secs = Duration::from_secs;
+    // "Set a short ttl to see a renewal": the default throttle (60 s) outlives it.
+    let error = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_ttl(secs(30))
+        .with_renew_window(RenewWindow::absolute(secs(20)).unwrap())
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), E::NeverRenews);
+    let detail = error.detail().unwrap();
+    assert!(
+        detail.contains("ttl 30 s") && detail.contains("throttle 60 s"),
+        "{detail}"
+    );
+    assert!(detail.contains("with_throttle"), "names a fix: {detail}");
+    assert_eq!(build(|b| b.with_ttl(secs(60))), Err(E::NeverRenews));
+    // A session cap that leaves no room beyond the first token.
+    let error = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_ttl(secs(3600))
+        .with_max_session(secs(3600))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), E::NeverRenews);
+    assert!(error.detail().unwrap().contains("with_max_session"));
+    // The same short ttl with a throttle that fits renews.
+    let clock = tower_sliding_jwt::ManualClock::new(T0);
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_ttl(secs(30))
+        .with_renew_window(RenewWindow::absolute(secs(20)).unwrap())
+        .with_throttle(Throttle::new(secs(5)).unwrap())
+        .build()
+        .unwrap();
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(secs(15));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let response = runtime.block_on(send(&app(&layer), get(login.token())));
+    assert!(renewed(&response).is_some(), "a built layer can renew");
+}

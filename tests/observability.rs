@@ -120,3 +120,38 @@ fn counters_and_events_report_without_leaking() {
 fn rejection_of(response: &Response<String>) -> Option<RejectionKind> {
     rejection(response)
 }
+
+#[test]
+fn grpc_rejections_are_logged_with_what_was_sent() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_clock(clock())
+        .with_responder(tower_sliding_jwt::GrpcResponder)
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let response = runtime.block_on(send(&app, get("x.y.z")));
+        assert_eq!(response.headers()["grpc-status"], "16");
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("request refused"))
+        .expect("the rejection is logged");
+    assert!(line.contains("status=200"), "{line}");
+    assert!(
+        line.contains("grpc_status=\"16\"") || line.contains("grpc_status=16"),
+        "{line}"
+    );
+    assert!(!line.contains("status=401"), "{line}");
+}

@@ -84,8 +84,21 @@ proptest! {
             .with_renew_window(RenewWindow::absolute(Duration::from_secs(case.window)).unwrap())
             .with_throttle(Throttle::new(Duration::from_secs(case.throttle)).unwrap())
             .with_leeway(Duration::ZERO)
-            .build()
-            .unwrap();
+            .build();
+        // Lifetimes that could never renew are refused when the layer is
+        // built (rule 3); there is no layer to try then.
+        let layer = match layer {
+            Ok(layer) => layer,
+            Err(error) => {
+                prop_assert_eq!(error.kind(), tower_sliding_jwt::ConfigErrorKind::NeverRenews);
+                prop_assert!(
+                    case.throttle >= case.ttl
+                        || case.window == 0
+                        || case.max_session.saturating_sub(case.ttl) < case.throttle.max(1)
+                );
+                return Ok(());
+            }
+        };
         let mut service = layer.layer(service_fn(ok as fn(_) -> _));
         let now = clock.now();
         let (auth_time, iat, exp) = (now - case.auth_age, now - case.iat_age, now + case.exp_in);

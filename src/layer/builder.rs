@@ -234,6 +234,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
     /// # Errors
     /// A [`ConfigError`] when no crypto backend is enabled, the active key
     /// cannot sign, a lifetime is zero, the session cap exceeds 400 days,
+    /// the lifetimes, renew window and throttle could never renew a token
+    /// ([`NeverRenews`](ConfigErrorKind::NeverRenews), with a detail naming
+    /// the settings and a fix),
     /// the leeway exceeds 60 s, the token
     /// limit is below 64 bytes or above 1 MiB, an issuer, audience or `typ`
     /// is empty or not printable ASCII, or a trusted origin is not
@@ -273,6 +276,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
                  longest a browser keeps a cookie) is accepted: lower with_max_session"
                 )),
             );
+        }
+        if mode == Mode::Issue {
+            never_renews(&policy, ttl, max_session)?;
         }
         let leeway = secs(settings.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
         if leeway > 60 {
@@ -341,4 +347,46 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             config: Arc::new(config),
         })
     }
+}
+
+/// Refuses a default-policy configuration under which no request in a
+/// token's life could renew it (rule 3): renewal needs an age (`now - iat`)
+/// of at least the throttle and inside the renew window, before `exp`, and
+/// a gain of at least the throttle before the session cap. A custom policy
+/// is its author's to check.
+fn never_renews<P: RenewalPolicy>(
+    policy: &P,
+    ttl: i64,
+    max_session: i64,
+) -> Result<(), ConfigError> {
+    let Some((window, throttle, _)) =
+        (policy as &dyn std::any::Any).downcast_ref::<DefaultPolicy>()
+    else {
+        return Ok(());
+    };
+    let window = window.seconds(ttl);
+    let interval = throttle.interval();
+    let never =
+        |detail: String| Err(ConfigError::new(ConfigErrorKind::NeverRenews).with_detail(detail));
+    if interval >= ttl {
+        return never(format!(
+            "ttl {ttl} s is not longer than the throttle {interval} s: a token expires before it may \
+             be renewed; lower the throttle (with_throttle(Throttle::new(..)), e.g. {} s) or raise with_ttl",
+            (ttl / 4).max(1)
+        ));
+    }
+    if window == 0 || ttl.saturating_sub(window) >= ttl {
+        return never(format!(
+            "the renew window is {window} s for a ttl of {ttl} s: no token is ever inside it; widen \
+             with_renew_window"
+        ));
+    }
+    if max_session.saturating_sub(ttl) < interval.max(1) {
+        return never(format!(
+            "max_session {max_session} s leaves less than the throttle ({interval} s) beyond the first \
+             token's ttl {ttl} s, so a renewal could never push exp out; raise with_max_session or \
+             lower with_ttl"
+        ));
+    }
+    Ok(())
 }

@@ -206,13 +206,25 @@ where
 {
     let kind = rejection.kind();
     config.core.counters.rejected(kind);
-    #[cfg(feature = "tracing")]
-    if kind == RejectionKind::StoreUnavailable {
-        event!(warn, %kind, "request refused: the revocation store is unavailable");
-    } else {
-        event!(debug, %kind, status = rejection.status().as_u16(), "request refused");
-    }
     let mut response = config.responder.respond(&rejection);
+    // What was sent: the HTTP status, and the gRPC status when the responder
+    // answered in gRPC (an UNAUTHENTICATED is HTTP 200 on the wire).
+    #[cfg(feature = "tracing")]
+    {
+        let status = response.status().as_u16();
+        let grpc_status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok());
+        if matches!(
+            kind,
+            RejectionKind::StoreUnavailable | RejectionKind::KeysUnavailable
+        ) {
+            event!(warn, %kind, status, grpc_status, "request refused: authentication is unavailable");
+        } else {
+            event!(debug, %kind, status, grpc_status, "request refused");
+        }
+    }
     response.extensions_mut().insert(rejection);
     response
 }

@@ -126,6 +126,11 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// The interval in seconds.
+    pub(crate) fn interval(&self) -> i64 {
+        self.interval
+    }
+
     /// A throttle of `interval` (whole seconds; zero disables the `iat` check
     /// but a renewal must still gain at least one second).
     ///
