@@ -33,8 +33,12 @@
 //!
 //! A handler that asks for them on a request the layer did not authenticate
 //! (a route outside the layer, or an anonymous request in optional mode)
-//! gets `401 Unauthorized` with `WWW-Authenticate: Bearer`, never a 500 that
-//! names a type.
+//! gets `401 Unauthorized` with `WWW-Authenticate: Bearer` (`None` for the
+//! `Option` forms). One that asks for another claims type than the layer's
+//! (a layer on `StandardClaims<Role>`, a handler asking for
+//! `Authenticated<StandardClaims>`) is a programming error and loud: `500`
+//! with an empty body (no type names reach the client), and an `error` event
+//! naming the type asked for and the types the layers produce.
 
 use std::fmt;
 use std::ops::Deref;
@@ -46,11 +50,15 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
 use crate::claims::Claims;
-use crate::session::Session;
+use crate::log::event;
+#[cfg(feature = "tracing")]
+use crate::session::claims_types;
+use crate::session::{AuthenticatedByLayer, Session};
 
 /// The verified claims of the request's token; derefs to `C`. As an
-/// extractor it answers 401 when the layer did not authenticate the request;
-/// `Option<Authenticated<C>>` is `None` instead.
+/// extractor it answers 401 when the layer did not authenticate the request
+/// (`Option<Authenticated<C>>` is `None` instead), and 500 when the layer
+/// did, with another claims type (see [`SessionRejection`]).
 pub struct Authenticated<C>(pub Session<C>);
 
 impl<C> Authenticated<C> {
@@ -109,44 +117,101 @@ impl IntoResponse for Unauthenticated {
     }
 }
 
-fn session<C: Claims>(parts: &Parts) -> Option<Session<C>> {
-    parts.extensions.get::<Session<C>>().cloned()
+/// Why [`Authenticated`] or [`Session`] could not be extracted.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRejection {
+    /// The layer did not authenticate the request: `401`,
+    /// `WWW-Authenticate: Bearer`.
+    Unauthenticated(Unauthenticated),
+    /// The layer authenticated the request, but with another claims type
+    /// than the one asked for: a programming error, answered `500` with an
+    /// empty body (the `error` event names both types).
+    ClaimsTypeMismatch,
+}
+
+impl fmt::Display for SessionRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unauthenticated(inner) => fmt::Display::fmt(inner, f),
+            Self::ClaimsTypeMismatch => f.write_str(
+                "the sliding-JWT layer produced another claims type than the one asked for",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SessionRejection {}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthenticated(inner) => inner.into_response(),
+            Self::ClaimsTypeMismatch => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    }
+}
+
+impl From<Unauthenticated> for SessionRejection {
+    fn from(inner: Unauthenticated) -> Self {
+        Self::Unauthenticated(inner)
+    }
+}
+
+/// The request's `Session<C>`: `Ok(None)` when the layer did not
+/// authenticate it, an error when it did with another claims type.
+fn session<C: Claims>(parts: &Parts) -> Result<Option<Session<C>>, SessionRejection> {
+    if let Some(session) = parts.extensions.get::<Session<C>>() {
+        return Ok(Some(session.clone()));
+    }
+    if parts.extensions.get::<AuthenticatedByLayer>().is_some() {
+        event!(
+            error,
+            asked = std::any::type_name::<C>(),
+            produced = %claims_types(),
+            "a handler asked for claims of another type than the sliding-JWT layer produces: answering 500"
+        );
+        return Err(SessionRejection::ClaimsTypeMismatch);
+    }
+    Ok(None)
 }
 
 impl<S: Send + Sync, C: Claims> FromRequestParts<S> for Session<C> {
-    type Rejection = Unauthenticated;
+    type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        session(parts).ok_or(Unauthenticated)
+        session(parts)?.ok_or(SessionRejection::Unauthenticated(Unauthenticated))
     }
 }
 
 impl<S: Send + Sync, C: Claims> OptionalFromRequestParts<S> for Session<C> {
-    type Rejection = std::convert::Infallible;
+    type Rejection = SessionRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(session(parts))
+        session(parts)
     }
 }
 
 impl<S: Send + Sync, C: Claims> FromRequestParts<S> for Authenticated<C> {
-    type Rejection = Unauthenticated;
+    type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        session(parts).map(Authenticated).ok_or(Unauthenticated)
+        session(parts)?
+            .map(Authenticated)
+            .ok_or(SessionRejection::Unauthenticated(Unauthenticated))
     }
 }
 
 impl<S: Send + Sync, C: Claims> OptionalFromRequestParts<S> for Authenticated<C> {
-    type Rejection = std::convert::Infallible;
+    type Rejection = SessionRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(session(parts).map(Authenticated))
+        Ok(session(parts)?.map(Authenticated))
     }
 }

@@ -15,6 +15,36 @@ use crate::revoke::{
 use crate::stats::Counters;
 use crate::token::{Held, RawToken};
 
+/// Put into every request the layer authenticated, beside its
+/// `Session<C>`: a zero-sized marker (it costs no allocation), so an
+/// extractor asking for another claims type can tell a programming error
+/// (the layer did authenticate, with another type) from a request the layer
+/// never saw.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuthenticatedByLayer;
+
+/// The claims types layers of this process were built with, for the error a
+/// claims-type mismatch logs (a handful of names at most).
+static CLAIMS_TYPES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes that a layer produces `Session<C>`.
+pub(crate) fn register_claims_type<C>() {
+    let name = std::any::type_name::<C>();
+    let mut types = CLAIMS_TYPES.lock().unwrap_or_else(PoisonError::into_inner);
+    if !types.contains(&name) && types.len() < 64 {
+        types.push(name);
+    }
+}
+
+/// The claims types layers of this process produce, `, `-separated.
+#[cfg_attr(not(all(feature = "axum", feature = "tracing")), allow(dead_code))]
+pub(crate) fn claims_types() -> String {
+    CLAIMS_TYPES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .join(", ")
+}
+
 /// What the handler asked for.
 pub(crate) enum Action<C> {
     None,

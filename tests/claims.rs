@@ -42,3 +42,119 @@ async fn custom_login_claims_need_no_placeholders() {
     assert_eq!(claims.registered.iss.as_deref(), Some("me"));
     assert_eq!(claims.role, "admin");
 }
+
+/// Everything a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn asking_for_another_claims_type_than_the_layer_produces_is_a_loud_500() {
+    use axum::Router;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_sliding_jwt::StandardClaims;
+    use tower_sliding_jwt::extract::Authenticated;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let layer = SlidingJwtLayer::<_, MyClaims>::builder(hs256())
+        .with_clock(ManualClock::new(T0))
+        .with_optional(true)
+        .build()
+        .unwrap();
+    let login = layer
+        .issuer()
+        .issue(MyClaims {
+            registered: RegisteredClaims::new("alice"),
+            role: "admin".into(),
+        })
+        .unwrap();
+    // The handler asks for `StandardClaims`; the layer produces `MyClaims`.
+    async fn wrong(user: Authenticated<StandardClaims>) -> String {
+        user.registered.sub.clone().unwrap_or_default()
+    }
+    async fn right(user: Authenticated<MyClaims>) -> String {
+        user.role.clone()
+    }
+    async fn maybe(user: Option<Authenticated<StandardClaims>>) -> &'static str {
+        if user.is_some() {
+            "someone"
+        } else {
+            "anonymous"
+        }
+    }
+    let app = Router::new()
+        .route("/wrong", get(wrong))
+        .route("/right", get(right))
+        .route("/maybe", get(maybe))
+        .layer(layer);
+    let outside = Router::new().route("/outside", get(wrong));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let status_and_body = |app: Router, request: http::Request<axum::body::Body>| {
+        runtime.block_on(async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        })
+    };
+    let with_token = |path: &str| {
+        http::Request::get(path)
+            .header("authorization", format!("Bearer {}", login.token()))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let (status, body) = tracing::subscriber::with_default(subscriber, || {
+        status_and_body(app.clone(), with_token("/wrong"))
+    });
+    assert_eq!(status, http::StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.is_empty(), "no type names reach the client: {body:?}");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("ERROR"), "{log}");
+    assert!(
+        log.contains("StandardClaims") && log.contains("MyClaims"),
+        "{log}"
+    );
+    // The right type works; the optional form with a token is loud too.
+    assert_eq!(
+        status_and_body(app.clone(), with_token("/right")).0,
+        http::StatusCode::OK
+    );
+    assert_eq!(
+        status_and_body(app.clone(), with_token("/maybe")).0,
+        http::StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // Anonymous in optional mode: `None`; outside any layer: 401 as before.
+    let anonymous = || {
+        http::Request::get("/maybe")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    assert_eq!(status_and_body(app, anonymous()).1, "anonymous");
+    let request = http::Request::get("/outside")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(
+        status_and_body(outside, request).0,
+        http::StatusCode::UNAUTHORIZED
+    );
+}

@@ -306,6 +306,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         if sources.is_empty() {
             sources.push(Box::new(BearerHeader::new()));
         }
+        crate::session::register_claims_type::<C>();
         let store = settings
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()));

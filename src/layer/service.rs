@@ -17,7 +17,7 @@ use crate::claims::Claims;
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind, Responder};
 use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
-use crate::session::Session;
+use crate::session::{AuthenticatedByLayer, Session};
 use crate::stats::Event;
 use crate::token::{Held, RawToken, Verified};
 
@@ -159,6 +159,7 @@ where
             core.leeway,
         );
         request.extensions_mut().insert(session.clone());
+        request.extensions_mut().insert(AuthenticatedByLayer);
         let after = After::new(config.clone(), session, source, now, plan);
 
         if pending_lookup.is_none() && hook.is_none() {
