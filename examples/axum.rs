@@ -61,6 +61,9 @@ pub fn app(layer: SlidingJwtLayer<Key, DemoClaims>) -> Router {
 struct Credentials {
     username: String,
     password: String,
+    /// "Keep me signed in": a 30-day session cap instead of one day.
+    #[serde(default)]
+    remember: bool,
 }
 
 /// `POST /login`: a new session. Axum's `Json` extractor answers a malformed
@@ -71,7 +74,10 @@ async fn login(State(state): State<AppState>, Json(credentials): Json<Credential
     };
     let issued = match state
         .issuer
-        .issue(demo::claims(&credentials.username, role))
+        .issue_with(
+            demo::claims(&credentials.username, role),
+            demo::lifetimes(credentials.remember),
+        )
     {
         Ok(issued) => issued,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),

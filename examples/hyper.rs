@@ -118,6 +118,9 @@ async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infalli
 struct Credentials {
     username: String,
     password: String,
+    /// "Keep me signed in": a 30-day session cap instead of one day.
+    #[serde(default)]
+    remember: bool,
 }
 
 async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body> {
@@ -137,7 +140,10 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     };
     let Ok(issued) = state
         .issuer
-        .issue(demo::claims(&credentials.username, role))
+        .issue_with(
+            demo::claims(&credentials.username, role),
+            demo::lifetimes(credentials.remember),
+        )
     else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };

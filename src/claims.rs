@@ -46,6 +46,17 @@ pub struct RegisteredClaims {
     /// When the user authenticated; the session cap counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// This session's own cap (a `NumericDate`), set at login by
+    /// [`Issuer::issue_with`](crate::Issuer::issue_with) ("remember me") and
+    /// copied by every renewal; bounded by the layer's limits. Without it
+    /// the cap is `auth_time` plus the layer's `max_session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_exp: Option<i64>,
+    /// This session's own token lifetime in seconds, set at login by
+    /// [`Issuer::issue_with`](crate::Issuer::issue_with) and copied by every
+    /// renewal; bounded by the layer's limits. Without it the layer's `ttl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ttl: Option<i64>,
 }
 
 impl RegisteredClaims {
@@ -316,7 +327,7 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-const REGISTERED: [&str; 9] = [
+const REGISTERED: [&str; 11] = [
     "iss",
     "sub",
     "aud",
@@ -326,6 +337,8 @@ const REGISTERED: [&str; 9] = [
     "jti",
     "sid",
     "auth_time",
+    "session_exp",
+    "session_ttl",
 ];
 
 /// Names of the non-registered members seen so far: the first few inline
@@ -359,7 +372,7 @@ struct Registered<'de, A> {
     map: A,
     claims: RegisteredClaims,
     exp: Option<i64>,
-    seen: [bool; 9],
+    seen: [bool; REGISTERED.len()],
     others: Seen<'de>,
 }
 
@@ -379,7 +392,9 @@ impl<'de, A: MapAccess<'de>> Registered<'de, A> {
             5 => r.iat = map.next_value()?,
             6 => r.jti = map.next_value()?,
             7 => r.sid = map.next_value()?,
-            _ => r.auth_time = map.next_value()?,
+            8 => r.auth_time = map.next_value()?,
+            9 => r.session_exp = map.next_value()?,
+            _ => r.session_ttl = map.next_value()?,
         }
         Ok(())
     }
@@ -436,7 +451,7 @@ impl<'de, E: Deserialize<'de>> Deserialize<'de> for StandardClaims<E> {
                     map,
                     claims: RegisteredClaims::default(),
                     exp: None,
-                    seen: [false; 9],
+                    seen: [false; REGISTERED.len()],
                     others: Seen::default(),
                 };
                 let extra = E::deserialize(de::value::MapAccessDeserializer::new(&mut members))?;

@@ -183,6 +183,10 @@ pub enum IssueErrorKind {
     /// its keys have no signing key): it cannot issue or renew tokens.
     #[error("no signing key: this layer only verifies")]
     NoSigningKey,
+    /// A session lifetime given to `Issuer::issue_with` is zero or above the
+    /// layer's limits.
+    #[error("session lifetime out of the layer's limits")]
+    InvalidLifetime,
 }
 
 impl IssueError {

@@ -68,7 +68,7 @@ pub use stats::Stats;
 /// The date-time type of [`IssuedToken::expiry`], [`Session::expiry`] and
 /// friends, re-exported from the `time` crate so the versions always match.
 pub use time::OffsetDateTime;
-pub use token::{IssuedToken, Issuer, RawToken};
+pub use token::{IssuedToken, Issuer, Lifetimes, RawToken};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

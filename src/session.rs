@@ -155,17 +155,14 @@ impl<C: Claims> Session<C> {
         store: Arc<dyn RevocationStore>,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
-        max_session: i64,
+        deadline: Option<i64>,
         leeway: i64,
     ) -> Self {
         let registered = verified.claims.registered();
-        // No token of the session outlives its cap; without `auth_time` the
-        // session is never renewed, so it ends with this token.
-        let session_until = match registered.auth_time {
-            Some(at) => at.saturating_add(max_session),
-            None => registered.exp,
-        }
-        .saturating_add(leeway);
+        // No token of the session outlives its cap (its own, or the layer's);
+        // without `auth_time` the session is never renewed, so it ends with
+        // this token.
+        let session_until = deadline.unwrap_or(registered.exp).saturating_add(leeway);
         // A token revoked by itself matters only while it can verify.
         let token_until = registered.exp.saturating_add(leeway);
         Self {
@@ -321,7 +318,7 @@ mod tests {
             Arc::new(store.clone()),
             Arc::new(clock),
             Arc::new(Counters::new()),
-            86_400,
+            Some(900 + 86_400),
             5,
         );
         session.end().await.unwrap();

@@ -208,9 +208,27 @@ async fn http_contract(which: Http) {
             reply.status
         );
     }
+    // "Keep me signed in": a 30-day cap instead of one day.
+    let remembered = call(
+        &client,
+        addr,
+        Method::POST,
+        "/login",
+        &[("content-type", "application/json")],
+        r#"{"username":"alice","password":"wonderland","remember":true}"#,
+    )
+    .await;
+    assert_eq!(remembered.status, StatusCode::OK, "{which:?}");
+    let claims = payload(remembered.json()["token"].as_str().unwrap());
+    assert_eq!(
+        claims["session_exp"].as_i64().unwrap() - claims["auth_time"].as_i64().unwrap(),
+        30 * 86_400,
+        "{which:?}"
+    );
     let reply = login(&client, addr, "alice", "wonderland").await;
     assert_eq!(reply.status, StatusCode::OK);
     let token = reply.json()["token"].as_str().unwrap().to_owned();
+    assert!(payload(&token).get("session_exp").is_none(), "the layer's day otherwise");
     let cookie = &reply.set_cookie()[0];
     let expected =
         format!("session={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=3600; Expires=");

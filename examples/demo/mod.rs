@@ -29,6 +29,20 @@ pub struct Role {
 /// one pass (`StandardClaims<E>` with the demo's own typed part).
 pub type DemoClaims = StandardClaims<Role>;
 
+/// A session's lifetimes: the layer's (a one-day cap), or with `remember` a
+/// 30-day cap ("keep me signed in"), which the layer's limits allow.
+pub fn lifetimes(remember: bool) -> tower_sliding_jwt::Lifetimes {
+    let lifetimes = tower_sliding_jwt::Lifetimes::new();
+    if remember {
+        lifetimes.with_max_session(REMEMBERED)
+    } else {
+        lifetimes
+    }
+}
+
+/// The session cap of a login with `"remember": true`.
+pub const REMEMBERED: Duration = Duration::from_secs(30 * 86_400);
+
 /// Claims for a user who just logged in; the issuer fills in the rest.
 pub fn claims(username: &str, role: &str) -> DemoClaims {
     StandardClaims::new(
@@ -211,6 +225,7 @@ pub fn builder_with_key(
         .with_renew_window(RenewWindow::absolute(Duration::from_secs(1200))?)
         .with_throttle(Throttle::new(Duration::from_secs(60))?)
         .with_max_session(Duration::from_secs(86_400))
+        .with_lifetime_limits(Duration::from_secs(3600), REMEMBERED)
         .with_leeway(Duration::from_secs(5))
         .with_clock(clock)
         // `GET /notifications` is a background poll: not activity.

@@ -44,6 +44,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
                 max_token_bytes: 8 * 1024,
                 ttl: Duration::from_secs(3600),
                 max_session: Duration::from_secs(86_400),
+                lifetime_limits: None,
                 optional: false,
                 single_flight_capacity: 10_000,
                 store: None,
@@ -85,6 +86,8 @@ pub(super) struct Settings<C> {
     pub(super) max_token_bytes: usize,
     pub(super) ttl: Duration,
     pub(super) max_session: Duration,
+    /// The most a session's own lifetimes may ask for; `None`: the defaults.
+    pub(super) lifetime_limits: Option<(Duration, Duration)>,
     pub(super) optional: bool,
     pub(super) single_flight_capacity: usize,
     pub(super) store: Option<Arc<dyn RevocationStore>>,
@@ -280,6 +283,21 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         if mode == Mode::Issue {
             never_renews(&policy, ttl, max_session)?;
         }
+        let (ttl_limit, max_session_limit) = match settings.lifetime_limits {
+            None => (ttl, max_session),
+            Some((ttl_limit, max_session_limit)) => {
+                let limit = |d: Duration| secs(d).ok_or(ConfigErrorKind::InvalidDuration);
+                let (ttl_limit, max_session_limit) = (limit(ttl_limit)?, limit(max_session_limit)?);
+                if ttl_limit < ttl || max_session_limit < max_session || max_session_limit > MAX_SESSION_SECS {
+                    return Err(ConfigError::new(ConfigErrorKind::InvalidDuration).with_detail(format!(
+                        "lifetime limits ({ttl_limit} s, {max_session_limit} s) must be at least the \
+                         defaults (ttl {ttl} s, max_session {max_session} s) and the session limit at \
+                         most {MAX_SESSION_SECS} s"
+                    )));
+                }
+                (ttl_limit, max_session_limit)
+            }
+        };
         let leeway = secs(settings.leeway).ok_or(ConfigErrorKind::InvalidDuration)?;
         if leeway > 60 {
             return Err(ConfigErrorKind::LeewayTooLarge.into());
@@ -328,6 +346,8 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             max_token_bytes: settings.max_token_bytes,
             ttl,
             max_session,
+            ttl_limit,
+            max_session_limit,
             counters: Arc::new(Counters::new()),
             _claims: PhantomData,
         };

@@ -68,7 +68,7 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
         Revoker {
             store: core.store.clone(),
             clock: core.clock.clone(),
-            horizon: core.max_session.saturating_add(core.leeway),
+            horizon: core.max_session_limit.saturating_add(core.leeway),
             counters: core.counters.clone(),
         }
     }

@@ -36,6 +36,22 @@ macro_rules! verification_settings {
             self
         }
 
+        /// The most a session's own lifetimes may ask for
+        /// ([`Issuer::issue_with`](crate::Issuer::issue_with), e.g. "remember
+        /// me"): a token lifetime up to `max_ttl` and a cap up to
+        /// `max_session`, at least the layer's defaults and at most 400 days.
+        /// Default: the defaults themselves (a session may only ask for less).
+        /// A verify-only layer needs the issuer's limits too, or it caps
+        /// longer sessions at its own `max_session`.
+        pub fn with_lifetime_limits(
+            mut self,
+            max_ttl: ::std::time::Duration,
+            max_session: ::std::time::Duration,
+        ) -> Self {
+            self.settings_mut().lifetime_limits = Some((max_ttl, max_session));
+            self
+        }
+
         /// Clock-skew allowance for `exp` and `nbf` (default 5 s, at most 60 s).
         /// It never lengthens a token's or a session's lifetime.
         pub fn with_leeway(mut self, leeway: ::std::time::Duration) -> Self {

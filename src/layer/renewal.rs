@@ -263,7 +263,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             return Finish::Done;
         };
         let deadline = core.session_deadline(current).unwrap_or(current.exp);
-        let expires_at = self.now.saturating_add(core.ttl).min(deadline);
+        let expires_at = self
+            .now
+            .saturating_add(core.session_ttl(current))
+            .min(deadline);
         let token = match self.sign(claims, expires_at) {
             Ok(token) => token,
             Err(error) => {

@@ -150,12 +150,13 @@ where
 
         // One allocation carries the claims, the raw token and the session
         // state; the extension and the response future share it.
+        let deadline = core.session_deadline(verified.claims.registered());
         let session = Session::new(
             verified,
             core.store.clone(),
             core.clock.clone(),
             core.counters.clone(),
-            core.max_session,
+            deadline,
             core.leeway,
         );
         request.extensions_mut().insert(session.clone());
@@ -249,11 +250,12 @@ where
     // replacement handed out just before kept sliding: never renew either.
     registered.sid.as_ref()?;
     let deadline = core.session_deadline(registered)?;
-    let expires_at = now.saturating_add(core.ttl).min(deadline);
+    let ttl = core.session_ttl(registered);
+    let expires_at = now.saturating_add(ttl).min(deadline);
     if expires_at <= registered.exp {
         return None;
     }
-    let ctx = RenewalContext::new(now, registered.iat, registered.exp, core.ttl, expires_at);
+    let ctx = RenewalContext::new(now, registered.iat, registered.exp, ttl, expires_at);
     if !config.policy.should_renew(&ctx) {
         return None;
     }

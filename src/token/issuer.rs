@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::TokenEngine;
 use crate::claims::Claims;
 use crate::clock::datetime;
-use crate::error::IssueError;
+use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::Keys;
 use crate::reject::Rejection;
 use crate::revoke::{TokenIds, admit};
@@ -47,7 +48,54 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     /// An [`IssueError`] when the claims do not serialize to a JSON object,
     /// the backend fails to sign, or the system's randomness fails.
     pub fn issue(&self, claims: C) -> Result<IssuedToken<C>, IssueError> {
-        let (token, claims) = self.core.issue(claims)?;
+        let (token, claims) = self.core.issue(claims, None, None)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// [`issue`](Self::issue), for a session with lifetimes of its own (e.g.
+    /// "remember me": a 30-day cap instead of the layer's day). They are
+    /// written into the token (`session_ttl`, `session_exp`) and kept by
+    /// every renewal on every instance; a lifetime not given is the layer's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sliding_jwt::{Key, Lifetimes, SlidingJwtLayer, StandardClaims};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let day = Duration::from_secs(86_400);
+    /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
+    ///     .with_max_session(day)
+    ///     .with_lifetime_limits(Duration::from_secs(3600), 30 * day)
+    ///     .build()?;
+    /// let remembered = layer
+    ///     .issuer()
+    ///     .issue_with(StandardClaims::new("alice", Default::default()), Lifetimes::new().with_max_session(30 * day))?;
+    /// let r = &remembered.claims().registered;
+    /// assert_eq!(r.session_exp, Some(r.auth_time.unwrap() + 30 * 86_400));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IssueErrorKind::InvalidLifetime`](crate::IssueErrorKind::InvalidLifetime)
+    /// when a lifetime is zero or above the layer's limits
+    /// ([`SlidingJwtBuilder::with_lifetime_limits`](crate::SlidingJwtBuilder::with_lifetime_limits));
+    /// otherwise as [`issue`](Self::issue).
+    pub fn issue_with(&self, claims: C, lifetimes: Lifetimes) -> Result<IssuedToken<C>, IssueError> {
+        let core = &self.core;
+        let check = |lifetime: Option<Duration>, limit: i64| -> Result<Option<i64>, IssueError> {
+            lifetime
+                .map(|d| {
+                    i64::try_from(d.as_secs())
+                        .ok()
+                        .filter(|&s| s > 0 && s <= limit)
+                        .ok_or_else(|| IssueError::new(IssueErrorKind::InvalidLifetime, None))
+                })
+                .transpose()
+        };
+        let ttl = check(lifetimes.ttl, core.ttl_limit)?;
+        let max_session = check(lifetimes.max_session, core.max_session_limit)?;
+        let (token, claims) = core.issue(claims, ttl, max_session)?;
         Ok(IssuedToken { token, claims })
     }
 
@@ -130,5 +178,34 @@ impl<C> fmt::Debug for IssuedToken<C> {
         f.debug_struct("IssuedToken")
             .field("token", &"[redacted]")
             .finish_non_exhaustive()
+    }
+}
+
+/// A session's own lifetimes, for [`Issuer::issue_with`]: a token lifetime
+/// and a session cap, each within the layer's limits; what is not set is the
+/// layer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetimes {
+    ttl: Option<Duration>,
+    max_session: Option<Duration>,
+}
+
+impl Lifetimes {
+    /// The layer's lifetimes (set what differs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lifetime of each token of the session.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The session cap: no token of the session expires later than its
+    /// login plus this.
+    pub fn with_max_session(mut self, max_session: Duration) -> Self {
+        self.max_session = Some(max_session);
+        self
     }
 }

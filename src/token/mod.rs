@@ -22,7 +22,7 @@ mod raw;
 mod verified;
 
 pub(crate) use identity::{FlightKey, TokenId};
-pub use issuer::{IssuedToken, Issuer};
+pub use issuer::{IssuedToken, Issuer, Lifetimes};
 pub(crate) use random::random_id;
 pub use raw::RawToken;
 pub(crate) use verified::{Held, KeyRef, Verified};
@@ -51,6 +51,9 @@ pub(crate) struct TokenEngine<K, C> {
     pub(crate) max_token_bytes: usize,
     pub(crate) ttl: i64,
     pub(crate) max_session: i64,
+    /// The most a session's own lifetimes may ask for (at least the defaults).
+    pub(crate) ttl_limit: i64,
+    pub(crate) max_session_limit: i64,
     pub(crate) counters: Arc<Counters>,
     pub(crate) _claims: PhantomData<fn() -> C>,
 }
@@ -243,19 +246,45 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         Ok(())
     }
 
-    /// `auth_time + max_session`, when the token says when the session began.
+    /// The session's cap, when the token says when the session began: its
+    /// own `session_exp` within `auth_time` plus the layer's limit, or
+    /// `auth_time + max_session`.
     pub(crate) fn session_deadline(&self, claims: &RegisteredClaims) -> Option<i64> {
-        claims.auth_time.map(|t| t.saturating_add(self.max_session))
+        let auth_time = claims.auth_time?;
+        Some(match claims.session_exp {
+            Some(own) => own.min(auth_time.saturating_add(self.max_session_limit)),
+            None => auth_time.saturating_add(self.max_session),
+        })
     }
 
-    /// Sets the registered claims of a login token, signs it and returns it.
-    pub(crate) fn issue(&self, mut claims: C) -> Result<(String, C), IssueError> {
+    /// The lifetime of the session's next token: its own `session_ttl` within
+    /// the layer's limit, or the layer's `ttl`.
+    pub(crate) fn session_ttl(&self, claims: &RegisteredClaims) -> i64 {
+        claims
+            .session_ttl
+            .filter(|&ttl| ttl > 0)
+            .map_or(self.ttl, |ttl| ttl.min(self.ttl_limit))
+    }
+
+    /// Sets the registered claims of a login token, signs it and returns it;
+    /// `ttl` and `max_session` are the session's own lifetimes, if it has
+    /// them (already checked against the limits).
+    pub(crate) fn issue(
+        &self,
+        mut claims: C,
+        ttl: Option<i64>,
+        max_session: Option<i64>,
+    ) -> Result<(String, C), IssueError> {
         let now = self.clock.now();
         let registered = claims.registered_mut();
         registered.iat = Some(now);
         registered.nbf = None;
         registered.auth_time = Some(now);
-        registered.exp = now.saturating_add(self.ttl.min(self.max_session));
+        registered.session_ttl = ttl;
+        registered.session_exp = max_session.map(|max| now.saturating_add(max));
+        let ttl = ttl.unwrap_or(self.ttl);
+        let cap = max_session.unwrap_or(self.max_session);
+        registered.exp = now.saturating_add(ttl.min(cap));
         registered.sid = Some(random_id()?);
         registered.jti = Some(random_id()?);
         registered.iss.clone_from(&self.issuer);
