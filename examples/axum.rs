@@ -72,13 +72,10 @@ async fn login(State(state): State<AppState>, Json(credentials): Json<Credential
     let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let issued = match state
-        .issuer
-        .issue_with(
-            demo::claims(&credentials.username, role),
-            demo::lifetimes(credentials.remember),
-        )
-    {
+    let issued = match state.issuer.issue_with(
+        demo::claims(&credentials.username, role),
+        demo::lifetimes(credentials.remember),
+    ) {
         Ok(issued) => issued,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };

@@ -138,13 +138,10 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
         return empty(StatusCode::UNAUTHORIZED);
     };
-    let Ok(issued) = state
-        .issuer
-        .issue_with(
-            demo::claims(&credentials.username, role),
-            demo::lifetimes(credentials.remember),
-        )
-    else {
+    let Ok(issued) = state.issuer.issue_with(
+        demo::claims(&credentials.username, role),
+        demo::lifetimes(credentials.remember),
+    ) else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {

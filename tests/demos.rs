@@ -228,7 +228,10 @@ async fn http_contract(which: Http) {
     let reply = login(&client, addr, "alice", "wonderland").await;
     assert_eq!(reply.status, StatusCode::OK);
     let token = reply.json()["token"].as_str().unwrap().to_owned();
-    assert!(payload(&token).get("session_exp").is_none(), "the layer's day otherwise");
+    assert!(
+        payload(&token).get("session_exp").is_none(),
+        "the layer's day otherwise"
+    );
     let cookie = &reply.set_cookie()[0];
     let expected =
         format!("session={token}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=3600; Expires=");

@@ -736,20 +736,34 @@ async fn a_session_keeps_its_own_lifetimes_across_renewals_and_instances_within_
     let (a, b) = (limited(&clock), limited(&clock));
     let remembered = a
         .issuer()
-        .issue_with(user("alice", "user"), Lifetimes::new().with_max_session(30 * day))
+        .issue_with(
+            user("alice", "user"),
+            Lifetimes::new().with_max_session(30 * day),
+        )
         .unwrap();
     let plain = a.issuer().issue(user("bob", "user")).unwrap();
     let auth_time = remembered.claims().registered.auth_time.unwrap();
-    assert_eq!(remembered.claims().registered.session_exp, Some(auth_time + 30 * 86_400));
+    assert_eq!(
+        remembered.claims().registered.session_exp,
+        Some(auth_time + 30 * 86_400)
+    );
     // Keep both sessions active for two days, alternating instances.
     let (mut alice, mut bob) = (remembered.into_token(), Some(plain.into_token()));
     for step in 0..(2 * 24 * 4) {
         clock.advance(minutes(45));
-        let app = if step % 2 == 0 { app(&a) } else { app(&b) };
+        let app = if step % 2 == 0 {
+            common::app(&a)
+        } else {
+            common::app(&b)
+        };
         let response = send(&app, get(&alice)).await;
         assert_eq!(response.status(), StatusCode::OK, "step {step}");
         if let Some(next) = renewed(&response) {
-            assert_eq!(payload(&next)["session_exp"], auth_time + 30 * 86_400, "kept by renewals");
+            assert_eq!(
+                payload(&next)["session_exp"],
+                auth_time + 30 * 86_400,
+                "kept by renewals"
+            );
             alice = next;
         }
         if let Some(token) = &bob {
@@ -762,22 +776,28 @@ async fn a_session_keeps_its_own_lifetimes_across_renewals_and_instances_within_
             }
         }
     }
-    assert!(bob.is_none(), "a session without its own lifetimes ends at the layer's day");
+    assert!(
+        bob.is_none(),
+        "a session without its own lifetimes ends at the layer's day"
+    );
     // A token can never ask for more than the layer allows.
     let error = a
         .issuer()
-        .issue_with(user("mallory", "user"), Lifetimes::new().with_max_session(31 * day))
+        .issue_with(
+            user("mallory", "user"),
+            Lifetimes::new().with_max_session(31 * day),
+        )
         .unwrap_err();
     assert_eq!(error.kind(), IssueErrorKind::InvalidLifetime);
     // A forged `session_exp` beyond the limit is cut to the limit.
-    let now = clock.now();
+    let now = tower_sliding_jwt::Clock::now(&clock);
     let forged = forge_hs256(&format!(
         r#"{{"sub":"m","sid":"s","jti":"j","iat":{now},"exp":{},"auth_time":{},"session_exp":{}}}"#,
         now + 600,
         now - 31 * 86_400,
         now + 86_400
     ));
-    let response = send(&app(&a), get(&forged)).await;
+    let response = send(&common::app(&a), get(&forged)).await;
     assert_eq!(rejection(&response), Some(RejectionKind::SessionExpired));
     // Without limits, a session may only ask for less.
     let default_limits = SlidingJwtLayer::<_, Claimset>::builder(hs256())
@@ -786,12 +806,18 @@ async fn a_session_keeps_its_own_lifetimes_across_renewals_and_instances_within_
         .unwrap();
     let error = default_limits
         .issuer()
-        .issue_with(user("alice", "user"), Lifetimes::new().with_max_session(2 * day))
+        .issue_with(
+            user("alice", "user"),
+            Lifetimes::new().with_max_session(2 * day),
+        )
         .unwrap_err();
     assert_eq!(error.kind(), IssueErrorKind::InvalidLifetime);
     let short = default_limits
         .issuer()
-        .issue_with(user("alice", "user"), Lifetimes::new().with_ttl(Duration::from_secs(600)))
+        .issue_with(
+            user("alice", "user"),
+            Lifetimes::new().with_ttl(Duration::from_secs(600)),
+        )
         .unwrap();
     assert_eq!(short.lifetime(), 600);
 }

@@ -288,7 +288,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             Some((ttl_limit, max_session_limit)) => {
                 let limit = |d: Duration| secs(d).ok_or(ConfigErrorKind::InvalidDuration);
                 let (ttl_limit, max_session_limit) = (limit(ttl_limit)?, limit(max_session_limit)?);
-                if ttl_limit < ttl || max_session_limit < max_session || max_session_limit > MAX_SESSION_SECS {
+                if ttl_limit < ttl
+                    || max_session_limit < max_session
+                    || max_session_limit > MAX_SESSION_SECS
+                {
                     return Err(ConfigError::new(ConfigErrorKind::InvalidDuration).with_detail(format!(
                         "lifetime limits ({ttl_limit} s, {max_session_limit} s) must be at least the \
                          defaults (ttl {ttl} s, max_session {max_session} s) and the session limit at \

@@ -81,7 +81,11 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     /// when a lifetime is zero or above the layer's limits
     /// ([`SlidingJwtBuilder::with_lifetime_limits`](crate::SlidingJwtBuilder::with_lifetime_limits));
     /// otherwise as [`issue`](Self::issue).
-    pub fn issue_with(&self, claims: C, lifetimes: Lifetimes) -> Result<IssuedToken<C>, IssueError> {
+    pub fn issue_with(
+        &self,
+        claims: C,
+        lifetimes: Lifetimes,
+    ) -> Result<IssuedToken<C>, IssueError> {
         let core = &self.core;
         let check = |lifetime: Option<Duration>, limit: i64| -> Result<Option<i64>, IssueError> {
             lifetime
