@@ -1148,3 +1148,49 @@ fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `cargo run --features jwks --example services`: an issuer, a verify-only
+/// service on its JWKS and a client keeping one token fresh across both.
+#[cfg(feature = "jwks")]
+#[test]
+fn the_several_services_example_runs() {
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("services");
+    let mut child = Command::new(&binary)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the services example did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{out}{err}");
+    for line in [
+        "orders service: 200",
+        "renewal adopted by the client",
+        "orders service with the renewed token: 200",
+        "logout at the issuer: 204",
+        "the issuer refused the token: session ended",
+        "issuer /me after logout: 401; the client holds a token: false",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
