@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_sliding_jwt::extract::Authenticated;
 use tower_sliding_jwt::{
-    Algorithm, Clock, ClientLayer, HyperFetcher, JwksService, Key, ManualClock, RemoteJwks,
+    Algorithm, ClientLayer, Clock, HyperFetcher, JwksService, Key, ManualClock, RemoteJwks,
     Session, SlidingJwtLayer, StandardClaims, TokenStore,
 };
 
@@ -55,7 +55,7 @@ async fn issuer(clock: &ManualClock) -> Result<String, Box<dyn std::error::Error
         .with_audience(AUDIENCE)
         .with_clock(clock.clone())
         .build()?;
-    let jwks = JwksService::new(&layer.jwks())?;
+    let jwks = JwksService::from_jwks(&layer.jwks())?;
     let login_issuer = layer.issuer();
     let protected = Router::new()
         .route(
@@ -123,12 +123,19 @@ async fn orders(issuer: &str, clock: &ManualClock) -> Result<String, Box<dyn std
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// One request through `service`; the status and the body.
-async fn call<S>(service: &S, method: Method, uri: &str) -> Result<(u16, String), Box<dyn std::error::Error>>
+async fn call<S>(
+    service: &S,
+    method: Method,
+    uri: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error>>
 where
     S: Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>> + Clone,
     S::Error: std::error::Error + 'static,
 {
-    let request = Request::builder().method(method).uri(uri).body(Full::default())?;
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::default())?;
     let response = service.clone().oneshot(request).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
@@ -148,7 +155,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // One store, two layers: the issuer's refusal ends the session; the
     // verify-only service's does not clear the shared store.
     let to_issuer = ClientLayer::for_origin(&issuer_origin, tokens.clone())?
-        .with_on_unauthorized(|| println!("the issuer refused the token: session ended, log in again"))
+        .with_on_unauthorized(|| {
+            println!("the issuer refused the token: session ended, log in again")
+        })
         .layer(http.clone());
     let to_orders = ClientLayer::for_origin(&orders_origin, tokens.clone())?
         .with_clear_on_unauthorized(false)
@@ -173,7 +182,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (status, _) = call(&to_issuer, Method::POST, &format!("{issuer_origin}/logout")).await?;
     println!("logout at the issuer: {status}");
     let (status, _) = call(&to_issuer, Method::GET, &format!("{issuer_origin}/me")).await?;
-    println!("issuer /me after logout: {status}; the client holds a token: {}", tokens.token().is_some());
+    println!(
+        "issuer /me after logout: {status}; the client holds a token: {}",
+        tokens.token().is_some()
+    );
     Ok(())
 }
 
