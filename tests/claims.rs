@@ -43,21 +43,6 @@ async fn custom_login_claims_need_no_placeholders() {
     assert_eq!(claims.role, "admin");
 }
 
-/// Everything a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn asking_for_another_claims_type_than_the_layer_produces_is_a_loud_500() {
     use axum::Router;
@@ -67,11 +52,7 @@ fn asking_for_another_claims_type_than_the_layer_produces_is_a_loud_500() {
     use tower_sliding_jwt::extract::Authenticated;
 
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let subscriber = captured.subscriber();
     let layer = SlidingJwtLayer::<_, MyClaims>::builder(hs256())
         .with_clock(ManualClock::new(T0))
         .with_optional(true)
@@ -128,7 +109,7 @@ fn asking_for_another_claims_type_than_the_layer_produces_is_a_loud_500() {
     });
     assert_eq!(status, http::StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.is_empty(), "no type names reach the client: {body:?}");
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("ERROR"), "{log}");
     assert!(
         log.contains("StandardClaims") && log.contains("MyClaims"),

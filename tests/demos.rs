@@ -838,13 +838,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
 /// `/health`, and a clear refusal of a short secret.
 #[test]
 fn example_binaries_start_and_answer() {
-    let examples = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples");
+    let examples = examples_dir();
     for name in ["axum", "hyper", "tonic"] {
         let binary = examples.join(name);
         assert!(
@@ -961,13 +955,7 @@ fn example_binaries_start_and_answer() {
 /// and a key file that cannot be used is refused with a clear message.
 #[test]
 fn example_binaries_asymmetric_mode() {
-    let examples = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples");
+    let examples = examples_dir();
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
     for name in ["axum", "hyper"] {
         let binary = examples.join(name);
@@ -1073,14 +1061,7 @@ fn authorized(port: u16, method: &str, path: &str, token: &str) -> u16 {
 
 /// Starts a demo binary on a free port with `env`, after its `listening on` line.
 fn start_demo(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, u16) {
-    let binary = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
+    let binary = examples_dir().join(name);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1154,14 +1135,7 @@ fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
 #[cfg(feature = "jwks")]
 #[test]
 fn the_several_services_example_runs() {
-    let binary = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("services");
+    let binary = examples_dir().join("services");
     let mut child = Command::new(&binary)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1203,4 +1177,15 @@ fn the_several_services_example_runs() {
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
+}
+
+/// Where `cargo test` puts the example binaries it builds.
+fn examples_dir() -> std::path::PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
 }

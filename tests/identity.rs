@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use common::*;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use tower::{Layer, service_fn};
-use tower_sliding_jwt::{Key, RejectionKind, Session, SlidingJwtLayer};
+use tower_sliding_jwt::{Key, RejectionKind, SlidingJwtLayer};
 
 /// The order of P-256's base point, big-endian.
 const P256_ORDER: [u8; 32] = [
@@ -68,18 +66,6 @@ async fn an_ecdsa_twin_is_accepted_and_gets_the_same_replacement_as_its_original
     let from_twin = renewed(&send(&app, get(&twin(login.token()))).await).expect("renewed");
     let from_original = renewed(&send(&app, get(login.token())).await).expect("renewed");
     assert_eq!(from_original, from_twin);
-}
-
-/// `x-demote` re-issues the token with `role: user`.
-async fn demoting(request: Request<()>) -> Result<Response<String>, Infallible> {
-    if request.headers().contains_key("x-demote")
-        && let Some(session) = request.extensions().get::<Session<Claimset>>()
-    {
-        let mut claims = session.claims().clone();
-        claims.extra.insert("role".into(), "user".into());
-        session.renew_with(claims);
-    }
-    Ok(Response::new(String::new()))
 }
 
 fn demote(token: &str) -> Request<()> {

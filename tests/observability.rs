@@ -3,38 +3,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_sliding_jwt::{RejectionKind, Session, SlidingJwtLayer};
 
-/// Everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn counters_and_events_report_without_leaking() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
+    let subscriber = captured.subscriber();
     let clock = clock();
     let layer = SlidingJwtLayer::builder(hs256())
         .with_clock(clock.clone())
@@ -93,7 +70,7 @@ fn counters_and_events_report_without_leaking() {
     assert_eq!(stats.rejected(RejectionKind::Revoked), 1);
     assert_eq!(stats.rejected_total(), 3);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for expected in [
         "tower_sliding_jwt",
         "request refused",
@@ -124,12 +101,7 @@ fn rejection_of(response: &Response<String>) -> Option<RejectionKind> {
 #[test]
 fn grpc_rejections_are_logged_with_what_was_sent() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
+    let subscriber = captured.subscriber();
     let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
         .with_clock(clock())
         .with_responder(tower_sliding_jwt::GrpcResponder)
@@ -143,7 +115,7 @@ fn grpc_rejections_are_logged_with_what_was_sent() {
         let response = runtime.block_on(send(&app, get("x.y.z")));
         assert_eq!(response.headers()["grpc-status"], "16");
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let line = log
         .lines()
         .find(|line| line.contains("request refused"))

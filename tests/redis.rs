@@ -730,22 +730,6 @@ async fn the_verify_path_makes_no_redis_calls() {
     );
 }
 
-/// `x-demote` re-issues the token with `role: user` (a role change).
-async fn demoting(
-    request: http::Request<()>,
-) -> Result<http::Response<String>, std::convert::Infallible> {
-    if request.headers().contains_key("x-demote")
-        && let Some(session) = request
-            .extensions()
-            .get::<tower_sliding_jwt::Session<Claimset>>()
-    {
-        let mut claims = session.claims().clone();
-        claims.extra.insert("role".into(), "user".into());
-        session.renew_with(claims);
-    }
-    Ok(http::Response::new(String::new()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_with_on_one_instance_retires_the_replacement_another_instance_handed_out() {
     use tower::{Layer, service_fn};

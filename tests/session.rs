@@ -460,18 +460,6 @@ async fn a_store_error_on_logout_is_reported() {
 
 // ---- renew_with retires the token it replaces -----------------------------
 
-/// `x-demote` re-issues the token with `role: user`.
-async fn demoting(request: Request<()>) -> Result<Response<String>, Infallible> {
-    if request.headers().contains_key("x-demote")
-        && let Some(session) = request.extensions().get::<Session<Claimset>>()
-    {
-        let mut claims = session.claims().clone();
-        claims.extra.insert("role".into(), "user".into());
-        session.renew_with(claims);
-    }
-    Ok(Response::new(String::new()))
-}
-
 #[tokio::test]
 async fn renew_with_retires_the_previous_token_so_old_claims_stop_sliding() {
     let clock = clock();

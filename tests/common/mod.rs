@@ -197,3 +197,48 @@ pub fn minutes(m: u64) -> Duration {
 pub fn sub_of<C: Claims>(claims: &C) -> Option<&str> {
     claims.registered().sub.as_deref()
 }
+
+/// A handler for role changes: `x-demote` re-issues the token with
+/// `role: user` (`Session::renew_with`).
+pub async fn demoting(request: Request<()>) -> Result<Response<String>, Infallible> {
+    if request.headers().contains_key("x-demote")
+        && let Some(session) = request.extensions().get::<Session<Claimset>>()
+    {
+        let mut claims = session.claims().clone();
+        claims.extra.insert("role".into(), "user".into());
+        session.renew_with(claims);
+    }
+    Ok(Response::new(String::new()))
+}
+
+/// Everything a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// A subscriber writing every event, down to `TRACE`, into this buffer.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish()
+    }
+
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
