@@ -420,9 +420,9 @@ enum Load {
     Full(StoreError),
 }
 
-/// The record starting at `at` in `bytes`: its body and where the next one
-/// starts, or `None` when it is not an intact record.
-fn record(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+/// The record starting at `at` in `bytes`: its revocation and where the
+/// next one starts, or `None` when it is not an intact record.
+fn record(bytes: &[u8], at: usize) -> Option<(Revocation, usize)> {
     let frame = bytes.get(at..at.checked_add(FRAME)?)?;
     let length = u32::from_le_bytes(frame[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(frame[4..].try_into().ok()?);
@@ -431,7 +431,10 @@ fn record(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
     }
     let start = at + FRAME;
     let body = bytes.get(start..start.checked_add(length)?)?;
-    (crc32c(body) == crc && decode(body).is_some()).then_some((body, start + length))
+    if crc32c(body) != crc {
+        return None;
+    }
+    Some((decode(body)?, start + length))
 }
 
 /// Reads every record of `file` into `memory`; an empty file gets the header.
@@ -468,10 +471,8 @@ fn load(file: &mut File, memory: &MemoryStore, now: i64) -> Result<Loaded, Load>
     let mut records = 0;
     while at < bytes.len() {
         match record(&bytes, at) {
-            Some((body, next)) => {
-                if let Some(revocation) = decode(body) {
-                    memory.insert(&revocation, now).map_err(Load::Full)?;
-                }
+            Some((revocation, next)) => {
+                memory.insert(&revocation, now).map_err(Load::Full)?;
                 records += 1;
                 at = next;
             }

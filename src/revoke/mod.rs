@@ -202,57 +202,38 @@ pub trait RevocationStore: Send + Sync + 'static {
     }
 }
 
-impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
-    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
-        (**self).check(token, now)
-    }
+/// A store behind a pointer is the store: every method forwards.
+macro_rules! forward_store {
+    ($($pointer:ident),+) => {$(
+        impl<S: RevocationStore + ?Sized> RevocationStore for $pointer<S> {
+            fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+                (**self).check(token, now)
+            }
 
-    fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
-        (**self).check_fresh(token, now)
-    }
+            fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+                (**self).check_fresh(token, now)
+            }
 
-    fn revoke<'a>(
-        &'a self,
-        revocation: Revocation,
-        now: i64,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        (**self).revoke(revocation, now)
-    }
+            fn revoke<'a>(
+                &'a self,
+                revocation: Revocation,
+                now: i64,
+            ) -> BoxFuture<'a, Result<(), StoreError>> {
+                (**self).revoke(revocation, now)
+            }
 
-    fn shared_flight(&self) -> Option<&dyn SharedFlight> {
-        (**self).shared_flight()
-    }
+            fn shared_flight(&self) -> Option<&dyn SharedFlight> {
+                (**self).shared_flight()
+            }
 
-    fn forgets_on_restart(&self) -> bool {
-        (**self).forgets_on_restart()
-    }
+            fn forgets_on_restart(&self) -> bool {
+                (**self).forgets_on_restart()
+            }
+        }
+    )+};
 }
 
-impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
-    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
-        (**self).check(token, now)
-    }
-
-    fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
-        (**self).check_fresh(token, now)
-    }
-
-    fn revoke<'a>(
-        &'a self,
-        revocation: Revocation,
-        now: i64,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        (**self).revoke(revocation, now)
-    }
-
-    fn shared_flight(&self) -> Option<&dyn SharedFlight> {
-        (**self).shared_flight()
-    }
-
-    fn forgets_on_restart(&self) -> bool {
-        (**self).forgets_on_restart()
-    }
-}
+forward_store!(Arc, Box);
 
 /// A single flight shared by the instances of a cluster: the first
 /// replacement offered for an old token wins, and every instance hands out
