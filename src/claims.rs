@@ -57,6 +57,17 @@ pub struct RegisteredClaims {
     /// renewal; bounded by the layer's limits. Without it the layer's `ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_ttl: Option<i64>,
+    /// The `jti` of the token this one replaced, written by a renewal when
+    /// reuse detection is on
+    /// ([`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)):
+    /// the first request carrying this token marks that one as replaced.
+    /// Owned by the layer: a login never carries it, and each renewal sets it anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_jti: Option<String>,
+    /// The `exp` of the token this one replaced (see
+    /// [`prev_jti`](Self::prev_jti)): the mark lives until then, plus the leeway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_exp: Option<i64>,
 }
 
 impl RegisteredClaims {
@@ -327,7 +338,7 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-const REGISTERED: [&str; 11] = [
+const REGISTERED: [&str; 13] = [
     "iss",
     "sub",
     "aud",
@@ -339,6 +350,8 @@ const REGISTERED: [&str; 11] = [
     "auth_time",
     "session_exp",
     "session_ttl",
+    "prev_jti",
+    "prev_exp",
 ];
 
 /// Names of the non-registered members seen so far: the first few inline
@@ -394,7 +407,9 @@ impl<'de, A: MapAccess<'de>> Registered<'de, A> {
             7 => r.sid = map.next_value()?,
             8 => r.auth_time = map.next_value()?,
             9 => r.session_exp = map.next_value()?,
-            _ => r.session_ttl = map.next_value()?,
+            10 => r.session_ttl = map.next_value()?,
+            11 => r.prev_jti = map.next_value()?,
+            _ => r.prev_exp = map.next_value()?,
         }
         Ok(())
     }

@@ -88,6 +88,12 @@ pub enum RejectionKind {
     /// The session, the token or the subject's sessions were revoked.
     #[error("token revoked")]
     Revoked,
+    /// A token that was renewed arrived more than the reuse grace after its
+    /// replacement was first used: a stolen or leaked copy. Its session is
+    /// revoked (see
+    /// [`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)).
+    #[error("replaced token reused")]
+    TokenReused,
     /// The revalidation hook refused the session (e.g. the user was disabled).
     #[error("session rejected on revalidation")]
     SessionRejected,
@@ -127,6 +133,7 @@ impl RejectionKind {
         Self::WrongAudience,
         Self::SessionExpired,
         Self::Revoked,
+        Self::TokenReused,
         Self::SessionRejected,
         Self::CrossSiteRequest,
         Self::StoreUnavailable,
@@ -156,6 +163,7 @@ impl RejectionKind {
             Self::WrongAudience => "wrong_audience",
             Self::SessionExpired => "session_expired",
             Self::Revoked => "revoked",
+            Self::TokenReused => "token_reused",
             Self::SessionRejected => "session_rejected",
             Self::CrossSiteRequest => "cross_site_request",
             Self::StoreUnavailable => "store_unavailable",
@@ -591,6 +599,7 @@ fn problem_with_reason(kind: RejectionKind) -> &'static str {
         WrongAudience => InvalidToken, "wrong_audience";
         SessionExpired => InvalidToken, "session_expired";
         Revoked => InvalidToken, "revoked";
+        TokenReused => InvalidToken, "token_reused";
         SessionRejected => InvalidToken, "session_rejected";
         CrossSiteRequest => Forbidden, "cross_site_request";
         StoreUnavailable => Unavailable, "store_unavailable";

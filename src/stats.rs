@@ -24,9 +24,10 @@ pub(crate) enum Event {
     CacheHit,
     Renewed,
     Revoked,
+    ReuseDetected,
 }
 
-const EVENTS: usize = 4;
+const EVENTS: usize = 5;
 /// Event slots, then one slot per rejection kind (and one for kinds added later).
 const SLOTS: usize = EVENTS + KINDS.len() + 1;
 const STRIPES: usize = 8;
@@ -80,6 +81,7 @@ impl Counters {
             cache_hits: self.sum(Event::CacheHit as usize),
             renewed: self.sum(Event::Renewed as usize),
             revoked: self.sum(Event::Revoked as usize),
+            reuse_detected: self.sum(Event::ReuseDetected as usize),
             rejected: std::array::from_fn(|i| self.sum(EVENTS + i)),
         }
     }
@@ -107,6 +109,7 @@ pub struct Stats {
     cache_hits: u64,
     renewed: u64,
     revoked: u64,
+    reuse_detected: u64,
     rejected: [u64; KINDS.len() + 1],
 }
 
@@ -133,6 +136,13 @@ impl Stats {
         self.revoked
     }
 
+    /// Replaced tokens that arrived after the reuse grace (each revoked its
+    /// session; see
+    /// [`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)).
+    pub fn reuse_detected(&self) -> u64 {
+        self.reuse_detected
+    }
+
     /// Requests refused for `kind`.
     pub fn rejected(&self, kind: RejectionKind) -> u64 {
         self.rejected[index(kind)]
@@ -156,6 +166,7 @@ impl fmt::Debug for Stats {
             .field("cache_hits", &self.cache_hits)
             .field("renewed", &self.renewed)
             .field("revoked", &self.revoked)
+            .field("reuse_detected", &self.reuse_detected)
             .field("rejected", &self.rejected_total())
             .finish()
     }

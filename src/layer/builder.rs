@@ -20,7 +20,7 @@ use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keys::{Key, Keys, provider};
 use crate::log::event;
 use crate::reject::HttpResponder;
-use crate::revoke::{MAX_SESSION_SECS, MemoryStore, RevocationStore};
+use crate::revoke::{MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore};
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
 use crate::token::TokenEngine;
@@ -50,6 +50,8 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
                 store: None,
                 revalidate: None,
                 activity: None,
+                reuse_grace: None,
+                on_reuse: None,
                 cache_capacity: 0,
                 cross_origin: true,
                 trusted_origins: Vec::new(),
@@ -93,6 +95,8 @@ pub(super) struct Settings<C> {
     pub(super) store: Option<Arc<dyn RevocationStore>>,
     pub(super) revalidate: Option<Box<dyn Revalidate<C>>>,
     pub(super) activity: Option<Box<ActivityRule>>,
+    pub(super) reuse_grace: Option<Duration>,
+    pub(super) on_reuse: Option<Box<OnReuse<C>>>,
     pub(super) cache_capacity: usize,
     pub(super) cross_origin: bool,
     pub(super) trusted_origins: Vec<String>,
@@ -331,6 +335,25 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         let store = settings
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let reuse = match settings.reuse_grace {
+            None => None,
+            Some(grace) => {
+                let grace = secs(grace)
+                    .filter(|&grace| grace <= 86_400)
+                    .ok_or_else(|| {
+                        ConfigError::new(ConfigErrorKind::InvalidDuration)
+                            .with_detail("the reuse grace must be at most one day".to_owned())
+                    })?;
+                if !store.keeps_replacements() {
+                    return Err(ConfigError::new(ConfigErrorKind::InvalidValue).with_detail(
+                        "reuse detection needs a revocation store that keeps replacement marks \
+                         (RevocationStore::keeps_replacements); this one does not"
+                            .to_owned(),
+                    ));
+                }
+                Some(ReuseDetection::new(grace, settings.on_reuse))
+            }
+        };
         if store.forgets_on_restart() {
             event!(
                 warn,
@@ -352,6 +375,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             ttl_limit,
             max_session_limit,
             counters: Arc::new(Counters::new()),
+            reuse,
             _claims: PhantomData,
         };
         let config = Config {

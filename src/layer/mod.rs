@@ -106,6 +106,45 @@ macro_rules! verification_settings {
             self
         }
 
+        /// Reuse detection (rule 18, off by default): once a renewed token's
+        /// replacement has been used, the renewed token arriving more than
+        /// `grace` later is a stolen or leaked copy. Its whole session is
+        /// revoked until its cap — on every instance, with a shared store —
+        /// the request gets 401 `invalid_token`
+        /// ([`TokenReused`](crate::RejectionKind::TokenReused)), a `warn`
+        /// event `reuse detected` names the `sid`, and
+        /// [`Stats::reuse_detected`](crate::Stats::reuse_detected) counts it.
+        ///
+        /// Not reuse: requests inside the grace (other tabs, retries, a
+        /// response still in flight), a replacement that never reached its
+        /// client (never used, so the old token keeps working and gets the
+        /// same replacement again), other sessions of the same user. Pick a
+        /// grace longer than your clients' slowest round trip plus their
+        /// retries: 30 to 120 seconds is typical; 0 flags any late copy.
+        ///
+        /// A renewal then writes the old token's `jti` and `exp` into the
+        /// replacement (`prev_jti`, `prev_exp`); the first request with the
+        /// replacement that an instance admits writes one mark to the store
+        /// (until the old token expires), and none afterwards. A store error
+        /// while writing it refuses that request with 503 (fail closed). The
+        /// layer refuses to build on a store that does not keep marks
+        /// ([`RevocationStore::keeps_replacements`](crate::RevocationStore::keeps_replacements));
+        /// every store of this crate does. A grace over one day is refused.
+        pub fn with_reuse_detection(mut self, grace: ::std::time::Duration) -> Self {
+            self.settings_mut().reuse_grace = Some(grace);
+            self
+        }
+
+        /// Called when reuse is detected (see
+        /// [`with_reuse_detection`](Self::with_reuse_detection)), after the
+        /// session was revoked, with the claims of the reused token: to alert,
+        /// or to tell the user their session was ended. Keep it quick; it runs
+        /// on the request's task.
+        pub fn with_on_reuse(mut self, on_reuse: impl Fn(&C) + Send + Sync + 'static) -> Self {
+            self.settings_mut().on_reuse = Some(Box::new(on_reuse));
+            self
+        }
+
         /// Where revocations are kept and checked on every request (default: a
         /// fresh [`MemoryStore`](crate::MemoryStore), private to this layer).
         /// Share one store between the layers of a service, and the issuing

@@ -363,7 +363,18 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let registered = claims.registered_mut();
         registered.sid.clone_from(&current.sid);
         registered.auth_time = current.auth_time;
-        let claims = claims.renewed(self.now, expires_at, random_id()?);
+        let mut claims = claims.renewed(self.now, expires_at, random_id()?);
+        // The layer's own claims, whatever `renewed` did: with reuse
+        // detection, the replacement names the token it replaces.
+        let registered = claims.registered_mut();
+        let core = &self.config.core;
+        if core.reuse.is_some() {
+            registered.prev_jti.clone_from(&current.jti);
+            registered.prev_exp = Some(current.exp);
+        } else {
+            registered.prev_jti = None;
+            registered.prev_exp = None;
+        }
         self.config
             .core
             .sign_with(&claims, |token| Arc::from(token))
@@ -373,13 +384,14 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
 /// Whether the old token may still be replaced once its replacement exists:
 /// the store says it is not revoked, and it has not expired meanwhile (a
 /// request that outlives the token's `exp` renews nothing: a revocation by
-/// `jti` is only remembered until then).
+/// `jti` is only remembered until then). A replaced token was admitted
+/// inside the reuse grace when the request arrived: it gets its replacement.
 fn confirmed(
     answer: Result<Status, crate::StoreError>,
     clock: &dyn crate::Clock,
     exp: i64,
 ) -> bool {
-    matches!(answer, Ok(Status::Active)) && clock.now() < exp
+    matches!(answer, Ok(Status::Active | Status::Replaced { .. })) && clock.now() < exp
 }
 
 /// The `jti` and `exp` of a token this layer signed, read without verifying.

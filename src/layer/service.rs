@@ -16,10 +16,10 @@ use super::{Config, reject};
 use crate::claims::Claims;
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
+use crate::revoke::{Admission, BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
 use crate::session::{AuthenticatedByLayer, Session};
 use crate::stats::Event;
-use crate::token::{Held, RawToken, Verified};
+use crate::token::{Held, RawToken, TokenEngine, Verified};
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
 /// each request's token, checks revocation, puts one [`Session`] handle (the
@@ -129,13 +129,20 @@ where
         core.counters.count(Event::Verified);
         let claims = &verified.claims;
 
-        let pending_lookup = match core.store.check(&TokenIds::of(claims.registered()), now) {
-            Lookup::Ready(answer) => match admit(answer) {
-                Ok(()) => None,
-                Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
+        let grace = core.reuse_grace();
+        let check = match core.store.check(&TokenIds::of(claims.registered()), now) {
+            Lookup::Ready(answer) => match admit(answer, now, grace) {
+                Admission::Admit => None,
+                Admission::Refuse(kind) => {
+                    return ResponseFuture::rejected(reject(config, Rejection::new(kind)));
+                }
+                // Refused once the session is revoked, in the gate.
+                Admission::Reused => Some(Check::Reused),
             },
-            Lookup::Pending(lookup) => Some(lookup),
+            Lookup::Pending(lookup) => Some(Check::Lookup(lookup)),
         };
+        // The first use of a replacement here marks the token it replaced.
+        let mark = core.reuse_mark(claims.registered(), now);
 
         let activity = config.activity.as_ref().is_none_or(|is_activity| {
             is_activity(request.method(), request.uri(), request.headers())
@@ -161,16 +168,21 @@ where
         );
         request.extensions_mut().insert(session.clone());
         request.extensions_mut().insert(AuthenticatedByLayer);
+        let reused = (grace.is_some() && check.is_some()).then(|| Reused {
+            core: core.clone(),
+            session: session.clone(),
+        });
         let after = After::new(config.clone(), session, source, now, plan);
 
-        if pending_lookup.is_none() && hook.is_none() {
+        if check.is_none() && mark.is_none() && hook.is_none() {
             return ResponseFuture::inner(self.inner.call(request), Some(after));
         }
         // Asynchronous checks first. The service that reported ready is the one
         // called afterwards; a clone stays behind for the next request.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::checking(Box::pin(gate(pending_lookup, hook)), ready, request, after)
+        let gate = gate(check, grace, now, reused, mark, hook);
+        ResponseFuture::checking(Box::pin(gate), ready, request, after)
     }
 }
 
@@ -206,15 +218,49 @@ fn verify<K: Keys, C: Claims, P, R>(
     Ok(Held::Shared(verified))
 }
 
-/// Awaits the revocation look-up, then the revalidation hook.
-async fn gate<C>(
-    lookup: Option<BoxFuture<'static, Result<Status, StoreError>>>,
+/// The revocation check still to make before the inner service runs.
+enum Check {
+    /// The store needs I/O to answer.
+    Lookup(BoxFuture<'static, Result<Status, StoreError>>),
+    /// Already answered: a replaced token after the grace.
+    Reused,
+}
+
+/// What revoking a reused token's session needs.
+struct Reused<K, C> {
+    core: Arc<TokenEngine<K, C>>,
+    session: Session<C>,
+}
+
+/// Awaits the revocation look-up (revoking the session of a reused token),
+/// the reuse mark, then the revalidation hook.
+async fn gate<K: Keys, C: Claims>(
+    check: Option<Check>,
+    grace: Option<i64>,
+    now: i64,
+    reused: Option<Reused<K, C>>,
+    mark: Option<BoxFuture<'static, Result<(), StoreError>>>,
     hook: Option<BoxFuture<'static, Verdict<C>>>,
 ) -> Gate<C> {
-    if let Some(lookup) = lookup
-        && let Err(kind) = admit(lookup.await)
+    let admission = match check {
+        None => Admission::Admit,
+        Some(Check::Reused) => Admission::Reused,
+        Some(Check::Lookup(lookup)) => admit(lookup.await, now, grace),
+    };
+    match admission {
+        Admission::Admit => {}
+        Admission::Refuse(kind) => return Gate::Reject(kind),
+        Admission::Reused => {
+            if let Some(Reused { core, session }) = reused {
+                core.reused(session.claims(), now).await;
+            }
+            return Gate::Reject(RejectionKind::TokenReused);
+        }
+    }
+    if let Some(mark) = mark
+        && mark.await.is_err()
     {
-        return Gate::Reject(kind);
+        return Gate::Reject(RejectionKind::StoreUnavailable);
     }
     match hook {
         None => Gate::Proceed(Verdict::Approve),

@@ -115,7 +115,10 @@ impl RevocationStore for RedisStore {
             };
             let mut pipe = redis::pipe();
             pipe.atomic();
-            entry.write(&mut pipe, &shared.prefix, &shared.channel, ttl, false);
+            // A reuse mark keeps the cluster's first use: only the first
+            // instance's is stored (every replica keeps the earliest it hears).
+            let first_only = matches!(revocation.target, RevocationTarget::Replaced { .. });
+            entry.write(&mut pipe, &shared.prefix, &shared.channel, ttl, first_only);
             let result = shared.query::<()>(&pipe).await;
             if let Err(error) = &result {
                 // Written back with the whole replica once Redis answers again.
@@ -129,6 +132,10 @@ impl RevocationStore for RedisStore {
     fn shared_flight(&self) -> Option<&dyn SharedFlight> {
         Some(self)
     }
+
+    fn keeps_replacements(&self) -> bool {
+        true
+    }
 }
 
 /// The longest id (`sid`, `jti`, `sub`) read back from Redis; a longer one
@@ -136,7 +143,9 @@ impl RevocationStore for RedisStore {
 pub(super) const MAX_ID_BYTES: usize = 16 * 1024;
 
 /// One revocation as stored in Redis: `{kind}:{id}` = `{until}|{before}`, and
-/// announced as `{kind}|{until}|{before}|{id}`.
+/// announced as `{kind}|{until}|{before}|{id}`; the kind is `s` (session),
+/// `j` (token), `u` (subject, `before` its `before`) or `r` (a reuse mark,
+/// `before` its `used_at`).
 pub(super) struct Entry<'a> {
     kind: char,
     id: &'a str,
@@ -150,6 +159,7 @@ impl<'a> Entry<'a> {
             RevocationTarget::Session(sid) => ('s', sid.as_str(), 0),
             RevocationTarget::Token(jti) => ('j', jti.as_str(), 0),
             RevocationTarget::Subject { subject, before } => ('u', subject.as_str(), *before),
+            RevocationTarget::Replaced { jti, used_at } => ('r', jti.as_str(), *used_at),
         };
         Self {
             kind,
@@ -243,6 +253,10 @@ impl<'a> Entry<'a> {
             'u' => RevocationTarget::Subject {
                 subject: self.id.to_owned(),
                 before: self.before,
+            },
+            'r' => RevocationTarget::Replaced {
+                jti: self.id.to_owned(),
+                used_at: self.before,
             },
             _ => return None,
         };

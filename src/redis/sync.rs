@@ -65,8 +65,9 @@ impl Shared {
     async fn load_all(&self, state: &mut SyncState) -> Result<(), StoreError> {
         self.reconcile(state).await?;
         let mut connection = self.commands.clone();
-        // Revocation keys only: not the marker, not single-flight entries.
-        let pattern = format!("{}[sju]:*", glob_escape(&self.prefix));
+        // Revocation keys and reuse marks only: not the marker, not
+        // single-flight entries.
+        let pattern = format!("{}[sjur]:*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
         let mut complete = true;
         loop {

@@ -11,8 +11,9 @@
 //!
 //! The format: the 8-byte magic `TSJREV1\n`, then records of
 //! `length: u32 LE | crc32c(body): u32 LE | body`, the body being
-//! `kind: u8 ('s' session, 'j' token, 'u' subject) | until: i64 LE |
-//! before: i64 LE | id bytes`.
+//! `kind: u8 ('s' session, 'j' token, 'u' subject, 'r' replaced token) |
+//! until: i64 LE | before: i64 LE (a subject's `before`, a mark's
+//! `used_at`) | id bytes`.
 
 // Without the `tracing` feature the events compile to nothing.
 #![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
@@ -336,6 +337,10 @@ impl RevocationStore for DurableStore {
             })
         })
     }
+
+    fn keeps_replacements(&self) -> bool {
+        true
+    }
 }
 
 fn open_file(path: &Path) -> io::Result<File> {
@@ -372,6 +377,7 @@ fn encode(revocation: &Revocation) -> Vec<u8> {
         RevocationTarget::Session(sid) => (b's', sid.as_str(), 0),
         RevocationTarget::Token(jti) => (b'j', jti.as_str(), 0),
         RevocationTarget::Subject { subject, before } => (b'u', subject.as_str(), *before),
+        RevocationTarget::Replaced { jti, used_at } => (b'r', jti.as_str(), *used_at),
     };
     let mut body = Vec::with_capacity(FIXED + id.len());
     body.push(kind);
@@ -397,6 +403,10 @@ fn decode(body: &[u8]) -> Option<Revocation> {
         b'u' => RevocationTarget::Subject {
             subject: id,
             before,
+        },
+        b'r' => RevocationTarget::Replaced {
+            jti: id,
+            used_at: before,
         },
         _ => return None,
     };

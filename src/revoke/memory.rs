@@ -20,15 +20,29 @@ const STEP: usize = 32;
 /// Expired entries dropped per write-lock hold by [`MemoryStore::purge`].
 const PURGE_BATCH: usize = 1024;
 
-/// What an id names: a session, a token or a subject.
+/// What an id names: a session, a token, a subject, or a replaced token
+/// (a reuse-detection mark, looked up by the token's `jti`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum IdKind {
     Session = 0,
     Token = 1,
     Subject = 2,
+    Replaced = 3,
 }
 
-/// A live entry's value. `before` is only used by subjects.
+impl IdKind {
+    /// The kind an id is hashed as in the filter: a mark shares its token's
+    /// counters, so a check hashes a `jti` once for both.
+    fn filtered_as(self) -> u64 {
+        match self {
+            Self::Replaced => Self::Token as u64,
+            kind => kind as u64,
+        }
+    }
+}
+
+/// A live entry's value. `before` is a subject's `before`, or a mark's
+/// `used_at`.
 #[derive(Clone, Copy)]
 struct Slot {
     until: i64,
@@ -49,7 +63,7 @@ pub(crate) struct LiveCursor(Due);
 
 struct Entries {
     /// Per kind: id -> slot.
-    maps: [HashMap<Arc<str>, Slot>; 3],
+    maps: [HashMap<Arc<str>, Slot>; 4],
     /// Every entry of `maps` exactly once, in the order they expire.
     due: BTreeSet<Due>,
     /// While the filter grows into the next level: that level counts exactly
@@ -198,6 +212,7 @@ impl MemoryStore {
             RevocationTarget::Session(sid) => (IdKind::Session, sid, 0),
             RevocationTarget::Token(jti) => (IdKind::Token, jti, 0),
             RevocationTarget::Subject { subject, before } => (IdKind::Subject, subject, *before),
+            RevocationTarget::Replaced { jti, used_at } => (IdKind::Replaced, jti, *used_at),
         };
         let mut entries = self.write();
         self.expire(&mut entries, now, STEP);
@@ -206,7 +221,12 @@ impl MemoryStore {
         if let Some((key, slot)) = existing.map(|(k, s)| (k.clone(), *s)) {
             let updated = Slot {
                 until: slot.until.max(until),
-                before: slot.before.max(before),
+                // A mark keeps the first use; a subject the latest `before`.
+                before: if kind == IdKind::Replaced {
+                    slot.before.min(before)
+                } else {
+                    slot.before.max(before)
+                },
             };
             if updated.until != slot.until {
                 let old = Due {
@@ -307,6 +327,10 @@ impl MemoryStore {
                     subject: id,
                     before: slot.before,
                 },
+                IdKind::Replaced => RevocationTarget::Replaced {
+                    jti: id,
+                    used_at: slot.before,
+                },
             };
             batch.push(Revocation {
                 target,
@@ -345,9 +369,13 @@ impl MemoryStore {
             || live(IdKind::Subject, sub)
                 .is_some_and(|slot| token.authenticated_at.is_none_or(|at| at < slot.before));
         if revoked {
-            Status::Revoked
-        } else {
-            Status::Active
+            return Status::Revoked;
+        }
+        match live(IdKind::Replaced, jti) {
+            Some(slot) => Status::Replaced {
+                used_at: slot.before,
+            },
+            None => Status::Active,
         }
     }
 
@@ -447,7 +475,8 @@ impl MemoryStore {
     fn hash(&self, kind: IdKind, key: &str) -> u64 {
         const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
         let bytes = key.as_bytes();
-        let mut hash = self.inner.seed ^ (kind as u64 + 1).wrapping_mul(MUL) ^ bytes.len() as u64;
+        let mut hash =
+            self.inner.seed ^ (kind.filtered_as() + 1).wrapping_mul(MUL) ^ bytes.len() as u64;
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
             let mut word = [0u8; 8];
@@ -505,6 +534,10 @@ impl RevocationStore for MemoryStore {
     }
 
     fn forgets_on_restart(&self) -> bool {
+        true
+    }
+
+    fn keeps_replacements(&self) -> bool {
         true
     }
 }

@@ -19,11 +19,13 @@ mod durable;
 mod error;
 mod filter;
 mod memory;
+mod reuse;
 mod revoker;
 
 pub use durable::{DurableStore, DurableStoreBuilder};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
+pub(crate) use reuse::{OnReuse, ReuseDetection};
 pub use revoker::Revoker;
 pub(crate) use revoker::record;
 
@@ -56,6 +58,18 @@ pub enum RevocationTarget {
         subject: String,
         /// Sessions whose `auth_time` is earlier than this are revoked.
         before: i64,
+    },
+    /// Not a revocation but a mark for reuse detection
+    /// ([`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)):
+    /// the token `jti` was renewed, and its replacement was first used at
+    /// `used_at`. A store keeps the earliest `used_at` it is given for a
+    /// `jti`, and answers [`Status::Replaced`] for the token while no
+    /// revocation matches it.
+    Replaced {
+        /// The `jti` of the replaced token.
+        jti: String,
+        /// When its replacement was first used.
+        used_at: i64,
     },
 }
 
@@ -96,21 +110,47 @@ impl<'a> TokenIds<'a> {
 }
 
 /// A store's answer for one token.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Not revoked.
     Active,
     /// Revoked: refuse the request and never renew.
     Revoked,
+    /// Not revoked, but renewed, and its replacement was first used at
+    /// `used_at` (a [`RevocationTarget::Replaced`] mark). With reuse
+    /// detection on, the token is accepted until `used_at` plus the grace,
+    /// and arriving later it revokes its whole session.
+    Replaced {
+        /// When the replacement was first used.
+        used_at: i64,
+    },
 }
 
-/// What a store's answer means for the request: admitted, or refused with
-/// `Revoked` (401) or, when the store failed, `StoreUnavailable` (503).
-pub(crate) fn admit(answer: Result<Status, StoreError>) -> Result<(), RejectionKind> {
+/// What a store's answer means for a request at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Not revoked (and not a replaced token arriving after the grace).
+    Admit,
+    /// Refused: `Revoked` (401) or, when the store failed,
+    /// `StoreUnavailable` (503).
+    Refuse(RejectionKind),
+    /// A replaced token arriving more than the grace after its replacement
+    /// was first used: a stolen or leaked copy (rule 18).
+    Reused,
+}
+
+/// Reads a store's answer at `now`; `grace` is the reuse grace in seconds,
+/// `None` when reuse detection is off (a replaced token is then admitted).
+pub(crate) fn admit(answer: Result<Status, StoreError>, now: i64, grace: Option<i64>) -> Admission {
     match answer {
-        Ok(Status::Active) => Ok(()),
-        Ok(Status::Revoked) => Err(RejectionKind::Revoked),
-        Err(_) => Err(RejectionKind::StoreUnavailable),
+        Ok(Status::Active) => Admission::Admit,
+        Ok(Status::Replaced { used_at }) => match grace {
+            Some(grace) if now > used_at.saturating_add(grace) => Admission::Reused,
+            _ => Admission::Admit,
+        },
+        Ok(Status::Revoked) => Admission::Refuse(RejectionKind::Revoked),
+        Err(_) => Admission::Refuse(RejectionKind::StoreUnavailable),
     }
 }
 
@@ -200,6 +240,15 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn forgets_on_restart(&self) -> bool {
         false
     }
+
+    /// Whether the store keeps [`RevocationTarget::Replaced`] marks and
+    /// answers [`Status::Replaced`] for them, as every store of this crate
+    /// does. A layer with reuse detection refuses to build on a store that
+    /// does not (a store ignoring the marks would let every stolen copy
+    /// through unnoticed). Defaults to `false`.
+    fn keeps_replacements(&self) -> bool {
+        false
+    }
 }
 
 /// A store behind a pointer is the store: every method forwards.
@@ -228,6 +277,10 @@ macro_rules! forward_store {
 
             fn forgets_on_restart(&self) -> bool {
                 (**self).forgets_on_restart()
+            }
+
+            fn keeps_replacements(&self) -> bool {
+                (**self).keeps_replacements()
             }
         }
     )+};

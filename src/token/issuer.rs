@@ -12,8 +12,8 @@ use crate::claims::Claims;
 use crate::clock::datetime;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::Keys;
-use crate::reject::Rejection;
-use crate::revoke::{TokenIds, admit};
+use crate::reject::{Rejection, RejectionKind};
+use crate::revoke::{Admission, TokenIds, admit};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and
 /// lifetimes the layer verifies with, so the two cannot disagree.
@@ -118,7 +118,18 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
             .check(&TokenIds::of(claims.registered()), now)
             .resolve()
             .await;
-        admit(answer).map_err(Rejection::new)?;
+        match admit(answer, now, core.reuse_grace()) {
+            Admission::Admit => {}
+            Admission::Refuse(kind) => return Err(Rejection::new(kind)),
+            Admission::Reused => {
+                core.reused(&claims, now).await;
+                return Err(Rejection::new(RejectionKind::TokenReused));
+            }
+        }
+        if let Some(mark) = core.reuse_mark(claims.registered(), now) {
+            mark.await
+                .map_err(|_| Rejection::new(RejectionKind::StoreUnavailable))?;
+        }
         Ok(claims)
     }
 

@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::{Key, Keys, missed, select};
 use crate::reject::RejectionKind;
-use crate::revoke::RevocationStore;
+use crate::revoke::{BoxFuture, ReuseDetection, RevocationStore, StoreError};
 use crate::stats::Counters;
 
 /// The engine: keys, validation and lifetime settings (checked when the layer
@@ -55,6 +55,8 @@ pub(crate) struct TokenEngine<K, C> {
     pub(crate) ttl_limit: i64,
     pub(crate) max_session_limit: i64,
     pub(crate) counters: Arc<Counters>,
+    /// Reuse detection, when on.
+    pub(crate) reuse: Option<ReuseDetection<C>>,
     pub(crate) _claims: PhantomData<fn() -> C>,
 }
 
@@ -257,6 +259,37 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         })
     }
 
+    /// The reuse grace in seconds, when reuse detection is on.
+    pub(crate) fn reuse_grace(&self) -> Option<i64> {
+        self.reuse.as_ref().map(|reuse| reuse.grace)
+    }
+
+    /// The reuse mark to write for the token that `claims`' token replaced,
+    /// when reuse detection is on and this instance has not written it yet.
+    pub(crate) fn reuse_mark(
+        &self,
+        claims: &RegisteredClaims,
+        now: i64,
+    ) -> Option<BoxFuture<'static, Result<(), StoreError>>> {
+        self.reuse
+            .as_ref()?
+            .mark(&self.store, claims, now, self.leeway)
+    }
+
+    /// A replaced token arrived after the grace: revokes its session (rule 18).
+    pub(crate) async fn reused(&self, claims: &C, now: i64)
+    where
+        C: Claims,
+    {
+        if let Some(reuse) = &self.reuse {
+            let deadline = self.session_deadline(claims.registered());
+            let (store, counters) = (&*self.store, &*self.counters);
+            reuse
+                .detected(store, claims, deadline, now, self.leeway, counters)
+                .await;
+        }
+    }
+
     /// The lifetime of the session's next token: its own `session_ttl` within
     /// the layer's limit, or the layer's `ttl`.
     pub(crate) fn session_ttl(&self, claims: &RegisteredClaims) -> i64 {
@@ -282,6 +315,9 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         registered.auth_time = Some(now);
         registered.session_ttl = ttl;
         registered.session_exp = max_session.map(|max| now.saturating_add(max));
+        // A login replaces no token.
+        registered.prev_jti = None;
+        registered.prev_exp = None;
         let ttl = ttl.unwrap_or(self.ttl);
         let cap = max_session.unwrap_or(self.max_session);
         registered.exp = now.saturating_add(ttl.min(cap));

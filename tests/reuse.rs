@@ -1,0 +1,367 @@
+//! Reuse detection (rule 18), driven by a manual clock: a renewed token
+//! arriving more than the grace after its replacement's first use revokes
+//! the session; races inside the grace, a replacement that never reached its
+//! client and other sessions are not reuse; a store error fails closed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use tower_sliding_jwt::{
+    BoxFuture, ConfigErrorKind, Key, Lookup, ManualClock, MemoryStore, RegisteredClaims,
+    RejectionKind, RenewWindow, Revocation, RevocationStore, RevocationTarget, SlidingJwtLayer,
+    Status, StoreError, StoreErrorKind, TokenIds,
+};
+
+const GRACE: u64 = 30;
+
+fn layer_on(
+    store: impl RevocationStore,
+    clock: &ManualClock,
+    window: Option<RenewWindow>,
+) -> SlidingJwtLayer<Key, Claimset> {
+    let mut builder = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_revocation_store(store)
+        .with_reuse_detection(Duration::from_secs(GRACE));
+    if let Some(window) = window {
+        builder = builder.with_renew_window(window);
+    }
+    builder.build().unwrap()
+}
+
+fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Logs in, and renews the login token 41 minutes later (inside the default
+/// 20-minute window): the login token and its replacement.
+async fn renewed_once(
+    layer: &SlidingJwtLayer<Key, Claimset>,
+    clock: &ManualClock,
+) -> (String, String) {
+    let login = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(41));
+    let response = send(&app(layer), get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let replacement = renewed(&response).expect("renewed");
+    (login.token().to_owned(), replacement)
+}
+
+async fn status_of(
+    layer: &SlidingJwtLayer<Key, Claimset>,
+    token: &str,
+) -> (StatusCode, Option<RejectionKind>) {
+    let response = send(&app(layer), get(token)).await;
+    (response.status(), rejection(&response))
+}
+
+#[tokio::test]
+async fn a_replaced_token_after_the_grace_revokes_the_whole_session() {
+    let clock = clock();
+    let reused_sids = Arc::new(Mutex::new(Vec::new()));
+    let seen = reused_sids.clone();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_reuse_detection(seconds(GRACE))
+        .with_on_reuse(move |claims: &Claimset| {
+            seen.lock()
+                .unwrap()
+                .push(claims.registered.sid.clone().unwrap());
+        })
+        .build()
+        .unwrap();
+    let (old, new) = renewed_once(&layer, &clock).await;
+    let replacement = payload(&new);
+    assert_eq!(replacement["prev_jti"], payload(&old)["jti"]);
+    assert_eq!(replacement["prev_exp"], payload(&old)["exp"]);
+
+    // The replacement is used; the old token comes back after the grace.
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    clock.advance(seconds(GRACE + 1));
+    let response = send(&app(&layer), get(&old)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(rejection(&response), Some(RejectionKind::TokenReused));
+    assert_eq!(challenge(&response), INVALID_TOKEN);
+    assert!(renewed(&response).is_none());
+
+    // The whole session is over: the replacement too, until the cap.
+    assert_eq!(
+        status_of(&layer, &new).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+    );
+    assert_eq!(layer.stats().reuse_detected(), 1);
+    assert_eq!(layer.stats().rejected(RejectionKind::TokenReused), 1);
+    let sid = payload(&old)["sid"].as_str().unwrap().to_owned();
+    assert_eq!(*reused_sids.lock().unwrap(), vec![sid]);
+}
+
+#[tokio::test]
+async fn parallel_requests_inside_the_grace_are_not_reuse() {
+    let clock = clock();
+    let layer = layer_on(MemoryStore::new(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    // Another tab, a retry: the old token inside the grace still works and
+    // gets the same replacement.
+    clock.advance(seconds(GRACE));
+    let response = send(&app(&layer), get(&old)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(renewed(&response).as_deref(), Some(new.as_str()));
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    assert_eq!(layer.stats().reuse_detected(), 0);
+}
+
+#[tokio::test]
+async fn a_replacement_that_never_reached_its_client_is_not_reuse() {
+    let clock = clock();
+    let layer = layer_on(MemoryStore::new(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    // The response with the replacement was lost: the replacement is never
+    // used, and the old token keeps working long after any grace.
+    clock.advance(minutes(5));
+    let response = send(&app(&layer), get(&old)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(renewed(&response).as_deref(), Some(new.as_str()));
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    assert_eq!(layer.stats().reuse_detected(), 0);
+}
+
+#[tokio::test]
+async fn other_sessions_of_the_same_user_are_not_reuse() {
+    let clock = clock();
+    let layer = layer_on(MemoryStore::new(), &clock, None);
+    let other = layer.issuer().issue(user("alice", "user")).unwrap();
+    let (_, new) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    clock.advance(minutes(5));
+    // The other login of alice was never renewed: not a replaced token.
+    assert_eq!(status_of(&layer, other.token()).await.0, StatusCode::OK);
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    assert_eq!(layer.stats().reuse_detected(), 0);
+}
+
+#[tokio::test]
+async fn an_older_generation_is_caught_too() {
+    let clock = clock();
+    // Renew as soon as the throttle allows, so three generations live at once.
+    let layer = layer_on(
+        MemoryStore::new(),
+        &clock,
+        Some(RenewWindow::fraction(0.99).unwrap()),
+    );
+    let first = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(seconds(61));
+    let second = renewed(&send(&app(&layer), get(first.token())).await).expect("renewed");
+    clock.advance(seconds(61));
+    let third = renewed(&send(&app(&layer), get(&second)).await).expect("renewed again");
+    assert_eq!(status_of(&layer, &third).await.0, StatusCode::OK);
+    clock.advance(seconds(GRACE + 1));
+    // The first token was replaced (its replacement used 92 s ago).
+    assert_eq!(
+        status_of(&layer, first.token()).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
+    assert_eq!(
+        status_of(&layer, &third).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+    );
+}
+
+#[tokio::test]
+async fn off_by_default_a_replaced_token_keeps_working() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let (old, new) = renewed_once(&layer, &clock).await;
+    assert!(payload(&new).get("prev_jti").is_none());
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    clock.advance(minutes(5));
+    assert_eq!(status_of(&layer, &old).await.0, StatusCode::OK);
+    assert_eq!(layer.stats().reuse_detected(), 0);
+}
+
+/// A memory store that counts what it is asked to write and can be made to
+/// fail writes of marks or every check.
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    marks: Arc<AtomicUsize>,
+    fail_marks: Arc<AtomicBool>,
+    fail_checks: Arc<AtomicBool>,
+}
+
+impl RevocationStore for Flaky {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        if self.fail_checks.load(Ordering::SeqCst) {
+            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
+        }
+        self.inner.check(token, now)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if matches!(revocation.target, RevocationTarget::Replaced { .. }) {
+            self.marks.fetch_add(1, Ordering::SeqCst);
+            if self.fail_marks.load(Ordering::SeqCst) {
+                return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
+            }
+        }
+        self.inner.revoke(revocation, now)
+    }
+
+    fn keeps_replacements(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn one_mark_per_generation_and_none_on_later_requests() {
+    let clock = clock();
+    let store = Flaky::default();
+    let layer = layer_on(store.clone(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    // The login token replaced nothing: no mark.
+    assert_eq!(store.marks.load(Ordering::SeqCst), 0);
+    for _ in 0..5 {
+        assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    }
+    assert_eq!(store.marks.load(Ordering::SeqCst), 1, "one mark, then none");
+    // The mark lives exactly until the old token stops verifying.
+    let old_exp = payload(&old)["exp"].as_i64().unwrap();
+    let jti = payload(&old)["jti"].as_str().unwrap().to_owned();
+    let claims = RegisteredClaims {
+        jti: Some(jti),
+        ..RegisteredClaims::default()
+    };
+    let at = |now: i64| store.inner.status(&TokenIds::of(&claims), now);
+    assert!(matches!(at(old_exp + 4), Status::Replaced { .. }));
+    assert_eq!(at(old_exp + 5), Status::Active);
+}
+
+#[tokio::test]
+async fn a_mark_that_cannot_be_written_fails_closed_and_is_tried_again() {
+    let clock = clock();
+    let store = Flaky::default();
+    let layer = layer_on(store.clone(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    store.fail_marks.store(true, Ordering::SeqCst);
+    assert_eq!(
+        status_of(&layer, &new).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(RejectionKind::StoreUnavailable)
+        )
+    );
+    store.fail_marks.store(false, Ordering::SeqCst);
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    assert_eq!(store.marks.load(Ordering::SeqCst), 2);
+    clock.advance(seconds(GRACE + 1));
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
+}
+
+#[tokio::test]
+async fn a_check_that_fails_refuses_with_503_not_a_reuse() {
+    let clock = clock();
+    let store = Flaky::default();
+    let layer = layer_on(store.clone(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    clock.advance(seconds(GRACE + 1));
+    store.fail_checks.store(true, Ordering::SeqCst);
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(RejectionKind::StoreUnavailable)
+        )
+    );
+    store.fail_checks.store(false, Ordering::SeqCst);
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
+}
+
+/// A store that knows nothing of marks (as a custom store written before
+/// reuse detection existed).
+struct Unaware(MemoryStore);
+
+impl RevocationStore for Unaware {
+    fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
+        self.0.check(token, now)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: Revocation,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.revoke(revocation, now)
+    }
+}
+
+#[test]
+fn a_store_that_keeps_no_marks_is_refused_at_build_time() {
+    let error = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_revocation_store(Unaware(MemoryStore::new()))
+        .with_reuse_detection(seconds(GRACE))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), ConfigErrorKind::InvalidValue);
+    assert!(error.to_string().contains("keeps_replacements"), "{error}");
+    let error = SlidingJwtLayer::<_, Claimset>::builder(hs256())
+        .with_reuse_detection(seconds(2 * 86_400))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), ConfigErrorKind::InvalidDuration);
+}
+
+#[tokio::test]
+async fn the_issuers_verify_detects_reuse_too() {
+    let clock = clock();
+    let layer = layer_on(MemoryStore::new(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    layer.issuer().verify(&new).await.unwrap();
+    clock.advance(seconds(GRACE + 1));
+    assert_eq!(
+        layer.issuer().verify(&old).await.unwrap_err().kind(),
+        RejectionKind::TokenReused
+    );
+    assert_eq!(
+        layer.issuer().verify(&new).await.unwrap_err().kind(),
+        RejectionKind::Revoked
+    );
+}
+
+#[tokio::test]
+async fn the_verified_cache_does_not_hide_a_reuse() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_verified_cache(100)
+        .with_reuse_detection(seconds(GRACE))
+        .build()
+        .unwrap();
+    let (old, new) = renewed_once(&layer, &clock).await;
+    // Cached while still good.
+    assert_eq!(status_of(&layer, &old).await.0, StatusCode::OK);
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    clock.advance(seconds(GRACE + 1));
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
+}
