@@ -701,6 +701,81 @@ fn demos_refuse_a_private_key_they_cannot_use() {
     }
 }
 
+/// `REUSE_GRACE=30` (in-process, on a manual clock): the old token after its
+/// replacement was used and the grace passed gets 401 `invalid_token`, and
+/// ends the session; inside the grace it is served.
+#[tokio::test]
+async fn reuse_grace_ends_a_session_whose_replaced_token_comes_back() {
+    for which in [Http::Axum, Http::Hyper] {
+        let clock = ManualClock::new(SystemClock.now());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        match which {
+            Http::Axum => {
+                let builder = axum_demo::demo::builder(SECRET, clock.clone()).unwrap();
+                let layer = axum_demo::demo::with_reuse_grace(builder, Some("30"))
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let app = axum_demo::app(layer);
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            Http::Hyper => {
+                let builder = hyper_demo::demo::builder(SECRET, clock.clone()).unwrap();
+                let layer = hyper_demo::demo::with_reuse_grace(builder, Some("30"))
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                tokio::spawn(hyper_demo::serve(listener, layer));
+            }
+        }
+        let client = http_client();
+        let old = login(&client, addr, "alice", "wonderland").await.json()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let old = format!("Bearer {old}");
+        clock.advance(Duration::from_secs(45 * 60));
+        let next = get_with(&client, addr, "/me", "authorization", &old).await;
+        let next = format!("Bearer {}", next.bearer().expect("renewed"));
+        assert_eq!(
+            get_with(&client, addr, "/me", "authorization", &next)
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // Another tab inside the grace: served.
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            get_with(&client, addr, "/me", "authorization", &old)
+                .await
+                .status,
+            StatusCode::OK,
+            "{which:?}"
+        );
+        clock.advance(Duration::from_secs(1));
+        let reused = get_with(&client, addr, "/me", "authorization", &old).await;
+        assert_eq!(reused.status, StatusCode::UNAUTHORIZED, "{which:?}");
+        assert!(
+            reused.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_token""#)
+        );
+        assert_eq!(
+            get_with(&client, addr, "/me", "authorization", &next)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED,
+            "{which:?}: the session is over"
+        );
+    }
+    // A value that is not a number of seconds is refused, not ignored.
+    let builder = axum_demo::demo::builder(SECRET, SystemClock).unwrap();
+    let error = axum_demo::demo::with_reuse_grace(builder, Some("thirty")).unwrap_err();
+    assert!(error.contains("REUSE_GRACE"), "{error}");
+}
+
 /// Three demo instances (axum, hyper, axum) on their own ports behind one
 /// `redis-server`, as `REDIS_URL` sets them up: one replacement per old token
 /// whichever instance answers, logout honoured by all within a second, 503
@@ -722,6 +797,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
                     tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
                     clock.clone(),
                     &url,
+                    Some("30"),
                 )
                 .await
                 .unwrap();
@@ -733,6 +809,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
                     tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
                     clock.clone(),
                     &url,
+                    Some("30"),
                 )
                 .await
                 .unwrap();
@@ -831,6 +908,57 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
                 .status,
             StatusCode::UNAUTHORIZED
         );
+    }
+
+    // REUSE_GRACE=30 with REDIS_URL: renewed on one instance, the
+    // replacement used on another, the old token back on the third after
+    // the grace is refused, and the session is over everywhere.
+    let carol = format!(
+        "Bearer {}",
+        token(login(&client, addrs[0], "alice", "wonderland").await)
+    );
+    clock.advance(Duration::from_secs(50 * 60));
+    let next = get_with(&client, addrs[0], "/me", "authorization", &carol).await;
+    let next = format!("Bearer {}", next.bearer().expect("renewed"));
+    assert_eq!(
+        get_with(&client, addrs[1], "/me", "authorization", &next)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    clock.advance(Duration::from_secs(31));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = get_with(&client, addrs[2], "/me", "authorization", &carol).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            assert!(
+                reply.headers["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .contains("invalid_token")
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reuse not caught: {}",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while get_with(&client, *addr, "/me", "authorization", &next)
+            .await
+            .status
+            != StatusCode::UNAUTHORIZED
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still serves the reused session"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -1083,6 +1211,28 @@ fn start_demo(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Ch
         .unwrap();
     assert!(line.starts_with("listening on"), "{name}: {line}");
     (child, port)
+}
+
+/// The binaries read `REUSE_GRACE`: a number turns reuse detection on (the
+/// demo still keeps its contract), anything else stops it with a clear error.
+#[test]
+fn the_binaries_read_reuse_grace() {
+    for name in ["axum", "hyper"] {
+        let (mut child, port) = start_demo(name, &[("REUSE_GRACE", "30".as_ref())]);
+        let alice = login_over(port, "alice", "wonderland");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 200, "{name}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let output = Command::new(examples_dir().join(name))
+            .env("PORT", "0")
+            .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+            .env("REUSE_GRACE", "soon")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("REUSE_GRACE"), "{name}: {stderr}");
+    }
 }
 
 /// `REVOCATION_PATH`: a logout answered 204 survives `kill -9` and a restart

@@ -311,6 +311,7 @@ async fn cluster_load_on_three_axum_demos() {
             tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
             clock.clone(),
             &server.url(),
+            None,
         )
         .await
         .unwrap();

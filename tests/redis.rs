@@ -883,3 +883,68 @@ async fn an_oversized_entry_in_redis_is_skipped_as_garbage() {
     assert!(a.store.is_synchronised());
     assert_eq!(a.store.len(), 1, "only the well-formed entry is loaded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_on_one_instance_of_a_replacement_used_on_another_is_caught_on_a_third() {
+    let server = Server::start();
+    let clock = clock();
+    let mut layers = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap();
+        let layer = SlidingJwtLayer::builder(hs256())
+            .with_clock(clock.clone())
+            .with_revocation_store(store)
+            .with_reuse_detection(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        layers.push(layer);
+    }
+    let (a, b, c) = (&layers[0], &layers[1], &layers[2]);
+    let login = a.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(41));
+    let response = send(&app(a), get(login.token())).await;
+    let replacement = renewed(&response).expect("renewed on A");
+    // Used on B; inside the grace the old token still works on C and gets
+    // the cluster's one replacement.
+    assert_eq!(status(b, &replacement).await.0, StatusCode::OK);
+    let response = send(&app(c), get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(renewed(&response).as_deref(), Some(replacement.as_str()));
+    // After the grace, the old token on C is a stolen copy...
+    clock.advance(Duration::from_secs(31));
+    let mut caught = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if status(c, login.token()).await
+            == (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+        {
+            caught = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(caught, "the mark written on B reached C");
+    assert_eq!(c.stats().reuse_detected(), 1);
+    // ...and the session is over on every instance.
+    for layer in [a, b, c] {
+        eventually("the session is revoked everywhere", || async {
+            status(layer, &replacement).await
+                == (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+        })
+        .await;
+    }
+    // One mark in Redis, living until the old token stops verifying.
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!(
+            "tsj:r:{}",
+            payload(login.token())["jti"].as_str().unwrap()
+        ))
+        .query_async(&mut connection(&server).await)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 19 * 60 + 5, "mark ttl {ttl}");
+}

@@ -365,3 +365,39 @@ async fn the_verified_cache_does_not_hide_a_reuse() {
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
     );
 }
+
+#[tokio::test]
+async fn marks_in_the_durable_store_survive_a_restart() {
+    let clock = clock();
+    let dir = std::env::temp_dir().join(format!("tsj-reuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("revocations");
+    let open = || {
+        tower_sliding_jwt::DurableStore::builder(&path)
+            .with_clock(clock.clone())
+            .open()
+            .unwrap()
+    };
+    let (old, new) = {
+        let layer = layer_on(open(), &clock, None);
+        let (old, new) = renewed_once(&layer, &clock).await;
+        assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+        (old, new)
+    };
+    // A restart: a new process opens the same file.
+    clock.advance(seconds(GRACE + 1));
+    let layer = layer_on(open(), &clock, None);
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
+    drop(layer);
+    // ...and the session's revocation is on disk too.
+    let layer = layer_on(open(), &clock, None);
+    assert_eq!(
+        status_of(&layer, &new).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

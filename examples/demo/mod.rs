@@ -217,8 +217,8 @@ pub fn builder_with_key(
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    Ok(SlidingJwtLayer::builder(key)
-        .with_verified_cache(cache)
+    let builder = SlidingJwtLayer::builder(key).with_verified_cache(cache);
+    Ok(builder
         .with_issuer(ISSUER)
         .with_audience(AUDIENCE)
         .with_ttl(Duration::from_secs(3600))
@@ -236,17 +236,42 @@ pub fn builder_with_key(
         .with_token_source(session_cookie()))
 }
 
+/// Reuse detection with `grace` seconds (`$REUSE_GRACE`), when given; it
+/// says so, and logs each session it revokes for reuse (by `sid`).
+pub fn with_reuse_grace(
+    builder: SlidingJwtBuilder<Key, DemoClaims>,
+    grace: Option<&str>,
+) -> Result<SlidingJwtBuilder<Key, DemoClaims>, String> {
+    let Some(grace) = grace.filter(|grace| !grace.is_empty()) else {
+        return Ok(builder);
+    };
+    let grace: u64 = grace
+        .parse()
+        .map_err(|_| format!("REUSE_GRACE must be a whole number of seconds, not {grace:?}"))?;
+    eprintln!("reuse detection on, grace {grace} s (REUSE_GRACE)");
+    Ok(builder
+        .with_reuse_detection(Duration::from_secs(grace))
+        .with_on_reuse(|claims: &DemoClaims| {
+            eprintln!(
+                "reuse detected: session {} revoked",
+                claims.registered.sid.as_deref().unwrap_or("?")
+            );
+        }))
+}
+
 /// The contract's layer; with `$REDIS_URL` set, one instance of a cluster
 /// (see [`cluster_layer`]); with `$REVOCATION_PATH` set, revocations kept in
 /// that file by the durable store (logouts survive a restart or a crash);
-/// otherwise in memory.
+/// otherwise in memory. `$REUSE_GRACE` turns reuse detection on in each.
 pub async fn layer_from_env(
     key: Key,
     clock: impl Clock + Clone,
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    let grace = std::env::var("REUSE_GRACE").ok();
+    let grace = grace.as_deref();
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => {
-            let layer = cluster_layer(key, clock, &url).await?;
+            let layer = cluster_layer(key, clock, &url, grace).await?;
             eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
             Ok(layer)
         }
@@ -264,24 +289,31 @@ pub async fn layer_from_env(
                     "revocations are kept in {} (REVOCATION_PATH)",
                     store.path().display()
                 );
-                builder_with_key(key, clock)
-                    .and_then(|builder| builder.with_revocation_store(store).build())
+                let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
+                with_reuse_grace(builder.with_revocation_store(store), grace)?
+                    .build()
                     .map_err(|e| e.to_string())
             }
-            _ => layer_with_key(key, clock).map_err(|e| e.to_string()),
+            _ => {
+                let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
+                with_reuse_grace(builder, grace)?
+                    .build()
+                    .map_err(|e| e.to_string())
+            }
         },
     }
 }
 
 /// The contract's layer as one instance of a cluster: revocations and the
 /// single flight go through the Redis at `url`, so demo processes on other
-/// ports behind the same Redis agree on logouts and renewals. Redis down:
-/// 503 with `Retry-After` until it is back.
+/// ports behind the same Redis agree on logouts and renewals (and, with a
+/// reuse `grace`, on reuse). Redis down: 503 with `Retry-After` until it is back.
 #[cfg(feature = "redis")]
 pub async fn cluster_layer(
     key: Key,
     clock: impl Clock + Clone,
     url: &str,
+    grace: Option<&str>,
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
     // The URL may carry a password: it is never printed.
     let store = tower_sliding_jwt::redis::RedisStore::builder(url)
@@ -292,8 +324,9 @@ pub async fn cluster_layer(
             Some(cause) => format!("cannot use the Redis at REDIS_URL: {e}: {cause}"),
             None => format!("cannot use the Redis at REDIS_URL: {e}"),
         })?;
-    builder_with_key(key, clock)
-        .and_then(|builder| builder.with_revocation_store(store).build())
+    let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
+    with_reuse_grace(builder.with_revocation_store(store), grace)?
+        .build()
         .map_err(|e| e.to_string())
 }
 
@@ -303,6 +336,7 @@ pub async fn cluster_layer(
     _key: Key,
     _clock: impl Clock + Clone,
     _url: &str,
+    _grace: Option<&str>,
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
     Err(
         "REDIS_URL is set, but this demo was built without the `redis` feature: run it with `--features redis`"
