@@ -106,6 +106,38 @@ fn main() {
                 &mut baseline,
             );
         }
+        if alg.name == "HS256" {
+            // Reuse detection on, with a replacement whose predecessor this
+            // instance already marked (every request after the first).
+            let replacement = token(alg, &replacement_claims(NOW, NOW + 3600, 0));
+            let replacement_header = header(&replacement);
+            let mut reuse = reuse_service((alg.key)(), &clock);
+            let mut replacement_baseline = |_| {
+                black_box(decode(&replacement, alg, &validation));
+            };
+            compare(
+                "verify/HS256+reuse",
+                &mut |_| {
+                    black_box(call(&mut reuse, request(&replacement_header)));
+                },
+                &mut replacement_baseline,
+            );
+            // The first use of each replacement: one mark written to the
+            // (memory) store; a fresh layer per pass over the pool.
+            let pool: Vec<_> = (0..8192)
+                .map(|n| header(&token(alg, &replacement_claims(NOW, NOW + 3600, n))))
+                .collect();
+            compare(
+                "verify/HS256+reuse-first-use",
+                &mut |i| {
+                    if i % pool.len() == 0 {
+                        reuse = reuse_service((alg.key)(), &clock);
+                    }
+                    black_box(call(&mut reuse, request(&pool[i % pool.len()])));
+                },
+                &mut replacement_baseline,
+            );
+        }
         if alg.name == "ES256" || alg.name == "HS256" {
             let mut cached = common::service((alg.key)(), &clock, 1024);
             let mut through_cache = |_| {

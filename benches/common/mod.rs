@@ -139,6 +139,27 @@ pub fn durable_service(key: Key, clock: &ManualClock) -> Service_ {
         .layer(inner())
 }
 
+/// [`service`] with reuse detection on (a 30 s grace), on the memory store.
+pub fn reuse_service(key: Key, clock: &ManualClock) -> Service_ {
+    SlidingJwtLayer::builder(key)
+        .with_clock(clock.clone())
+        .with_issuer("bench")
+        .with_audience("bench-api")
+        .with_reuse_detection(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .layer(inner())
+}
+
+/// The baseline's claims as a renewal with reuse detection writes them: they
+/// name the token they replaced (`prev_jti` number `n`).
+pub fn replacement_claims(iat: i64, exp: i64, n: usize) -> Claims {
+    let mut claims = claims(iat, exp, n, 0);
+    claims.registered.prev_jti = Some(format!("prev-{n:08}"));
+    claims.registered.prev_exp = Some(exp - 60);
+    claims
+}
+
 /// A prepared `Authorization: Bearer <token>` value: cloning it is a
 /// reference-count increment, as for a header hyper has already parsed.
 pub fn header(token: &str) -> HeaderValue {
