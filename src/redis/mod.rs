@@ -88,13 +88,16 @@
 mod flight;
 mod store;
 mod sync;
+mod topology;
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::{PoisonError, RwLock};
+
+use topology::{Commands, Topology};
 
 use crate::clock::{Clock, SystemClock};
 use crate::revoke::{MAX_REVOCATION_SECS, MemoryStore, StoreError, StoreErrorKind};
@@ -126,6 +129,7 @@ pub struct RedisStoreBuilder {
     resync_interval: Duration,
     capacity: usize,
     clock: Arc<dyn Clock>,
+    wait: Option<(u32, Duration)>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -136,6 +140,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("timeout", &self.timeout)
             .field("resync_interval", &self.resync_interval)
             .field("capacity", &self.capacity)
+            .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +155,7 @@ impl RedisStoreBuilder {
             resync_interval: Duration::from_secs(30),
             capacity: 1_000_000,
             clock: Arc::new(SystemClock),
+            wait: None,
         }
     }
 
@@ -197,6 +203,21 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// A revocation is acknowledged only once `replicas` replicas of the
+    /// master (or, on a cluster, of the shard) that took it have it too
+    /// (`WAIT replicas timeout` after the write; off by default). The way to
+    /// keep a logout through a failover that happens right after it:
+    /// asynchronous replication may otherwise lose the last writes of a
+    /// master that dies (the instances then write their replicas back, but
+    /// an instance that restarted meanwhile no longer holds the logout). A
+    /// revocation that fewer replicas acknowledged within `timeout` is
+    /// honoured by this instance and announced, but answered with
+    /// [`StoreErrorKind::Unavailable`].
+    pub fn with_wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     /// Connects, subscribes, loads the live revocations and starts the
     /// background synchronisation task (on the current tokio runtime).
     ///
@@ -205,16 +226,8 @@ impl RedisStoreBuilder {
     /// a TLS feature of the `redis` crate) or a refused connection,
     /// [`StoreErrorKind::Timeout`] when Redis does not answer within the timeout.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let commands = bounded(
-            self.timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await?;
+        let topology = Topology::parse(&self.url, self.timeout)?;
+        let (commands, master) = topology.connect(self.timeout).await?;
         let shared = Arc::new(Shared {
             replica: MemoryStore::with_capacity(self.capacity),
             live: AtomicBool::new(false),
@@ -227,10 +240,12 @@ impl RedisStoreBuilder {
             prefix: self.prefix,
             timeout: self.timeout,
             resync_interval: self.resync_interval.max(Duration::from_millis(100)),
-            commands,
+            commands: RwLock::new(commands),
+            topology,
+            wait: self.wait,
             stats: RedisCounters::default(),
         });
-        let task = tokio::spawn(sync::sync_loop(shared.clone(), client));
+        let task = tokio::spawn(sync::sync_loop(shared.clone(), master));
         let guard = Arc::new(TaskGuard(task.abort_handle()));
         if tokio::time::timeout(self.timeout, shared.synced.notified())
             .await
@@ -315,7 +330,10 @@ struct Shared {
     channel: String,
     timeout: Duration,
     resync_interval: Duration,
-    commands: ConnectionManager,
+    /// Replaced when Sentinels name another master.
+    commands: RwLock<Commands>,
+    topology: Topology,
+    wait: Option<(u32, Duration)>,
     stats: RedisCounters,
 }
 
@@ -325,13 +343,21 @@ impl Shared {
         self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
     }
 
+    /// The command connection (a cheap clone).
+    fn commands(&self) -> Commands {
+        self.commands
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// One round trip on the command connection, bounded by the timeout.
     async fn query<T: redis::FromRedisValue>(
         &self,
         command: &impl QueryAsync,
     ) -> Result<T, StoreError> {
         RedisCounters::add(&self.stats.round_trips, 1);
-        let mut connection = self.commands.clone();
+        let mut connection = self.commands();
         bounded(self.timeout, command.run(&mut connection)).await
     }
 }
@@ -340,14 +366,14 @@ impl Shared {
 trait QueryAsync {
     fn run<T: redis::FromRedisValue>(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Commands,
     ) -> impl Future<Output = redis::RedisResult<T>> + Send;
 }
 
 impl QueryAsync for redis::Cmd {
     fn run<T: redis::FromRedisValue>(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Commands,
     ) -> impl Future<Output = redis::RedisResult<T>> + Send {
         self.query_async(connection)
     }
@@ -356,7 +382,7 @@ impl QueryAsync for redis::Cmd {
 impl QueryAsync for redis::Pipeline {
     fn run<T: redis::FromRedisValue>(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Commands,
     ) -> impl Future<Output = redis::RedisResult<T>> + Send {
         self.query_async(connection)
     }

@@ -5,8 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::topology::{self, Commands};
 use super::{
-    FailureMode, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, clamp_ttl, seconds_until,
+    FailureMode, RedisCounters, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, bounded,
+    clamp_ttl, seconds_until,
 };
 use crate::revoke::MAX_REVOCATION_SECS;
 use crate::revoke::{
@@ -119,7 +121,12 @@ impl RevocationStore for RedisStore {
             // instance's is stored (every replica keeps the earliest it hears).
             let first_only = matches!(revocation.target, RevocationTarget::Replaced { .. });
             entry.write(&mut pipe, &shared.prefix, &shared.channel, ttl, first_only);
-            let result = shared.query::<()>(&pipe).await;
+            let mut result = shared.query::<()>(&pipe).await;
+            if result.is_ok()
+                && let Some((replicas, wait)) = shared.wait
+            {
+                result = shared.wait_for_replicas(&entry, replicas, wait).await;
+            }
             if let Err(error) = &result {
                 // Written back with the whole replica once Redis answers again.
                 shared.unshared.store(true, Ordering::Release);
@@ -135,6 +142,43 @@ impl RevocationStore for RedisStore {
 
     fn keeps_replacements(&self) -> bool {
         true
+    }
+}
+
+impl Shared {
+    /// `WAIT` on the node that took `entry`: an error unless `replicas`
+    /// replicas acknowledged it within `wait`.
+    async fn wait_for_replicas(
+        &self,
+        entry: &Entry<'_>,
+        replicas: u32,
+        wait: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let command = topology::wait_command(replicas, wait);
+        let key = format!("{}{}", self.prefix, entry.key());
+        let mut connection = self.commands();
+        RedisCounters::add(&self.stats.round_trips, 1);
+        let reply = bounded(self.timeout + wait, async {
+            match &mut connection {
+                Commands::Cluster(cluster) => {
+                    cluster
+                        .route_command(command, topology::route_of(&key))
+                        .await
+                }
+                single => command.query_async(single).await,
+            }
+        })
+        .await?;
+        match reply {
+            redis::Value::Int(acknowledged) if acknowledged >= i64::from(replicas) => Ok(()),
+            _ => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                Some(
+                    format!("fewer than {replicas} replicas acknowledged the revocation in time")
+                        .into(),
+                ),
+            )),
+        }
     }
 }
 

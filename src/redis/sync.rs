@@ -10,7 +10,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_core::Stream;
 
+use std::collections::BTreeMap;
+
+use redis::cluster_routing::SingleNodeRoutingInfo;
+
 use super::store::Entry;
+use super::topology::{self, Commands, Master};
 use super::{FailureMode, RedisCounters, Shared, TARGET, bounded, seconds_until};
 use crate::revoke::{StoreError, StoreErrorKind};
 
@@ -25,8 +30,26 @@ const MAX_VALUE_BYTES: usize = 64;
 #[derive(Default)]
 pub(super) struct SyncState {
     /// The marker of the Redis dataset last synchronised with; a different
-    /// one means Redis lost what this instance wrote.
-    marker: Option<String>,
+    /// one means Redis lost what this instance wrote. On a cluster, one per
+    /// master (by node id).
+    markers: BTreeMap<String, String>,
+    /// The cluster's masters at the last reload.
+    masters: Vec<Master>,
+    /// The master Sentinels named at the last (re)subscription.
+    master: Option<String>,
+    /// Another master than the one synchronised with before (a failover):
+    /// it may lack what asynchronous replication had not copied yet.
+    moved: bool,
+}
+
+impl SyncState {
+    /// The addresses of the cluster's masters, to subscribe on.
+    fn known(&self) -> Vec<(String, u16)> {
+        self.masters
+            .iter()
+            .map(|master| (master.host.clone(), master.port))
+            .collect()
+    }
 }
 
 impl Shared {
@@ -64,7 +87,33 @@ impl Shared {
     /// prefix into the replica.
     async fn load_all(&self, state: &mut SyncState) -> Result<(), StoreError> {
         self.reconcile(state).await?;
-        let mut connection = self.commands.clone();
+        let mut complete = true;
+        match self.commands() {
+            // Every master holds its own share of the keys.
+            mut connection @ Commands::Cluster(_) => {
+                for master in &state.masters {
+                    let route = master.route();
+                    complete &= self.scan(&mut connection, Some(&route)).await?;
+                }
+            }
+            mut connection @ Commands::Single(_) => {
+                complete &= self.scan(&mut connection, None).await?;
+            }
+        }
+        // Every live entry is in the replica again: it can be trusted.
+        if complete && self.overflow.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: TARGET, entries = self.replica.len(), "revocation replica has room again");
+        }
+        Ok(())
+    }
+
+    /// Loads every live entry of one node (the cluster's master at `route`)
+    /// into the replica; `false` when the replica could not take one.
+    async fn scan(
+        &self,
+        connection: &mut Commands,
+        route: Option<&SingleNodeRoutingInfo>,
+    ) -> Result<bool, StoreError> {
         // Revocation keys and reuse marks only: not the marker, not
         // single-flight entries.
         let pattern = format!("{}[sjur]:*", glob_escape(&self.prefix));
@@ -72,17 +121,17 @@ impl Shared {
         let mut complete = true;
         loop {
             RedisCounters::add(&self.stats.round_trips, 1);
-            let (next, keys): (u64, Vec<Vec<u8>>) = bounded(
-                self.timeout,
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut connection),
-            )
-            .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let reply = bounded(self.timeout, connection.run_command(scan, route)).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                redis::from_redis_value(reply).map_err(|error| {
+                    StoreError::new(StoreErrorKind::Unavailable, Some(error.to_string().into()))
+                })?;
             // A key name that is not UTF-8 was not written by this crate.
             let keys: Vec<String> = keys
                 .into_iter()
@@ -106,7 +155,7 @@ impl Shared {
                 }
                 RedisCounters::add(&self.stats.round_trips, 1);
                 let values: Vec<redis::Value> =
-                    bounded(self.timeout, pipe.query_async(&mut connection)).await?;
+                    bounded(self.timeout, connection.run_pipeline(pipe, route)).await?;
                 for (key, pair) in keys.iter().zip(values.chunks(2)) {
                     let Some(key) = key.strip_prefix(self.prefix.as_str()) else {
                         continue;
@@ -128,50 +177,49 @@ impl Shared {
                 }
             }
             if next == 0 {
-                // Every live entry is in the replica again: it can be trusted.
-                if complete && self.overflow.swap(false, Ordering::AcqRel) {
-                    tracing::info!(target: TARGET, entries = self.replica.len(), "revocation replica has room again");
-                }
-                return Ok(());
+                return Ok(complete);
             }
             cursor = next;
         }
     }
 
-    /// Reads the dataset's marker (setting it if Redis has none) and writes
-    /// the replica back when it is not the one last seen, or when one of this
-    /// instance's revocations may not have reached Redis.
+    /// Reads the dataset's marker (setting it if Redis has none; on a
+    /// cluster one per master) and writes the replica back when one is not
+    /// the one last seen, when the master changed (a failover, a cluster
+    /// whose masters changed), or when one of this instance's revocations
+    /// may not have reached Redis.
     async fn reconcile(&self, state: &mut SyncState) -> Result<(), StoreError> {
-        let key = format!("{}marker", self.prefix);
-        let mut fresh = [0u8; 16];
-        getrandom::fill(&mut fresh)
-            .map_err(|error| StoreError::new(StoreErrorKind::Unavailable, Some(Box::new(error))))?;
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .cmd("SET")
-            .arg(&key)
-            .arg(URL_SAFE_NO_PAD.encode(fresh))
-            .arg("NX")
-            .ignore()
-            .cmd("GETRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(63);
-        let (marker,): (redis::Value,) = self.query(&pipe).await?;
-        let marker = match marker {
-            redis::Value::BulkString(bytes) if !bytes.is_empty() => {
-                String::from_utf8_lossy(&bytes).into_owned()
+        let mut markers = BTreeMap::new();
+        let mut masters = Vec::new();
+        if let Commands::Cluster(mut connection) = self.commands() {
+            masters = topology::masters(&mut connection, self.timeout).await?;
+            if masters.is_empty() {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    Some("the Redis Cluster has no master serving slots".into()),
+                ));
             }
-            // Flushed between the two commands: try again at the next reload.
-            redis::Value::BulkString(_) | redis::Value::Nil => {
-                return Err(StoreErrorKind::Unavailable.into());
+            for master in &masters {
+                let Some(key) = master.marker_key(&self.prefix) else {
+                    continue;
+                };
+                markers.insert(master.id.clone(), self.marker(&key).await?);
             }
-            // A key of another type planted at the marker: it can mark no
-            // dataset; take it as one value (written back once), not as an
-            // error that would keep the replica untrusted for good.
-            _ => "\0unreadable marker".to_owned(),
-        };
-        let lost = state.marker.as_ref().is_some_and(|seen| *seen != marker);
+        } else {
+            let key = format!("{}marker", self.prefix);
+            markers.insert(String::new(), self.marker(&key).await?);
+        }
+        let shards_changed = !state.masters.is_empty()
+            && state
+                .masters
+                .iter()
+                .map(|m| &m.id)
+                .ne(masters.iter().map(|m| &m.id));
+        let lost = markers
+            .iter()
+            .any(|(id, marker)| state.markers.get(id).is_some_and(|seen| seen != marker))
+            || shards_changed
+            || state.moved;
         let unshared = self.unshared.swap(false, Ordering::AcqRel);
         if (lost || unshared)
             && let Err(error) = self.write_back(lost).await
@@ -179,8 +227,47 @@ impl Shared {
             self.unshared.fetch_or(unshared, Ordering::AcqRel);
             return Err(error);
         }
-        state.marker = Some(marker);
+        state.markers = markers;
+        state.masters = masters;
+        state.moved = false;
         Ok(())
+    }
+
+    /// The marker at `key`, set first when there is none. A marker that
+    /// cannot be written (a master demoted to replica answers READONLY) is
+    /// an error: the replica is not trusted on that node's word.
+    async fn marker(&self, key: &str) -> Result<String, StoreError> {
+        let mut fresh = [0u8; 16];
+        getrandom::fill(&mut fresh)
+            .map_err(|error| StoreError::new(StoreErrorKind::Unavailable, Some(Box::new(error))))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(URL_SAFE_NO_PAD.encode(fresh))
+            .arg("NX")
+            .ignore()
+            .cmd("GETRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(63);
+        let (marker,): (redis::Value,) = match self.query(&pipe).await {
+            Ok(marker) => marker,
+            // A key of another type planted at the marker: it can mark no
+            // dataset; take it as one value (written back once), not as an
+            // error that would keep the replica untrusted for good.
+            Err(error) if is_wrong_type(&error) => return Ok("\0unreadable marker".to_owned()),
+            Err(error) => return Err(error),
+        };
+        match marker {
+            redis::Value::BulkString(bytes) if !bytes.is_empty() => {
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            // Flushed between the two commands: try again at the next reload.
+            redis::Value::BulkString(_) | redis::Value::Nil => {
+                Err(StoreErrorKind::Unavailable.into())
+            }
+            _ => Ok("\0unreadable marker".to_owned()),
+        }
     }
 
     /// Writes every live replica entry to Redis with its own remaining
@@ -195,19 +282,45 @@ impl Shared {
                 .replica
                 .live_batch(cursor.as_ref(), now, WRITE_BACK_BATCH);
             if !batch.is_empty() {
-                let mut pipe = redis::pipe();
-                for revocation in &batch {
-                    if let Some(ttl) = seconds_until(revocation.until, now) {
-                        Entry::from(revocation).write(
-                            &mut pipe,
-                            &self.prefix,
-                            &self.channel,
-                            ttl,
-                            true,
-                        );
+                let pipes = batch.iter().filter_map(|revocation| {
+                    let ttl = seconds_until(revocation.until, now)?;
+                    let mut pipe = redis::pipe();
+                    Entry::from(revocation).write(
+                        &mut pipe,
+                        &self.prefix,
+                        &self.channel,
+                        ttl,
+                        true,
+                    );
+                    Some(pipe)
+                });
+                if self.topology.is_cluster() {
+                    // One slot per pipeline on a cluster: the entries go
+                    // out side by side on the cluster connection.
+                    let mut writes = tokio::task::JoinSet::new();
+                    for pipe in pipes {
+                        let mut connection = self.commands();
+                        RedisCounters::add(&self.stats.round_trips, 1);
+                        writes.spawn(async move { pipe.query_async::<()>(&mut connection).await });
                     }
+                    let all = async {
+                        while let Some(done) = writes.join_next().await {
+                            done.map_err(|error| {
+                                redis::RedisError::from(std::io::Error::other(error.to_string()))
+                            })??;
+                        }
+                        Ok(())
+                    };
+                    bounded(self.timeout, all).await?;
+                } else {
+                    let mut pipe = redis::pipe();
+                    for one in pipes {
+                        for command in one.cmd_iter() {
+                            pipe.add_command(command.clone()).ignore();
+                        }
+                    }
+                    self.query::<()>(&pipe).await?;
                 }
-                self.query::<()>(&pipe).await?;
                 written += batch.len();
                 RedisCounters::add(&self.stats.written_back, batch.len() as u64);
             }
@@ -238,12 +351,18 @@ fn glob_escape(prefix: &str) -> String {
 }
 
 /// Keeps the replica synchronised; reconnects with backoff when the
-/// subscription fails.
-pub(super) async fn sync_loop(shared: Arc<Shared>, client: redis::Client) {
+/// subscription fails. `master` is the master Sentinels named when the
+/// store connected.
+pub(super) async fn sync_loop(shared: Arc<Shared>, master: Option<String>) {
     let mut backoff = Duration::from_millis(50);
-    let mut state = SyncState::default();
+    let mut state = SyncState {
+        master,
+        ..SyncState::default()
+    };
+    let mut attempt = 0usize;
     loop {
-        let error = subscribe_and_follow(&shared, &client, &mut state, &mut backoff).await;
+        let error = subscribe_and_follow(&shared, attempt, &mut state, &mut backoff).await;
+        attempt = attempt.wrapping_add(1);
         if shared.live.swap(false, Ordering::AcqRel) {
             let mode = match shared.failure_mode {
                 FailureMode::Closed => "refusing authenticated requests (503) until it is back",
@@ -261,15 +380,43 @@ pub(super) async fn sync_loop(shared: Arc<Shared>, client: redis::Client) {
 /// Subscribes, loads, then follows announcements; returns only on failure.
 async fn subscribe_and_follow(
     shared: &Shared,
-    client: &redis::Client,
+    attempt: usize,
     state: &mut SyncState,
     backoff: &mut Duration,
 ) -> StoreError {
-    let mut pubsub = match bounded(shared.timeout, client.get_async_pubsub()).await {
+    let timeout = shared.timeout;
+    let (client, master) = match shared
+        .topology
+        .subscriber(attempt, &state.known(), timeout)
+        .await
+    {
+        Ok(found) => found,
+        Err(error) => return error,
+    };
+    // Sentinels name another master: commands follow it, and what it may
+    // lack is written back before the replica is trusted again.
+    if let Some(master) = master
+        && state.master.as_ref() != Some(&master)
+    {
+        match shared.topology.connect(timeout).await {
+            Ok((commands, Some(now))) if now == master => {
+                *shared
+                    .commands
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = commands;
+                tracing::warn!(target: TARGET, "Sentinels name another Redis master; following it");
+                state.master = Some(master);
+                state.moved = true;
+            }
+            Ok(_) => return StoreErrorKind::Unavailable.into(),
+            Err(error) => return error,
+        }
+    }
+    let mut pubsub = match bounded(timeout, client.get_async_pubsub()).await {
         Ok(pubsub) => pubsub,
         Err(error) => return error,
     };
-    if let Err(error) = bounded(shared.timeout, pubsub.subscribe(&shared.channel)).await {
+    if let Err(error) = bounded(timeout, pubsub.subscribe(&shared.channel)).await {
         return error;
     }
     let mut messages = pubsub.into_on_message();
@@ -279,7 +426,7 @@ async fn subscribe_and_follow(
     shared.live.store(true, Ordering::Release);
     shared.synced.notify_one();
     *backoff = Duration::from_millis(50);
-    tracing::info!(target: TARGET, entries = shared.replica.len(), "revocation replica synchronised with Redis");
+    tracing::info!(target: TARGET, entries = shared.replica.len(), topology = shared.topology.name(), "revocation replica synchronised with Redis");
     let mut resync = tokio::time::interval(shared.resync_interval);
     resync.tick().await;
     loop {
@@ -300,6 +447,13 @@ async fn subscribe_and_follow(
             }
         }
     }
+}
+
+/// Whether `error` is Redis's `WRONGTYPE` (a key of another type).
+fn is_wrong_type(error: &StoreError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<redis::RedisError>())
+        .is_some_and(|error| error.code() == Some("WRONGTYPE"))
 }
 
 #[cfg(test)]
