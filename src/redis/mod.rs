@@ -362,6 +362,20 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// [`query`](Self::query) for a pipeline about `key` (and keyless
+    /// commands such as `PUBLISH`): on a cluster, sent to `key`'s master.
+    async fn query_on_key<T: redis::FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+        key: &str,
+    ) -> Result<T, StoreError> {
+        RedisCounters::add(&self.stats.round_trips, 1);
+        let mut connection = self.commands();
+        bounded(self.timeout, connection.query_on_key(pipeline, key)).await
+    }
+}
+
 /// A command or a pipeline.
 trait QueryAsync {
     fn run<T: redis::FromRedisValue>(

@@ -121,7 +121,8 @@ impl RevocationStore for RedisStore {
             // instance's is stored (every replica keeps the earliest it hears).
             let first_only = matches!(revocation.target, RevocationTarget::Replaced { .. });
             entry.write(&mut pipe, &shared.prefix, &shared.channel, ttl, first_only);
-            let mut result = shared.query::<()>(&pipe).await;
+            let key = entry.full_key(&shared.prefix);
+            let mut result = shared.query_on_key::<()>(&pipe, &key).await;
             if result.is_ok()
                 && let Some((replicas, wait)) = shared.wait
             {
@@ -155,7 +156,7 @@ impl Shared {
         wait: std::time::Duration,
     ) -> Result<(), StoreError> {
         let command = topology::wait_command(replicas, wait);
-        let key = format!("{}{}", self.prefix, entry.key());
+        let key = entry.full_key(&self.prefix);
         let mut connection = self.commands();
         RedisCounters::add(&self.stats.round_trips, 1);
         let reply = bounded(self.timeout + wait, async {
@@ -217,6 +218,11 @@ impl<'a> Entry<'a> {
         format!("{}:{}", self.kind, self.id)
     }
 
+    /// The key in Redis, under `prefix`.
+    pub(super) fn full_key(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.key())
+    }
+
     fn value(&self) -> String {
         format!("{}|{}", self.until, self.before)
     }
@@ -235,10 +241,7 @@ impl<'a> Entry<'a> {
         ttl: i64,
         only_new: bool,
     ) {
-        let set = pipe
-            .cmd("SET")
-            .arg(format!("{prefix}{}", self.key()))
-            .arg(self.value());
+        let set = pipe.cmd("SET").arg(self.full_key(prefix)).arg(self.value());
         if only_new {
             set.arg("NX");
         }

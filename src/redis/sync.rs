@@ -285,23 +285,19 @@ impl Shared {
                 let pipes = batch.iter().filter_map(|revocation| {
                     let ttl = seconds_until(revocation.until, now)?;
                     let mut pipe = redis::pipe();
-                    Entry::from(revocation).write(
-                        &mut pipe,
-                        &self.prefix,
-                        &self.channel,
-                        ttl,
-                        true,
-                    );
-                    Some(pipe)
+                    let entry = Entry::from(revocation);
+                    entry.write(&mut pipe, &self.prefix, &self.channel, ttl, true);
+                    Some((pipe, entry.full_key(&self.prefix)))
                 });
                 if self.topology.is_cluster() {
                     // One slot per pipeline on a cluster: the entries go
                     // out side by side on the cluster connection.
                     let mut writes = tokio::task::JoinSet::new();
-                    for pipe in pipes {
+                    for (pipe, key) in pipes {
                         let mut connection = self.commands();
                         RedisCounters::add(&self.stats.round_trips, 1);
-                        writes.spawn(async move { pipe.query_async::<()>(&mut connection).await });
+                        writes
+                            .spawn(async move { connection.query_on_key::<()>(&pipe, &key).await });
                     }
                     let all = async {
                         while let Some(done) = writes.join_next().await {
@@ -314,7 +310,7 @@ impl Shared {
                     bounded(self.timeout, all).await?;
                 } else {
                     let mut pipe = redis::pipe();
-                    for one in pipes {
+                    for (one, _) in pipes {
                         for command in one.cmd_iter() {
                             pipe.add_command(command.clone()).ignore();
                         }

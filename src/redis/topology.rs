@@ -266,7 +266,55 @@ impl redis::aio::ConnectionLike for Commands {
     }
 }
 
+/// The cluster connection, sending every pipeline to the master of one
+/// key's slot: for a pipeline on that key whose other commands have no key
+/// (`PUBLISH` reaches every node of a cluster from any).
+struct OnKey<'a> {
+    connection: &'a mut ClusterConnection,
+    route: SingleNodeRoutingInfo,
+}
+
+impl redis::aio::ConnectionLike for OnKey<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.connection.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let route = self.route.clone();
+        Box::pin(
+            self.connection
+                .route_pipeline(cmd.clone(), offset, count, route),
+        )
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
 impl Commands {
+    /// Runs `pipeline`, whose commands are about `key` or about no key, on
+    /// the node that holds `key`.
+    pub(super) async fn query_on_key<T: redis::FromRedisValue>(
+        &mut self,
+        pipeline: &Pipeline,
+        key: &str,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Self::Cluster(connection) => {
+                let route =
+                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                pipeline.query_async(&mut OnKey { connection, route }).await
+            }
+            single => pipeline.query_async(single).await,
+        }
+    }
+
     /// Runs `command` on the node at `route` (a cluster's master), or where
     /// the connection sends it.
     pub(super) async fn run_command(
