@@ -164,10 +164,39 @@ impl Node {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
+    /// Stops the process (`SIGSTOP` to our own child): it answers nothing
+    /// and replicates nothing until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+/// Whether `key` exists on the server at `url`.
+pub async fn exists_at(url: &str, key: &str) -> bool {
+    matches!(
+        query_at(url, redis::cmd("EXISTS").arg(key)).await,
+        Ok(redis::Value::Int(1))
+    )
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.resume();
         self.kill();
     }
 }
@@ -182,6 +211,35 @@ pub async fn commands_at(url: &str) -> u64 {
         .await
         .unwrap();
     count_commands(&info)
+}
+
+/// Calls of the commands a store sends (reads, writes, scans, scripts,
+/// transactions) executed by the server at `url`: not `PING`, `INFO`,
+/// `PUBLISH` or replication, which Sentinels and replicas send on their own.
+pub async fn store_commands_at(url: &str) -> u64 {
+    const STORE: &[&str] = &[
+        "get", "set", "getrange", "strlen", "scan", "mget", "eval", "evalsha", "exists", "wait",
+        "del", "multi", "exec",
+    ];
+    let info: String = match query_at(url, redis::cmd("INFO").arg("commandstats")).await {
+        Ok(value) => redis::from_redis_value(value).unwrap(),
+        Err(error) => panic!("INFO commandstats: {error}"),
+    };
+    info.lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            if !STORE.contains(&name) {
+                return None;
+            }
+            rest.split_once("calls=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// Whether an `INFO`-like answer contains `text`.
