@@ -274,14 +274,29 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
     .await
     .expect("the replica acknowledged");
 
-    // A logout the replica never got: it is stopped while the master
-    // takes it, and the master dies right after.
+    // A logout the replica never got: the replica is stopped, the master
+    // gives up on it (`repl-timeout` 1 s), takes the logout, and dies.
     let unreplicated = a.issuer().issue(user("lost", "user")).unwrap();
     setup.replica.pause();
+    within(
+        Duration::from_secs(10),
+        "the master drops its replica",
+        || async {
+            let info =
+                redis_server::query_at(&setup.master.url(), redis::cmd("INFO").arg("replication"))
+                    .await
+                    .ok()
+                    .and_then(|value| redis::from_redis_value::<String>(value).ok())
+                    .unwrap_or_default();
+            info.contains("connected_slaves:0")
+        },
+    )
+    .await;
     a.revoker()
         .revoke_session(&sid(&unreplicated))
         .await
         .unwrap();
+    let lost_key = format!("tsj:s:{}", sid(&unreplicated));
 
     // The master dies: the Sentinels promote the replica.
     let old_port = setup.master.port;
@@ -299,6 +314,14 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         },
     )
     .await;
+    let every = |extra: &[&IssuedToken<Claimset>]| -> Vec<String> {
+        revoked
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|token| token.token().to_owned()))
+            .collect()
+    };
+    let all_revoked = every(&[&acknowledged, &unreplicated]);
     for layer in [&a, &b, &c] {
         within(
             Duration::from_secs(15),
@@ -306,10 +329,7 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
             || async { status(layer, &live[0]).await.0 == StatusCode::OK },
         )
         .await;
-        for token in revoked
-            .iter()
-            .chain([acknowledged.token().to_owned()].iter())
-        {
+        for token in &all_revoked {
             assert_eq!(status(layer, token).await.0, StatusCode::UNAUTHORIZED);
         }
     }
@@ -317,12 +337,16 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         "instances followed the failover {:?} after the master died",
         started.elapsed()
     );
+    // The new master lacked the last logout: the instances wrote it back.
+    within(
+        Duration::from_secs(5),
+        "the logout the replica missed is written back",
+        || async { redis_server::exists_at(&setup.replica.url(), &lost_key).await },
+    )
+    .await;
     // An instance started after the failover knows every revocation.
     let d = instance(&setup.url(), &clock).await;
-    for token in revoked
-        .iter()
-        .chain([acknowledged.token().to_owned()].iter())
-    {
+    for token in &all_revoked {
         assert_eq!(status(&d, token).await.0, StatusCode::UNAUTHORIZED);
     }
     // A logout after the failover reaches everyone.

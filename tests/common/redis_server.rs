@@ -251,7 +251,7 @@ fn info_contains(reply: redis::RedisResult<redis::Value>, text: &str) -> bool {
     }
 }
 
-async fn query_at(url: &str, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+pub async fn query_at(url: &str, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
     let client = redis::Client::open(url)?;
     let mut connection = client.get_multiplexed_async_connection().await?;
     command.query_async(&mut connection).await
@@ -440,6 +440,8 @@ impl Sentinels {
                 "",
                 "--appendonly",
                 "no",
+                "--repl-timeout",
+                "1",
             ]
             .map(str::to_owned)
             .to_vec()
