@@ -776,17 +776,10 @@ async fn reuse_grace_ends_a_session_whose_replaced_token_comes_back() {
     assert!(error.contains("REUSE_GRACE"), "{error}");
 }
 
-/// Three demo instances (axum, hyper, axum) on their own ports behind one
-/// `redis-server`, as `REDIS_URL` sets them up: one replacement per old token
-/// whichever instance answers, logout honoured by all within a second, 503
-/// with `Retry-After` while Redis is down, and recovery by itself.
+/// Three demo instances (axum, hyper, axum) on their own ports, all with
+/// `REDIS_URL=url` and `REUSE_GRACE=30`.
 #[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_demos_act_as_one_cluster_behind_redis() {
-    let mut server = redis_server::Server::start();
-    let port = server.port;
-    let url = server.url();
-    let clock = ManualClock::new(SystemClock.now());
+async fn three_demos(url: &str, clock: &ManualClock) -> Vec<SocketAddr> {
     let mut addrs = Vec::new();
     for which in [Http::Axum, Http::Hyper, Http::Axum] {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -796,7 +789,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
                 let layer = axum_demo::demo::cluster_layer(
                     tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
                     clock.clone(),
-                    &url,
+                    url,
                     Some("30"),
                 )
                 .await
@@ -808,7 +801,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
                 let layer = hyper_demo::demo::cluster_layer(
                     tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
                     clock.clone(),
-                    &url,
+                    url,
                     Some("30"),
                 )
                 .await
@@ -817,10 +810,18 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
             }
         }
     }
+    addrs
+}
+
+/// The demos behind one Redis deployment act as one: 30 parallel requests
+/// with one near-expiry token over the three get one replacement, and a
+/// logout on one is refused by all within a second. Answers alice's old and
+/// renewed credentials (both logged out).
+#[cfg(feature = "redis")]
+async fn demos_agree(addrs: &[SocketAddr], clock: &ManualClock) -> (String, String) {
     let client = http_client();
     let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
     let alice = token(login(&client, addrs[0], "alice", "wonderland").await);
-    let bob = token(login(&client, addrs[2], "bob", "builder").await);
 
     // Near expiry: 30 parallel requests over the three instances.
     clock.advance(Duration::from_secs(50 * 60));
@@ -856,7 +857,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
     .await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT);
     let started = Instant::now();
-    for addr in &addrs {
+    for addr in addrs {
         for credential in [&bearer, &renewed] {
             while get_with(&client, *addr, "/me", "authorization", credential)
                 .await
@@ -868,6 +869,42 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
             }
         }
     }
+    (bearer, renewed)
+}
+
+/// `REDIS_URL=redis-cluster://…` and `REDIS_URL=redis-sentinel://…/<name>`:
+/// three demos on a 3-master Redis Cluster, then on a master with a replica
+/// under three Sentinels, act as one cluster too.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_demos_act_as_one_cluster_on_a_redis_cluster_and_under_sentinels() {
+    let cluster = redis_server::RedisCluster::start(3).await;
+    let clock = ManualClock::new(SystemClock.now());
+    let addrs = three_demos(&cluster.url(), &clock).await;
+    demos_agree(&addrs, &clock).await;
+    drop(cluster);
+    let sentinels = redis_server::Sentinels::start().await;
+    let clock = ManualClock::new(SystemClock.now());
+    let addrs = three_demos(&sentinels.url(), &clock).await;
+    demos_agree(&addrs, &clock).await;
+}
+
+/// Three demo instances (axum, hyper, axum) on their own ports behind one
+/// `redis-server`, as `REDIS_URL` sets them up: one replacement per old token
+/// whichever instance answers, logout honoured by all within a second, 503
+/// with `Retry-After` while Redis is down, and recovery by itself.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_demos_act_as_one_cluster_behind_redis() {
+    let mut server = redis_server::Server::start();
+    let port = server.port;
+    let url = server.url();
+    let clock = ManualClock::new(SystemClock.now());
+    let addrs = three_demos(&url, &clock).await;
+    let client = http_client();
+    let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
+    let bob = token(login(&client, addrs[2], "bob", "builder").await);
+    let (_, renewed) = demos_agree(&addrs, &clock).await;
 
     // Redis down: 503 with Retry-After everywhere (fail closed).
     let bob = format!("Bearer {bob}");

@@ -299,8 +299,64 @@ async fn drive(
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_load_on_three_axum_demos() {
+    let server = Deployment::Single(redis_server::Server::start());
+    cluster_load(&server).await;
+}
+
+/// The same load on a 3-master Redis Cluster, and on a master with a
+/// replica under three Sentinels.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_load_on_a_redis_cluster_and_under_sentinels() {
+    let cluster = Deployment::Cluster(redis_server::RedisCluster::start(3).await);
+    cluster_load(&cluster).await;
+    drop(cluster);
+    let sentinels = Deployment::Sentinel(redis_server::Sentinels::start().await);
+    cluster_load(&sentinels).await;
+}
+
+/// Where the load test's Redis runs.
+#[cfg(feature = "redis")]
+enum Deployment {
+    Single(redis_server::Server),
+    Cluster(redis_server::RedisCluster),
+    Sentinel(redis_server::Sentinels),
+}
+
+#[cfg(feature = "redis")]
+impl Deployment {
+    fn url(&self) -> String {
+        match self {
+            Self::Single(server) => server.url(),
+            Self::Cluster(cluster) => cluster.url(),
+            Self::Sentinel(sentinels) => sentinels.url(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Single(_) => "one redis-server",
+            Self::Cluster(_) => "a 3-master Redis Cluster",
+            Self::Sentinel(_) => "Sentinels (master + replica)",
+        }
+    }
+
+    /// Commands the store's Redis executed (on a Sentinel deployment, only
+    /// the commands a store sends: Sentinels ping and publish on their own).
+    async fn commands(&self) -> u64 {
+        match self {
+            Self::Single(server) => server.commands().await,
+            Self::Cluster(cluster) => cluster.commands().await,
+            Self::Sentinel(sentinels) => {
+                redis_server::store_commands_at(&sentinels.master.url()).await
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn cluster_load(server: &Deployment) {
     const PER_CONNECTION: usize = 100;
-    let server = redis_server::Server::start();
     let now = SystemClock.now();
     let clock = ManualClock::new(now - 45 * 60);
     let mut addrs = Vec::new();
@@ -364,7 +420,8 @@ async fn cluster_load_on_three_axum_demos() {
     let verify_commands = server.commands().await - before;
     let total = CONNECTIONS * PER_CONNECTION;
     println!(
-        "verify: {total} requests over 3 instances, 64 connections in {elapsed:?}: {:.0} requests/s; {statuses:?}; Redis commands: {verify_commands}",
+        "{}: verify: {total} requests over 3 instances, 64 connections in {elapsed:?}: {:.0} requests/s; {statuses:?}; Redis commands: {verify_commands}",
+        server.name(),
         total as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(
@@ -391,7 +448,8 @@ async fn cluster_load_on_three_axum_demos() {
     let elapsed = started.elapsed();
     let renew_commands = server.commands().await - before;
     println!(
-        "renew: {total} requests with 16 near-expiry tokens in {elapsed:?}: {:.0} requests/s; Redis commands: {renew_commands} ({:.2} per old token per instance)",
+        "{}: renew: {total} requests with 16 near-expiry tokens in {elapsed:?}: {:.0} requests/s; Redis commands: {renew_commands} ({:.2} per old token per instance)",
+        server.name(),
         total as f64 / elapsed.as_secs_f64(),
         renew_commands as f64 / 48.0
     );
@@ -428,15 +486,38 @@ async fn per_renewal_cost_with_and_without_redis_single_flight() {
         .connect()
         .await
         .unwrap();
+    let cluster = redis_server::RedisCluster::start(3).await;
+    let cluster_store = tower_sliding_jwt::redis::RedisStore::builder(cluster.url())
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .unwrap();
+    let sentinels = redis_server::Sentinels::start().await;
+    let sentinel_store = tower_sliding_jwt::redis::RedisStore::builder(sentinels.url())
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .unwrap();
     let layers = [
         ("verify only, memory store", None),
-        ("renewal, local single flight (memory store)", Some(false)),
-        ("renewal, Redis single flight", Some(true)),
+        ("renewal, local single flight (memory store)", Some(None)),
+        (
+            "renewal, Redis single flight (one node)",
+            Some(Some(&redis_store)),
+        ),
+        (
+            "renewal, Redis single flight (3-master cluster)",
+            Some(Some(&cluster_store)),
+        ),
+        (
+            "renewal, Redis single flight (Sentinel master)",
+            Some(Some(&sentinel_store)),
+        ),
     ];
     for (name, renew) in layers {
         let builder = demo::builder(SECRET, clock.clone()).unwrap();
         let layer = match renew {
-            Some(true) => builder.with_revocation_store(redis_store.clone()),
+            Some(Some(store)) => builder.with_revocation_store(store.clone()),
             _ => builder.with_revocation_store(MemoryStore::new()),
         }
         .build()
