@@ -3,9 +3,9 @@
 //!
 //! [`RedisStore`] is a [`RevocationStore`](crate::RevocationStore) that also offers a
 //! [`SharedFlight`](crate::SharedFlight): `with_revocation_store(store)` is
-//! all a layer needs to act as one instance of a cluster. One connection
-//! manager and one configuration (URL, prefix, timeout, failure mode) serve
-//! both.
+//! all a layer needs to act as one instance of a cluster. One command
+//! connection and one configuration (URL, prefix, timeout, failure mode)
+//! serve both, on one node, a Redis Cluster or under Sentinel.
 //!
 //! # Revocations
 //! Every instance keeps a full local replica of the live revocations and
@@ -66,12 +66,15 @@
 //!
 //! # Write-back
 //! Each instance notes a marker key (`{prefix}marker`, a random value set
-//! once per Redis dataset). When it finds the marker gone or changed at a
-//! resubscription or a reload (Redis restarted empty, was flushed, or failed
-//! over to a replica that lost writes), or when a revocation of its own could
-//! not reach Redis, it writes every live entry of its replica back (`SET ...
-//! NX` with the entry's own remaining lifetime, and an announcement), in
-//! batches each bounded by the timeout, before it trusts its replica again.
+//! once per Redis dataset; on a cluster one per master). When it finds a
+//! marker gone or changed at a resubscription or a reload (Redis restarted
+//! empty or was flushed), when Sentinels name another master or a cluster's
+//! masters change (a failover, which may have lost the last writes), or when
+//! a revocation of its own could not reach Redis, it writes every live
+//! entry of its replica back (`SET ... NX` with the entry's own remaining
+//! lifetime, and an announcement; on a cluster each entry to its own slot),
+//! in batches each bounded by the timeout, before it trusts its replica
+//! again.
 //! Instances started afterwards load them. The write-back is idempotent: an
 //! entry already in Redis is left as it is.
 //!
@@ -79,11 +82,24 @@
 //! forever. State changes are logged with `tracing` (target
 //! `tower_sliding_jwt::redis`), without tokens.
 //!
+//! # Topologies
+//! The URL names the deployment: `redis://host:port/` (one node),
+//! `redis-cluster://h1:p1,h2:p2` (a Redis Cluster: any reachable nodes, the
+//! others discovered; every write stays in one slot, every master is
+//! scanned and has its own marker), or `redis-sentinel://s1:p1,s2:p2/<name>`
+//! (the master those Sentinels name, followed through failovers, with a
+//! write-back to each new master). Credentials go before the hosts
+//! (`redis-cluster://user:password@h1:p1,h2:p2`); for Sentinel they are the
+//! master's. [`RedisStoreBuilder::with_wait_for_replicas`] acknowledges a
+//! logout only once replicas have it too. The crate guide's "Running a
+//! cluster" covers what each failure does.
+//!
 //! # TLS
-//! The URL is handed to the `redis` crate: `redis://` and `unix://` work
-//! out of the box; `rediss://` needs one of the `redis` crate's TLS features
-//! (`tokio-rustls-comp` or `tokio-native-tls-comp`) enabled in your own
-//! `Cargo.toml`, and is refused with [`StoreErrorKind::Unavailable`] without it.
+//! `redis://`, `unix://`, `redis-cluster://` and `redis-sentinel://` work
+//! out of the box; `rediss://`, `rediss-cluster://` and `rediss-sentinel://`
+//! need one of the `redis` crate's TLS features (`tokio-rustls-comp` or
+//! `tokio-native-tls-comp`) enabled in your own `Cargo.toml`, and are refused
+//! with [`StoreErrorKind::Unavailable`] without it.
 
 mod flight;
 mod store;

@@ -36,7 +36,10 @@ impl RedisStore {
         }
     }
 
-    /// A builder for a store at `url` (e.g. `redis://127.0.0.1:6379/`).
+    /// A builder for a store at `url`: one node (`redis://127.0.0.1:6379/`),
+    /// a Redis Cluster (`redis-cluster://10.0.0.1:7000,10.0.0.2:7000`) or
+    /// the master named by Sentinels
+    /// (`redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder::new(url.into())
     }
