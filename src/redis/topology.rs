@@ -359,17 +359,13 @@ pub(super) struct Master {
 }
 
 impl Master {
-    /// A key `{prefix}marker{N}` whose hash tag puts it on this master: one
-    /// marker per shard, so a shard that restarts empty is noticed.
+    /// A key `{prefix}marker{N}` whose hash tag puts it on this master (on
+    /// the first slot it serves): one marker per shard, so a shard that
+    /// restarts empty is noticed.
     pub(super) fn marker_key(&self, prefix: &str) -> Option<String> {
-        (0u32..200_000).find_map(|n| {
-            let tag = n.to_string();
-            let slot = key_slot(tag.as_bytes());
-            self.slots
-                .iter()
-                .any(|(start, end)| (*start..=*end).contains(&slot))
-                .then(|| format!("{prefix}marker{{{tag}}}"))
-        })
+        let (first, _) = self.slots.first()?;
+        let tag = slot_tags().get(usize::from(*first))?;
+        Some(format!("{prefix}marker{{{tag}}}"))
     }
 
     pub(super) fn route(&self) -> SingleNodeRoutingInfo {
@@ -378,6 +374,26 @@ impl Master {
             port: self.port,
         }
     }
+}
+
+/// For every slot, the smallest number whose decimal digits hash to it:
+/// computed once (about 160 000 CRCs), then a marker key costs a look-up.
+fn slot_tags() -> &'static [u32] {
+    static TAGS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let mut tags = vec![u32::MAX; 16384];
+        let mut missing = tags.len();
+        let mut n = 0u32;
+        while missing > 0 {
+            let slot = usize::from(key_slot(n.to_string().as_bytes()));
+            if tags[slot] == u32::MAX {
+                tags[slot] = n;
+                missing -= 1;
+            }
+            n += 1;
+        }
+        tags
+    })
 }
 
 /// The cluster slot of a key without a hash tag: CRC16 (XMODEM) mod 16384,
