@@ -8,45 +8,47 @@
 //! it found when it refuses one. Only labels, algorithm identifiers and curve
 //! names are ever described: never key material.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use der::asn1::{AnyRef, ObjectIdentifier};
+use der::{Decode as _, Encode as _};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use pkcs8::{AlgorithmIdentifierRef, PrivateKeyInfo};
+use sec1::{EcParameters, EcPrivateKey};
 
 use super::alg::alg_name;
 use crate::error::{ConfigError, ConfigErrorKind};
 
 /// `id-ecPublicKey` (1.2.840.10045.2.1).
-const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 /// `rsaEncryption` (1.2.840.113549.1.1.1).
-const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 /// `id-RSASSA-PSS` (1.2.840.113549.1.1.10).
-const RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+const RSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
 /// `id-Ed25519` (1.3.101.112).
-const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 /// `id-Ed448` (1.3.101.113).
-const ED448: &[u8] = &[0x2b, 0x65, 0x71];
+const ED448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.113");
 
 /// Named curves by OID.
-const CURVES: &[(&[u8], &str)] = &[
-    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], "P-256"),
-    (&[0x2b, 0x81, 0x04, 0x00, 0x22], "P-384"),
-    (&[0x2b, 0x81, 0x04, 0x00, 0x23], "P-521"),
-    (&[0x2b, 0x81, 0x04, 0x00, 0x0a], "secp256k1"),
+const CURVES: &[(ObjectIdentifier, &str)] = &[
+    (ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"), "P-256"),
+    (ObjectIdentifier::new_unwrap("1.3.132.0.34"), "P-384"),
+    (ObjectIdentifier::new_unwrap("1.3.132.0.35"), "P-521"),
+    (ObjectIdentifier::new_unwrap("1.3.132.0.10"), "secp256k1"),
 ];
 
 /// The command that turns any OpenSSL-readable private key into PKCS#8.
 pub(crate) const TO_PKCS8: &str = "openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.pkcs8.pem";
 
 /// The curve an ECDSA algorithm signs on.
-fn curve_of(alg: Algorithm) -> Option<(&'static [u8], &'static str)> {
+fn curve_of(alg: Algorithm) -> Option<(ObjectIdentifier, &'static str)> {
     match alg {
-        Algorithm::ES256 => Some((CURVES[0].0, CURVES[0].1)),
-        Algorithm::ES384 => Some((CURVES[1].0, CURVES[1].1)),
+        Algorithm::ES256 => Some(CURVES[0]),
+        Algorithm::ES384 => Some(CURVES[1]),
         _ => None,
     }
 }
 
-fn curve_name(oid: &[u8]) -> &'static str {
+fn curve_name(oid: ObjectIdentifier) -> &'static str {
     CURVES
         .iter()
         .find(|(known, _)| *known == oid)
@@ -76,14 +78,13 @@ pub(crate) struct Block<'a> {
     pub(crate) label: &'a str,
     /// The whole block, markers included (what jsonwebtoken parses).
     pub(crate) text: &'a str,
-    body: &'a str,
 }
 
 impl Block<'_> {
-    /// The block's DER bytes.
+    /// The block's DER bytes (RFC 7468 decoding of the whole block).
     fn der(&self) -> Option<Vec<u8>> {
-        let compact: String = self.body.split_ascii_whitespace().collect();
-        STANDARD.decode(compact).ok()
+        let (label, der) = pem_rfc7468::decode_vec(self.text.as_bytes()).ok()?;
+        (label == self.label).then_some(der)
     }
 }
 
@@ -105,12 +106,10 @@ pub(crate) fn blocks(input: &[u8]) -> Vec<Block<'_>> {
         let Some(body_len) = after[body_start..].find(&end_marker) else {
             break;
         };
-        let body = &after[body_start..body_start + body_len];
         let block_end = begin + 11 + body_start + body_len + end_marker.len();
         found.push(Block {
             label,
             text: &rest[begin..block_end],
-            body,
         });
         rest = &rest[block_end..];
     }
@@ -259,9 +258,9 @@ pub(crate) fn private_der(alg: Algorithm, der: &[u8]) -> Result<Vec<u8>, ConfigE
         AlgorithmFamily::Ec if is_sec1(der) => sec1_to_pkcs8(alg, der),
         AlgorithmFamily::Rsa if pkcs8_algorithm(der).is_some() => {
             check_pkcs8(alg, der)?;
-            pkcs8_private_key(der)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| problem(alg, "the PKCS#8 structure does not parse"))
+            PrivateKeyInfo::from_der(der)
+                .map(|info| info.private_key.to_vec())
+                .map_err(|_| problem(alg, "the PKCS#8 structure does not parse"))
         }
         _ => {
             if pkcs8_algorithm(der).is_some() {
@@ -324,10 +323,10 @@ fn sec1_to_pkcs8(alg: Algorithm, sec1: &[u8]) -> Result<Vec<u8>, ConfigError> {
             ),
         ));
     };
-    if !is_sec1(sec1) {
+    let Ok(key) = EcPrivateKey::from_der(sec1) else {
         return Err(problem(alg, "the SEC1 \"EC PRIVATE KEY\" does not parse"));
-    }
-    if let Some(curve) = sec1_curve(sec1)
+    };
+    if let Some(EcParameters::NamedCurve(curve)) = key.parameters
         && curve != expected
     {
         return Err(problem(
@@ -339,122 +338,36 @@ fn sec1_to_pkcs8(alg: Algorithm, sec1: &[u8]) -> Result<Vec<u8>, ConfigError> {
             ),
         ));
     }
-    let mut algorithm = Vec::new();
-    tlv(0x06, EC_PUBLIC_KEY, &mut algorithm);
-    tlv(0x06, expected, &mut algorithm);
-    let mut info = Vec::with_capacity(sec1.len() + 32);
-    tlv(0x02, &[0], &mut info);
-    tlv(0x30, &algorithm, &mut info);
-    tlv(0x04, sec1, &mut info);
-    let mut out = Vec::with_capacity(info.len() + 4);
-    tlv(0x30, &info, &mut out);
-    Ok(out)
-}
-
-/// `SEQUENCE { INTEGER 1, OCTET STRING, ... }`: a SEC1 `ECPrivateKey`.
-fn is_sec1(der: &[u8]) -> bool {
-    let Some((0x30, body, _)) = read(der) else {
-        return false;
+    let curve = expected
+        .to_der()
+        .map_err(|_| problem(alg, "the curve could not be encoded"))?;
+    let parameters = AnyRef::from_der(&curve)
+        .map_err(|_| problem(alg, "the curve could not be encoded"))?;
+    let info = PrivateKeyInfo {
+        algorithm: AlgorithmIdentifierRef {
+            oid: EC_PUBLIC_KEY,
+            parameters: Some(parameters),
+        },
+        private_key: sec1,
+        public_key: None,
     };
-    matches!(read(body), Some((0x02, [1], rest)) if matches!(read(rest), Some((0x04, _, _))))
+    info.to_der()
+        .map_err(|_| problem(alg, "the SEC1 \"EC PRIVATE KEY\" could not be rewrapped"))
 }
 
-/// The named curve in a SEC1 key's `[0] parameters`, if given.
-fn sec1_curve(der: &[u8]) -> Option<&[u8]> {
-    let (_, body, _) = read(der)?;
-    let (_, _, rest) = read(body)?; // version
-    let (_, _, mut rest) = read(rest)?; // privateKey
-    while let Some((tag, value, next)) = read(rest) {
-        if tag == 0xa0 {
-            return match read(value)? {
-                (0x06, oid, _) => Some(oid),
-                _ => None,
-            };
-        }
-        rest = next;
-    }
-    None
+/// Whether `der` is a SEC1 `ECPrivateKey`.
+fn is_sec1(der: &[u8]) -> bool {
+    EcPrivateKey::from_der(der).is_ok()
 }
 
 /// A PKCS#8 key's algorithm OID and, for EC, its curve OID.
-fn pkcs8_algorithm(der: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
-    let (0x30, body, _) = read(der)? else {
-        return None;
-    };
-    let (0x02, _, rest) = read(body)? else {
-        return None;
-    };
-    let (0x30, algorithm, rest) = read(rest)? else {
-        return None;
-    };
-    let (0x04, _, _) = read(rest)? else {
-        return None;
-    };
-    let (0x06, oid, params) = read(algorithm)? else {
-        return None;
-    };
-    let curve = match read(params) {
-        Some((0x06, curve, _)) => Some(curve),
-        _ => None,
-    };
-    Some((oid, curve))
-}
-
-/// The `privateKey` OCTET STRING of a PKCS#8 key.
-fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
-    let (_, body, _) = read(der)?;
-    let (_, _, rest) = read(body)?;
-    let (_, _, rest) = read(rest)?;
-    match read(rest)? {
-        (0x04, key, _) => Some(key),
-        _ => None,
-    }
-}
-
-/// Reads one DER TLV: tag, value, what follows. `None` on anything malformed.
-fn read(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = der.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = match first {
-        0..=0x7f => (usize::from(first), rest),
-        0x81 => {
-            let (&len, rest) = rest.split_first()?;
-            (usize::from(len), rest)
-        }
-        0x82 => {
-            let (len, rest) = rest.split_at_checked(2)?;
-            (usize::from(u16::from_be_bytes([len[0], len[1]])), rest)
-        }
-        0x83 => {
-            let (len, rest) = rest.split_at_checked(3)?;
-            (
-                u32::from_be_bytes([0, len[0], len[1], len[2]]) as usize,
-                rest,
-            )
-        }
-        _ => return None,
-    };
-    let (value, rest) = rest.split_at_checked(len)?;
-    Some((tag, value, rest))
-}
-
-/// Appends a DER TLV.
-fn tlv(tag: u8, value: &[u8], out: &mut Vec<u8>) {
-    out.push(tag);
-    match value.len() {
-        len @ 0..=0x7f => out.push(len as u8),
-        len @ 0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),
-        len @ 0x100..=0xffff => {
-            out.push(0x82);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            // Values come from `read`, so they fit in three bytes.
-            let [_, a, b, c] = (len as u32).to_be_bytes();
-            out.extend_from_slice(&[0x83, a, b, c]);
-        }
-    }
-    out.extend_from_slice(value);
+fn pkcs8_algorithm(der: &[u8]) -> Option<(ObjectIdentifier, Option<ObjectIdentifier>)> {
+    let info = PrivateKeyInfo::from_der(der).ok()?;
+    let curve = info
+        .algorithm
+        .parameters
+        .and_then(|params| params.decode_as::<ObjectIdentifier>().ok());
+    Some((info.algorithm.oid, curve))
 }
 
 #[cfg(test)]
@@ -470,6 +383,10 @@ mod tests {
         let blocks = blocks(pem.as_bytes());
         let block = blocks.iter().find(|b| b.label == label).expect(label);
         block.der().expect("base64")
+    }
+
+    fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
+        PrivateKeyInfo::from_der(der).ok().map(|info| info.private_key)
     }
 
     fn detail(error: ConfigError) -> String {
