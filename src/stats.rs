@@ -38,6 +38,9 @@ struct Stripe([AtomicU64; SLOTS]);
 /// The live counters of one layer (shared by its clones and services).
 pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
+    /// The same counts through the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    exported: exported::Exported,
 }
 
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
@@ -52,6 +55,8 @@ impl Counters {
             stripes: (0..STRIPES)
                 .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
                 .collect(),
+            #[cfg(feature = "metrics")]
+            exported: exported::Exported::register(),
         }
     }
 
@@ -62,10 +67,16 @@ impl Counters {
 
     pub(crate) fn count(&self, event: Event) {
         self.add(event as usize);
+        #[cfg(feature = "metrics")]
+        self.exported.events[event as usize].increment(1);
     }
 
     pub(crate) fn rejected(&self, kind: RejectionKind) {
         self.add(EVENTS + index(kind));
+        #[cfg(feature = "metrics")]
+        if let Some(counter) = self.exported.rejected.get(index(kind)) {
+            counter.increment(1);
+        }
     }
 
     fn sum(&self, slot: usize) -> u64 {
@@ -84,6 +95,59 @@ impl Counters {
             reuse_detected: self.sum(Event::ReuseDetected as usize),
             rejected: std::array::from_fn(|i| self.sum(EVENTS + i)),
         }
+    }
+}
+
+/// The `metrics` facade's side (feature `metrics`): handles registered once,
+/// when the layer is built, with the recorder installed then.
+#[cfg(feature = "metrics")]
+pub(crate) mod exported {
+    use super::{EVENTS, Event, KINDS};
+
+    /// Metric names (Prometheus conventions: `_total` counters, base units).
+    pub(crate) const VERIFIED: &str = "sliding_jwt_verified_total";
+    pub(crate) const CACHE_HITS: &str = "sliding_jwt_cache_hits_total";
+    pub(crate) const RENEWED: &str = "sliding_jwt_renewed_total";
+    pub(crate) const REVOKED: &str = "sliding_jwt_revoked_total";
+    pub(crate) const REUSE_DETECTED: &str = "sliding_jwt_reuse_detected_total";
+    pub(crate) const REJECTED: &str = "sliding_jwt_rejected_total";
+    pub(crate) const STORE_SECONDS: &str = "sliding_jwt_store_round_trip_seconds";
+
+    pub(crate) struct Exported {
+        pub(crate) events: [metrics::Counter; EVENTS],
+        pub(crate) rejected: Vec<metrics::Counter>,
+    }
+
+    impl Exported {
+        pub(crate) fn register() -> Self {
+            let name = |event: Event| match event {
+                Event::Verified => VERIFIED,
+                Event::CacheHit => CACHE_HITS,
+                Event::Renewed => RENEWED,
+                Event::Revoked => REVOKED,
+                Event::ReuseDetected => REUSE_DETECTED,
+            };
+            let events = [
+                Event::Verified,
+                Event::CacheHit,
+                Event::Renewed,
+                Event::Revoked,
+                Event::ReuseDetected,
+            ];
+            Self {
+                events: events.map(|event| metrics::counter!(name(event))),
+                rejected: KINDS
+                    .iter()
+                    .map(|kind| metrics::counter!(REJECTED, "reason" => kind.as_str()))
+                    .collect(),
+            }
+        }
+    }
+
+    /// Records one store round trip (`store` is `redis` or `durable`).
+    pub(crate) fn store_round_trip(store: &'static str, started: std::time::Instant) {
+        metrics::histogram!(STORE_SECONDS, "store" => store)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 

@@ -341,8 +341,8 @@ fn sec1_to_pkcs8(alg: Algorithm, sec1: &[u8]) -> Result<Vec<u8>, ConfigError> {
     let curve = expected
         .to_der()
         .map_err(|_| problem(alg, "the curve could not be encoded"))?;
-    let parameters = AnyRef::from_der(&curve)
-        .map_err(|_| problem(alg, "the curve could not be encoded"))?;
+    let parameters =
+        AnyRef::from_der(&curve).map_err(|_| problem(alg, "the curve could not be encoded"))?;
     let info = PrivateKeyInfo {
         algorithm: AlgorithmIdentifierRef {
             oid: EC_PUBLIC_KEY,
@@ -386,7 +386,9 @@ mod tests {
     }
 
     fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
-        PrivateKeyInfo::from_der(der).ok().map(|info| info.private_key)
+        PrivateKeyInfo::from_der(der)
+            .ok()
+            .map(|info| info.private_key)
     }
 
     fn detail(error: ConfigError) -> String {

@@ -374,7 +374,12 @@ impl Shared {
     ) -> Result<T, StoreError> {
         RedisCounters::add(&self.stats.round_trips, 1);
         let mut connection = self.commands();
-        bounded(self.timeout, command.run(&mut connection)).await
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let result = bounded(self.timeout, command.run(&mut connection)).await;
+        #[cfg(feature = "metrics")]
+        crate::stats::exported::store_round_trip("redis", started);
+        result
     }
 }
 
@@ -388,7 +393,12 @@ impl Shared {
     ) -> Result<T, StoreError> {
         RedisCounters::add(&self.stats.round_trips, 1);
         let mut connection = self.commands();
-        bounded(self.timeout, connection.query_on_key(pipeline, key)).await
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let result = bounded(self.timeout, connection.query_on_key(pipeline, key)).await;
+        #[cfg(feature = "metrics")]
+        crate::stats::exported::store_round_trip("redis", started);
+        result
     }
 }
 

@@ -330,8 +330,13 @@ impl RevocationStore for DurableStore {
             return Box::pin(std::future::ready(Ok(())));
         }
         let done = self.writer.submit(encode(&revocation));
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         Box::pin(async move {
-            done.await.map_err(|error| {
+            let done = done.await;
+            #[cfg(feature = "metrics")]
+            crate::stats::exported::store_round_trip("durable", started);
+            done.map_err(|error| {
                 event!(warn, %error, "a revocation could not be made durable; this process honours it until it restarts");
                 StoreError::new(StoreErrorKind::Unavailable, Some(Box::new(error)))
             })
