@@ -7,94 +7,54 @@
 //! cargo run --example tonic -- client  # two calls; the first one renews the token
 //! ```
 //!
-//! The service plumbing below is what `tonic-build` would generate, written
-//! by hand so that no `protoc` is needed:
-//!
-//! ```proto
-//! service Greeter { rpc SayHello (HelloRequest) returns (HelloReply); }
-//! message HelloRequest { string name = 1; }
-//! message HelloReply { string message = 1; }
-//! ```
+//! The service and its messages are tonic's generated code for
+//! `examples/proto/helloworld.proto`, checked in as
+//! `examples/proto/helloworld.rs` (regenerate it with
+//! `cargo run --manifest-path scripts/protogen/Cargo.toml`, which needs
+//! `protoc`; building the demo does not). The server is what a tonic user
+//! writes: an `impl Greeter` whose handler reads the `Session` the layer put
+//! into the request's extensions, served as `GreeterServer::new(..)` behind
+//! `Server::builder().layer(..)`; the client is the generated
+//! `GreeterClient` over a channel wrapped in [`ClientLayer`].
 #![allow(unreachable_pub)]
 
 #[path = "demo/mod.rs"]
 pub mod demo;
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
-use std::pin::Pin;
+/// tonic's generated code for `helloworld.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod helloworld {
+    include!("proto/helloworld.rs");
+}
+
 use std::process::ExitCode;
-use std::task::{Context, Poll};
 
 use demo::DemoClaims;
-use http::uri::PathAndQuery;
+use helloworld::greeter_client::GreeterClient;
+use helloworld::greeter_server::{Greeter, GreeterServer};
+pub use helloworld::{HelloReply, HelloRequest};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
-use tower::{Layer, Service};
+use tonic::{Request, Response, Status};
+use tower::Layer;
 use tower_sliding_jwt::{
     Client, ClientLayer, Clock, DefaultPolicy, GrpcResponder, Key, ManualClock, Session,
     SlidingJwtLayer, SystemClock, TokenStore,
 };
 
-/// `helloworld.HelloRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct HelloRequest {
-    /// Who to greet.
-    #[prost(string, tag = "1")]
-    pub name: String,
-}
+/// The demo's `helloworld.Greeter`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoGreeter;
 
-/// `helloworld.HelloReply`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct HelloReply {
-    /// The greeting.
-    #[prost(string, tag = "1")]
-    pub message: String,
-}
-
-/// The method's path.
-pub const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
-
-/// The `helloworld.Greeter` server.
-#[derive(Debug, Clone, Default)]
-pub struct Greeter;
-
-impl tonic::server::NamedService for Greeter {
-    const NAME: &'static str = "helloworld.Greeter";
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl Service<http::Request<tonic::body::Body>> for Greeter {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        match request.uri().path() {
-            SAY_HELLO => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-                Ok(grpc.unary(SayHello, request).await)
-            }),
-            _ => Box::pin(async { Ok(tonic::Status::unimplemented("no such method").into_http()) }),
-        }
-    }
-}
-
-struct SayHello;
-
-impl tonic::server::UnaryService<HelloRequest> for SayHello {
-    type Response = HelloReply;
-    type Future = Ready<Result<tonic::Response<HelloReply>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<HelloRequest>) -> Self::Future {
+#[tonic::async_trait]
+impl Greeter for DemoGreeter {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
         // The layer verified the token and put the session (it derefs to the
-        // claims) into the extensions.
+        // claims) into the extensions; tonic hands them to the handler.
         let user = request
             .extensions()
             .get::<Session<DemoClaims>>()
@@ -104,7 +64,7 @@ impl tonic::server::UnaryService<HelloRequest> for SayHello {
             request.get_ref().name,
             user.as_deref().unwrap_or("?")
         );
-        ready(Ok(tonic::Response::new(HelloReply { message })))
+        Ok(Response::new(HelloReply { message }))
     }
 }
 
@@ -128,53 +88,30 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .layer(layer)
-        .add_service(Greeter)
+        .add_service(GreeterServer::new(DemoGreeter))
         .serve_with_incoming(TcpIncoming::from(listener))
         .await
 }
 
-/// A Greeter client over a channel wrapped in the client-side layer.
-#[derive(Debug)]
-pub struct GreeterClient {
-    grpc: tonic::client::Grpc<Client<Channel>>,
+/// A Greeter client for `address` (e.g. `http://127.0.0.1:50051`),
+/// authenticating with `tokens`: the generated client over a channel wrapped
+/// in the client-side layer, which attaches `authorization: Bearer
+/// <current>` and adopts renewed tokens of the same session. A channel has
+/// one endpoint, so the layer is bound to it by construction.
+pub async fn connect(
+    address: String,
+    tokens: TokenStore,
+) -> Result<GreeterClient<Client<Channel>>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(address)?.connect().await?;
+    Ok(GreeterClient::new(
+        ClientLayer::for_channel(tokens).layer(channel),
+    ))
 }
 
-impl GreeterClient {
-    /// Connects to `address` (e.g. `http://127.0.0.1:50051`), authenticating with `tokens`.
-    pub async fn connect(
-        address: String,
-        tokens: TokenStore,
-    ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(address)?.connect().await?;
-        // Attaches `authorization: Bearer <current>` and adopts renewed tokens
-        // of the same session. A channel has one endpoint, so the layer is
-        // bound to it by construction (tonic sends relative URIs and the
-        // channel adds its own origin).
-        let service = ClientLayer::for_channel(tokens).layer(channel);
-        Ok(Self {
-            grpc: tonic::client::Grpc::new(service),
-        })
-    }
-
-    /// Calls `SayHello`.
-    pub async fn say_hello(
-        &mut self,
-        name: &str,
-    ) -> Result<tonic::Response<HelloReply>, tonic::Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let request = tonic::Request::new(HelloRequest {
-            name: name.to_owned(),
-        });
-        self.grpc
-            .unary(
-                request,
-                PathAndQuery::from_static(SAY_HELLO),
-                tonic_prost::ProstCodec::default(),
-            )
-            .await
+/// A `SayHello` request for `name`.
+pub fn hello(name: &str) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
     }
 }
 
@@ -187,11 +124,10 @@ async fn client(secret: &[u8], port: u16) -> Result<(), Box<dyn std::error::Erro
         .issuer()
         .issue(demo::claims("alice", "admin"))?;
     let tokens = TokenStore::new(login.token());
-    let mut greeter =
-        GreeterClient::connect(format!("http://127.0.0.1:{port}"), tokens.clone()).await?;
+    let mut greeter = connect(format!("http://127.0.0.1:{port}"), tokens.clone()).await?;
     println!("token expires at {:?} (login)", tokens.expires_at());
     for name in ["world", "again", "once more"] {
-        let reply = greeter.say_hello(name).await?;
+        let reply = greeter.say_hello(hello(name)).await?;
         println!(
             "{}  -- token expires at {:?}",
             reply.get_ref().message,

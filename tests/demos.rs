@@ -476,19 +476,25 @@ async fn tonic_demo_keeps_the_contract() {
     let address = format!("http://{addr}");
 
     // No token: UNAUTHENTICATED.
-    let mut anonymous = tonic_demo::GreeterClient::connect(address.clone(), TokenStore::empty())
+    let mut anonymous = tonic_demo::connect(address.clone(), TokenStore::empty())
         .await
         .unwrap();
-    let status = anonymous.say_hello("nobody").await.unwrap_err();
+    let status = anonymous
+        .say_hello(tonic_demo::hello("nobody"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     // A forged token: UNAUTHENTICATED.
     let forged = format!("{}x", login.token());
     let refused = TokenStore::new(&forged);
-    let mut bad = tonic_demo::GreeterClient::connect(address.clone(), refused.clone())
+    let mut bad = tonic_demo::connect(address.clone(), refused.clone())
         .await
         .unwrap();
     assert_eq!(
-        bad.say_hello("mallory").await.unwrap_err().code(),
+        bad.say_hello(tonic_demo::hello("mallory"))
+            .await
+            .unwrap_err()
+            .code(),
         tonic::Code::Unauthenticated
     );
     assert!(
@@ -497,10 +503,8 @@ async fn tonic_demo_keeps_the_contract() {
     );
 
     let tokens = TokenStore::new(login.token());
-    let mut greeter = tonic_demo::GreeterClient::connect(address, tokens.clone())
-        .await
-        .unwrap();
-    let reply = greeter.say_hello("world").await.unwrap();
+    let mut greeter = tonic_demo::connect(address, tokens.clone()).await.unwrap();
+    let reply = greeter.say_hello(tonic_demo::hello("world")).await.unwrap();
     assert!(reply.get_ref().message.contains("world") && reply.get_ref().message.contains("alice"));
     assert!(reply.metadata().get("authorization").is_none());
     assert_eq!(tokens.token().unwrap(), login.token());
@@ -508,7 +512,7 @@ async fn tonic_demo_keeps_the_contract() {
     // Inside the window: the renewal arrives in the initial metadata and the
     // client layer swaps to it.
     clock.advance(Duration::from_secs(50 * 60));
-    let reply = greeter.say_hello("again").await.unwrap();
+    let reply = greeter.say_hello(tonic_demo::hello("again")).await.unwrap();
     let renewed = reply
         .metadata()
         .get("authorization")
@@ -521,7 +525,7 @@ async fn tonic_demo_keeps_the_contract() {
     assert_eq!(payload(renewed)["sid"], payload(login.token())["sid"]);
     // The old token expires; the client carries on with the new one.
     clock.advance(Duration::from_secs(20 * 60));
-    assert!(greeter.say_hello("later").await.is_ok());
+    assert!(greeter.say_hello(tonic_demo::hello("later")).await.is_ok());
 }
 
 const ES256_PEM: &str = include_str!("keys/es256-private.pem");
