@@ -52,13 +52,19 @@ pub(crate) enum Action<C> {
     RenewWith(C),
 }
 
+/// What every session of a layer shares (the store, the clock, the
+/// counters), behind one `Arc`: a request pays one reference count for all.
+pub(crate) struct SessionEnv {
+    pub(crate) store: Arc<dyn RevocationStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) counters: Arc<Counters>,
+}
+
 struct Inner<C> {
     verified: Held<C>,
-    store: Arc<dyn RevocationStore>,
-    clock: Arc<dyn Clock>,
+    env: Arc<SessionEnv>,
     /// When a revocation of this session can be forgotten.
     session_until: i64,
-    counters: Arc<Counters>,
     /// When a revocation of this one token can be forgotten.
     token_until: i64,
     action: Mutex<Action<C>>,
@@ -152,9 +158,7 @@ impl<C: Claims> Session<C> {
 
     pub(crate) fn new(
         verified: Held<C>,
-        store: Arc<dyn RevocationStore>,
-        clock: Arc<dyn Clock>,
-        counters: Arc<Counters>,
+        env: Arc<SessionEnv>,
         deadline: Option<i64>,
         leeway: i64,
     ) -> Self {
@@ -168,11 +172,9 @@ impl<C: Claims> Session<C> {
         Self {
             inner: Arc::new(Inner {
                 verified,
-                store,
-                clock,
+                env,
                 session_until,
                 token_until,
-                counters,
                 action: Mutex::new(Action::None),
                 not_activity: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -210,14 +212,8 @@ impl<C: Claims> Session<C> {
             },
             (None, None) => return Err(StoreErrorKind::NotRevocable.into()),
         };
-        let inner = &self.inner;
-        record(
-            &*inner.store,
-            revocation,
-            inner.clock.now(),
-            &inner.counters,
-        )
-        .await
+        let env = &self.inner.env;
+        record(&*env.store, revocation, env.clock.now(), &env.counters).await
     }
 
     /// Issues a token with updated claims on this response, now, whatever the
@@ -313,14 +309,12 @@ mod tests {
                 alg: jsonwebtoken::Algorithm::HS256,
             },
         };
-        let session = Session::new(
-            Held::Owned(verified),
-            Arc::new(store.clone()),
-            Arc::new(clock),
-            Arc::new(Counters::new()),
-            Some(900 + 86_400),
-            5,
-        );
+        let env = Arc::new(SessionEnv {
+            store: Arc::new(store.clone()),
+            clock: Arc::new(clock),
+            counters: Arc::new(Counters::new()),
+        });
+        let session = Session::new(Held::Owned(verified), env, Some(900 + 86_400), 5);
         session.end().await.unwrap();
         let ids = TokenIds::of(&claims.registered);
         assert_eq!(store.status(&ids, 2004), Status::Revoked);

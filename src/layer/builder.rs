@@ -21,6 +21,7 @@ use crate::keys::{Key, Keys, provider};
 use crate::log::event;
 use crate::reject::HttpResponder;
 use crate::revoke::{MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore};
+use crate::session::SessionEnv;
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
 use crate::token::TokenEngine;
@@ -361,6 +362,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
                  use DurableStore (one instance) or redis::RedisStore (a cluster)"
             );
         }
+        let counters = Arc::new(Counters::new());
+        let env = Arc::new(SessionEnv {
+            store: store.clone(),
+            clock: settings.clock.clone(),
+            counters: counters.clone(),
+        });
         let core = TokenEngine {
             keys,
             clock: settings.clock,
@@ -374,8 +381,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             max_session,
             ttl_limit,
             max_session_limit,
-            counters: Arc::new(Counters::new()),
+            counters,
             reuse,
+            env,
             _claims: PhantomData,
         };
         let config = Config {

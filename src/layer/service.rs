@@ -158,14 +158,7 @@ where
         // One allocation carries the claims, the raw token and the session
         // state; the extension and the response future share it.
         let deadline = core.session_deadline(verified.claims.registered());
-        let session = Session::new(
-            verified,
-            core.store.clone(),
-            core.clock.clone(),
-            core.counters.clone(),
-            deadline,
-            core.leeway,
-        );
+        let session = Session::new(verified, core.env.clone(), deadline, core.leeway);
         request.extensions_mut().insert(session.clone());
         request.extensions_mut().insert(AuthenticatedByLayer);
         let reused = (grace.is_some() && check.is_some()).then(|| Reused {

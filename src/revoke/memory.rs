@@ -88,6 +88,10 @@ struct MemoryInner {
     /// revoked" with a few atomic loads, no lock and no allocation.
     levels: Box<[OnceLock<Level>]>,
     active: AtomicUsize,
+    /// Live entries per kind: a check skips (does not even hash) an id of a
+    /// kind the store holds none of, e.g. `sub` while nobody was logged
+    /// out everywhere.
+    live: [AtomicUsize; 4],
     /// Per-store random seed of the filter's hash.
     seed: u64,
     entries: RwLock<Entries>,
@@ -155,6 +159,7 @@ impl MemoryStore {
             inner: Arc::new(MemoryInner {
                 levels,
                 active: AtomicUsize::new(0),
+                live: Default::default(),
                 seed: std::collections::hash_map::RandomState::new().hash_one(0u8) | 1,
                 entries: RwLock::new(Entries {
                     maps: Default::default(),
@@ -276,6 +281,7 @@ impl MemoryStore {
                 key: key.clone(),
             };
             // Counted in before the entry is visible, under the write lock.
+            self.inner.live[kind as usize].fetch_add(1, Ordering::AcqRel);
             self.active_level().add(hash);
             if entries.in_next(&due)
                 && let Some(next) = self.next_level()
@@ -344,14 +350,18 @@ impl MemoryStore {
     /// Whether the token is revoked at `now`, synchronously.
     pub fn status(&self, token: &TokenIds<'_>, now: i64) -> Status {
         let level = self.active_level();
+        let holds = |kind: IdKind| self.inner.live[kind as usize].load(Ordering::Acquire) > 0;
         let sid = token
             .sid
+            .filter(|_| holds(IdKind::Session))
             .filter(|sid| level.contains(self.hash(IdKind::Session, sid)));
         let jti = token
             .jti
+            .filter(|_| holds(IdKind::Token) || holds(IdKind::Replaced))
             .filter(|jti| level.contains(self.hash(IdKind::Token, jti)));
         let sub = token
             .sub
+            .filter(|_| holds(IdKind::Subject))
             .filter(|sub| level.contains(self.hash(IdKind::Subject, sub)));
         if sid.is_none() && jti.is_none() && sub.is_none() {
             return Status::Active;
@@ -391,6 +401,7 @@ impl MemoryStore {
             // Counted out after the entry is gone from the map.
             let hash = self.hash(due.kind, &due.key);
             self.active_level().remove(hash);
+            self.inner.live[due.kind as usize].fetch_sub(1, Ordering::AcqRel);
             if entries.in_next(&due)
                 && let Some(next) = self.next_level()
             {

@@ -57,6 +57,8 @@ pub(crate) struct TokenEngine<K, C> {
     pub(crate) counters: Arc<Counters>,
     /// Reuse detection, when on.
     pub(crate) reuse: Option<ReuseDetection<C>>,
+    /// The store, clock and counters again, behind one `Arc` for sessions.
+    pub(crate) env: Arc<crate::session::SessionEnv>,
     pub(crate) _claims: PhantomData<fn() -> C>,
 }
 
