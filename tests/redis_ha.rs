@@ -99,6 +99,23 @@ async fn revocations_agree(layers: &[&Layer], n: usize) -> (Vec<String>, Vec<Str
     (tokens(revoked), tokens(live))
 }
 
+/// A logout of `token`'s session on `on` is refused by every layer within
+/// a second.
+async fn late_logout_reaches(on: &Layer, layers: &[&Layer], token: &str) {
+    on.revoker()
+        .revoke_session(payload(token)["sid"].as_str().unwrap())
+        .await
+        .unwrap();
+    for layer in layers {
+        within(
+            Duration::from_secs(1),
+            "a later logout reaches everyone",
+            || async { status(layer, token).await.0 == StatusCode::UNAUTHORIZED },
+        )
+        .await;
+    }
+}
+
 /// Thirty parallel requests with one near-expiry token over the layers get
 /// one replacement.
 async fn one_replacement(layers: &[&Layer], clock: &ManualClock) {
@@ -210,19 +227,7 @@ async fn a_redis_cluster_agrees_and_loses_nothing_when_a_master_restarts_empty()
         );
     }
     // A logout after the recovery reaches everyone.
-    let late = live.last().unwrap();
-    c.revoker()
-        .revoke_session(payload(late)["sid"].as_str().unwrap())
-        .await
-        .unwrap();
-    for layer in [&a, &b, &c, &d] {
-        within(
-            Duration::from_secs(1),
-            "a logout after the recovery reaches everyone",
-            || async { status(layer, late).await.0 == StatusCode::UNAUTHORIZED },
-        )
-        .await;
-    }
+    late_logout_reaches(&c, &[&a, &b, &c, &d], live.last().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,19 +355,7 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         assert_eq!(status(&d, token).await.0, StatusCode::UNAUTHORIZED);
     }
     // A logout after the failover reaches everyone.
-    let late = live.last().unwrap();
-    b.revoker()
-        .revoke_session(payload(late)["sid"].as_str().unwrap())
-        .await
-        .unwrap();
-    for layer in [&a, &b, &c, &d] {
-        within(
-            Duration::from_secs(1),
-            "a logout after the failover reaches everyone",
-            || async { status(layer, late).await.0 == StatusCode::UNAUTHORIZED },
-        )
-        .await;
-    }
+    late_logout_reaches(&b, &[&a, &b, &c, &d], live.last().unwrap()).await;
     // With no replica left, a store that waits for one says so.
     let error = tower_sliding_jwt::RevocationStore::revoke(
         &waiting,

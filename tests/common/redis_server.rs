@@ -242,6 +242,15 @@ pub async fn store_commands_at(url: &str) -> u64 {
         .sum()
 }
 
+/// `127.0.0.1:p1,127.0.0.1:p2,...` for `nodes`.
+fn hosts(nodes: &[Node]) -> String {
+    let hosts: Vec<String> = nodes
+        .iter()
+        .map(|node| format!("127.0.0.1:{}", node.port))
+        .collect();
+    hosts.join(",")
+}
+
 /// Whether an `INFO`-like answer contains `text`.
 fn info_contains(reply: redis::RedisResult<redis::Value>, text: &str) -> bool {
     match reply {
@@ -330,12 +339,7 @@ impl RedisCluster {
     }
 
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
-            .collect();
-        format!("redis-cluster://{}", hosts.join(","))
+        format!("redis-cluster://{}", hosts(&self.nodes))
     }
 
     /// Commands executed by every node.
@@ -499,12 +503,7 @@ impl Sentinels {
     }
 
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .sentinels
-            .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
-            .collect();
-        format!("redis-sentinel://{}/{SERVICE}", hosts.join(","))
+        format!("redis-sentinel://{}/{SERVICE}", hosts(&self.sentinels))
     }
 
     /// The port of the master the Sentinels name now.
