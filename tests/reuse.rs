@@ -195,6 +195,7 @@ struct Flaky {
     marks: Arc<AtomicUsize>,
     fail_marks: Arc<AtomicBool>,
     fail_checks: Arc<AtomicBool>,
+    fail_sessions: Arc<AtomicBool>,
 }
 
 impl RevocationStore for Flaky {
@@ -210,6 +211,11 @@ impl RevocationStore for Flaky {
         revocation: Revocation,
         now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if matches!(revocation.target, RevocationTarget::Session(_))
+            && self.fail_sessions.load(Ordering::SeqCst)
+        {
+            return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
+        }
         if matches!(revocation.target, RevocationTarget::Replaced { .. }) {
             self.marks.fetch_add(1, Ordering::SeqCst);
             if self.fail_marks.load(Ordering::SeqCst) {
@@ -330,19 +336,108 @@ fn a_store_that_keeps_no_marks_is_refused_at_build_time() {
 }
 
 #[tokio::test]
-async fn the_issuers_verify_detects_reuse_too() {
+async fn the_issuers_verify_refuses_a_reused_token_without_ending_the_session() {
     let clock = clock();
     let layer = layer_on(MemoryStore::new(), &clock, None);
     let (old, new) = renewed_once(&layer, &clock).await;
+    // `verify` marks the replacement's first use, as the layer does...
     layer.issuer().verify(&new).await.unwrap();
     clock.advance(seconds(GRACE + 1));
     assert_eq!(
         layer.issuer().verify(&old).await.unwrap_err().kind(),
         RejectionKind::TokenReused
     );
+    // ...but a token kept for later (a queued message) is not a stolen
+    // copy: the session goes on.
+    layer.issuer().verify(&new).await.unwrap();
+    assert_eq!(layer.stats().reuse_detected(), 0);
+    // The layer itself ends it.
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
     assert_eq!(
         layer.issuer().verify(&new).await.unwrap_err().kind(),
         RejectionKind::Revoked
+    );
+}
+
+/// A request with the old token that outlives the grace (a slow handler,
+/// a response delivered late) hands back no replacement: the client has
+/// moved on, and the stale replacement would count as reuse later.
+#[tokio::test]
+async fn a_request_that_outlives_the_grace_hands_back_no_stale_replacement() {
+    let clock = clock();
+    let layer = layer_on(MemoryStore::new(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    // Inside the grace the old token arrives again, and its handler takes
+    // ten minutes.
+    clock.advance(seconds(10));
+    let slow_clock = clock.clone();
+    let slow = tower::Layer::layer(
+        &layer,
+        tower::service_fn(move |_request: http::Request<()>| {
+            slow_clock.advance(minutes(10));
+            std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                String::new(),
+            )))
+        }),
+    );
+    let response = send(&slow, get(&old)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed(&response).is_none(), "a stale replacement was handed back");
+    // A quick request inside the grace still gets it (checked before the
+    // ten minutes: see parallel_requests_inside_the_grace_are_not_reuse).
+    assert_eq!(layer.stats().reuse_detected(), 0);
+}
+
+/// Marks have a budget of their own: a store full of marks loses detection
+/// for new renewals (logged), never a logout, and never locks a session out.
+#[tokio::test]
+async fn a_store_full_of_marks_neither_refuses_logouts_nor_locks_sessions_out() {
+    let clock = clock();
+    let store = MemoryStore::with_capacity(1);
+    let layer = layer_on(store.clone(), &clock, None);
+    let (_, first) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &first).await.0, StatusCode::OK);
+    // The one mark the store has room for is taken; the next renewal's
+    // first use is served all the same.
+    let (_, second) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &second).await.0, StatusCode::OK);
+    assert_eq!(status_of(&layer, &second).await.0, StatusCode::OK);
+    // And a logout still has its room.
+    let sid = payload(&second)["sid"].as_str().unwrap().to_owned();
+    layer.revoker().revoke_session(&sid).await.unwrap();
+    assert_eq!(
+        status_of(&layer, &second).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+    );
+}
+
+/// Detection that cannot end the session answers 503, so the client
+/// retries and the next arrival tries again (fail closed).
+#[tokio::test]
+async fn a_detection_whose_revocation_fails_answers_503_and_is_tried_again() {
+    let clock = clock();
+    let store = Flaky::default();
+    let layer = layer_on(store.clone(), &clock, None);
+    let (old, new) = renewed_once(&layer, &clock).await;
+    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
+    clock.advance(seconds(GRACE + 1));
+    store.fail_sessions.store(true, Ordering::SeqCst);
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::SERVICE_UNAVAILABLE, Some(RejectionKind::StoreUnavailable))
+    );
+    store.fail_sessions.store(false, Ordering::SeqCst);
+    assert_eq!(
+        status_of(&layer, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
+    assert_eq!(
+        status_of(&layer, &new).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
     );
 }
 

@@ -8,6 +8,8 @@
 //! it found when it refuses one. Only labels, algorithm identifiers and curve
 //! names are ever described: never key material.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use der::asn1::{AnyRef, ObjectIdentifier};
 use der::{Decode as _, Encode as _};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
@@ -81,10 +83,16 @@ pub(crate) struct Block<'a> {
 }
 
 impl Block<'_> {
-    /// The block's DER bytes (RFC 7468 decoding of the whole block).
+    /// The block's DER bytes. Read leniently, as OpenSSL does: any line
+    /// length and any whitespace (RFC 7468's strict 64-character lines
+    /// would refuse keys that tools print with 76-character lines or on one
+    /// line, e.g. from an environment variable).
     fn der(&self) -> Option<Vec<u8>> {
-        let (label, der) = pem_rfc7468::decode_vec(self.text.as_bytes()).ok()?;
-        (label == self.label).then_some(der)
+        let begin = format!("-----BEGIN {}-----", self.label);
+        let end = format!("-----END {}-----", self.label);
+        let body = self.text.strip_prefix(&begin)?.strip_suffix(&end)?;
+        let compact: String = body.split_ascii_whitespace().collect();
+        STANDARD.decode(compact).ok()
     }
 }
 
@@ -405,6 +413,19 @@ mod tests {
         let cut = &ES256_PKCS8[..ES256_PKCS8.len() - 10];
         assert!(blocks(cut.as_bytes()).is_empty());
         assert!(blocks(b"\xff\xfe-----BEGIN PRIVATE KEY-----").is_empty());
+    }
+
+    #[test]
+    fn a_body_on_one_line_or_on_long_lines_is_read_too() {
+        let sec1 = der_of(ES256_SEC1, "EC PRIVATE KEY");
+        let body = STANDARD.encode(&sec1);
+        for wrapped in [body.clone(), body.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\r\n")] {
+            let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{wrapped}\n-----END EC PRIVATE KEY-----\n");
+            assert!(
+                matches!(private_pem(Algorithm::ES256, pem.as_bytes()), Ok(Private::Der(_))),
+                "{wrapped:.20}"
+            );
+        }
     }
 
     #[test]

@@ -162,20 +162,20 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         };
         let core = &config.core;
         let registered = self.session.claims().registered();
-        let (exp, clock) = (registered.exp, core.clock.clone());
+        let (exp, clock, grace) = (registered.exp, core.clock.clone(), core.reuse_grace());
         match core
             .store
             .check_fresh(&TokenIds::of(registered), clock.now())
         {
             Lookup::Ready(answer) => {
-                if confirmed(answer, &*clock, exp) {
+                if confirmed(answer, &*clock, exp, grace) {
                     Finish::Deliver(signed)
                 } else {
                     Finish::Done
                 }
             }
             Lookup::Pending(lookup) => Finish::Wait(Box::pin(async move {
-                confirmed(lookup.await, &*clock, exp).then_some(signed)
+                confirmed(lookup.await, &*clock, exp, grace).then_some(signed)
             })),
         }
     }
@@ -210,6 +210,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let flights = config.flights.clone();
         let store = config.core.store.clone();
         let clock = config.core.clock.clone();
+        let grace = config.core.reuse_grace();
         let session = self.session.clone();
         let now = self.now;
         Finish::Wait(Box::pin(async move {
@@ -236,7 +237,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 store.check_fresh(&TokenIds::of(session.claims().registered()), clock.now());
             let answer = lookup.resolve().await;
             let exp = session.claims().registered().exp;
-            confirmed(answer, &*clock, exp).then_some(Signed { token, expires_at })
+            confirmed(answer, &*clock, exp, grace).then_some(Signed { token, expires_at })
         }))
     }
 
@@ -280,7 +281,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let lookup = core
             .store
             .check_fresh(&TokenIds::of(current), core.clock.now());
-        let (old_exp, clock) = (current.exp, core.clock.clone());
+        let (old_exp, clock, grace) = (current.exp, core.clock.clone(), core.reuse_grace());
         let store = core.store.clone();
         let counters = core.counters.clone();
         let flights = config.flights.clone();
@@ -292,7 +293,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             .map(|shared| shared.supersede(id.secret(), token.clone(), expires_at, retire_until));
         Finish::Wait(Box::pin(async move {
             let answer = lookup.resolve().await;
-            if !confirmed(answer, &*clock, old_exp) {
+            if !confirmed(answer, &*clock, old_exp, grace) {
                 return None;
             }
             let (displaced_elsewhere, superseded) = match shared {
@@ -386,12 +387,25 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
 /// request that outlives the token's `exp` renews nothing: a revocation by
 /// `jti` is only remembered until then). A replaced token was admitted
 /// inside the reuse grace when the request arrived: it gets its replacement.
+/// A replaced token past the reuse grace (`grace`, when reuse detection is
+/// on) gets nothing: a request that outlived the grace (a slow handler, a
+/// response delivered late) must not hand back a replacement the client
+/// has since moved on from, which would then count as reuse itself.
 fn confirmed(
     answer: Result<Status, crate::StoreError>,
     clock: &dyn crate::Clock,
     exp: i64,
+    grace: Option<i64>,
 ) -> bool {
-    matches!(answer, Ok(Status::Active | Status::Replaced { .. })) && clock.now() < exp
+    let now = clock.now();
+    let admitted = match answer {
+        Ok(Status::Active) => true,
+        Ok(Status::Replaced { used_at }) => {
+            grace.is_none_or(|grace| now <= used_at.saturating_add(grace))
+        }
+        _ => false,
+    };
+    admitted && now < exp
 }
 
 /// The `jti` and `exp` of a token this layer signed, read without verifying.

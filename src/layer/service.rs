@@ -244,8 +244,11 @@ async fn gate<K: Keys, C: Claims>(
         Admission::Admit => {}
         Admission::Refuse(kind) => return Gate::Reject(kind),
         Admission::Reused => {
-            if let Some(Reused { core, session }) = reused {
-                core.reused(session.claims(), now).await;
+            if let Some(Reused { core, session }) = reused
+                && !core.reused(session.claims(), now).await
+            {
+                // Fail closed: the session must end; the client retries.
+                return Gate::Reject(RejectionKind::StoreUnavailable);
             }
             return Gate::Reject(RejectionKind::TokenReused);
         }

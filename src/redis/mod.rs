@@ -221,7 +221,10 @@ impl RedisStoreBuilder {
 
     /// A revocation is acknowledged only once `replicas` replicas of the
     /// master (or, on a cluster, of the shard) that took it have it too
-    /// (`WAIT replicas timeout` after the write; off by default). The way to
+    /// (`WAIT replicas timeout` after the write, on a connection of its own;
+    /// off by default; `timeout` must be shorter than the store's timeout,
+    /// or [`connect`](Self::connect) refuses). Reuse-detection marks are not
+    /// waited for. The way to
     /// keep a logout through a failover that happens right after it:
     /// asynchronous replication may otherwise lose the last writes of a
     /// master that dies (the instances then write their replicas back, but
@@ -244,6 +247,17 @@ impl RedisStoreBuilder {
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let topology = Topology::parse(&self.url, self.timeout)?;
         let (commands, master) = topology.connect(self.timeout).await?;
+        // `WAIT` blocks the connection it is sent on: it gets its own.
+        let waits = match self.wait {
+            None => None,
+            Some((_, wait)) if wait >= self.timeout => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    Some("with_wait_for_replicas: the wait must be shorter than the store's timeout".into()),
+                ));
+            }
+            Some(_) => Some(topology.connect(self.timeout).await?.0),
+        };
         let shared = Arc::new(Shared {
             replica: MemoryStore::with_capacity(self.capacity),
             live: AtomicBool::new(false),
@@ -257,6 +271,7 @@ impl RedisStoreBuilder {
             timeout: self.timeout,
             resync_interval: self.resync_interval.max(Duration::from_millis(100)),
             commands: RwLock::new(commands),
+            waits: RwLock::new(waits),
             topology,
             wait: self.wait,
             stats: RedisCounters::default(),
@@ -348,6 +363,8 @@ struct Shared {
     resync_interval: Duration,
     /// Replaced when Sentinels name another master.
     commands: RwLock<Commands>,
+    /// The connection `WAIT` is sent on, with `with_wait_for_replicas`.
+    waits: RwLock<Option<Commands>>,
     topology: Topology,
     wait: Option<(u32, Duration)>,
     stats: RedisCounters,

@@ -127,6 +127,7 @@ impl RevocationStore for RedisStore {
             let key = entry.full_key(&shared.prefix);
             let mut result = shared.query_on_key::<()>(&pipe, &key).await;
             if result.is_ok()
+                && !first_only
                 && let Some((replicas, wait)) = shared.wait
             {
                 result = shared.wait_for_replicas(&entry, replicas, wait).await;
@@ -160,9 +161,14 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let command = topology::wait_command(replicas, wait);
         let key = entry.full_key(&self.prefix);
-        let mut connection = self.commands();
+        let mut connection = self
+            .waits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| self.commands());
         RedisCounters::add(&self.stats.round_trips, 1);
-        let reply = bounded(self.timeout + wait, async {
+        let reply = bounded(self.timeout, async {
             match &mut connection {
                 Commands::Cluster(cluster) => {
                     cluster

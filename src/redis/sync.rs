@@ -17,7 +17,7 @@ use redis::cluster_routing::SingleNodeRoutingInfo;
 use super::store::Entry;
 use super::topology::{self, Commands, Master};
 use super::{FailureMode, RedisCounters, Shared, TARGET, bounded, seconds_until};
-use crate::revoke::{StoreError, StoreErrorKind};
+use crate::revoke::{RevocationTarget, StoreError, StoreErrorKind};
 
 /// Entries per write-back pipeline.
 const WRITE_BACK_BATCH: usize = 500;
@@ -60,6 +60,13 @@ impl Shared {
         match entry.and_then(|e| e.revocation_at(now)) {
             Some(revocation) => match self.replica.insert(&revocation, now) {
                 Ok(()) => true,
+                // A reuse mark the replica has no room for loses one
+                // generation's detection; it does not make the replica
+                // untrusted (revocations have their own budget).
+                Err(_) if matches!(revocation.target, RevocationTarget::Replaced { .. }) => {
+                    tracing::debug!(target: TARGET, "reuse mark dropped: the replica is full of marks");
+                    true
+                }
                 Err(error) => {
                     if !self.overflow.swap(true, Ordering::AcqRel) {
                         let mode = match self.failure_mode {
@@ -157,6 +164,14 @@ impl Shared {
                 let values: Vec<redis::Value> =
                     bounded(self.timeout, connection.run_pipeline(pipe, route)).await?;
                 for (key, pair) in keys.iter().zip(values.chunks(2)) {
+                    // A slot that moved (or a node loading, a cluster down)
+                    // since the scan: this load is not complete.
+                    if pair.iter().any(moved_or_unavailable) {
+                        return Err(StoreError::new(
+                            StoreErrorKind::Unavailable,
+                            Some("a key moved while the replica was loading".into()),
+                        ));
+                    }
                     let Some(key) = key.strip_prefix(self.prefix.as_str()) else {
                         continue;
                     };
@@ -193,10 +208,13 @@ impl Shared {
         let mut masters = Vec::new();
         if let Commands::Cluster(mut connection) = self.commands() {
             masters = topology::masters(&mut connection, self.timeout).await?;
-            if masters.is_empty() {
+            // Every slot must be served by a master this instance scans:
+            // a shard left out (failing, or a cluster that serves partial
+            // coverage) would be a replica missing its logouts.
+            if !topology::covers_every_slot(&masters) {
                 return Err(StoreError::new(
                     StoreErrorKind::Unavailable,
-                    Some("the Redis Cluster has no master serving slots".into()),
+                    Some("some slots of the Redis Cluster have no live master".into()),
                 ));
             }
             for master in &masters {
@@ -400,6 +418,16 @@ async fn subscribe_and_follow(
                     .commands
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = commands;
+                if shared.wait.is_some() {
+                    let waits = match shared.topology.connect(timeout).await {
+                        Ok((waits, _)) => Some(waits),
+                        Err(error) => return error,
+                    };
+                    *shared
+                        .waits
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = waits;
+                }
                 tracing::warn!(target: TARGET, "Sentinels name another Redis master; following it");
                 state.master = Some(master);
                 state.moved = true;
@@ -437,12 +465,39 @@ async fn subscribe_and_follow(
                 None => return StoreErrorKind::Unavailable.into(),
             },
             _ = resync.tick() => {
+                // Sentinels may name another master while this one still
+                // answers (a partition): ask them at every reload, and move.
+                if shared.topology.is_sentinel() {
+                    match shared.topology.master(timeout).await {
+                        Ok((_, master)) if state.master.as_ref() != Some(&master) => {
+                            return StoreError::new(
+                                StoreErrorKind::Unavailable,
+                                Some("Sentinels name another master".into()),
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(error) => return error,
+                    }
+                }
                 if let Err(error) = shared.load_all(state).await {
                     return error;
                 }
             }
         }
     }
+}
+
+/// Whether a pipeline reply says the key is elsewhere now or the node cannot
+/// answer for it (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`).
+fn moved_or_unavailable(value: &redis::Value) -> bool {
+    use redis::ServerErrorKind as Kind;
+    matches!(
+        value,
+        redis::Value::ServerError(error) if matches!(
+            error.kind(),
+            Some(Kind::Moved | Kind::Ask | Kind::TryAgain | Kind::ClusterDown | Kind::BusyLoading)
+        )
+    )
 }
 
 /// Whether `error` is Redis's `WRONGTYPE` (a key of another type).

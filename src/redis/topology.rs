@@ -144,6 +144,10 @@ impl Topology {
         matches!(self, Self::Cluster { .. })
     }
 
+    pub(super) fn is_sentinel(&self) -> bool {
+        matches!(self, Self::Sentinel { .. })
+    }
+
     /// The command connection: a connection manager on the node (or on the
     /// master Sentinels name now, with its address), or a cluster connection.
     pub(super) async fn connect(
@@ -437,6 +441,19 @@ pub(super) async fn masters(
     Ok(parse_nodes(&text))
 }
 
+/// Whether the masters' slot ranges cover all 16 384 slots.
+pub(super) fn covers_every_slot(masters: &[Master]) -> bool {
+    let mut covered = vec![false; 16384];
+    for master in masters {
+        for &(start, end) in &master.slots {
+            for slot in start..=end.min(16383) {
+                covered[usize::from(slot)] = true;
+            }
+        }
+    }
+    covered.iter().all(|&slot| slot)
+}
+
 /// The live masters holding slots in a `CLUSTER NODES` answer.
 fn parse_nodes(text: &str) -> Vec<Master> {
     let mut masters = Vec::new();
@@ -553,6 +570,8 @@ garbage line
 ";
         let masters = parse_nodes(text);
         assert_eq!(masters.len(), 3);
+        assert!(covers_every_slot(&masters));
+        assert!(!covers_every_slot(&masters[1..]));
         assert_eq!(masters[0].id, "292f");
         assert_eq!(masters[0].port, 30003);
         assert_eq!(masters[0].slots, vec![(10923, 16383)]);

@@ -124,6 +124,8 @@ struct MemoryInner {
 ///   25-byte ids, filter included; 180 MiB for a million): a
 ///   revocation beyond it is refused with [`StoreErrorKind::Full`] (and logged)
 ///   rather than dropped, so the caller knows the token is still valid.
+///   Reuse-detection marks ([`RevocationTarget::Replaced`]) have a budget of
+///   their own of the same size: they never crowd out a revocation.
 /// * One process only: clones share the same entries, other instances do not
 ///   see them (use a shared store such as the `redis` feature's for a cluster).
 #[derive(Clone)]
@@ -265,13 +267,23 @@ impl MemoryStore {
             }
             entries.maps[kind as usize].insert(key, updated);
         } else {
-            if entries.len() >= self.inner.capacity {
+            // Reuse marks have a budget of their own: a flood of renewals
+            // never makes a logout be refused.
+            let marks = entries.maps[IdKind::Replaced as usize].len();
+            let held = if kind == IdKind::Replaced {
+                marks
+            } else {
+                entries.len() - marks
+            };
+            if held >= self.inner.capacity {
                 drop(entries);
-                crate::log::event!(
-                    error,
-                    capacity = self.inner.capacity,
-                    "revocation store full of live entries: revocation refused, the token stays valid"
-                );
+                if kind != IdKind::Replaced {
+                    crate::log::event!(
+                        error,
+                        capacity = self.inner.capacity,
+                        "revocation store full of live entries: revocation refused, the token stays valid"
+                    );
+                }
                 return Err(StoreErrorKind::Full.into());
             }
             let key: Arc<str> = key.as_str().into();

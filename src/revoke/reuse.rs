@@ -16,7 +16,9 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{BoxFuture, Revocation, RevocationStore, RevocationTarget, StoreError, record};
+use super::{
+    BoxFuture, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
+};
 use crate::claims::RegisteredClaims;
 use crate::log::event;
 use crate::stats::{Counters, Event};
@@ -90,7 +92,16 @@ impl<C> ReuseDetection<C> {
         };
         let (store, marked) = (store.clone(), self.marked.clone());
         Some(Box::pin(async move {
-            store.revoke(mark, now).await?;
+            match store.revoke(mark, now).await {
+                Ok(()) => {}
+                // A store full of marks loses this generation's detection
+                // rather than locking the session out (marks have their
+                // own budget, so logouts are not refused for them).
+                Err(error) if error.kind() == StoreErrorKind::Full => {
+                    event!(warn, "reuse mark refused: the store is full of marks; this renewal is not protected");
+                }
+                Err(error) => return Err(error),
+            }
             marked.insert(key);
             Ok(())
         }))
@@ -100,9 +111,9 @@ impl<C> ReuseDetection<C> {
 impl<C: crate::Claims> ReuseDetection<C> {
     /// A replaced token arrived after the grace: revokes its session until
     /// it can no longer verify (its cap), counts and logs it, and calls the
-    /// hook. The request is refused whatever the store answers; a revocation
-    /// that could not be recorded is logged as an error (this copy stays
-    /// refused by its mark, and the next arrival tries again).
+    /// hook. `false` when the revocation could not be recorded (logged as an
+    /// error): the request is then answered 503, so the client retries and
+    /// the next arrival of the copy tries again.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) async fn detected(
         &self,
@@ -112,7 +123,7 @@ impl<C: crate::Claims> ReuseDetection<C> {
         now: i64,
         leeway: i64,
         counters: &Counters,
-    ) {
+    ) -> bool {
         let registered = claims.registered();
         let until = deadline
             .unwrap_or_else(|| now.saturating_add(super::MAX_SESSION_SECS))
@@ -120,7 +131,7 @@ impl<C: crate::Claims> ReuseDetection<C> {
         let target = match (&registered.sid, &registered.jti) {
             (Some(sid), _) => RevocationTarget::Session(sid.clone()),
             (None, Some(jti)) => RevocationTarget::Token(jti.clone()),
-            (None, None) => return,
+            (None, None) => return true,
         };
         counters.count(Event::ReuseDetected);
         let sid = registered.sid.as_deref();
@@ -129,12 +140,17 @@ impl<C: crate::Claims> ReuseDetection<C> {
             sid,
             "reuse detected: a replaced token arrived after the grace; revoking its session"
         );
-        if let Err(error) = record(store, Revocation { target, until }, now, counters).await {
-            event!(error, sid, %error, "reuse detected, but the session could not be revoked");
-        }
+        let revoked = match record(store, Revocation { target, until }, now, counters).await {
+            Ok(()) => true,
+            Err(error) => {
+                event!(error, sid, %error, "reuse detected, but the session could not be revoked");
+                false
+            }
+        };
         if let Some(on_reuse) = &self.on_reuse {
             on_reuse(claims);
         }
+        revoked
     }
 }
 

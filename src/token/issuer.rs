@@ -105,7 +105,11 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
 
     /// Verifies `token` exactly as the layer does (signature, algorithm, `kid`,
     /// claims, session cap, and the revocation store), outside a request: for
-    /// a WebSocket upgrade, a message queue, or a test.
+    /// a WebSocket upgrade, a message queue, or a test. With reuse detection,
+    /// a replaced token past the grace is refused
+    /// ([`TokenReused`](crate::RejectionKind::TokenReused)) but its session
+    /// is not ended (a token kept for later is not a stolen copy), and a
+    /// replacement's first use is marked as the layer would.
     ///
     /// # Errors
     /// The [`Rejection`] the layer would have answered with.
@@ -121,10 +125,10 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
         match admit(answer, now, core.reuse_grace()) {
             Admission::Admit => {}
             Admission::Refuse(kind) => return Err(Rejection::new(kind)),
-            Admission::Reused => {
-                core.reused(&claims, now).await;
-                return Err(Rejection::new(RejectionKind::TokenReused));
-            }
+            // Refused, but the session is not ended here: `verify` may
+            // check a token kept for later (a queued message, a stored
+            // WebSocket token), whose late arrival is not a stolen copy.
+            Admission::Reused => return Err(Rejection::new(RejectionKind::TokenReused)),
         }
         if let Some(mark) = core.reuse_mark(claims.registered(), now) {
             mark.await

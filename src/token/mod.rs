@@ -278,18 +278,20 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
             .mark(&self.store, claims, now, self.leeway)
     }
 
-    /// A replaced token arrived after the grace: revokes its session (rule 18).
-    pub(crate) async fn reused(&self, claims: &C, now: i64)
+    /// A replaced token arrived after the grace: revokes its session (rule
+    /// 18); `false` when that could not be recorded.
+    pub(crate) async fn reused(&self, claims: &C, now: i64) -> bool
     where
         C: Claims,
     {
-        if let Some(reuse) = &self.reuse {
-            let deadline = self.session_deadline(claims.registered());
-            let (store, counters) = (&*self.store, &*self.counters);
-            reuse
-                .detected(store, claims, deadline, now, self.leeway, counters)
-                .await;
-        }
+        let Some(reuse) = &self.reuse else {
+            return true;
+        };
+        let deadline = self.session_deadline(claims.registered());
+        let (store, counters) = (&*self.store, &*self.counters);
+        reuse
+            .detected(store, claims, deadline, now, self.leeway, counters)
+            .await
     }
 
     /// The lifetime of the session's next token: its own `session_ttl` within
