@@ -265,7 +265,10 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         .with_wait_for_replicas(1, Duration::from_secs(5))
         .connect()
         .await;
-    assert!(too_long.is_err(), "a wait longer than the timeout is refused");
+    assert!(
+        too_long.is_err(),
+        "a wait longer than the timeout is refused"
+    );
 
     // A logout acknowledged by the replica too survives the failover.
     let waiting = RedisStore::builder(setup.url())

@@ -386,7 +386,10 @@ async fn a_request_that_outlives_the_grace_hands_back_no_stale_replacement() {
     );
     let response = send(&slow, get(&old)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(renewed(&response).is_none(), "a stale replacement was handed back");
+    assert!(
+        renewed(&response).is_none(),
+        "a stale replacement was handed back"
+    );
     // A quick request inside the grace still gets it (checked before the
     // ten minutes: see parallel_requests_inside_the_grace_are_not_reuse).
     assert_eq!(layer.stats().reuse_detected(), 0);
@@ -428,7 +431,10 @@ async fn a_detection_whose_revocation_fails_answers_503_and_is_tried_again() {
     store.fail_sessions.store(true, Ordering::SeqCst);
     assert_eq!(
         status_of(&layer, &old).await,
-        (StatusCode::SERVICE_UNAVAILABLE, Some(RejectionKind::StoreUnavailable))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(RejectionKind::StoreUnavailable)
+        )
     );
     store.fail_sessions.store(false, Ordering::SeqCst);
     assert_eq!(

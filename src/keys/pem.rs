@@ -419,10 +419,22 @@ mod tests {
     fn a_body_on_one_line_or_on_long_lines_is_read_too() {
         let sec1 = der_of(ES256_SEC1, "EC PRIVATE KEY");
         let body = STANDARD.encode(&sec1);
-        for wrapped in [body.clone(), body.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\r\n")] {
-            let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{wrapped}\n-----END EC PRIVATE KEY-----\n");
+        for wrapped in [
+            body.clone(),
+            body.as_bytes()
+                .chunks(76)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join("\r\n"),
+        ] {
+            let pem = format!(
+                "-----BEGIN EC PRIVATE KEY-----\n{wrapped}\n-----END EC PRIVATE KEY-----\n"
+            );
             assert!(
-                matches!(private_pem(Algorithm::ES256, pem.as_bytes()), Ok(Private::Der(_))),
+                matches!(
+                    private_pem(Algorithm::ES256, pem.as_bytes()),
+                    Ok(Private::Der(_))
+                ),
                 "{wrapped:.20}"
             );
         }

@@ -253,7 +253,10 @@ impl RedisStoreBuilder {
             Some((_, wait)) if wait >= self.timeout => {
                 return Err(StoreError::new(
                     StoreErrorKind::Unavailable,
-                    Some("with_wait_for_replicas: the wait must be shorter than the store's timeout".into()),
+                    Some(
+                        "with_wait_for_replicas: the wait must be shorter than the store's timeout"
+                            .into(),
+                    ),
                 ));
             }
             Some(_) => Some(topology.connect(self.timeout).await?.0),

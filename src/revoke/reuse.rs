@@ -98,7 +98,10 @@ impl<C> ReuseDetection<C> {
                 // rather than locking the session out (marks have their
                 // own budget, so logouts are not refused for them).
                 Err(error) if error.kind() == StoreErrorKind::Full => {
-                    event!(warn, "reuse mark refused: the store is full of marks; this renewal is not protected");
+                    event!(
+                        warn,
+                        "reuse mark refused: the store is full of marks; this renewal is not protected"
+                    );
                 }
                 Err(error) => return Err(error),
             }
