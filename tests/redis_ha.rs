@@ -273,7 +273,7 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
     // A logout acknowledged by the replica too survives the failover.
     let waiting = RedisStore::builder(setup.url())
         .with_clock(clock.clone())
-        .with_wait_for_replicas(1, Duration::from_secs(2))
+        .with_wait_for_replicas(1, Duration::from_secs(1))
         .connect()
         .await
         .unwrap();
