@@ -278,15 +278,20 @@ async fn a_mark_that_cannot_be_written_fails_closed_and_is_tried_again() {
     );
 }
 
-#[tokio::test]
-async fn a_check_that_fails_refuses_with_503_not_a_reuse() {
+/// Renews, uses the replacement, and sends the old token after the grace
+/// while `failing` says the store fails (503, not a reuse: the client
+/// retries), then once it works again (401 `TokenReused`). Answers the layer
+/// and the replacement.
+async fn reuse_through_a_failing_store(
+    failing: fn(&Flaky) -> &AtomicBool,
+) -> (SlidingJwtLayer<Key, Claimset>, String) {
     let clock = clock();
     let store = Flaky::default();
     let layer = layer_on(store.clone(), &clock, None);
     let (old, new) = renewed_once(&layer, &clock).await;
     assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
     clock.advance(seconds(GRACE + 1));
-    store.fail_checks.store(true, Ordering::SeqCst);
+    failing(&store).store(true, Ordering::SeqCst);
     assert_eq!(
         status_of(&layer, &old).await,
         (
@@ -294,11 +299,17 @@ async fn a_check_that_fails_refuses_with_503_not_a_reuse() {
             Some(RejectionKind::StoreUnavailable)
         )
     );
-    store.fail_checks.store(false, Ordering::SeqCst);
+    failing(&store).store(false, Ordering::SeqCst);
     assert_eq!(
         status_of(&layer, &old).await,
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
     );
+    (layer, new)
+}
+
+#[tokio::test]
+async fn a_check_that_fails_refuses_with_503_not_a_reuse() {
+    reuse_through_a_failing_store(|store| &store.fail_checks).await;
 }
 
 /// A store that knows nothing of marks (as a custom store written before
@@ -422,25 +433,7 @@ async fn a_store_full_of_marks_neither_refuses_logouts_nor_locks_sessions_out() 
 /// retries and the next arrival tries again (fail closed).
 #[tokio::test]
 async fn a_detection_whose_revocation_fails_answers_503_and_is_tried_again() {
-    let clock = clock();
-    let store = Flaky::default();
-    let layer = layer_on(store.clone(), &clock, None);
-    let (old, new) = renewed_once(&layer, &clock).await;
-    assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
-    clock.advance(seconds(GRACE + 1));
-    store.fail_sessions.store(true, Ordering::SeqCst);
-    assert_eq!(
-        status_of(&layer, &old).await,
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(RejectionKind::StoreUnavailable)
-        )
-    );
-    store.fail_sessions.store(false, Ordering::SeqCst);
-    assert_eq!(
-        status_of(&layer, &old).await,
-        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
-    );
+    let (layer, new) = reuse_through_a_failing_store(|store| &store.fail_sessions).await;
     assert_eq!(
         status_of(&layer, &new).await,
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
