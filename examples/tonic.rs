@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --example tonic            # the server, on 127.0.0.1:50051
-//! cargo run --example tonic -- client  # two calls; the first one renews the token
+//! cargo run --example tonic -- client  # three calls; the first one renews the token
 //! ```
 //!
 //! The service and its messages are tonic's generated code for

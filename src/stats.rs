@@ -200,8 +200,8 @@ impl Stats {
         self.revoked
     }
 
-    /// Replaced tokens that arrived after the reuse grace (each revoked its
-    /// session; see
+    /// Replaced tokens that arrived after the reuse grace and whose session
+    /// was revoked for it (see
     /// [`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)).
     pub fn reuse_detected(&self) -> u64 {
         self.reuse_detected

@@ -126,18 +126,26 @@ macro_rules! verification_settings {
         /// replacement (`prev_jti`, `prev_exp`); the first request with the
         /// replacement that an instance admits writes one mark to the store
         /// (until the old token expires), and none afterwards. A store error
-        /// while writing it refuses that request with 503 (fail closed). The
+        /// (other than no room) while writing it refuses that request with
+        /// 503 (fail closed). The
         /// layer refuses to build on a store that does not keep marks
         /// ([`RevocationStore::keeps_replacements`](crate::RevocationStore::keeps_replacements));
-        /// every store of this crate does. A grace over one day is refused.
+        /// every store of this crate does. Marks have a budget of their own
+        /// (they never crowd out a logout): a store with no room left for
+        /// marks serves the request and logs a `warn` (that renewal is not
+        /// protected) rather than lock the session out. When the session
+        /// cannot be revoked after a detection, the request gets 503 and the
+        /// next arrival tries again. [`Issuer::verify`](crate::Issuer::verify)
+        /// refuses a reused token too, but does not end its session (it may
+        /// check a token kept for later). A grace over one day is refused.
         pub fn with_reuse_detection(mut self, grace: ::std::time::Duration) -> Self {
             self.settings_mut().reuse_grace = Some(grace);
             self
         }
 
         /// Called when reuse is detected (see
-        /// [`with_reuse_detection`](Self::with_reuse_detection)), after the
-        /// session was revoked, with the claims of the reused token: to alert,
+        /// [`with_reuse_detection`](Self::with_reuse_detection)), once the
+        /// session is revoked, with the claims of the reused token: to alert,
         /// or to tell the user their session was ended. Keep it quick; it runs
         /// on the request's task.
         pub fn with_on_reuse(mut self, on_reuse: impl Fn(&C) + Send + Sync + 'static) -> Self {

@@ -203,8 +203,11 @@ impl RedisStoreBuilder {
     }
 
     /// Live revocations the replica may hold (default one million). A
-    /// replica that cannot take an entry makes the instance unsynchronised
-    /// (see [`FailureMode`]) until a reload finds room for every entry.
+    /// replica that cannot take a revocation makes the instance
+    /// unsynchronised (see [`FailureMode`]) until a reload finds room for
+    /// every entry. Reuse-detection marks have a budget of the same size of
+    /// their own; a mark without room is dropped (that renewal loses its
+    /// detection) and never makes the replica untrusted.
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self

@@ -115,8 +115,9 @@ impl<C: crate::Claims> ReuseDetection<C> {
     /// A replaced token arrived after the grace: revokes its session until
     /// it can no longer verify (its cap), counts and logs it, and calls the
     /// hook. `false` when the revocation could not be recorded (logged as an
-    /// error): the request is then answered 503, so the client retries and
-    /// the next arrival of the copy tries again.
+    /// error; neither counted nor reported to the hook): the request is then
+    /// answered 503, so the client retries and the next arrival of the copy
+    /// tries again.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) async fn detected(
         &self,
@@ -136,24 +137,22 @@ impl<C: crate::Claims> ReuseDetection<C> {
             (None, Some(jti)) => RevocationTarget::Token(jti.clone()),
             (None, None) => return true,
         };
-        counters.count(Event::ReuseDetected);
         let sid = registered.sid.as_deref();
         event!(
             warn,
             sid,
             "reuse detected: a replaced token arrived after the grace; revoking its session"
         );
-        let revoked = match record(store, Revocation { target, until }, now, counters).await {
-            Ok(()) => true,
-            Err(error) => {
-                event!(error, sid, %error, "reuse detected, but the session could not be revoked");
-                false
-            }
-        };
+        if let Err(error) = record(store, Revocation { target, until }, now, counters).await {
+            event!(error, sid, %error, "reuse detected, but the session could not be revoked");
+            return false;
+        }
+        // Counted and reported once the session is over.
+        counters.count(Event::ReuseDetected);
         if let Some(on_reuse) = &self.on_reuse {
             on_reuse(claims);
         }
-        revoked
+        true
     }
 }
 
