@@ -16,7 +16,8 @@ use crate::keys::Keys;
 use crate::log::event;
 use crate::revoke::record;
 use crate::revoke::{
-    BoxFuture, Lookup, Revocation, RevocationTarget, SharedFlight, Status, TokenIds,
+    Admission, BoxFuture, Lookup, Revocation, RevocationTarget, SharedFlight, Status, TokenIds,
+    admit,
 };
 use crate::session::{Action, Session};
 use crate::stats::Event as StatEvent;
@@ -376,9 +377,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             registered.prev_jti = None;
             registered.prev_exp = None;
         }
-        self.config
-            .core
-            .sign_with(&claims, |token| Arc::from(token))
+        core.sign_with(&claims, |token| Arc::from(token))
     }
 }
 
@@ -398,14 +397,7 @@ fn confirmed(
     grace: Option<i64>,
 ) -> bool {
     let now = clock.now();
-    let admitted = match answer {
-        Ok(Status::Active) => true,
-        Ok(Status::Replaced { used_at }) => {
-            grace.is_none_or(|grace| now <= used_at.saturating_add(grace))
-        }
-        _ => false,
-    };
-    admitted && now < exp
+    admit(answer, now, grace) == Admission::Admit && now < exp
 }
 
 /// The `jti` and `exp` of a token this layer signed, read without verifying.
