@@ -7,51 +7,26 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Server {
-    child: Child,
+    node: Node,
     pub port: u16,
 }
 
 impl Server {
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::on(port)
+        Self::on(free_port())
     }
 
     pub fn on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for these tests (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
+        let node = Node::spawn(port, memory_only(port), std::env::temp_dir());
+        Self { node, port }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.node.url()
     }
 
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.node.kill();
     }
 
     /// Commands the server has executed so far, `INFO` itself excluded
@@ -85,12 +60,6 @@ pub fn count_commands(info: &str) -> u64 {
         .sum()
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -109,6 +78,22 @@ fn wait_for_port(port: u16) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A `redis-server` on `port` of loopback that keeps nothing on disk.
+fn memory_only(port: u16) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// A temporary directory of this test process.
@@ -282,24 +267,18 @@ impl RedisCluster {
                 let port = free_port();
                 let node_dir = dir.join(i.to_string());
                 std::fs::create_dir_all(&node_dir).unwrap();
-                let args = [
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                ]
-                .map(str::to_owned)
-                .to_vec();
+                let mut args = memory_only(port);
+                args.extend(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                    ]
+                    .map(str::to_owned),
+                );
                 Node::spawn(port, args, node_dir)
             })
             .collect();
@@ -435,20 +414,9 @@ impl Sentinels {
     pub async fn start() -> Self {
         let dir = scratch("sentinel");
         let base = |port: u16| {
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--repl-timeout",
-                "1",
-            ]
-            .map(str::to_owned)
-            .to_vec()
+            let mut args = memory_only(port);
+            args.extend(["--repl-timeout", "1"].map(str::to_owned));
+            args
         };
         let master_port = free_port();
         let master = Node::spawn(master_port, base(master_port), dir.clone());
