@@ -198,7 +198,8 @@ impl DurableStore {
 impl DurableStoreBuilder {
     /// Live revocations the store may hold (default one million), as
     /// [`MemoryStore::with_capacity`]: a new one beyond it is refused with
-    /// [`StoreErrorKind::Full`].
+    /// [`StoreErrorKind::Full`]. Reuse-detection marks have a budget of the
+    /// same size of their own.
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
