@@ -31,12 +31,49 @@ fn slice(op: &mut dyn FnMut(usize)) -> f64 {
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// Runs `op` `n` times: under `COMPARE_OPS`, callgrind's inclusive count of
+/// this function (and of [`baseline_ops`]) is the instructions of `n` operations.
+#[inline(never)]
+fn layer_ops(op: &mut dyn FnMut(usize), n: usize) {
+    for i in 0..n {
+        op(i);
+    }
+}
+
+/// The baseline's side of [`layer_ops`].
+#[inline(never)]
+fn baseline_ops(op: &mut dyn FnMut(usize), n: usize) {
+    // Not the same body as `layer_ops`, so the two are not merged into one symbol.
+    for i in 0..black_box(n) {
+        op(i);
+    }
+}
+
 fn compare(id: &str, layer: &mut dyn FnMut(usize), baseline: &mut dyn FnMut(usize)) {
     // `COMPARE=verify/HS256 cargo bench --bench compare` runs the ids that
-    // contain that text (e.g. under a profiler).
-    if let Ok(only) = std::env::var("COMPARE")
-        && !id.contains(only.as_str())
-    {
+    // contain that text (e.g. under a profiler); a final `$` asks for that id alone.
+    if let Ok(only) = std::env::var("COMPARE") {
+        let wanted = match only.strip_suffix('$') {
+            Some(exact) => id == exact,
+            None => id.contains(only.as_str()),
+        };
+        if !wanted {
+            return;
+        }
+    }
+    // `COMPARE_OPS=N` runs each side N times, untimed, for an instruction
+    // count that does not depend on the host's load:
+    // `COMPARE='verify/HS256$' COMPARE_OPS=2000 valgrind --tool=callgrind <bench binary>`,
+    // then `callgrind_annotate --inclusive=yes` and divide `layer_ops` by `baseline_ops`.
+    if let Some(n) = std::env::var("COMPARE_OPS").ok().and_then(|n| n.parse().ok()) {
+        // Warm-up outside the counted calls (first-use allocations, caches).
+        for i in 0..16 {
+            layer(i);
+            baseline(i);
+        }
+        layer_ops(layer, n);
+        baseline_ops(baseline, n);
+        println!("COUNTED {id} {n}");
         return;
     }
     // Warm up both sides.
