@@ -133,6 +133,19 @@ fn main() {
                 assert!(matches!(black_box(verified), std::task::Poll::Ready(Ok(_))));
             };
             compare("verify-core/HS256", &mut core, &mut baseline);
+            // A token another issuer signed: the same claims under
+            // jsonwebtoken's header, which the layer decodes and parses.
+            let foreign = foreign_token(alg, &claims(NOW, NOW + 3600, 0, 0));
+            let foreign_header = header(&foreign);
+            compare(
+                "verify/HS256+foreign-header",
+                &mut |_| {
+                    black_box(call(&mut service, request(&foreign_header)));
+                },
+                &mut |_| {
+                    black_box(decode(&foreign, alg, &validation));
+                },
+            );
             // The same request on the durable store: checks never touch the disk.
             let mut durable = durable_service((alg.key)(), &clock);
             compare(

@@ -7,6 +7,8 @@ use std::future::{Future, Ready, ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -84,8 +86,27 @@ pub fn claims(iat: i64, exp: i64, n: usize, extra: usize) -> Claims {
     serde_json::from_value(value).unwrap()
 }
 
+/// `claims` signed with the header this crate's issuer writes
+/// (`{"alg":..,"typ":"JWT"}`): the tokens a sliding-session layer sees.
 pub fn token(alg: &Alg, claims: &Claims) -> String {
+    signed(&own_header(alg), claims, alg)
+}
+
+/// `claims` signed with jsonwebtoken's own header (`{"typ":"JWT","alg":..}`):
+/// a token another issuer wrote, whose header the layer parses.
+pub fn foreign_token(alg: &Alg, claims: &Claims) -> String {
     jsonwebtoken::encode(&Header::new(alg.alg), claims, &alg.encoding).unwrap()
+}
+
+fn own_header(alg: &Alg) -> String {
+    URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg.name))
+}
+
+fn signed<T: serde::Serialize>(header_b64: &str, claims: &T, alg: &Alg) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
+    let message = format!("{header_b64}.{payload}");
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &alg.encoding, alg.alg).unwrap();
+    format!("{message}.{signature}")
 }
 
 /// The same checks the layer makes: algorithm, `exp`, `iss`, `aud`, 5 s leeway.
@@ -234,7 +255,7 @@ pub fn custom_token(alg: &Alg) -> String {
         registered: claims.registered,
         custom,
     };
-    jsonwebtoken::encode(&Header::new(alg.alg), &claims, &alg.encoding).unwrap()
+    signed(&own_header(alg), &claims, alg)
 }
 
 pub type CustomService = SlidingJwt<
