@@ -65,7 +65,10 @@ fn compare(id: &str, layer: &mut dyn FnMut(usize), baseline: &mut dyn FnMut(usiz
     // count that does not depend on the host's load:
     // `COMPARE='verify/HS256$' COMPARE_OPS=2000 valgrind --tool=callgrind <bench binary>`,
     // then `callgrind_annotate --inclusive=yes` and divide `layer_ops` by `baseline_ops`.
-    if let Some(n) = std::env::var("COMPARE_OPS").ok().and_then(|n| n.parse().ok()) {
+    if let Some(n) = std::env::var("COMPARE_OPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
         // Warm-up outside the counted calls (first-use allocations, caches).
         for i in 0..16 {
             layer(i);

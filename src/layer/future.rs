@@ -40,8 +40,10 @@ pin_project! {
         Rejected { response: Option<Response<B>> },
         Checking {
             gate: BoxFuture<'static, Gate<C>>,
-            service: Option<S>,
-            request: Option<Request<ReqB>>,
+            // The service and the request wait boxed: this state is rare (a
+            // store that needs I/O, a reuse mark, a revalidation hook), and
+            // keeping a request inline would double every response future.
+            call: Option<Box<(S, Request<ReqB>)>>,
             after: Option<After<K, C, P, R>>,
         },
         Inner {
@@ -81,8 +83,7 @@ impl<S, ReqB, F, B, K, C, P, R> ResponseFuture<S, ReqB, F, B, K, C, P, R> {
         Self {
             kind: Kind::Checking {
                 gate,
-                service: Some(service),
-                request: Some(request),
+                call: Some(Box::new((service, request))),
                 after: Some(after),
             },
         }
@@ -154,12 +155,7 @@ where
                     }
                     return Poll::Ready(Ok(response));
                 }
-                KindProj::Checking {
-                    gate,
-                    service,
-                    request,
-                    after,
-                } => {
+                KindProj::Checking { gate, call, after } => {
                     let gate = ready!(gate.as_mut().poll(cx));
                     let mut after = after.take().expect(INVARIANT);
                     match gate {
@@ -168,8 +164,8 @@ where
                         },
                         Gate::Proceed(verdict) => {
                             after.verdict(verdict);
-                            let mut service = service.take().expect(INVARIANT);
-                            let future = service.call(request.take().expect(INVARIANT));
+                            let (mut service, request) = *call.take().expect(INVARIANT);
+                            let future = service.call(request);
                             Kind::Inner {
                                 future,
                                 after: Some(after),
@@ -180,5 +176,41 @@ where
             };
             this.kind.set(next);
         }
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Ready;
+
+    use http::{Request, Response};
+
+    use crate::{DefaultPolicy, HttpResponder, Key, StandardClaims};
+
+    type Inner = Ready<Result<Response<()>, Infallible>>;
+    type Service = tower::util::ServiceFn<fn(Request<()>) -> Inner>;
+
+    /// Every request's future is moved at least once (into a pinned slot or
+    /// a box): the rare states keep their bulk (a waiting request, the
+    /// hook's claims) boxed, so the future stays about the inner one's size.
+    #[test]
+    fn the_response_future_is_about_the_size_of_the_inner_one() {
+        let ours = size_of::<
+            super::ResponseFuture<
+                Service,
+                (),
+                Inner,
+                (),
+                Key,
+                StandardClaims,
+                DefaultPolicy,
+                HttpResponder,
+            >,
+        >();
+        let inner = size_of::<Inner>();
+        assert!(
+            ours <= inner + 96,
+            "{ours} bytes around a {inner}-byte future"
+        );
     }
 }

@@ -54,8 +54,9 @@ pub(crate) struct After<K, C, P, R> {
     source: usize,
     now: i64,
     plan: Option<Plan>,
-    /// Claims from the revalidation hook, replacing the current ones.
-    update: Option<C>,
+    /// Claims from the revalidation hook, replacing the current ones (boxed:
+    /// rare, and it would triple the size of every response future).
+    update: Option<Box<C>>,
 }
 
 impl<K, C, P, R> After<K, C, P, R> {
@@ -79,7 +80,7 @@ impl<K, C, P, R> After<K, C, P, R> {
     pub(super) fn verdict(&mut self, verdict: Verdict<C>) {
         match verdict {
             Verdict::Approve => {}
-            Verdict::Update(claims) => self.update = Some(claims),
+            Verdict::Update(claims) => self.update = Some(Box::new(claims)),
             Verdict::Veto | Verdict::Reject => self.plan = None,
         }
     }
@@ -149,7 +150,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let signed = config
             .flights
             .get_or_sign(id.key(), self.now, plan.forget_after, || {
-                let claims = update.unwrap_or_else(|| self.session.claims().clone());
+                let claims = update.map_or_else(|| self.session.claims().clone(), |claims| *claims);
                 Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
             });
         let signed = match signed {
@@ -189,14 +190,14 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         shared: &dyn SharedFlight,
         id: &TokenId,
         plan: Plan,
-        update: Option<C>,
+        update: Option<Box<C>>,
     ) -> Finish {
         let config = &self.config;
         let key = id.key();
         let (offered, local) = match config.flights.get(key, self.now) {
             Some(agreed) => (agreed, true),
             None => {
-                let claims = update.unwrap_or_else(|| self.session.claims().clone());
+                let claims = update.map_or_else(|| self.session.claims().clone(), |claims| *claims);
                 match self.sign(claims, plan.expires_at) {
                     Ok(token) => ((token, plan.expires_at), false),
                     Err(error) => {
