@@ -272,20 +272,24 @@ where
     let mut response = config.responder.respond(&rejection);
     // What was sent: the HTTP status, and the gRPC status when the responder
     // answered in gRPC (an UNAUTHENTICATED is HTTP 200 on the wire).
+    // (The fields are read only when the event is enabled.)
     #[cfg(feature = "tracing")]
     {
-        let status = response.status().as_u16();
-        let grpc_status = response
-            .headers()
-            .get("grpc-status")
-            .and_then(|value| value.to_str().ok());
+        let status = || response.status().as_u16();
+        let grpc_status = || {
+            const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+            response
+                .headers()
+                .get(&GRPC_STATUS)
+                .and_then(|value| value.to_str().ok())
+        };
         if matches!(
             kind,
             RejectionKind::StoreUnavailable | RejectionKind::KeysUnavailable
         ) {
-            event!(warn, %kind, status, grpc_status, "request refused: authentication is unavailable");
+            event!(warn, %kind, status = status(), grpc_status = grpc_status(), "request refused: authentication is unavailable");
         } else {
-            event!(debug, %kind, status, grpc_status, "request refused");
+            event!(debug, %kind, status = status(), grpc_status = grpc_status(), "request refused");
         }
     }
     response.extensions_mut().insert(rejection);

@@ -67,13 +67,20 @@ pub(crate) fn base64url_char(b: u8) -> bool {
     letter | digit | (b == b'-') | (b == b'_')
 }
 
-/// Whether every byte passes `valid`: whole 32-byte chunks without early
-/// exits (vectorized), stopping at the first bad chunk.
+/// Whether every byte passes `valid`. Whole 32-byte chunks are checked
+/// without a branch per byte (vectorized) and the verdict is taken once a
+/// chunk, so a bad byte stops the scan within 32 bytes.
 #[inline(always)]
 pub(crate) fn all_bytes(bytes: &[u8], valid: impl Fn(u8) -> bool) -> bool {
-    bytes
-        .chunks(32)
-        .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & valid(b)))
+    let chunks = bytes.chunks_exact(32);
+    let rest = chunks.remainder();
+    let bad = |chunk: &[u8]| chunk.iter().fold(0u8, |bad, &b| bad | u8::from(!valid(b)));
+    for chunk in chunks {
+        if bad(chunk) != 0 {
+            return false;
+        }
+    }
+    bad(rest) == 0
 }
 
 /// Whether `token` is a compact JWS: three non-empty base64url segments
