@@ -33,13 +33,16 @@ pub(crate) fn split(token: &str) -> Result<(&str, &str, &str, &str), RejectionKi
 
 /// The part of the token that identifies it for single flight: its signature.
 pub(crate) fn signature_part(token: &str) -> &str {
-    token.rsplit('.').next().unwrap_or(token)
+    match token.bytes().rposition(|b| b == b'.') {
+        Some(dot) => &token[dot + 1..],
+        None => token,
+    }
 }
 
 pub(crate) fn b64_decode(part: &str) -> Result<Vec<u8>, RejectionKind> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| RejectionKind::MalformedToken)
+    let mut decoded = vec![0; decoded_len(part.len()).ok_or(RejectionKind::MalformedToken)?];
+    decode_into(part.as_bytes(), &mut decoded).ok_or(RejectionKind::MalformedToken)?;
+    Ok(decoded)
 }
 
 /// Decodes into `buffer` when it fits (the common case: no allocation), into
@@ -48,13 +51,89 @@ pub(crate) fn b64_decode_into<'b>(
     part: &str,
     buffer: &'b mut [u8],
 ) -> Result<Cow<'b, [u8]>, RejectionKind> {
-    if base64::decoded_len_estimate(part.len()) > buffer.len() {
+    let len = decoded_len(part.len()).ok_or(RejectionKind::MalformedToken)?;
+    let Some(buffer) = buffer.get_mut(..len) else {
         return b64_decode(part).map(Cow::Owned);
+    };
+    decode_into(part.as_bytes(), buffer).ok_or(RejectionKind::MalformedToken)?;
+    Ok(Cow::Borrowed(buffer))
+}
+
+/// Decodes `part` into the reused `buffer` (cleared first).
+pub(crate) fn b64_decode_vec(part: &str, buffer: &mut Vec<u8>) -> Result<(), RejectionKind> {
+    buffer.clear();
+    buffer.resize(
+        decoded_len(part.len()).ok_or(RejectionKind::MalformedToken)?,
+        0,
+    );
+    decode_into(part.as_bytes(), buffer).ok_or(RejectionKind::MalformedToken)
+}
+
+/// base64url's alphabet (RFC 4648 §5).
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Each byte's 6-bit value, or `0xFF` (top bit set) for a byte outside the
+/// alphabet (padding `=` included).
+static SEXTETS: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
     }
-    let len = URL_SAFE_NO_PAD
-        .decode_slice(part, buffer)
-        .map_err(|_| RejectionKind::MalformedToken)?;
-    Ok(Cow::Borrowed(&buffer[..len]))
+    table
+};
+
+/// The decoded length of `len` base64url characters without padding; `None`
+/// for a length no encoding has (one character past a group of four).
+fn decoded_len(len: usize) -> Option<usize> {
+    match len % 4 {
+        1 => None,
+        rest => Some(len / 4 * 3 + rest.saturating_sub(1)),
+    }
+}
+
+/// Strict unpadded base64url into `out` (exactly [`decoded_len`] bytes):
+/// `None` for a byte outside the alphabet, padding, or a last character whose
+/// unused low bits are not zero (a second spelling of the same bytes). The
+/// same rules as `base64`'s `URL_SAFE_NO_PAD`, checked against it in the
+/// tests; four characters a step and one verdict at the end, so the usual
+/// token costs no branch per character.
+fn decode_into(input: &[u8], out: &mut [u8]) -> Option<()> {
+    let groups = input.chunks_exact(4);
+    let tail = groups.remainder();
+    let mut bad = 0u8;
+    let mut written = 0;
+    for (group, bytes) in groups.zip(out.chunks_exact_mut(3)) {
+        let [a, b, c, d] = [0, 1, 2, 3].map(|i| SEXTETS[usize::from(group[i])]);
+        bad |= a | b | c | d;
+        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+        bytes.copy_from_slice(&n.to_be_bytes()[1..]);
+        written += 3;
+    }
+    let rest = &mut out[written..];
+    match (tail, rest) {
+        ([], []) => {}
+        ([a, b], [x]) => {
+            let [a, b] = [*a, *b].map(|c| SEXTETS[usize::from(c)]);
+            if b & 0x0F != 0 {
+                return None;
+            }
+            bad |= a | b;
+            *x = (a << 2) | (b >> 4);
+        }
+        ([a, b, c], [x, y]) => {
+            let [a, b, c] = [*a, *b, *c].map(|c| SEXTETS[usize::from(c)]);
+            if c & 0x03 != 0 {
+                return None;
+            }
+            bad |= a | b | c;
+            *x = (a << 2) | (b >> 4);
+            *y = (b << 4) | (c >> 2);
+        }
+        _ => return None,
+    }
+    (bad & 0x80 == 0).then_some(())
 }
 
 /// Whether `b` is a base64url character (`A-Z a-z 0-9 - _`). Branch-free,
@@ -129,6 +208,67 @@ mod tests {
         assert!(split("a.b.c.d").is_err());
         assert!(split("abc").is_err());
         assert!(split("").is_err());
+    }
+
+    /// Every string of up to 6 characters over the alphabet, `=`, `.`, a
+    /// space and a non-ASCII byte decodes as `base64`'s `URL_SAFE_NO_PAD`
+    /// decodes it (the same bytes, or both refuse), then long random ones.
+    #[test]
+    fn decoding_matches_the_base64_crate() {
+        fn same(input: &[u8]) {
+            let ours = std::str::from_utf8(input).ok().map(b64_decode);
+            let theirs = URL_SAFE_NO_PAD.decode(input);
+            if let Some(ours) = ours {
+                assert_eq!(ours.ok(), theirs.ok(), "{input:?}");
+                let mut buffer = [0u8; 8];
+                let into = b64_decode_into(std::str::from_utf8(input).unwrap(), &mut buffer);
+                assert_eq!(
+                    into.ok().map(|d| d.into_owned()),
+                    URL_SAFE_NO_PAD.decode(input).ok()
+                );
+            }
+        }
+        // The characters that matter at each position: every sextet's low
+        // bits (trailing-bit checks), the alphabet's edges and outsiders.
+        let chars: Vec<u8> = b"AQgwBCDEFGHIJKLMNOPZaz09-_=. +/".to_vec();
+        let mut input = Vec::new();
+        fn walk(input: &mut Vec<u8>, chars: &[u8], depth: usize) {
+            same(input);
+            if depth == 0 {
+                return;
+            }
+            for &c in chars {
+                input.push(c);
+                walk(input, chars, depth - 1);
+                input.pop();
+            }
+        }
+        walk(&mut input, &chars[..20], 4);
+        walk(&mut input, &chars, 3);
+        for c in 0..=255u8 {
+            same(&[b'A', b'A', b'A', c]);
+            same(&[b'A', b'A', c]);
+            same(&[c, b'A']);
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..600 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 24) as u8
+                })
+                .collect();
+            let encoded = URL_SAFE_NO_PAD.encode(&bytes);
+            assert_eq!(b64_decode(&encoded).unwrap(), bytes);
+            same(encoded.as_bytes());
+            let mut broken = encoded.into_bytes();
+            if let Some(at) = broken.len().checked_sub(1 + len % 7) {
+                broken[at] = b"=.+/ !"[len % 6];
+                same(&broken);
+            }
+        }
     }
 
     #[test]

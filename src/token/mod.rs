@@ -116,10 +116,7 @@ pub(crate) fn signature_verifies(keys: &dyn Keys, token: &str) -> bool {
 /// over `input` with `key`.
 fn verify_signature(key: &Key, input: &[u8], signature_b64: &str) -> Result<(), RejectionKind> {
     let check = |buffer: &mut Vec<u8>| {
-        buffer.clear();
-        URL_SAFE_NO_PAD
-            .decode_vec(signature_b64, buffer)
-            .map_err(|_| RejectionKind::MalformedToken)?;
+        jws::b64_decode_vec(signature_b64, buffer)?;
         let valid = !buffer.is_empty() && key.verify(input, buffer);
         // Keep the buffer small: signatures are at most a few hundred bytes.
         if buffer.capacity() > 4096 {
