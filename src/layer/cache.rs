@@ -92,7 +92,7 @@ impl<C> VerifiedCache<C> {
             return None;
         }
         let verified = shard.map.get(&hash)?;
-        (verified.token.as_str() == token && keys.iter().any(|k| k.id() == verified.key.id))
+        (verified.token.as_bytes() == token.as_bytes() && keys.iter().any(|k| k.id() == verified.key.id))
             .then(|| verified.clone())
     }
 

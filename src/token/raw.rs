@@ -45,20 +45,25 @@ impl RawToken {
         }
     }
 
-    /// The compact JWS.
-    pub fn as_str(&self) -> &str {
-        // The bytes were a `&str` when the token was found.
+    /// The token's bytes, without the UTF-8 check [`as_str`](Self::as_str)
+    /// makes (for comparisons on the request path).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         self.value
             .as_bytes()
             .get(self.start..self.end)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .unwrap_or_default()
+    }
+
+    /// The compact JWS.
+    pub fn as_str(&self) -> &str {
+        // The bytes were a `&str` when the token was found.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 
 impl PartialEq for RawToken {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
