@@ -33,7 +33,7 @@ pub(crate) fn split(token: &str) -> Result<(&str, &str, &str, &str), RejectionKi
 
 /// The part of the token that identifies it for single flight: its signature.
 pub(crate) fn signature_part(token: &str) -> &str {
-    match token.bytes().rposition(|b| b == b'.') {
+    match token.rfind('.') {
         Some(dot) => &token[dot + 1..],
         None => token,
     }
