@@ -95,8 +95,9 @@ impl<C> VerifiedCache<C> {
             return None;
         }
         let verified = shard.map.get(&hash)?;
-        (verified.token.as_bytes() == token.as_bytes() && keys.iter().any(|k| k.id() == verified.key.id))
-            .then(|| verified.clone())
+        (verified.token.as_bytes() == token.as_bytes()
+            && keys.iter().any(|k| k.id() == verified.key.id))
+        .then(|| verified.clone())
     }
 
     /// Remembers a verified token. A full shard drops its oldest entry;

@@ -84,6 +84,24 @@ static SEXTETS: [u8; 256] = {
     table
 };
 
+/// [`SEXTETS`] already shifted into place for each of a group's four
+/// characters, with a byte outside the alphabet as `0xFF00_0000` (bits no
+/// group of 24 uses): a group is four look-ups and three ORs.
+static PLACED: [[u32; 256]; 4] = {
+    let mut tables = [[0xFF00_0000; 256]; 4];
+    let mut i = 0;
+    while i < 64 {
+        let c = ALPHABET[i] as usize;
+        let sextet = i as u32;
+        tables[0][c] = sextet << 18;
+        tables[1][c] = sextet << 12;
+        tables[2][c] = sextet << 6;
+        tables[3][c] = sextet;
+        i += 1;
+    }
+    tables
+};
+
 /// The decoded length of `len` base64url characters without padding; `None`
 /// for a length no encoding has (one character past a group of four).
 fn decoded_len(len: usize) -> Option<usize> {
@@ -102,15 +120,18 @@ fn decoded_len(len: usize) -> Option<usize> {
 fn decode_into(input: &[u8], out: &mut [u8]) -> Option<()> {
     let groups = input.chunks_exact(4);
     let tail = groups.remainder();
-    let mut bad = 0u8;
+    let mut invalid = 0u32;
     let mut written = 0;
     for (group, bytes) in groups.zip(out.chunks_exact_mut(3)) {
-        let [a, b, c, d] = [0, 1, 2, 3].map(|i| SEXTETS[usize::from(group[i])]);
-        bad |= a | b | c | d;
-        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+        let n = PLACED[0][usize::from(group[0])]
+            | PLACED[1][usize::from(group[1])]
+            | PLACED[2][usize::from(group[2])]
+            | PLACED[3][usize::from(group[3])];
+        invalid |= n;
         bytes.copy_from_slice(&n.to_be_bytes()[1..]);
         written += 3;
     }
+    let mut bad = u8::from(invalid & 0xFF00_0000 != 0) << 7;
     let rest = &mut out[written..];
     match (tail, rest) {
         ([], []) => {}
