@@ -237,21 +237,27 @@ mod tests {
     #[test]
     fn decoding_matches_the_base64_crate() {
         fn same(input: &[u8]) {
-            let ours = std::str::from_utf8(input).ok().map(b64_decode);
-            let theirs = URL_SAFE_NO_PAD.decode(input);
-            if let Some(ours) = ours {
-                assert_eq!(ours.ok(), theirs.ok(), "{input:?}");
-                let mut buffer = [0u8; 8];
-                let into = b64_decode_into(std::str::from_utf8(input).unwrap(), &mut buffer);
-                assert_eq!(
-                    into.ok().map(|d| d.into_owned()),
-                    URL_SAFE_NO_PAD.decode(input).ok()
-                );
-            }
+            let theirs = URL_SAFE_NO_PAD.decode(input).ok();
+            let Ok(text) = std::str::from_utf8(input) else {
+                // Ours only ever sees text; the crate refuses all non-UTF-8.
+                assert_eq!(theirs, None, "{input:?}");
+                return;
+            };
+            assert_eq!(b64_decode(text).ok(), theirs, "{input:?}");
+            let mut small = [0u8; 8];
+            let into = b64_decode_into(text, &mut small).ok();
+            assert_eq!(into.map(|d| d.into_owned()), theirs, "{input:?}");
+            let mut reused = vec![7u8; 3];
+            let vec = b64_decode_vec(text, &mut reused).ok().map(|()| reused);
+            assert_eq!(vec, theirs, "{input:?}");
         }
         // The characters that matter at each position: every sextet's low
-        // bits (trailing-bit checks), the alphabet's edges and outsiders.
-        let chars: Vec<u8> = b"AQgwBCDEFGHIJKLMNOPZaz09-_=. +/".to_vec();
+        // bits (trailing-bit checks), the alphabet's edges and outsiders
+        // (one of them two bytes of UTF-8).
+        let chars: Vec<u8> = b"AQgwBCDEFGHIJKLMNOPZaz09-_=. +/\xc3\xa9".to_vec();
+        // Six characters deep over a few: an outsider anywhere in a full
+        // group and in the tail after it.
+        walk(&mut Vec::new(), b"ABw_=.", 6);
         let mut input = Vec::new();
         fn walk(input: &mut Vec<u8>, chars: &[u8], depth: usize) {
             same(input);
@@ -270,7 +276,10 @@ mod tests {
             same(&[b'A', b'A', b'A', c]);
             same(&[b'A', b'A', c]);
             same(&[c, b'A']);
+            same(&[b'A', b'A', b'A', b'A', c, b'A']);
         }
+        same("é".as_bytes());
+        same("AAAAé".as_bytes());
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for len in 0..600 {
             let bytes: Vec<u8> = (0..len)

@@ -116,12 +116,14 @@ pub(crate) fn signature_verifies(keys: &dyn Keys, token: &str) -> bool {
 /// over `input` with `key`.
 fn verify_signature(key: &Key, input: &[u8], signature_b64: &str) -> Result<(), RejectionKind> {
     let check = |buffer: &mut Vec<u8>| {
-        jws::b64_decode_vec(signature_b64, buffer)?;
-        let valid = !buffer.is_empty() && key.verify(input, buffer);
-        // Keep the buffer small: signatures are at most a few hundred bytes.
+        let decoded = jws::b64_decode_vec(signature_b64, buffer);
+        let valid = decoded.is_ok() && !buffer.is_empty() && key.verify(input, buffer);
+        // Keep the buffer small, also after a malformed segment: signatures
+        // are at most a few hundred bytes.
         if buffer.capacity() > 4096 {
             *buffer = Vec::new();
         }
+        decoded?;
         if valid {
             Ok(())
         } else {
