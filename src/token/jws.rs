@@ -118,6 +118,10 @@ fn decoded_len(len: usize) -> Option<usize> {
 /// tests; four characters a step and one verdict at the end, so the usual
 /// token costs no branch per character.
 fn decode_into(input: &[u8], out: &mut [u8]) -> Option<()> {
+    // Every group must have its room: a shorter `out` would stop the loop early.
+    if out.len() != decoded_len(input.len())? {
+        return None;
+    }
     let groups = input.chunks_exact(4);
     let tail = groups.remainder();
     let mut invalid = 0u32;
@@ -278,6 +282,9 @@ mod tests {
             same(&[c, b'A']);
             same(&[b'A', b'A', b'A', b'A', c, b'A']);
         }
+        // Only the exact room is written into.
+        assert_eq!(decode_into(b"QUJDREVG", &mut [0; 3]), None);
+        assert_eq!(decode_into(b"QUJD", &mut [0; 4]), None);
         same("é".as_bytes());
         same("AAAAé".as_bytes());
         let mut state = 0x2545_f491_4f6c_dd1du64;
