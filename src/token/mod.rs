@@ -95,21 +95,37 @@ pub(crate) fn signature_verifies(keys: &dyn Keys, token: &str) -> bool {
     let Ok((header_b64, _, signature_b64, signing_input)) = split(token) else {
         return false;
     };
-    let mut header_buffer = [0u8; 256];
-    let Ok(header_json) = b64_decode_into(header_b64, &mut header_buffer) else {
-        return false;
-    };
-    let Ok(header) = serde_json::from_slice::<JoseHeader<'_>>(&header_json) else {
-        return false;
-    };
-    if header.crit.0 || header_json.trim_ascii_start().first() != Some(&b'{') {
-        return false;
-    }
     let loaded = keys.verification_keys();
-    let Ok(key) = select(&loaded, &header.alg, header.kid.as_deref()) else {
-        return false;
-    };
-    verify_signature(key, signing_input.as_bytes(), signature_b64).is_ok()
+    let key = with_header(&loaded, header_b64, |header| {
+        if header.crit {
+            return Err(RejectionKind::UnsupportedCritical);
+        }
+        // No key for it: its signature does not verify.
+        select(&loaded, header.alg, header.kid).map_err(|_| RejectionKind::InvalidSignature)
+    });
+    key.is_ok_and(|key| verify_signature(key, signing_input.as_bytes(), signature_b64).is_ok())
+}
+
+/// Reads the fields of a token's JOSE header segment with `read`: known
+/// without parsing when it is byte for byte the header a configured key
+/// writes (every token this crate issued: the same bytes give the same
+/// fields), decoded and parsed otherwise.
+fn with_header<T>(
+    keys: &[Key],
+    segment: &str,
+    read: impl FnOnce(Fields<'_>) -> Result<T, RejectionKind>,
+) -> Result<T, RejectionKind> {
+    if let Some(fields) = Fields::known(keys, segment) {
+        return read(fields);
+    }
+    let mut buffer = [0u8; 256];
+    let text = b64_decode_into(segment, &mut buffer)?;
+    // A struct would also deserialize from an array: the header is an object.
+    if text.trim_ascii_start().first() != Some(&b'{') {
+        return Err(RejectionKind::MalformedToken);
+    }
+    let parsed: JoseHeader<'_> = json(&text).ok_or(RejectionKind::MalformedToken)?;
+    read(parsed.fields())
 }
 
 /// Decodes `signature_b64` (into this thread's reused buffer) and checks it
@@ -180,33 +196,19 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         }
         let (header_b64, payload_b64, signature_b64, signing_input) = split(token)?;
         let keys = self.keys.verification_keys();
-        let mut header_buffer = [0u8; 256];
-        let header_json;
-        let parsed: JoseHeader<'_>;
-        // A header byte for byte the one a configured key signs with (every
-        // token this crate issued) says what parsing it would: skip that.
-        let header = match Fields::known(&keys, header_b64) {
-            Some(fields) => fields,
-            None => {
-                header_json = b64_decode_into(header_b64, &mut header_buffer)?;
-                // A struct would also deserialize from an array: the header is an object.
-                if header_json.trim_ascii_start().first() != Some(&b'{') {
-                    return Err(RejectionKind::MalformedToken);
-                }
-                parsed = json(&header_json).ok_or(RejectionKind::MalformedToken)?;
-                parsed.fields()
+        let key = with_header(&keys, header_b64, |header| {
+            let key = select(&keys, header.alg, header.kid)
+                .map_err(|miss| missed(&self.keys, &keys, miss, header.kid))?;
+            if header.crit {
+                return Err(RejectionKind::UnsupportedCritical);
             }
-        };
-        let key = select(&keys, header.alg, header.kid)
-            .map_err(|miss| missed(&self.keys, &keys, miss, header.kid))?;
-        if header.crit {
-            return Err(RejectionKind::UnsupportedCritical);
-        }
-        if let Some(expected) = &self.required_typ
-            && !header.typ.is_some_and(|typ| same_type(typ, expected))
-        {
-            return Err(RejectionKind::WrongType);
-        }
+            if let Some(expected) = &self.required_typ
+                && !header.typ.is_some_and(|typ| same_type(typ, expected))
+            {
+                return Err(RejectionKind::WrongType);
+            }
+            Ok(key)
+        })?;
         verify_signature(key, signing_input.as_bytes(), signature_b64)?;
         let mut payload_buffer = [0u8; 1536];
         let payload = b64_decode_into(payload_b64, &mut payload_buffer)?;
