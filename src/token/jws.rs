@@ -72,21 +72,10 @@ pub(crate) fn b64_decode_vec(part: &str, buffer: &mut Vec<u8>) -> Result<(), Rej
 /// base64url's alphabet (RFC 4648 §5).
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/// Each byte's 6-bit value, or `0xFF` (top bit set) for a byte outside the
-/// alphabet (padding `=` included).
-static SEXTETS: [u8; 256] = {
-    let mut table = [0xFF; 256];
-    let mut i = 0;
-    while i < 64 {
-        table[ALPHABET[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// [`SEXTETS`] already shifted into place for each of a group's four
-/// characters, with a byte outside the alphabet as `0xFF00_0000` (bits no
-/// group of 24 uses): a group is four look-ups and three ORs.
+/// Each byte's 6-bit value already shifted into place for each of a group's
+/// four characters, with a byte outside the alphabet (padding `=` included)
+/// as `0xFF00_0000` (bits no group of 24 uses): a group is four look-ups and
+/// three ORs.
 static PLACED: [[u32; 256]; 4] = {
     let mut tables = [[0xFF00_0000; 256]; 4];
     let mut i = 0;
@@ -135,30 +124,22 @@ fn decode_into(input: &[u8], out: &mut [u8]) -> Option<()> {
         bytes.copy_from_slice(&n.to_be_bytes()[1..]);
         written += 3;
     }
-    let mut bad = u8::from(invalid & 0xFF00_0000 != 0) << 7;
-    let rest = &mut out[written..];
-    match (tail, rest) {
-        ([], []) => {}
-        ([a, b], [x]) => {
-            let [a, b] = [*a, *b].map(|c| SEXTETS[usize::from(c)]);
-            if b & 0x0F != 0 {
-                return None;
-            }
-            bad |= a | b;
-            *x = (a << 2) | (b >> 4);
+    // The tail is a group cut short (two or three characters: the length
+    // was checked), its bytes the first one or two of a group's; the low
+    // bits no byte uses must be zero (one spelling per byte string).
+    if !tail.is_empty() {
+        let rest = &mut out[written..];
+        let n = tail
+            .iter()
+            .zip(&PLACED)
+            .fold(0, |n, (&c, placed)| n | placed[usize::from(c)]);
+        if n & (0x00FF_FFFF >> (8 * rest.len())) != 0 {
+            return None;
         }
-        ([a, b, c], [x, y]) => {
-            let [a, b, c] = [*a, *b, *c].map(|c| SEXTETS[usize::from(c)]);
-            if c & 0x03 != 0 {
-                return None;
-            }
-            bad |= a | b | c;
-            *x = (a << 2) | (b >> 4);
-            *y = (b << 4) | (c >> 2);
-        }
-        _ => return None,
+        rest.copy_from_slice(&n.to_be_bytes()[1..=rest.len()]);
+        invalid |= n;
     }
-    (bad & 0x80 == 0).then_some(())
+    (invalid & 0xFF00_0000 == 0).then_some(())
 }
 
 /// Whether `b` is a base64url character (`A-Z a-z 0-9 - _`). Branch-free,
