@@ -172,35 +172,23 @@ fn resident_kib() -> u64 {
 }
 
 #[cfg(feature = "redis")]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
 fn bench_redis(c: &mut Criterion) {
-    use std::process::{Command, Stdio};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Ok(mut server) = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-    else {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("redis-server not found: skipping revocation/redis/*");
         return;
-    };
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
     }
+    // The tests' own loopback server, without persistence; killed on drop.
+    let server = redis_server::Server::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let url = format!("redis://127.0.0.1:{port}/");
+    let url = server.url();
     let token = ids();
     let empty = runtime
         .block_on(tower_sliding_jwt::redis::RedisStore::builder(url.clone()).connect())
@@ -222,9 +210,7 @@ fn bench_redis(c: &mut Criterion) {
     c.bench_function("revocation/redis/10k", |b| {
         b.iter(|| check(&full, black_box(&token)))
     });
-    drop((empty, full));
-    let _ = server.kill();
-    let _ = server.wait();
+    drop((empty, full, server));
 }
 
 #[cfg(not(feature = "redis"))]
