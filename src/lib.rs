@@ -52,14 +52,16 @@ pub use layer::policy::{
     DefaultPolicy, RenewWindow, RenewalContext, RenewalPolicy, SuccessOnly, Throttle, is_success,
 };
 pub use layer::revalidate::{Revalidate, Verdict};
-pub use layer::{ResponseFuture, SlidingJwt, SlidingJwtBuilder, SlidingJwtLayer, VerifierBuilder};
+pub use layer::{
+    Issuer, ResponseFuture, SlidingJwt, SlidingJwtBuilder, SlidingJwtLayer, VerifierBuilder,
+};
 pub use origin::Origin;
 pub use reject::{
     BodyMode, EmptyBody, GrpcResponder, HttpResponder, ProblemJson, Realm, Rejection,
     RejectionKind, Responder,
 };
 pub use revoke::{
-    BoxFuture, DurableStore, DurableStoreBuilder, Lookup, MemoryStore, Revocation, RevocationStore,
+    DurableStore, DurableStoreBuilder, Lookup, MemoryStore, Revocation, RevocationStore,
     RevocationTarget, Revoker, SharedFlight, Status, StoreError, StoreErrorKind, TokenIds,
 };
 pub use session::Session;
@@ -68,7 +70,11 @@ pub use stats::Stats;
 /// The date-time type of [`IssuedToken::expiry`], [`Session::expiry`] and
 /// friends, re-exported from the `time` crate so the versions always match.
 pub use time::OffsetDateTime;
-pub use token::{IssuedToken, Issuer, Lifetimes, RawToken};
+pub use token::{IssuedToken, Lifetimes, RawToken};
+
+/// A boxed future, as stores, hooks and fetchers return them on their slow
+/// path.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -63,6 +63,8 @@ pub(crate) struct SessionEnv {
 struct Inner<C> {
     verified: Held<C>,
     env: Arc<SessionEnv>,
+    /// The session's cap, when the token says when it began.
+    deadline: Option<i64>,
     /// When a revocation of this session can be forgotten.
     session_until: i64,
     /// When a revocation of this one token can be forgotten.
@@ -133,9 +135,15 @@ impl<C> Session<C> {
         &self.inner.verified.token
     }
 
-    /// The token's canonical identity (rule 8): the same for every copy of it.
+    /// The token's canonical identity: the same for every copy of it.
     pub(crate) fn identity(&self) -> Option<crate::token::TokenId> {
         self.inner.verified.identity()
+    }
+
+    /// The session's cap (computed once, when the token was validated):
+    /// `None` when the token does not say when the session began.
+    pub(crate) fn deadline(&self) -> Option<i64> {
+        self.inner.deadline
     }
 }
 
@@ -173,6 +181,7 @@ impl<C: Claims> Session<C> {
             inner: Arc::new(Inner {
                 verified,
                 env,
+                deadline,
                 session_until,
                 token_until,
                 action: Mutex::new(Action::None),

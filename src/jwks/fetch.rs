@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
-use crate::revoke::BoxFuture;
+use crate::BoxFuture;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 

@@ -467,8 +467,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::BoxFuture;
     use crate::clock::ManualClock;
-    use crate::revoke::BoxFuture;
 
     /// Answers from a script (the last answer repeats) and counts calls.
     struct Script {

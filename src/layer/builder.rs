@@ -20,7 +20,9 @@ use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keys::{Key, Keys, provider};
 use crate::log::event;
 use crate::reject::HttpResponder;
-use crate::revoke::{MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore};
+use crate::revoke::{
+    Checkpoint, MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore,
+};
 use crate::session::SessionEnv;
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
@@ -368,10 +370,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             clock: settings.clock.clone(),
             counters: counters.clone(),
         });
-        let core = TokenEngine {
+        let checkpoint = Checkpoint::new(store, counters, reuse, leeway);
+        let engine = TokenEngine {
             keys,
             clock: settings.clock,
-            store,
             issuer: settings.issuer,
             audiences: settings.audiences,
             required_typ: settings.required_typ,
@@ -381,13 +383,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             max_session,
             ttl_limit,
             max_session_limit,
-            counters,
-            reuse,
-            env,
             _claims: PhantomData,
         };
         let config = Config {
-            core: Arc::new(core),
+            engine: Arc::new(engine),
+            checkpoint: Arc::new(checkpoint),
+            env,
             policy,
             responder,
             sources,

@@ -15,10 +15,10 @@ use super::policy::RenewalPolicy;
 use super::reject;
 use super::renewal::{After, Finish, Signed};
 use super::revalidate::Verdict;
+use crate::BoxFuture;
 use crate::claims::Claims;
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::BoxFuture;
 
 /// The outcome of the asynchronous checks.
 pub(crate) enum Gate<C> {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::Config;
+use super::issuer::Issuer;
 use super::policy::DefaultPolicy;
 use super::service::SlidingJwt;
 use crate::keys::Keys;
 use crate::reject::HttpResponder;
 use crate::revoke::Revoker;
 use crate::stats::Stats;
-use crate::token::Issuer;
 
 /// A tower [`Layer`] that verifies JWTs and slides their sessions.
 ///
@@ -47,9 +47,7 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
     /// verifies: [`Issuer::issue`] fails with
     /// [`IssueErrorKind::NoSigningKey`](crate::IssueErrorKind::NoSigningKey).
     pub fn issuer(&self) -> Issuer<K, C> {
-        Issuer {
-            core: self.config.core.clone(),
-        }
+        Issuer::new(self.config.engine.clone(), self.config.checkpoint.clone())
     }
 
     /// The public halves of this layer's keys as a JWKS (HMAC keys never
@@ -58,18 +56,18 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
     where
         K: Keys,
     {
-        self.config.core.keys.jwks()
+        self.config.engine.keys.jwks()
     }
 
     /// A [`Revoker`] for ending sessions outside a request (admin actions,
     /// "log out everywhere"), sharing this layer's revocation store.
     pub fn revoker(&self) -> Revoker {
-        let core = &self.config.core;
+        let (engine, env) = (&self.config.engine, &self.config.env);
         Revoker {
-            store: core.store.clone(),
-            clock: core.clock.clone(),
-            horizon: core.max_session_limit.saturating_add(core.leeway),
-            counters: core.counters.clone(),
+            store: env.store.clone(),
+            clock: env.clock.clone(),
+            horizon: engine.max_session_limit.saturating_add(engine.leeway),
+            counters: env.counters.clone(),
         }
     }
 
@@ -78,7 +76,7 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
     /// verified-token cache hits. Always on; counting costs one uncontended
     /// atomic add per event.
     pub fn stats(&self) -> Stats {
-        self.config.core.counters.snapshot()
+        self.config.env.counters.snapshot()
     }
 }
 

@@ -15,6 +15,8 @@ use crate::log::event;
 #[cfg(feature = "tracing")]
 use crate::reject::RejectionKind;
 use crate::reject::{Rejection, Responder};
+use crate::revoke::Checkpoint;
+use crate::session::SessionEnv;
 use crate::source::TokenSource;
 use crate::token::TokenEngine;
 
@@ -208,6 +210,7 @@ mod builder;
 pub(crate) mod cache;
 pub(crate) mod cross_site;
 mod future;
+mod issuer;
 #[allow(clippy::module_inception)] // `layer/layer.rs`, tower-http's shape
 mod layer;
 pub(crate) mod policy;
@@ -219,13 +222,18 @@ mod verify_only;
 
 pub use builder::SlidingJwtBuilder;
 pub use future::ResponseFuture;
+pub use issuer::Issuer;
 pub use layer::SlidingJwtLayer;
 pub use service::SlidingJwt;
 pub use verify_only::VerifierBuilder;
 
 /// Everything a layer and its services share, behind one `Arc`.
 pub(crate) struct Config<K, C, P, R> {
-    pub(crate) core: Arc<TokenEngine<K, C>>,
+    pub(crate) engine: Arc<TokenEngine<K, C>>,
+    /// The revocation check, reuse detection and the counters.
+    pub(crate) checkpoint: Arc<Checkpoint<C>>,
+    /// What every session of the layer shares (store, clock, counters).
+    pub(crate) env: Arc<SessionEnv>,
     pub(crate) policy: P,
     pub(crate) responder: R,
     pub(crate) sources: Vec<Box<dyn TokenSource>>,
@@ -244,7 +252,8 @@ pub(crate) type ActivityRule = dyn Fn(&Method, &Uri, &HeaderMap) -> bool + Send 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("core", &self.core)
+            .field("engine", &self.engine)
+            .field("checkpoint", &self.checkpoint)
             .field("policy", &self.policy)
             .field("responder", &self.responder)
             .field("sources", &self.sources.len())
@@ -268,7 +277,7 @@ where
     R: Responder<B>,
 {
     let kind = rejection.kind();
-    config.core.counters.rejected(kind);
+    config.env.counters.rejected(kind);
     let mut response = config.responder.respond(&rejection);
     // What was sent: the HTTP status, and the gRPC status when the responder
     // answered in gRPC (an UNAUTHENTICATED is HTTP 200 on the wire).

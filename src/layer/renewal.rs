@@ -1,27 +1,83 @@
-//! Renewal: what happens once the inner service answered an authenticated
-//! request — the core's rules, signing, the single flight (local or shared),
-//! `renew_with`'s supersede, the re-check, and delivery on the token's channel.
+//! Renewal: whether a request qualifies (the plan, made before the inner
+//! service runs), and what happens once it answered — the core's rules,
+//! signing, the single flight (local or shared), `renew_with`'s supersede,
+//! the re-check, and delivery on the token's channel.
 
 use std::sync::Arc;
 
 use http::header::CACHE_CONTROL;
-use http::{HeaderValue, Response};
+use http::{HeaderValue, Method, Response};
 
 use super::Config;
-use super::policy::{RenewalPolicy, is_success};
+use super::policy::{RenewalContext, RenewalPolicy, is_success};
 use super::revalidate::Verdict;
+use crate::BoxFuture;
 use crate::claims::Claims;
+use crate::error::IssueError;
 use crate::extensions::{NoRenewal, Renewed};
 use crate::keys::Keys;
 use crate::log::event;
 use crate::revoke::record;
-use crate::revoke::{
-    Admission, BoxFuture, Lookup, Revocation, RevocationTarget, SharedFlight, Status, TokenIds,
-    admit,
-};
+use crate::revoke::{Lookup, Revocation, RevocationTarget, SharedFlight, TokenIds};
 use crate::session::{Action, Session};
 use crate::stats::Event as StatEvent;
 use crate::token::{TokenId, jws, random_id};
+
+/// Whether this request's token qualifies for renewal, decided before the
+/// inner service runs; the response decides the rest
+/// ([`After::finish`]). `deadline` is the session's cap.
+pub(crate) fn plan<K, C, P, R>(
+    config: &Config<K, C, P, R>,
+    claims: &C,
+    deadline: Option<i64>,
+    now: i64,
+    method: &Method,
+) -> Option<Plan>
+where
+    K: Keys,
+    C: Claims,
+    P: RenewalPolicy,
+{
+    let engine = &config.engine;
+    let registered = claims.registered();
+    // Renew only while the token has not expired: one accepted within the
+    // leeway after `exp` is served but never renewed. A verify-only layer
+    // (no signing key) never plans a renewal.
+    if method == Method::OPTIONS || now >= registered.exp || engine.keys.signing_key().is_none() {
+        return None;
+    }
+    // Without `auth_time` the session cap cannot be enforced, and without
+    // `sid` a logout could only revoke the presented token while a
+    // replacement handed out just before kept sliding: never renew either.
+    registered.sid.as_ref()?;
+    deadline?;
+    let expires_at = engine.next_expiry(registered, deadline, now);
+    if expires_at <= registered.exp {
+        return None;
+    }
+    let ttl = engine.session_ttl(registered);
+    let ctx = RenewalContext::new(now, registered.iat, registered.exp, ttl, expires_at);
+    if !config.policy.should_renew(&ctx) {
+        return None;
+    }
+    Some(Plan {
+        expires_at,
+        forget_after: registered.exp.saturating_add(engine.leeway),
+    })
+}
+
+/// A signed token, or nothing when signing failed: the response then goes
+/// out with no renewal, the old token stays valid and the next request
+/// tries again. The one place a failed signature is logged.
+fn signed<T>(result: Result<T, IssueError>) -> Option<T> {
+    match result {
+        Ok(token) => Some(token),
+        Err(error) => {
+            event!(warn, kind = %error.kind(), "could not sign a renewal");
+            None
+        }
+    }
+}
 
 /// A renewal the request qualified for.
 pub(crate) struct Plan {
@@ -75,6 +131,11 @@ impl<K, C, P, R> After<K, C, P, R> {
             plan,
             update: None,
         }
+    }
+
+    /// The session of the request.
+    pub(super) fn session(&self) -> &Session<C> {
+        &self.session
     }
 
     pub(super) fn verdict(&mut self, verdict: Verdict<C>) {
@@ -144,40 +205,39 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         };
         let config = &self.config;
         let update = self.update.take();
-        if let Some(shared) = config.core.store.shared_flight() {
+        if let Some(shared) = config.checkpoint.store.shared_flight() {
             return self.renew_shared(shared, &id, plan, update);
         }
-        let signed = config
+        let outcome = config
             .flights
             .get_or_sign(id.key(), self.now, plan.forget_after, || {
                 let claims = update.map_or_else(|| self.session.claims().clone(), |claims| *claims);
                 Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
             });
-        let signed = match signed {
-            Ok((token, expires_at)) => Signed { token, expires_at },
-            // The response goes out with no renewal: the old token stays
-            // valid and the next request tries again.
-            Err(error) => {
-                event!(warn, kind = %error.kind(), "could not sign a renewal");
-                return Finish::Done;
-            }
+        let Some((token, expires_at)) = signed(outcome) else {
+            return Finish::Done;
         };
-        let core = &config.core;
+        let signed = Signed { token, expires_at };
+        let checkpoint = config.checkpoint.clone();
+        let clock = config.engine.clock.clone();
         let registered = self.session.claims().registered();
-        let (exp, clock, grace) = (registered.exp, core.clock.clone(), core.reuse_grace());
-        match core
+        let exp = registered.exp;
+        match checkpoint
             .store
             .check_fresh(&TokenIds::of(registered), clock.now())
         {
             Lookup::Ready(answer) => {
-                if confirmed(answer, &*clock, exp, grace) {
+                if checkpoint.confirmed(answer, clock.now(), exp) {
                     Finish::Deliver(signed)
                 } else {
                     Finish::Done
                 }
             }
             Lookup::Pending(lookup) => Finish::Wait(Box::pin(async move {
-                confirmed(lookup.await, &*clock, exp, grace).then_some(signed)
+                let answer = lookup.await;
+                checkpoint
+                    .confirmed(answer, clock.now(), exp)
+                    .then_some(signed)
             })),
         }
     }
@@ -198,21 +258,17 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             Some(agreed) => (agreed, true),
             None => {
                 let claims = update.map_or_else(|| self.session.claims().clone(), |claims| *claims);
-                match self.sign(claims, plan.expires_at) {
-                    Ok(token) => ((token, plan.expires_at), false),
-                    Err(error) => {
-                        event!(warn, kind = %error.kind(), "could not sign a renewal");
-                        return Finish::Done;
-                    }
-                }
+                let Some(token) = signed(self.sign(claims, plan.expires_at)) else {
+                    return Finish::Done;
+                };
+                ((token, plan.expires_at), false)
             }
         };
         let claim = (!local)
             .then(|| shared.claim(id.secret(), offered.0.clone(), offered.1, plan.forget_after));
         let flights = config.flights.clone();
-        let store = config.core.store.clone();
-        let clock = config.core.clock.clone();
-        let grace = config.core.reuse_grace();
+        let checkpoint = config.checkpoint.clone();
+        let clock = config.engine.clock.clone();
         let session = self.session.clone();
         let now = self.now;
         Finish::Wait(Box::pin(async move {
@@ -235,11 +291,14 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                 }
             };
             // The old token must still be good once the replacement is agreed.
-            let lookup =
-                store.check_fresh(&TokenIds::of(session.claims().registered()), clock.now());
+            let registered = session.claims().registered();
+            let lookup = checkpoint
+                .store
+                .check_fresh(&TokenIds::of(registered), clock.now());
             let answer = lookup.resolve().await;
-            let exp = session.claims().registered().exp;
-            confirmed(answer, &*clock, exp, grace).then_some(Signed { token, expires_at })
+            checkpoint
+                .confirmed(answer, clock.now(), registered.exp)
+                .then_some(Signed { token, expires_at })
         }))
     }
 
@@ -252,7 +311,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
     /// recorded, nothing is issued.
     fn supersede(&mut self, claims: C) -> Finish {
         let config = &self.config;
-        let core = &config.core;
+        let (engine, checkpoint) = (&config.engine, &config.checkpoint);
         let current = self.session.claims().registered();
         let (Some(jti), Some(_), Some(id)) = (
             current.jti.clone(),
@@ -265,37 +324,28 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             );
             return Finish::Done;
         };
-        let deadline = core.session_deadline(current).unwrap_or(current.exp);
-        let expires_at = self
-            .now
-            .saturating_add(core.session_ttl(current))
-            .min(deadline);
-        let token = match self.sign(claims, expires_at) {
-            Ok(token) => token,
-            Err(error) => {
-                event!(warn, kind = %error.kind(), "could not sign renew_with's token");
-                return Finish::Done;
-            }
+        let expires_at = engine.next_expiry(current, self.session.deadline(), self.now);
+        let Some(token) = signed(self.sign(claims, expires_at)) else {
+            return Finish::Done;
         };
         let now = self.now;
-        let leeway = core.leeway;
+        let leeway = engine.leeway;
         let retire_until = current.exp.saturating_add(leeway);
-        let lookup = core
+        let lookup = checkpoint
             .store
-            .check_fresh(&TokenIds::of(current), core.clock.now());
-        let (old_exp, clock, grace) = (current.exp, core.clock.clone(), core.reuse_grace());
-        let store = core.store.clone();
-        let counters = core.counters.clone();
+            .check_fresh(&TokenIds::of(current), engine.clock.now());
+        let (old_exp, clock) = (current.exp, engine.clock.clone());
+        let checkpoint = checkpoint.clone();
         let flights = config.flights.clone();
         // Installed first, so a request presenting the old token anywhere
         // from now on gets the new replacement, never the one it displaces.
-        let shared = core
+        let shared = checkpoint
             .store
             .shared_flight()
             .map(|shared| shared.supersede(id.secret(), token.clone(), expires_at, retire_until));
         Finish::Wait(Box::pin(async move {
             let answer = lookup.resolve().await;
-            if !confirmed(answer, &*clock, old_exp, grace) {
+            if !checkpoint.confirmed(answer, clock.now(), old_exp) {
                 return None;
             }
             let (displaced_elsewhere, superseded) = match shared {
@@ -328,7 +378,13 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             }
             let mut all_recorded = superseded;
             for (jti, until) in retired {
-                if let Err(error) = record(&*store, retire(jti, until), now, &counters).await {
+                let recorded = record(
+                    &*checkpoint.store,
+                    retire(jti, until),
+                    now,
+                    &checkpoint.counters,
+                );
+                if let Err(error) = recorded.await {
                     event!(warn, %error, "renew_with could not retire a token it replaces; nothing is issued");
                     all_recorded = false;
                 }
@@ -349,7 +405,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         response.extensions_mut().insert(Renewed {
             expires_at: signed.expires_at,
         });
-        self.config.core.counters.count(StatEvent::Renewed);
+        self.config.env.counters.count(StatEvent::Renewed);
         event!(
             debug,
             sid = self.session.claims().registered().sid.as_deref(),
@@ -361,7 +417,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
 
     /// Signs `claims` as the next token of the current session: `sid` and
     /// `auth_time` are the session's, whatever `claims` say.
-    fn sign(&self, mut claims: C, expires_at: i64) -> Result<Arc<str>, crate::IssueError> {
+    fn sign(&self, mut claims: C, expires_at: i64) -> Result<Arc<str>, IssueError> {
         let current = self.session.claims().registered();
         let registered = claims.registered_mut();
         registered.sid.clone_from(&current.sid);
@@ -370,35 +426,16 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         // The layer's own claims, whatever `renewed` did: with reuse
         // detection, the replacement names the token it replaces.
         let registered = claims.registered_mut();
-        let core = &self.config.core;
-        if core.reuse.is_some() {
+        let config = &self.config;
+        if config.checkpoint.detects_reuse() {
             registered.prev_jti.clone_from(&current.jti);
             registered.prev_exp = Some(current.exp);
         } else {
             registered.prev_jti = None;
             registered.prev_exp = None;
         }
-        core.sign_with(&claims, |token| Arc::from(token))
+        config.engine.sign_with(&claims, |token| Arc::from(token))
     }
-}
-
-/// Whether the old token may still be replaced once its replacement exists:
-/// the store says it is not revoked, and it has not expired meanwhile (a
-/// request that outlives the token's `exp` renews nothing: a revocation by
-/// `jti` is only remembered until then). A replaced token was admitted
-/// inside the reuse grace when the request arrived: it gets its replacement.
-/// A replaced token past the reuse grace (`grace`, when reuse detection is
-/// on) gets nothing: a request that outlived the grace (a slow handler, a
-/// response delivered late) must not hand back a replacement the client
-/// has since moved on from, which would then count as reuse itself.
-fn confirmed(
-    answer: Result<Status, crate::StoreError>,
-    clock: &dyn crate::Clock,
-    exp: i64,
-    grace: Option<i64>,
-) -> bool {
-    let now = clock.now();
-    admit(answer, now, grace) == Admission::Admit && now < exp
 }
 
 /// The `jti` and `exp` of a token this layer signed, read without verifying.

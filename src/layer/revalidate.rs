@@ -4,9 +4,9 @@
 use std::fmt;
 use std::future::Future;
 
+use crate::BoxFuture;
 #[cfg(doc)]
 use crate::SlidingJwtBuilder;
-use crate::revoke::BoxFuture;
 
 /// The outcome of a [`Revalidate`] hook.
 #[derive(Debug, Clone, PartialEq, Eq)]

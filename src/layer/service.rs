@@ -5,21 +5,22 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::{Gate, ResponseFuture};
-use super::policy::{RenewalContext, RenewalPolicy};
-use super::renewal::{After, Plan};
+use super::policy::RenewalPolicy;
+use super::renewal::{After, plan};
 use super::revalidate::Verdict;
 use super::{Config, reject};
+use crate::BoxFuture;
 use crate::claims::Claims;
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{Admission, BoxFuture, Lookup, Status, StoreError, TokenIds, admit};
+use crate::revoke::{Checkpoint, OnReused, Pending, StoreError, TokenIds};
 use crate::session::{AuthenticatedByLayer, Session};
 use crate::stats::Event;
-use crate::token::{Held, RawToken, TokenEngine, Verified};
+use crate::token::{Held, RawToken, Verified};
 
 /// The service produced by [`SlidingJwtLayer`](crate::SlidingJwtLayer): verifies
 /// each request's token, checks revocation, puts one [`Session`] handle (the
@@ -86,8 +87,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let config = &self.config;
-        let core = &config.core;
-        let now = core.clock.now();
+        let (engine, checkpoint) = (&config.engine, &config.checkpoint);
+        let now = engine.clock.now();
 
         let mut found = None;
         for (index, source) in config.sources.iter().enumerate() {
@@ -122,33 +123,25 @@ where
             ));
         };
 
-        let verified = match verify(config, token, request.headers(), now) {
+        let (verified, deadline) = match verify(config, token, request.headers(), now) {
             Ok(verified) => verified,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
-        core.counters.count(Event::Verified);
+        config.env.counters.count(Event::Verified);
         let claims = &verified.claims;
 
-        let grace = core.reuse_grace();
-        let check = match core.store.check(&TokenIds::of(claims.registered()), now) {
-            Lookup::Ready(answer) => match admit(answer, now, grace) {
-                Admission::Admit => None,
-                Admission::Refuse(kind) => {
-                    return ResponseFuture::rejected(reject(config, Rejection::new(kind)));
-                }
-                // Refused once the session is revoked, in the gate.
-                Admission::Reused => Some(Check::Reused),
-            },
-            Lookup::Pending(lookup) => Some(Check::Lookup(lookup)),
+        let pending = match checkpoint.enter(&TokenIds::of(claims.registered()), now) {
+            Ok(pending) => pending,
+            Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
         // The first use of a replacement here marks the token it replaced.
-        let mark = core.reuse_mark(claims.registered(), now);
+        let mark = checkpoint.mark(claims.registered(), now);
 
         let activity = config.activity.as_ref().is_none_or(|is_activity| {
             is_activity(request.method(), request.uri(), request.headers())
         });
         let plan = activity
-            .then(|| plan(config, claims, now, request.method()))
+            .then(|| plan(config, claims, deadline, now, request.method()))
             .flatten();
         let hook = match (&plan, &config.revalidate) {
             (Some(_), Some(hook)) => Some(hook.revalidate(claims)),
@@ -157,100 +150,90 @@ where
 
         // One allocation carries the claims, the raw token and the session
         // state; the extension and the response future share it.
-        let deadline = core.session_deadline(verified.claims.registered());
-        let session = Session::new(verified, core.env.clone(), deadline, core.leeway);
+        let session = Session::new(verified, config.env.clone(), deadline, engine.leeway);
         request.extensions_mut().insert(session.clone());
         request.extensions_mut().insert(AuthenticatedByLayer);
-        let reused = (grace.is_some() && check.is_some()).then(|| Reused {
-            core: core.clone(),
-            session: session.clone(),
-        });
         let after = After::new(config.clone(), session, source, now, plan);
 
-        if check.is_none() && mark.is_none() && hook.is_none() {
+        if pending.is_none() && mark.is_none() && hook.is_none() {
             return ResponseFuture::inner(self.inner.call(request), Some(after));
         }
+        let admitting = pending.map(|pending| Admitting {
+            checkpoint: checkpoint.clone(),
+            pending,
+            session: after.session().clone(),
+        });
         // Asynchronous checks first. The service that reported ready is the one
         // called afterwards; a clone stays behind for the next request.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let gate = gate(check, grace, now, reused, mark, hook);
+        let gate = gate(admitting, now, mark, hook);
         ResponseFuture::checking(Box::pin(gate), ready, request, after)
     }
 }
 
 /// Verifies `token`, or finds it in the verified-token cache and re-checks
-/// what can change with time.
+/// what can change with time; answers the token and its session's cap.
 fn verify<K: Keys, C: Claims, P, R>(
     config: &Config<K, C, P, R>,
     token: &str,
     headers: &http::HeaderMap,
     now: i64,
-) -> Result<Held<C>, RejectionKind> {
-    let core = &config.core;
+) -> Result<(Held<C>, Option<i64>), RejectionKind> {
+    let engine = &config.engine;
     let Some(cache) = &config.cache else {
-        let (claims, key) = core.verify_keyed(token, now)?;
+        let (claims, key, deadline) = engine.verify_keyed(token, now)?;
         let token = RawToken::find(headers, token);
-        return Ok(Held::Owned(Verified { claims, token, key }));
+        return Ok((Held::Owned(Verified { claims, token, key }), deadline));
     };
-    let version = core.keys.version();
-    if token.len() <= core.max_token_bytes
-        && let Some(verified) = cache.get(token, version, &core.keys.verification_keys())
+    let version = engine.keys.version();
+    if token.len() <= engine.max_token_bytes
+        && let Some(verified) = cache.get(token, version, &engine.keys.verification_keys())
     {
-        core.validate(verified.claims.registered(), now)?;
-        core.counters.count(Event::CacheHit);
-        return Ok(Held::Shared(verified));
+        let deadline = engine.validate(verified.claims.registered(), now)?;
+        config.env.counters.count(Event::CacheHit);
+        return Ok((Held::Shared(verified), deadline));
     }
-    let (claims, key) = core.verify_keyed(token, now)?;
+    let (claims, key, deadline) = engine.verify_keyed(token, now)?;
     // A cached entry outlives the request: it keeps its own copy of the
     // token, not the request's header bytes (which may be a slice of a much
     // larger read buffer).
     let token = RawToken::copy(token);
     let verified = Arc::new(Verified { claims, token, key });
     cache.insert(verified.clone(), version);
-    Ok(Held::Shared(verified))
+    Ok((Held::Shared(verified), deadline))
 }
 
-/// The revocation check still to make before the inner service runs.
-enum Check {
-    /// The store needs I/O to answer.
-    Lookup(BoxFuture<'static, Result<Status, StoreError>>),
-    /// Already answered: a replaced token after the grace.
-    Reused,
-}
-
-/// What revoking a reused token's session needs.
-struct Reused<K, C> {
-    core: Arc<TokenEngine<K, C>>,
+/// The admission still to finish before the inner service runs.
+struct Admitting<C> {
+    checkpoint: Arc<Checkpoint<C>>,
+    pending: Pending,
     session: Session<C>,
 }
 
-/// Awaits the revocation look-up (revoking the session of a reused token),
+/// Finishes the admission (revoking the session of a reused token), awaits
 /// the reuse mark, then the revalidation hook.
-async fn gate<K: Keys, C: Claims>(
-    check: Option<Check>,
-    grace: Option<i64>,
+async fn gate<C: Claims>(
+    admitting: Option<Admitting<C>>,
     now: i64,
-    reused: Option<Reused<K, C>>,
     mark: Option<BoxFuture<'static, Result<(), StoreError>>>,
     hook: Option<BoxFuture<'static, Verdict<C>>>,
 ) -> Gate<C> {
-    let admission = match check {
-        None => Admission::Admit,
-        Some(Check::Reused) => Admission::Reused,
-        Some(Check::Lookup(lookup)) => admit(lookup.await, now, grace),
-    };
-    match admission {
-        Admission::Admit => {}
-        Admission::Refuse(kind) => return Gate::Reject(kind),
-        Admission::Reused => {
-            if let Some(Reused { core, session }) = reused
-                && !core.reused(session.claims(), now).await
-            {
-                // Fail closed: the session must end; the client retries.
-                return Gate::Reject(RejectionKind::StoreUnavailable);
-            }
-            return Gate::Reject(RejectionKind::TokenReused);
+    if let Some(Admitting {
+        checkpoint,
+        pending,
+        session,
+    }) = admitting
+    {
+        let settled = checkpoint.settle(
+            pending,
+            session.claims(),
+            session.deadline(),
+            now,
+            OnReused::EndSession,
+        );
+        if let Err(kind) = settled.await {
+            return Gate::Reject(kind);
         }
     }
     if let Some(mark) = mark
@@ -265,44 +248,4 @@ async fn gate<K: Keys, C: Claims>(
             verdict => Gate::Proceed(verdict),
         },
     }
-}
-
-/// Whether this request's token qualifies for renewal; the response decides the rest.
-fn plan<K, C, P, R>(
-    config: &Config<K, C, P, R>,
-    claims: &C,
-    now: i64,
-    method: &Method,
-) -> Option<Plan>
-where
-    K: Keys,
-    C: Claims,
-    P: RenewalPolicy,
-{
-    let core = &config.core;
-    let registered = claims.registered();
-    // Renew only while the token has not expired: one accepted within the
-    // leeway after `exp` is served but never renewed. A verify-only layer
-    // (no signing key) never plans a renewal.
-    if method == Method::OPTIONS || now >= registered.exp || core.keys.signing_key().is_none() {
-        return None;
-    }
-    // Without `auth_time` the session cap cannot be enforced, and without
-    // `sid` a logout could only revoke the presented token while a
-    // replacement handed out just before kept sliding: never renew either.
-    registered.sid.as_ref()?;
-    let deadline = core.session_deadline(registered)?;
-    let ttl = core.session_ttl(registered);
-    let expires_at = now.saturating_add(ttl).min(deadline);
-    if expires_at <= registered.exp {
-        return None;
-    }
-    let ctx = RenewalContext::new(now, registered.iat, registered.exp, ttl, expires_at);
-    if !config.policy.should_renew(&ctx) {
-        return None;
-    }
-    Some(Plan {
-        expires_at,
-        forget_after: registered.exp.saturating_add(core.leeway),
-    })
 }

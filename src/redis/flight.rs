@@ -11,7 +11,8 @@ use sha2::Sha256;
 
 use super::store::RedisStore;
 use super::{RedisCounters, Shared, clamp_ttl, seconds_until};
-use crate::revoke::{BoxFuture, SharedFlight, StoreError, StoreErrorKind};
+use crate::BoxFuture;
+use crate::revoke::{SharedFlight, StoreError, StoreErrorKind};
 use crate::token::jws;
 
 type HmacSha256 = Hmac<Sha256>;

@@ -10,9 +10,10 @@ use super::{
     FailureMode, RedisCounters, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, bounded,
     clamp_ttl, seconds_until,
 };
+use crate::BoxFuture;
 use crate::revoke::MAX_REVOCATION_SECS;
 use crate::revoke::{
-    BoxFuture, Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
+    Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
     StoreErrorKind, TokenIds,
 };
 

@@ -28,9 +28,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::{
-    BoxFuture, Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, StoreError,
-    StoreErrorKind, TokenIds,
+    Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind,
+    TokenIds,
 };
+use crate::BoxFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::log::event;
 

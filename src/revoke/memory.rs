@@ -10,9 +10,10 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use super::filter::{FIRST_LEVEL, GROWTH, LARGEST_LEVEL, Level};
 use super::{
-    BoxFuture, Lookup, Revocation, RevocationStore, RevocationTarget, Status, StoreError,
-    StoreErrorKind, TokenIds,
+    Lookup, Revocation, RevocationStore, RevocationTarget, Status, StoreError, StoreErrorKind,
+    TokenIds,
 };
+use crate::BoxFuture;
 
 /// Expired entries dropped, and entries copied into a growing filter level,
 /// per insert: bounded work, and expired entries go faster than new ones come.

@@ -8,13 +8,12 @@
 //! [`Revalidate`](crate::Revalidate) hook.)
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::BoxFuture;
 use crate::claims::RegisteredClaims;
-use crate::reject::RejectionKind;
 
+mod admission;
 mod durable;
 mod error;
 mod filter;
@@ -22,6 +21,7 @@ mod memory;
 mod reuse;
 mod revoker;
 
+pub(crate) use admission::{Checkpoint, OnReused, Pending};
 pub use durable::{DurableStore, DurableStoreBuilder};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
@@ -39,9 +39,6 @@ pub(crate) const MAX_SESSION_SECS: i64 = 400 * 86_400;
 /// it, so no entry (planted, or from a clock at the edge) can ask for more.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) const MAX_REVOCATION_SECS: i64 = MAX_SESSION_SECS + 60;
-
-/// A boxed future, as revocation stores and hooks return them on their slow path.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What is revoked.
 #[non_exhaustive]
@@ -125,33 +122,6 @@ pub enum Status {
         /// When the replacement was first used.
         used_at: i64,
     },
-}
-
-/// What a store's answer means for a request at `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
-    /// Not revoked (and not a replaced token arriving after the grace).
-    Admit,
-    /// Refused: `Revoked` (401) or, when the store failed,
-    /// `StoreUnavailable` (503).
-    Refuse(RejectionKind),
-    /// A replaced token arriving more than the grace after its replacement
-    /// was first used: a stolen or leaked copy (rule 18).
-    Reused,
-}
-
-/// Reads a store's answer at `now`; `grace` is the reuse grace in seconds,
-/// `None` when reuse detection is off (a replaced token is then admitted).
-pub(crate) fn admit(answer: Result<Status, StoreError>, now: i64, grace: Option<i64>) -> Admission {
-    match answer {
-        Ok(Status::Active) => Admission::Admit,
-        Ok(Status::Replaced { used_at }) => match grace {
-            Some(grace) if now > used_at.saturating_add(grace) => Admission::Reused,
-            _ => Admission::Admit,
-        },
-        Ok(Status::Revoked) => Admission::Refuse(RejectionKind::Revoked),
-        Err(_) => Admission::Refuse(RejectionKind::StoreUnavailable),
-    }
 }
 
 /// An answer that is ready now, or one that needs I/O.

@@ -16,9 +16,8 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{
-    BoxFuture, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
-};
+use super::{Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record};
+use crate::BoxFuture;
 use crate::claims::RegisteredClaims;
 use crate::log::event;
 use crate::stats::{Counters, Event};
@@ -34,7 +33,7 @@ pub(crate) type OnReuse<C> = dyn Fn(&C) + Send + Sync;
 pub(crate) struct ReuseDetection<C> {
     /// Seconds a replaced token is still accepted after its replacement's
     /// first use.
-    pub(crate) grace: i64,
+    grace: i64,
     on_reuse: Option<Box<OnReuse<C>>>,
     marked: Arc<Marked>,
 }
@@ -55,6 +54,12 @@ impl<C> ReuseDetection<C> {
             on_reuse,
             marked: Arc::new(Marked::default()),
         }
+    }
+
+    /// Seconds a replaced token is still accepted after its replacement's
+    /// first use.
+    pub(crate) fn grace(&self) -> i64 {
+        self.grace
     }
 
     /// The mark to write for the token `claims` replaced, unless this

@@ -1,6 +1,8 @@
-//! The token engine, without HTTP: decode, verify, validate, sign — shared by
-//! the layer and the issuer. One JSON pass over the claims, straight into the
-//! user's type.
+//! The token engine, without HTTP and without state: decode, verify,
+//! validate, sign and the lifetime arithmetic — shared by the layer and the
+//! issuer. One JSON pass over the claims, straight into the user's type. It
+//! knows no store, counter or session: what a verified token means for a
+//! session is decided by the layer and the stores.
 //!
 //! The rules about a token's text live in [`jws`] (the one copy), the JOSE
 //! header in `header`, ids in `random`.
@@ -15,14 +17,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod header;
 mod identity;
-mod issuer;
+mod issue;
 pub(crate) mod jws;
 mod random;
 mod raw;
 mod verified;
 
 pub(crate) use identity::{FlightKey, TokenId};
-pub use issuer::{IssuedToken, Issuer, Lifetimes};
+pub use issue::{IssuedToken, Lifetimes};
 pub(crate) use random::random_id;
 pub use raw::RawToken;
 pub(crate) use verified::{Held, KeyRef, Verified};
@@ -35,8 +37,6 @@ use crate::clock::Clock;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::{Key, Keys, missed, select};
 use crate::reject::RejectionKind;
-use crate::revoke::{BoxFuture, ReuseDetection, RevocationStore, StoreError};
-use crate::stats::Counters;
 
 /// JSON text read as `T`. The text is checked as UTF-8 once, up front (JSON
 /// is UTF-8: RFC 8259 §8.1), so the parser need not check every string again.
@@ -45,11 +45,10 @@ fn json<'a, T: serde::Deserialize<'a>>(text: &'a [u8]) -> Option<T> {
 }
 
 /// The engine: keys, validation and lifetime settings (checked when the layer
-/// is built), the clock, the revocation store and the counters.
+/// is built) and the clock.
 pub(crate) struct TokenEngine<K, C> {
     pub(crate) keys: K,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) store: Arc<dyn RevocationStore>,
     pub(crate) issuer: Option<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) required_typ: Option<String>,
@@ -60,11 +59,6 @@ pub(crate) struct TokenEngine<K, C> {
     /// The most a session's own lifetimes may ask for (at least the defaults).
     pub(crate) ttl_limit: i64,
     pub(crate) max_session_limit: i64,
-    pub(crate) counters: Arc<Counters>,
-    /// Reuse detection, when on.
-    pub(crate) reuse: Option<ReuseDetection<C>>,
-    /// The store, clock and counters again, behind one `Arc` for sessions.
-    pub(crate) env: Arc<crate::session::SessionEnv>,
     pub(crate) _claims: PhantomData<fn() -> C>,
 }
 
@@ -184,13 +178,13 @@ fn with_buffers<R>(f: impl FnOnce(&mut Vec<u8>, &mut String) -> R) -> Option<R> 
 
 impl<K: Keys, C: Claims> TokenEngine<K, C> {
     /// Verifies `token` completely (RFC 8725 order: size, shape, header, key,
-    /// signature, then claims) and returns its claims.
-    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<C, RejectionKind> {
-        self.verify_keyed(token, now).map(|(claims, _)| claims)
-    }
-
-    /// [`verify`](Self::verify), also naming the key that verified the token.
-    pub(crate) fn verify_keyed(&self, token: &str, now: i64) -> Result<(C, KeyRef), RejectionKind> {
+    /// signature, then claims) and returns its claims, the key that verified
+    /// it, and the session's cap ([`validate`](Self::validate)'s answer).
+    pub(crate) fn verify_keyed(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(C, KeyRef, Option<i64>), RejectionKind> {
         if token.len() > self.max_token_bytes {
             return Err(RejectionKind::TokenTooLarge);
         }
@@ -217,21 +211,23 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
             return Err(RejectionKind::InvalidClaims);
         }
         let claims: C = json(&payload).ok_or(RejectionKind::InvalidClaims)?;
-        self.validate(claims.registered(), now)?;
-        Ok((
-            claims,
-            KeyRef {
-                id: key.id(),
-                alg: key.algorithm(),
-            },
-        ))
+        let deadline = self.validate(claims.registered(), now)?;
+        let key = KeyRef {
+            id: key.id(),
+            alg: key.algorithm(),
+        };
+        Ok((claims, key, deadline))
     }
 
+    /// Checks what can change with time and configuration: `exp`, `nbf`,
+    /// `iss`, `aud` and the session cap; answers the session's cap (its
+    /// [`session_deadline`](Self::session_deadline)), computed once here
+    /// for the whole request.
     pub(crate) fn validate(
         &self,
         claims: &RegisteredClaims,
         now: i64,
-    ) -> Result<(), RejectionKind> {
+    ) -> Result<Option<i64>, RejectionKind> {
         if now >= claims.exp.saturating_add(self.leeway) {
             return Err(RejectionKind::Expired);
         }
@@ -253,13 +249,11 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
             }
         }
         // The cap is absolute: no leeway.
-        if self
-            .session_deadline(claims)
-            .is_some_and(|deadline| now >= deadline)
-        {
+        let deadline = self.session_deadline(claims);
+        if deadline.is_some_and(|deadline| now >= deadline) {
             return Err(RejectionKind::SessionExpired);
         }
-        Ok(())
+        Ok(deadline)
     }
 
     /// The session's cap, when the token says when the session began: its
@@ -273,39 +267,6 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         })
     }
 
-    /// The reuse grace in seconds, when reuse detection is on.
-    pub(crate) fn reuse_grace(&self) -> Option<i64> {
-        self.reuse.as_ref().map(|reuse| reuse.grace)
-    }
-
-    /// The reuse mark to write for the token that `claims`' token replaced,
-    /// when reuse detection is on and this instance has not written it yet.
-    pub(crate) fn reuse_mark(
-        &self,
-        claims: &RegisteredClaims,
-        now: i64,
-    ) -> Option<BoxFuture<'static, Result<(), StoreError>>> {
-        self.reuse
-            .as_ref()?
-            .mark(&self.store, claims, now, self.leeway)
-    }
-
-    /// A replaced token arrived after the grace: revokes its session (rule
-    /// 18); `false` when that could not be recorded.
-    pub(crate) async fn reused(&self, claims: &C, now: i64) -> bool
-    where
-        C: Claims,
-    {
-        let Some(reuse) = &self.reuse else {
-            return true;
-        };
-        let deadline = self.session_deadline(claims.registered());
-        let (store, counters) = (&*self.store, &*self.counters);
-        reuse
-            .detected(store, claims, deadline, now, self.leeway, counters)
-            .await
-    }
-
     /// The lifetime of the session's next token: its own `session_ttl` within
     /// the layer's limit, or the layer's `ttl`.
     pub(crate) fn session_ttl(&self, claims: &RegisteredClaims) -> i64 {
@@ -313,6 +274,20 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
             .session_ttl
             .filter(|&ttl| ttl > 0)
             .map_or(self.ttl, |ttl| ttl.min(self.ttl_limit))
+    }
+
+    /// The `exp` of the session's next token signed at `now`: its ttl from
+    /// now, never past the session's cap (`deadline`, or the current token's
+    /// own `exp` for a session that does not say when it began). The one
+    /// copy of the arithmetic, for planned renewals and `renew_with` alike.
+    pub(crate) fn next_expiry(
+        &self,
+        claims: &RegisteredClaims,
+        deadline: Option<i64>,
+        now: i64,
+    ) -> i64 {
+        now.saturating_add(self.session_ttl(claims))
+            .min(deadline.unwrap_or(claims.exp))
     }
 
     /// Sets the registered claims of a login token, signs it and returns it;

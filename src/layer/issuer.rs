@@ -1,0 +1,148 @@
+//! [`Issuer`]: the first token of a session, at login, from the layer's own
+//! configuration, and verification outside a request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::claims::Claims;
+use crate::error::{IssueError, IssueErrorKind};
+use crate::keys::Keys;
+use crate::reject::Rejection;
+use crate::revoke::{Checkpoint, OnReused, TokenIds};
+use crate::token::{IssuedToken, Lifetimes, TokenEngine};
+
+/// Mints login tokens with the same keys, clock, issuer, audience and
+/// lifetimes the layer verifies with, so the two cannot disagree.
+///
+/// Cheap to clone; get one from [`SlidingJwtLayer::issuer`](crate::SlidingJwtLayer::issuer)
+/// and hand it to your login handler.
+pub struct Issuer<K, C> {
+    engine: Arc<TokenEngine<K, C>>,
+    checkpoint: Arc<Checkpoint<C>>,
+}
+
+impl<K, C> Issuer<K, C> {
+    pub(crate) fn new(engine: Arc<TokenEngine<K, C>>, checkpoint: Arc<Checkpoint<C>>) -> Self {
+        Self { engine, checkpoint }
+    }
+}
+
+impl<K, C> Clone for Issuer<K, C> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
+    }
+}
+
+impl<K, C> fmt::Debug for Issuer<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Keys, C: Claims> Issuer<K, C> {
+    /// Starts a session: sets `iat` and `auth_time` to now, a new random `sid`
+    /// and `jti`, `exp = now + ttl` (within the session cap), the configured
+    /// `iss` and `aud`, removes `nbf`, and signs with the active key. Your own
+    /// claims are kept as they are.
+    ///
+    /// # Errors
+    /// An [`IssueError`] when the claims do not serialize to a JSON object,
+    /// the backend fails to sign, or the system's randomness fails.
+    pub fn issue(&self, claims: C) -> Result<IssuedToken<C>, IssueError> {
+        let (token, claims) = self.engine.issue(claims, None, None)?;
+        Ok(IssuedToken::new(token, claims))
+    }
+
+    /// [`issue`](Self::issue), for a session with lifetimes of its own (e.g.
+    /// "remember me": a 30-day cap instead of the layer's day). They are
+    /// written into the token (`session_ttl`, `session_exp`) and kept by
+    /// every renewal on every instance; a lifetime not given is the layer's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sliding_jwt::{Key, Lifetimes, SlidingJwtLayer, StandardClaims};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let day = Duration::from_secs(86_400);
+    /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
+    ///     .with_max_session(day)
+    ///     .with_lifetime_limits(Duration::from_secs(3600), 30 * day)
+    ///     .build()?;
+    /// let remembered = layer
+    ///     .issuer()
+    ///     .issue_with(StandardClaims::new("alice", Default::default()), Lifetimes::new().with_max_session(30 * day))?;
+    /// let r = &remembered.claims().registered;
+    /// assert_eq!(r.session_exp, Some(r.auth_time.unwrap() + 30 * 86_400));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`IssueErrorKind::InvalidLifetime`](crate::IssueErrorKind::InvalidLifetime)
+    /// when a lifetime is zero or above the layer's limits
+    /// ([`SlidingJwtBuilder::with_lifetime_limits`](crate::SlidingJwtBuilder::with_lifetime_limits));
+    /// otherwise as [`issue`](Self::issue).
+    pub fn issue_with(
+        &self,
+        claims: C,
+        lifetimes: Lifetimes,
+    ) -> Result<IssuedToken<C>, IssueError> {
+        let engine = &self.engine;
+        let check = |lifetime: Option<Duration>, limit: i64| -> Result<Option<i64>, IssueError> {
+            lifetime
+                .map(|d| {
+                    i64::try_from(d.as_secs())
+                        .ok()
+                        .filter(|&s| s > 0 && s <= limit)
+                        .ok_or_else(|| IssueError::new(IssueErrorKind::InvalidLifetime, None))
+                })
+                .transpose()
+        };
+        let ttl = check(lifetimes.ttl(), engine.ttl_limit)?;
+        let max_session = check(lifetimes.max_session(), engine.max_session_limit)?;
+        let (token, claims) = engine.issue(claims, ttl, max_session)?;
+        Ok(IssuedToken::new(token, claims))
+    }
+
+    /// Verifies `token` exactly as the layer does (signature, algorithm, `kid`,
+    /// claims, session cap, and the revocation store), outside a request: for
+    /// a WebSocket upgrade, a message queue, or a test. With reuse detection,
+    /// a replaced token past the grace is refused
+    /// ([`TokenReused`](crate::RejectionKind::TokenReused)) but its session
+    /// is not ended (a token kept for later is not a stolen copy), and a
+    /// replacement's first use is marked as the layer would.
+    ///
+    /// # Errors
+    /// The [`Rejection`] the layer would have answered with.
+    pub async fn verify(&self, token: &str) -> Result<C, Rejection> {
+        let (engine, checkpoint) = (&self.engine, &self.checkpoint);
+        let now = engine.clock.now();
+        let (claims, _, deadline) = engine.verify_keyed(token, now).map_err(Rejection::new)?;
+        let ids = TokenIds::of(claims.registered());
+        // A reused token is refused, but its session is not ended here:
+        // `verify` may check a token kept for later (a queued message, a
+        // stored WebSocket token), whose late arrival is not a stolen copy.
+        if let Some(pending) = checkpoint.enter(&ids, now).map_err(Rejection::new)? {
+            checkpoint
+                .settle(pending, &claims, deadline, now, OnReused::Refuse)
+                .await
+                .map_err(Rejection::new)?;
+        }
+        if let Some(mark) = checkpoint.mark(claims.registered(), now) {
+            mark.await
+                .map_err(|_| Rejection::new(crate::reject::RejectionKind::StoreUnavailable))?;
+        }
+        Ok(claims)
+    }
+
+    /// The current time according to the layer's clock.
+    pub fn now(&self) -> i64 {
+        self.engine.clock.now()
+    }
+}

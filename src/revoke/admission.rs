@@ -1,0 +1,195 @@
+//! Admission: the one place that decides what a store's answer means for a
+//! verified token — admitted, refused (revoked, or the store cannot say), or
+//! a replaced token arriving after the reuse grace — and what follows from
+//! it: the session of a reused token is revoked, and a replacement's first
+//! use is marked. The layer (before the inner service runs, and again before
+//! a replacement is handed out) and [`Issuer::verify`](crate::Issuer::verify)
+//! both go through it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::reuse::ReuseDetection;
+use super::{Lookup, RevocationStore, Status, StoreError, TokenIds};
+use crate::BoxFuture;
+use crate::claims::{Claims, RegisteredClaims};
+use crate::reject::RejectionKind;
+use crate::stats::Counters;
+
+/// What a store's answer means for a request at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Not revoked (and not a replaced token arriving after the grace).
+    Admit,
+    /// Refused: `Revoked` (401) or, when the store failed,
+    /// `StoreUnavailable` (503).
+    Refuse(RejectionKind),
+    /// A replaced token arriving more than the grace after its replacement
+    /// was first used: a stolen or leaked copy.
+    Reused,
+}
+
+/// Reads a store's answer at `now`; `grace` is the reuse grace in seconds,
+/// `None` when reuse detection is off (a replaced token is then admitted).
+pub(crate) fn admit(answer: Result<Status, StoreError>, now: i64, grace: Option<i64>) -> Admission {
+    match answer {
+        Ok(Status::Active) => Admission::Admit,
+        Ok(Status::Replaced { used_at }) => match grace {
+            Some(grace) if now > used_at.saturating_add(grace) => Admission::Reused,
+            _ => Admission::Admit,
+        },
+        Ok(Status::Revoked) => Admission::Refuse(RejectionKind::Revoked),
+        Err(_) => Admission::Refuse(RejectionKind::StoreUnavailable),
+    }
+}
+
+/// What a verified token still needs before it is admitted, once the
+/// synchronous part of the check is done.
+pub(crate) enum Pending {
+    /// The store needs I/O to answer.
+    Lookup(BoxFuture<'static, Result<Status, StoreError>>),
+    /// Already answered: a replaced token after the grace.
+    Reused,
+}
+
+/// What a reused token does to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnReused {
+    /// Revoke the whole session (a request: the copy is being used now).
+    EndSession,
+    /// Only refuse the token ([`Issuer::verify`](crate::Issuer::verify):
+    /// a token kept for later, a queued message, is not a stolen copy).
+    Refuse,
+}
+
+/// The checkpoint every verified token passes: the revocation store, reuse
+/// detection when it is on, the counters and the leeway. One per layer,
+/// shared by its services and its issuer.
+pub(crate) struct Checkpoint<C> {
+    pub(crate) store: Arc<dyn RevocationStore>,
+    pub(crate) counters: Arc<Counters>,
+    reuse: Option<ReuseDetection<C>>,
+    leeway: i64,
+}
+
+impl<C> fmt::Debug for Checkpoint<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("reuse", &self.reuse)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Checkpoint<C> {
+    pub(crate) fn new(
+        store: Arc<dyn RevocationStore>,
+        counters: Arc<Counters>,
+        reuse: Option<ReuseDetection<C>>,
+        leeway: i64,
+    ) -> Self {
+        Self {
+            store,
+            counters,
+            reuse,
+            leeway,
+        }
+    }
+
+    /// The reuse grace in seconds, when reuse detection is on.
+    pub(crate) fn grace(&self) -> Option<i64> {
+        self.reuse.as_ref().map(ReuseDetection::grace)
+    }
+
+    /// Whether reuse detection is on (a renewal then names the token it
+    /// replaces in `prev_jti` and `prev_exp`).
+    pub(crate) fn detects_reuse(&self) -> bool {
+        self.reuse.is_some()
+    }
+
+    /// The synchronous part of admitting a token: asks the store, and
+    /// answers `Ok(None)` when the token is admitted now, `Ok(Some(_))` when
+    /// [`settle`](Self::settle) must finish, or the refusal.
+    pub(crate) fn enter(
+        &self,
+        ids: &TokenIds<'_>,
+        now: i64,
+    ) -> Result<Option<Pending>, RejectionKind> {
+        match self.store.check(ids, now) {
+            Lookup::Ready(answer) => match admit(answer, now, self.grace()) {
+                Admission::Admit => Ok(None),
+                Admission::Refuse(kind) => Err(kind),
+                Admission::Reused => Ok(Some(Pending::Reused)),
+            },
+            Lookup::Pending(lookup) => Ok(Some(Pending::Lookup(lookup))),
+        }
+    }
+
+    /// The mark to write for the token `claims`' token replaced, when reuse
+    /// detection is on and this instance has not written it yet. Its error
+    /// refuses the request (503, fail closed).
+    pub(crate) fn mark(
+        &self,
+        claims: &RegisteredClaims,
+        now: i64,
+    ) -> Option<BoxFuture<'static, Result<(), StoreError>>> {
+        self.reuse
+            .as_ref()?
+            .mark(&self.store, claims, now, self.leeway)
+    }
+
+    /// Whether the old token may still be replaced once its replacement
+    /// exists: the store says it is not revoked, and it has not expired
+    /// meanwhile (a request that outlives the token's `exp` renews nothing:
+    /// a revocation by `jti` is only remembered until then). A replaced
+    /// token was admitted inside the reuse grace when the request arrived:
+    /// it gets its replacement. A replaced token past the grace gets
+    /// nothing: a request that outlived the grace (a slow handler, a
+    /// response delivered late) must not hand back a replacement the client
+    /// has since moved on from, which would then count as reuse itself.
+    pub(crate) fn confirmed(&self, answer: Result<Status, StoreError>, now: i64, exp: i64) -> bool {
+        admit(answer, now, self.grace()) == Admission::Admit && now < exp
+    }
+}
+
+impl<C: Claims> Checkpoint<C> {
+    /// The asynchronous part of admitting a token: awaits the store's
+    /// answer, and for a replaced token past the grace, revokes its session
+    /// (`on_reused`) and refuses it. `deadline` is the session's cap.
+    pub(crate) async fn settle(
+        &self,
+        pending: Pending,
+        claims: &C,
+        deadline: Option<i64>,
+        now: i64,
+        on_reused: OnReused,
+    ) -> Result<(), RejectionKind> {
+        let admission = match pending {
+            Pending::Reused => Admission::Reused,
+            Pending::Lookup(lookup) => admit(lookup.await, now, self.grace()),
+        };
+        match admission {
+            Admission::Admit => Ok(()),
+            Admission::Refuse(kind) => Err(kind),
+            Admission::Reused => {
+                if on_reused == OnReused::EndSession
+                    && let Some(reuse) = &self.reuse
+                    && !reuse
+                        .detected(
+                            &*self.store,
+                            claims,
+                            deadline,
+                            now,
+                            self.leeway,
+                            &self.counters,
+                        )
+                        .await
+                {
+                    // Fail closed: the session must end; the client retries.
+                    return Err(RejectionKind::StoreUnavailable);
+                }
+                Err(RejectionKind::TokenReused)
+            }
+        }
+    }
+}
