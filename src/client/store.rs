@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::{Clock, SystemClock};
 use crate::keys::Keys;
+use crate::source::credential;
 use crate::token::{jws, signature_verifies};
 
 /// The largest renewal the client reads by default: the server's default limit.
@@ -127,7 +128,7 @@ impl TokenStore {
     /// start another session); returns whether it was a well-formed header
     /// value (if not, the store is left as it was).
     pub fn replace(&self, token: &str) -> bool {
-        let Some(header) = bearer(token) else {
+        let Some(header) = credential("Bearer", token) else {
             return false;
         };
         let claims = unverified(token, MAX_HELD_TOKEN_BYTES);
@@ -216,7 +217,7 @@ impl TokenStore {
         let Some(offered) = unverified(token, max_bytes) else {
             return false;
         };
-        let Some(header) = bearer(token) else {
+        let Some(header) = credential("Bearer", token) else {
             return false;
         };
         // The signature first, outside the lock (it is the slow part).
@@ -284,12 +285,6 @@ impl fmt::Debug for TokenStore {
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
     }
-}
-
-fn bearer(token: &str) -> Option<HeaderValue> {
-    let mut header = HeaderValue::try_from(format!("Bearer {token}")).ok()?;
-    header.set_sensitive(true);
-    Some(header)
 }
 
 /// The claims a client ties a token by, of a compact JWS of at most `max_bytes`, read without

@@ -4,7 +4,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName};
 
 use super::TokenSource;
-use super::syntax::{as_token, header_name, sensitive, single_value};
+use super::syntax::{as_token, credential, header_name, single_value};
 use crate::error::ConfigError;
 use crate::reject::Rejection;
 use crate::token::jws::is_compact;
@@ -73,10 +73,7 @@ impl TokenSource for BearerHeader {
         if !is_compact(token) {
             return;
         }
-        let mut value = String::with_capacity(7 + token.len());
-        value.push_str("Bearer ");
-        value.push_str(token);
-        if let Some(value) = sensitive(value) {
+        if let Some(value) = credential("Bearer", token) {
             headers.insert(self.response.clone(), value);
         }
     }

@@ -17,6 +17,7 @@ mod syntax;
 pub use bearer::BearerHeader;
 pub use cookie::{CookieSource, SameSite};
 pub use header::HeaderSource;
+pub(crate) use syntax::credential;
 
 /// Reads a token from a request and writes a renewed one to the response.
 ///

@@ -72,10 +72,24 @@ pub(super) fn as_token(bytes: &[u8]) -> Result<&str, Rejection> {
     std::str::from_utf8(bytes).map_err(|_| Rejection::new(RejectionKind::MalformedCredentials))
 }
 
-pub(super) fn sensitive(value: String) -> Option<HeaderValue> {
+/// A header value that carries a token: marked sensitive, so HTTP/2's
+/// HPACK never indexes it and `Debug` hides it. `None` when it is not a
+/// valid header value.
+pub(crate) fn sensitive(value: String) -> Option<HeaderValue> {
     let mut value = HeaderValue::try_from(value).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+/// `<scheme> <token>` as a sensitive header value (`Authorization: Bearer
+/// ...`): the one place the server's delivery and the client's requests
+/// write a credential.
+pub(crate) fn credential(scheme: &str, token: &str) -> Option<HeaderValue> {
+    let mut value = String::with_capacity(scheme.len() + 1 + token.len());
+    value.push_str(scheme);
+    value.push(' ');
+    value.push_str(token);
+    sensitive(value)
 }
 
 #[cfg(test)]
