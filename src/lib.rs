@@ -36,7 +36,7 @@ mod stats;
 mod token;
 
 pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
-pub use client::{Client, ClientFuture, ClientLayer, TokenStore};
+pub use client::{ClientFuture, ClientLayer, SlidingJwtClient, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
 pub use extensions::{NoRenewal, Renewed};
