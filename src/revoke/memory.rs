@@ -6,9 +6,9 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use super::filter::{FIRST_LEVEL, GROWTH, LARGEST_LEVEL, Level};
+use super::filter::{Filter, Level};
 use super::{
     Lookup, Revocation, RevocationStore, RevocationTarget, Status, StoreError, StoreErrorKind,
     TokenIds,
@@ -84,11 +84,10 @@ impl Entries {
 }
 
 struct MemoryInner {
-    /// Counting filter levels, allocated as the store fills: the level at
-    /// `active` counts every live entry, so a zero counter answers "not
-    /// revoked" with a few atomic loads, no lock and no allocation.
-    levels: Box<[OnceLock<Level>]>,
-    active: AtomicUsize,
+    /// The counting filter: its active level counts every live entry, so a
+    /// zero counter answers "not revoked" with a few atomic loads, no lock
+    /// and no allocation.
+    filter: Filter,
     /// Live entries per kind: a check skips (does not even hash) an id of a
     /// kind the store holds none of, e.g. `sub` while nobody was logged
     /// out everywhere.
@@ -149,19 +148,9 @@ impl MemoryStore {
     /// A store for up to `capacity` live revocations. Memory is taken as
     /// entries arrive, not up front.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut sizes = vec![FIRST_LEVEL.min(capacity.max(1))];
-        while let Some(&last) = sizes.last() {
-            if last >= capacity || last >= LARGEST_LEVEL {
-                break;
-            }
-            sizes.push(last.saturating_mul(GROWTH).min(capacity).min(LARGEST_LEVEL));
-        }
-        let levels: Box<[OnceLock<Level>]> = sizes.iter().map(|_| OnceLock::new()).collect();
-        let _ = levels[0].set(Level::new(sizes[0]));
         Self {
             inner: Arc::new(MemoryInner {
-                levels,
-                active: AtomicUsize::new(0),
+                filter: Filter::new(capacity),
                 live: Default::default(),
                 seed: std::collections::hash_map::RandomState::new().hash_one(0u8) | 1,
                 entries: RwLock::new(Entries {
@@ -430,21 +419,9 @@ impl MemoryStore {
     /// Starts growing the filter when the active level holds more entries
     /// than it is sized for.
     fn start_growing(&self, entries: &mut Entries) {
-        let active = self.inner.active.load(Ordering::Relaxed);
-        if entries.growing.is_some()
-            || active + 1 >= self.inner.levels.len()
-            || entries.len() <= self.active_level().holds
-        {
-            return;
+        if entries.growing.is_none() && self.inner.filter.start_growing(entries.len()) {
+            entries.growing = Some(None);
         }
-        let holds = self
-            .active_level()
-            .holds
-            .saturating_mul(GROWTH)
-            .min(self.inner.capacity)
-            .min(LARGEST_LEVEL);
-        self.inner.levels[active + 1].get_or_init(|| Level::new(holds));
-        entries.growing = Some(None);
     }
 
     /// Counts a bounded batch of entries into the level being grown into;
@@ -475,23 +452,18 @@ impl MemoryStore {
         }
         if done {
             entries.growing = None;
-            self.inner.active.fetch_add(1, Ordering::Release);
+            self.inner.filter.switch();
         } else if let Some(last) = last {
             entries.growing = Some(Some(last.clone()));
         }
     }
 
     fn active_level(&self) -> &Level {
-        let active = self.inner.active.load(Ordering::Acquire);
-        // The active level is always set before `active` points at it.
-        self.inner.levels[active]
-            .get()
-            .unwrap_or_else(|| unreachable!("filter level {active} not allocated"))
+        self.inner.filter.active()
     }
 
     fn next_level(&self) -> Option<&Level> {
-        let active = self.inner.active.load(Ordering::Acquire);
-        self.inner.levels.get(active + 1).and_then(OnceLock::get)
+        self.inner.filter.next()
     }
 
     /// A seeded hash of the id: a filter hit only costs a map look-up (whose
@@ -827,10 +799,7 @@ mod tests {
                 }
             }
         }
-        assert!(
-            store.inner.active.load(Ordering::Relaxed) > 0,
-            "the filter grew"
-        );
+        assert!(store.inner.filter.grown(), "the filter grew");
         store.purge(i64::MAX);
         assert!(store.is_empty());
         assert!(
