@@ -51,18 +51,12 @@
 //!   instance. The old token stays valid; the next request tries again.
 //!
 //! # Staleness and failures
-//! An instance sees a revocation made elsewhere as soon as
-//! Redis delivers the announcement: one network hop, typically well under a
-//! millisecond on a LAN. The replica is only trusted while the subscription
-//! is up. If it drops (Redis down, connection reset), the instance knows at
-//! once and, with [`FailureMode::Closed`] (the default), refuses every
-//! authenticated request with 503 (`StoreUnavailable`) until it has
-//! resubscribed and reloaded; with [`FailureMode::Open`] it keeps answering
-//! from its replica, which may then miss revocations made elsewhere in the
-//! meantime. A silent partition (no reset) is detected by the next reload,
-//! so the worst case is `resync_interval + timeout`. A replica that is full
-//! (it would have to drop a revocation) is not trusted either: the instance
-//! then fails the same way until a reload finds room for every live entry.
+//! The replica is trusted only while the subscription is up and its last
+//! reload succeeded; otherwise, with [`FailureMode::Closed`] (the default),
+//! authenticated requests get 503 until it is synchronised again. How stale
+//! an instance can be and what each failure does are in the crate guide's
+//! "Running a cluster" (sections "How stale an instance can be" and
+//! "Failures"): this page keeps the protocol.
 //!
 //! # Write-back
 //! Each instance notes a marker key (`{prefix}marker`, a random value set
@@ -101,12 +95,13 @@
 //! `tokio-native-tls-comp`) enabled in your own `Cargo.toml`, and are refused
 //! with [`StoreErrorKind::Unavailable`] without it.
 
+mod builder;
+mod cluster;
 mod flight;
 mod store;
 mod sync;
 mod topology;
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -115,184 +110,15 @@ use std::sync::{PoisonError, RwLock};
 
 use topology::{Commands, Topology};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::revoke::{MAX_REVOCATION_SECS, MemoryStore, StoreError, StoreErrorKind};
 
+pub use builder::{FailureMode, RedisStoreBuilder};
 pub use store::RedisStore;
 #[cfg(fuzzing)]
 pub(crate) use store::fuzz_entries;
 
 const TARGET: &str = "tower_sliding_jwt::redis";
-
-/// What an instance does while it cannot trust its replica.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Refuse authenticated requests with 503 until synchronised again.
-    #[default]
-    Closed,
-    /// Keep answering from the local replica (may miss revocations made on
-    /// other instances while Redis was unreachable).
-    Open,
-}
-
-/// Configures and connects a [`RedisStore`].
-#[derive(Clone)]
-pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    failure_mode: FailureMode,
-    timeout: Duration,
-    resync_interval: Duration,
-    capacity: usize,
-    clock: Arc<dyn Clock>,
-    wait: Option<(u32, Duration)>,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("failure_mode", &self.failure_mode)
-            .field("timeout", &self.timeout)
-            .field("resync_interval", &self.resync_interval)
-            .field("capacity", &self.capacity)
-            .field("wait", &self.wait)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisStoreBuilder {
-    pub(crate) fn new(url: String) -> Self {
-        Self {
-            url,
-            prefix: "tsj:".to_owned(),
-            failure_mode: FailureMode::Closed,
-            timeout: Duration::from_secs(2),
-            resync_interval: Duration::from_secs(30),
-            capacity: 1_000_000,
-            clock: Arc::new(SystemClock),
-            wait: None,
-        }
-    }
-
-    /// Prefix of every key and of the channel (default `tsj:`); lets several
-    /// applications share one Redis. Every instance of a cluster must use
-    /// the same prefix.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// What to do while Redis is unreachable (default [`FailureMode::Closed`]).
-    pub fn with_failure_mode(mut self, mode: FailureMode) -> Self {
-        self.failure_mode = mode;
-        self
-    }
-
-    /// Bound on every Redis call, including the initial connection and each
-    /// single-flight round trip (default 2 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How often the replica is reloaded in full (default 30 s).
-    pub fn with_resync_interval(mut self, interval: Duration) -> Self {
-        self.resync_interval = interval;
-        self
-    }
-
-    /// Live revocations the replica may hold (default one million). A
-    /// replica that cannot take a revocation makes the instance
-    /// unsynchronised (see [`FailureMode`]) until a reload finds room for
-    /// every entry. Reuse-detection marks have a budget of the same size of
-    /// their own; a mark without room is dropped (that renewal loses its
-    /// detection) and never makes the replica untrusted.
-    pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        self
-    }
-
-    /// The clock that decides which entries read from Redis are still live
-    /// and how long entries live in Redis (default
-    /// [`SystemClock`]). Give it the layer's clock: the
-    /// store and the layer must agree on "now".
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// A revocation is acknowledged only once `replicas` replicas of the
-    /// master (or, on a cluster, of the shard) that took it have it too
-    /// (`WAIT replicas timeout` after the write, on a connection of its own;
-    /// off by default; `timeout` must be shorter than the store's timeout,
-    /// or [`connect`](Self::connect) refuses). Reuse-detection marks are not
-    /// waited for. The way to
-    /// keep a logout through a failover that happens right after it:
-    /// asynchronous replication may otherwise lose the last writes of a
-    /// master that dies (the instances then write their replicas back, but
-    /// an instance that restarted meanwhile no longer holds the logout). A
-    /// revocation that fewer replicas acknowledged within `timeout` is
-    /// honoured by this instance and announced, but answered with
-    /// [`StoreErrorKind::Unavailable`].
-    pub fn with_wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.wait = (replicas > 0).then_some((replicas, timeout));
-        self
-    }
-
-    /// Connects, subscribes, loads the live revocations and starts the
-    /// background synchronisation task (on the current tokio runtime).
-    ///
-    /// # Errors
-    /// [`StoreErrorKind::Unavailable`] for a bad URL (or `rediss://` without
-    /// a TLS feature of the `redis` crate) or a refused connection,
-    /// [`StoreErrorKind::Timeout`] when Redis does not answer within the timeout.
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let topology = Topology::parse(&self.url, self.timeout)?;
-        let (commands, master) = topology.connect(self.timeout).await?;
-        // `WAIT` blocks the connection it is sent on: it gets its own.
-        let waits = match self.wait {
-            None => None,
-            Some((_, wait)) if wait >= self.timeout => {
-                return Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    Some(
-                        "with_wait_for_replicas: the wait must be shorter than the store's timeout"
-                            .into(),
-                    ),
-                ));
-            }
-            Some(_) => Some(topology.connect(self.timeout).await?.0),
-        };
-        let shared = Arc::new(Shared {
-            replica: MemoryStore::with_capacity(self.capacity),
-            live: AtomicBool::new(false),
-            overflow: AtomicBool::new(false),
-            unshared: AtomicBool::new(false),
-            clock: self.clock,
-            synced: tokio::sync::Notify::new(),
-            failure_mode: self.failure_mode,
-            channel: format!("{}revocations", self.prefix),
-            prefix: self.prefix,
-            timeout: self.timeout,
-            resync_interval: self.resync_interval.max(Duration::from_millis(100)),
-            commands: RwLock::new(commands),
-            waits: RwLock::new(waits),
-            topology,
-            wait: self.wait,
-            stats: RedisCounters::default(),
-        });
-        let task = tokio::spawn(sync::sync_loop(shared.clone(), master));
-        let guard = Arc::new(TaskGuard(task.abort_handle()));
-        if tokio::time::timeout(self.timeout, shared.synced.notified())
-            .await
-            .is_err()
-        {
-            return Err(StoreErrorKind::Timeout.into());
-        }
-        Ok(RedisStore::new(shared, guard))
-    }
-}
 
 /// What a [`RedisStore`] has asked of Redis since it connected (all its
 /// clones together): for metrics, and to check that the verify path makes
@@ -449,6 +275,11 @@ impl QueryAsync for redis::Pipeline {
     ) -> impl Future<Output = redis::RedisResult<T>> + Send {
         self.query_async(connection)
     }
+}
+
+/// A store error for a configuration or an answer the store cannot use.
+fn invalid(what: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, Some(what.to_owned().into()))
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {

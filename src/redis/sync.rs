@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 
 use redis::cluster_routing::SingleNodeRoutingInfo;
 
+use super::cluster::{self, Master};
 use super::store::Entry;
-use super::topology::{self, Commands, Master};
+use super::topology::Commands;
 use super::{FailureMode, RedisCounters, Shared, TARGET, bounded, seconds_until};
 use crate::revoke::{RevocationTarget, StoreError, StoreErrorKind};
 
@@ -207,11 +208,11 @@ impl Shared {
         let mut markers = BTreeMap::new();
         let mut masters = Vec::new();
         if let Commands::Cluster(mut connection) = self.commands() {
-            masters = topology::masters(&mut connection, self.timeout).await?;
+            masters = cluster::masters(&mut connection, self.timeout).await?;
             // Every slot must be served by a master this instance scans:
             // a shard left out (failing, or a cluster that serves partial
             // coverage) would be a replica missing its logouts.
-            if !topology::covers_every_slot(&masters) {
+            if !cluster::covers_every_slot(&masters) {
                 return Err(StoreError::new(
                     StoreErrorKind::Unavailable,
                     Some("some slots of the Redis Cluster have no live master".into()),
