@@ -16,7 +16,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower_sliding_jwt::{MemoryStore, Revocation, RevocationStore, RevocationTarget, TokenIds};
+use tower_sliding_jwt::{
+    MemoryStore,
+    store::{Revocation, RevocationStore, RevocationTarget, TokenIds},
+};
 
 const NOW: i64 = 1_800_000_000;
 const REVOKED: usize = 10_000;
@@ -42,8 +45,8 @@ fn revocation(n: usize) -> Revocation {
 
 fn check(store: &impl RevocationStore, token: &TokenIds<'_>) -> bool {
     match store.check(token, NOW) {
-        tower_sliding_jwt::Lookup::Ready(Ok(status)) => {
-            status == tower_sliding_jwt::Status::Revoked
+        tower_sliding_jwt::store::Lookup::Ready(Ok(status)) => {
+            status == tower_sliding_jwt::store::RevocationStatus::Revoked
         }
         _ => panic!("the common path must answer at once"),
     }

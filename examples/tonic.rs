@@ -39,8 +39,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tower::Layer;
 use tower_sliding_jwt::{
-    Client, ClientLayer, Clock, DefaultPolicy, GrpcResponder, Key, ManualClock, Session,
-    SlidingJwtLayer, SystemClock, TokenStore,
+    ClientLayer, Clock, GrpcResponder, Key, ManualClock, Session, SlidingJwtClient,
+    SlidingJwtLayer, SystemClock, TokenStore, policy::DefaultPolicy,
 };
 
 /// The demo's `helloworld.Greeter`.
@@ -101,7 +101,7 @@ pub async fn serve(
 pub async fn connect(
     address: String,
     tokens: TokenStore,
-) -> Result<GreeterClient<Client<Channel>>, tonic::transport::Error> {
+) -> Result<GreeterClient<SlidingJwtClient<Channel>>, tonic::transport::Error> {
     let channel = Endpoint::from_shared(address)?.connect().await?;
     Ok(GreeterClient::new(
         ClientLayer::for_channel(tokens).layer(channel),

@@ -84,6 +84,11 @@ pub enum ConfigErrorKind {
     /// layers are built from public keys only (see [`Key::verifying_half`](crate::Key::verifying_half)).
     #[error("a verify-only layer was given a signing key")]
     UnexpectedSigningKey,
+    /// The store lacks a part this configuration needs (e.g. reuse detection
+    /// on a store that keeps no reuse marks); [`ConfigError::detail`] names
+    /// the part. The parts are described in [`store`](crate::store).
+    #[error("the store lacks a part this configuration needs")]
+    StoreLacksPart,
     /// A remote key set was built outside a tokio runtime, so it cannot
     /// refresh itself in the background.
     #[error("no tokio runtime to run the key set's background refresh")]

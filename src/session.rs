@@ -257,12 +257,13 @@ impl<C: Claims> Session<C> {
             .unwrap_or_else(PoisonError::into_inner) = action;
     }
 
-    /// Says this request is not activity (rule 17): a background poll, a
+    /// Says this request is not activity (only activity slides a session):
+    /// a background poll, a
     /// status check. It is served as usual, but its response never renews
     /// the token, so a session whose user is idle still times out. (A
     /// [`renew_with`](Self::renew_with) on the same request still issues its
     /// token: that is the handler's own decision.) The layer-wide rule is
-    /// [`SlidingJwtBuilder::with_activity`](crate::SlidingJwtBuilder::with_activity).
+    /// [`SlidingJwtBuilder::with_activity_rule`](crate::SlidingJwtBuilder::with_activity_rule).
     pub fn mark_not_activity(&self) {
         self.inner
             .not_activity
@@ -294,7 +295,7 @@ mod tests {
     use super::*;
     use crate::claims::{RegisteredClaims, StandardClaims};
     use crate::clock::ManualClock;
-    use crate::revoke::{MemoryStore, Status, TokenIds};
+    use crate::revoke::{MemoryStore, RevocationStatus, TokenIds};
     use crate::token::Verified;
 
     #[tokio::test]
@@ -326,7 +327,7 @@ mod tests {
         let session = Session::new(Held::Owned(verified), env, Some(900 + 86_400), 5);
         session.end().await.unwrap();
         let ids = TokenIds::of(&claims.registered);
-        assert_eq!(store.status(&ids, 2004), Status::Revoked);
+        assert_eq!(store.status(&ids, 2004), RevocationStatus::Revoked);
         // The token cannot verify from exp + leeway on: the entry is over, not
         // kept until the session cap.
         store.purge(2005);

@@ -55,7 +55,7 @@ fn asking_for_another_claims_type_than_the_layer_produces_is_a_loud_500() {
     let subscriber = captured.subscriber();
     let layer = SlidingJwtLayer::<_, MyClaims>::builder(hs256())
         .with_clock(ManualClock::new(T0))
-        .with_optional(true)
+        .with_anonymous(true)
         .build()
         .unwrap();
     let login = layer

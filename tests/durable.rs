@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use tower_sliding_jwt::{
-    DurableStore, Lookup, RegisteredClaims, Revocation, RevocationStore, RevocationTarget, Status,
-    TokenIds,
+    DurableStore, RegisteredClaims,
+    store::{Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget, TokenIds},
 };
 
 const NOW: i64 = 1_800_000_000;
@@ -28,7 +28,7 @@ fn revoked(store: &DurableStore, sid: &str) -> bool {
     };
     matches!(
         store.check(&TokenIds::of(&claims), NOW),
-        Lookup::Ready(Ok(Status::Revoked))
+        Lookup::Ready(Ok(RevocationStatus::Revoked))
     )
 }
 

@@ -30,7 +30,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service, service_fn};
 use tower_sliding_jwt::{
-    Clock, ManualClock, MemoryStore, Revocation, RevocationTarget, SlidingJwtLayer, SystemClock,
+    Clock, ManualClock, MemoryStore, SlidingJwtLayer, SystemClock,
+    store::{Revocation, RevocationTarget},
 };
 
 const SECRET: &[u8] = b"load test secret, at least 32 bytes long";

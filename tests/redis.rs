@@ -303,7 +303,7 @@ type App = tower_sliding_jwt::SlidingJwt<
     Handler,
     Key,
     Claimset,
-    tower_sliding_jwt::DefaultPolicy,
+    tower_sliding_jwt::policy::DefaultPolicy,
     tower_sliding_jwt::HttpResponder,
 >;
 

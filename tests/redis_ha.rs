@@ -278,10 +278,10 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         .await
         .unwrap();
     let acknowledged = a.issuer().issue(user("acked", "user")).unwrap();
-    tower_sliding_jwt::RevocationStore::revoke(
+    tower_sliding_jwt::store::RevocationStore::revoke(
         &waiting,
-        tower_sliding_jwt::Revocation {
-            target: tower_sliding_jwt::RevocationTarget::Session(sid(&acknowledged)),
+        tower_sliding_jwt::store::Revocation {
+            target: tower_sliding_jwt::store::RevocationTarget::Session(sid(&acknowledged)),
             until: clock_now(&clock) + 86_400,
         },
         clock_now(&clock),
@@ -367,10 +367,10 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
     // A logout after the failover reaches everyone.
     late_logout_reaches(&b, &[&a, &b, &c, &d], live.last().unwrap()).await;
     // With no replica left, a store that waits for one says so.
-    let error = tower_sliding_jwt::RevocationStore::revoke(
+    let error = tower_sliding_jwt::store::RevocationStore::revoke(
         &waiting,
-        tower_sliding_jwt::Revocation {
-            target: tower_sliding_jwt::RevocationTarget::Session("nobody".into()),
+        tower_sliding_jwt::store::Revocation {
+            target: tower_sliding_jwt::store::RevocationTarget::Session("nobody".into()),
             until: clock_now(&clock) + 86_400,
         },
         clock_now(&clock),

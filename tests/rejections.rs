@@ -12,7 +12,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_sliding_jwt::{
-    HttpResponder, Realm, Rejection, RejectionKind, Responder, SlidingJwtLayer, StandardClaims,
+    HttpResponder, Rejection, RejectionKind, SlidingJwtLayer, StandardClaims,
+    responder::{Realm, Responder},
 };
 
 #[test]

@@ -667,7 +667,9 @@ async fn a_request_that_is_not_activity_is_served_and_checked_but_never_renews()
     let clock = clock();
     let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
         .with_clock(clock.clone())
-        .with_activity(|method, uri, _| !(method == http::Method::GET && uri.path() == "/poll"))
+        .with_activity_rule(|method, uri, _| {
+            !(method == http::Method::GET && uri.path() == "/poll")
+        })
         .build()
         .unwrap();
     let app = app(&layer);

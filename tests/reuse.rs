@@ -12,9 +12,9 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use tower_sliding_jwt::{
-    BoxFuture, ConfigErrorKind, Key, Lookup, ManualClock, MemoryStore, RegisteredClaims,
-    RejectionKind, RenewWindow, Revocation, RevocationStore, RevocationTarget, SlidingJwtLayer,
-    Status, StoreError, StoreErrorKind, TokenIds,
+    BoxFuture, ConfigErrorKind, Key, ManualClock, MemoryStore, RegisteredClaims, RejectionKind,
+    RenewWindow, SlidingJwtLayer, StoreError, StoreErrorKind,
+    store::{Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget, TokenIds},
 };
 
 const GRACE: u64 = 30;
@@ -250,8 +250,8 @@ async fn one_mark_per_generation_and_none_on_later_requests() {
         ..RegisteredClaims::default()
     };
     let at = |now: i64| store.inner.status(&TokenIds::of(&claims), now);
-    assert!(matches!(at(old_exp + 4), Status::Replaced { .. }));
-    assert_eq!(at(old_exp + 5), Status::Active);
+    assert!(matches!(at(old_exp + 4), RevocationStatus::Replaced { .. }));
+    assert_eq!(at(old_exp + 5), RevocationStatus::Active);
 }
 
 #[tokio::test]
@@ -337,7 +337,8 @@ fn a_store_that_keeps_no_marks_is_refused_at_build_time() {
         .with_reuse_detection(seconds(GRACE))
         .build()
         .unwrap_err();
-    assert_eq!(error.kind(), ConfigErrorKind::InvalidValue);
+    assert_eq!(error.kind(), ConfigErrorKind::StoreLacksPart);
+    assert!(error.to_string().contains("reuse marks"), "{error}");
     assert!(error.to_string().contains("keeps_replacements"), "{error}");
     let error = SlidingJwtLayer::<_, Claimset>::builder(hs256())
         .with_reuse_detection(seconds(2 * 86_400))

@@ -15,9 +15,9 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_sliding_jwt::{
-    BearerHeader, BoxFuture, CookieSource, GrpcResponder, Key, Lookup, ManualClock, MemoryStore,
-    Rejection, RejectionKind, Revocation, RevocationStore, Session, SlidingJwtLayer,
-    StandardClaims, StoreError, StoreErrorKind, TokenIds, Verdict,
+    BearerHeader, BoxFuture, CookieSource, GrpcResponder, Key, ManualClock, MemoryStore, Rejection,
+    RejectionKind, Session, SlidingJwtLayer, StandardClaims, StoreError, StoreErrorKind, Verdict,
+    store::{Lookup, Revocation, RevocationStore, TokenIds},
 };
 
 type Builder = tower_sliding_jwt::SlidingJwtBuilder<Key, Claimset>;
@@ -541,7 +541,9 @@ impl RevocationStore for FlakyStore {
         let fail_from = self.fail_from.load(Ordering::SeqCst);
         if n == 2 && self.revoke_on_second.load(Ordering::SeqCst) {
             let revocation = Revocation {
-                target: tower_sliding_jwt::RevocationTarget::Session(token.sid.unwrap().to_owned()),
+                target: tower_sliding_jwt::store::RevocationTarget::Session(
+                    token.sid.unwrap().to_owned(),
+                ),
                 until: now + 86_400,
             };
             self.memory.insert(&revocation, now).unwrap();
@@ -717,7 +719,7 @@ async fn a_session_keeps_its_own_lifetimes_across_renewals_and_instances_within_
         SlidingJwtLayer::<_, Claimset>::builder(hs256())
             .with_clock(clock.clone())
             .with_max_session(day)
-            .with_lifetime_limits(Duration::from_secs(3600), 30 * day)
+            .with_lifetime_limits(Lifetimes::new().with_max_session(30 * day))
             .build()
             .unwrap()
     };

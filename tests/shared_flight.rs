@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use http::StatusCode;
 use tower_sliding_jwt::{
-    BoxFuture, Key, Lookup, MemoryStore, Revocation, RevocationStore, SharedFlight,
-    SlidingJwtLayer, StoreError, StoreErrorKind, TokenIds,
+    BoxFuture, Key, MemoryStore, SlidingJwtLayer, StoreError, StoreErrorKind,
+    store::{Lookup, Revocation, RevocationStore, SharedFlight, TokenIds},
 };
 
 /// A replacement token and its `exp`.

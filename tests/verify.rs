@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::*;
 use http::{Request, Response, StatusCode};
 use tower_sliding_jwt::{
-    GrpcResponder, HeaderSource, HttpResponder, Key, Realm, Rejection, RejectionKind,
-    SlidingJwtLayer,
+    GrpcResponder, HeaderSource, HttpResponder, Key, Rejection, RejectionKind, SlidingJwtLayer,
+    responder::Realm,
 };
 
 fn layer() -> SlidingJwtLayer<Key, Claimset> {
@@ -254,7 +254,7 @@ async fn typ_is_checked_when_configured() {
 async fn optional_mode_passes_anonymous_requests_but_not_bad_tokens() {
     let layer = SlidingJwtLayer::<_, Claimset>::builder(hs256())
         .with_clock(clock())
-        .with_optional(true)
+        .with_anonymous(true)
         .build()
         .unwrap();
     let app = app(&layer);

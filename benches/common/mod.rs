@@ -28,7 +28,7 @@ pub type Service_ = SlidingJwt<
     Inner,
     Key,
     Claims,
-    tower_sliding_jwt::DefaultPolicy,
+    tower_sliding_jwt::policy::DefaultPolicy,
     tower_sliding_jwt::HttpResponder,
 >;
 
@@ -262,7 +262,7 @@ pub type CustomService = SlidingJwt<
     Inner,
     Key,
     CustomClaims,
-    tower_sliding_jwt::DefaultPolicy,
+    tower_sliding_jwt::policy::DefaultPolicy,
     tower_sliding_jwt::HttpResponder,
 >;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tower_sliding_jwt::{
-    Algorithm, BearerHeader, Clock, ConfigError, CookieSource, JwksService, Key, RenewWindow,
-    SlidingJwtBuilder, SlidingJwtLayer, StandardClaims, Throttle,
+    Algorithm, BearerHeader, Clock, ConfigError, CookieSource, JwksService, Key, Lifetimes,
+    RenewWindow, SlidingJwtBuilder, SlidingJwtLayer, StandardClaims, Throttle,
 };
 
 /// The development secret used when `$JWT_SECRET` is unset. Never deploy it.
@@ -225,11 +225,11 @@ pub fn builder_with_key(
         .with_renew_window(RenewWindow::absolute(Duration::from_secs(1200))?)
         .with_throttle(Throttle::new(Duration::from_secs(60))?)
         .with_max_session(Duration::from_secs(86_400))
-        .with_lifetime_limits(Duration::from_secs(3600), REMEMBERED)
+        .with_lifetime_limits(Lifetimes::new().with_max_session(REMEMBERED))
         .with_leeway(Duration::from_secs(5))
         .with_clock(clock)
         // `GET /notifications` is a background poll: not activity.
-        .with_activity(|method, uri, _| {
+        .with_activity_rule(|method, uri, _| {
             !(method == http::Method::GET && uri.path() == "/notifications")
         })
         .with_token_source(BearerHeader::new())

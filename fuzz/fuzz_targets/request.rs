@@ -11,9 +11,7 @@ use std::task::{Context, Poll, Waker};
 use http::{HeaderValue, Request, Response};
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, Service, service_fn};
-use tower_sliding_jwt::{
-    BearerHeader, CookieSource, Key, ManualClock, SlidingJwtLayer, StandardClaims,
-};
+use tower_sliding_jwt::{BearerHeader, CookieSource, Key, ManualClock, SlidingJwtLayer, StandardClaims};
 
 type Handler = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
 

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::future::{ClientFuture, Watch};
 use super::{ClientConfig, TokenStore};
 
-/// The client service produced by [`ClientLayer`].
+/// The client service produced by [`ClientLayer`](crate::ClientLayer).
 #[derive(Debug, Clone)]
 pub struct SlidingJwtClient<S> {
     inner: S,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::VerifiedCache;
-use super::cross_site::CrossOrigin;
+use super::cross_origin::CrossOrigin;
 use super::layer::SlidingJwtLayer;
 use super::policy::{DefaultPolicy, RenewWindow, RenewalPolicy, Throttle, default_policy, secs};
 use super::revalidate::{OwnedClaims, Revalidate, Verdict};
@@ -26,7 +26,7 @@ use crate::revoke::{
 use crate::session::SessionEnv;
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
-use crate::token::TokenEngine;
+use crate::token::{Lifetimes, TokenEngine};
 
 impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
     /// Starts a configuration with the production defaults: tokens live 1 hour, are
@@ -48,7 +48,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
                 ttl: Duration::from_secs(3600),
                 max_session: Duration::from_secs(86_400),
                 lifetime_limits: None,
-                optional: false,
+                anonymous: false,
                 single_flight_capacity: 10_000,
                 store: None,
                 revalidate: None,
@@ -92,8 +92,8 @@ pub(super) struct Settings<C> {
     pub(super) ttl: Duration,
     pub(super) max_session: Duration,
     /// The most a session's own lifetimes may ask for; `None`: the defaults.
-    pub(super) lifetime_limits: Option<(Duration, Duration)>,
-    pub(super) optional: bool,
+    pub(super) lifetime_limits: Option<Lifetimes>,
+    pub(super) anonymous: bool,
     pub(super) single_flight_capacity: usize,
     pub(super) store: Option<Arc<dyn RevocationStore>>,
     pub(super) revalidate: Option<Box<dyn Revalidate<C>>>,
@@ -118,7 +118,7 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, 
             .field("max_token_bytes", &self.settings.max_token_bytes)
             .field("ttl", &self.settings.ttl)
             .field("max_session", &self.settings.max_session)
-            .field("optional", &self.settings.optional)
+            .field("anonymous", &self.settings.anonymous)
             .field("revalidate", &self.settings.revalidate.is_some())
             .finish_non_exhaustive()
     }
@@ -156,7 +156,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     }
 
     /// Decides from each request (method, URI, headers) whether it counts as
-    /// activity (rule 17). A request that does not — a background poll, a
+    /// activity: only activity slides a session. A request that does not — a background poll, a
     /// health probe with a token — is verified, checked against the
     /// revocation store and served as usual, but never renews: an idle user's
     /// session still times out while a page polls. Default: every request
@@ -169,7 +169,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     ///
     /// # fn main() -> Result<(), tower_sliding_jwt::ConfigError> {
     /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
-    ///     .with_activity(|method, uri, headers| {
+    ///     .with_activity_rule(|method, uri, headers| {
     ///         !(method == Method::GET && uri.path() == "/notifications")
     ///             && !headers.contains_key("x-background")
     ///     })
@@ -178,7 +178,7 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn with_activity(
+    pub fn with_activity_rule(
         mut self,
         is_activity: impl Fn(&http::Method, &http::Uri, &http::HeaderMap) -> bool
         + Send
@@ -187,6 +187,18 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     ) -> Self {
         self.settings.activity = Some(Box::new(is_activity));
         self
+    }
+
+    /// Renamed [`with_activity_rule`](Self::with_activity_rule).
+    #[deprecated(since = "0.4.0", note = "renamed to `with_activity_rule`")]
+    pub fn with_activity(
+        self,
+        is_activity: impl Fn(&http::Method, &http::Uri, &http::HeaderMap) -> bool
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.with_activity_rule(is_activity)
     }
 
     /// [`with_revalidation`](Self::with_revalidation) with a closure that
@@ -292,9 +304,13 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         }
         let (ttl_limit, max_session_limit) = match settings.lifetime_limits {
             None => (ttl, max_session),
-            Some((ttl_limit, max_session_limit)) => {
-                let limit = |d: Duration| secs(d).ok_or(ConfigErrorKind::InvalidDuration);
-                let (ttl_limit, max_session_limit) = (limit(ttl_limit)?, limit(max_session_limit)?);
+            Some(limits) => {
+                let limit = |d: Option<Duration>, default: i64| {
+                    d.map_or(Some(default), secs)
+                        .ok_or(ConfigErrorKind::InvalidDuration)
+                };
+                let ttl_limit = limit(limits.ttl(), ttl)?;
+                let max_session_limit = limit(limits.max_session(), max_session)?;
                 if ttl_limit < ttl
                     || max_session_limit < max_session
                     || max_session_limit > MAX_SESSION_SECS
@@ -338,25 +354,27 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         let store = settings
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let reuse = match settings.reuse_grace {
-            None => None,
-            Some(grace) => {
-                let grace = secs(grace)
-                    .filter(|&grace| grace <= 86_400)
-                    .ok_or_else(|| {
-                        ConfigError::new(ConfigErrorKind::InvalidDuration)
-                            .with_detail("the reuse grace must be at most one day".to_owned())
-                    })?;
-                if !store.keeps_replacements() {
-                    return Err(ConfigError::new(ConfigErrorKind::InvalidValue).with_detail(
-                        "reuse detection needs a revocation store that keeps replacement marks \
-                         (RevocationStore::keeps_replacements); this one does not"
+        let reuse =
+            match settings.reuse_grace {
+                None => None,
+                Some(grace) => {
+                    let grace = secs(grace)
+                        .filter(|&grace| grace <= 86_400)
+                        .ok_or_else(|| {
+                            ConfigError::new(ConfigErrorKind::InvalidDuration)
+                                .with_detail("the reuse grace must be at most one day".to_owned())
+                        })?;
+                    if !store.keeps_replacements() {
+                        return Err(ConfigError::new(ConfigErrorKind::StoreLacksPart).with_detail(
+                        "reuse detection needs the store part \"reuse marks\": a revocation \
+                         store that keeps replacement marks (RevocationStore::keeps_replacements); \
+                         this one does not"
                             .to_owned(),
                     ));
+                    }
+                    Some(ReuseDetection::new(grace, settings.on_reuse))
                 }
-                Some(ReuseDetection::new(grace, settings.on_reuse))
-            }
-        };
+            };
         if store.forgets_on_restart() {
             event!(
                 warn,
@@ -392,7 +410,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             policy,
             responder,
             sources,
-            optional: settings.optional,
+            anonymous: settings.anonymous,
             flights: Arc::new(SingleFlight::new(settings.single_flight_capacity)),
             revalidate: settings.revalidate,
             cache: (settings.cache_capacity > 0)

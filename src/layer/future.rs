@@ -185,7 +185,8 @@ mod tests {
 
     use http::{Request, Response};
 
-    use crate::{DefaultPolicy, HttpResponder, Key, StandardClaims};
+    use crate::policy::DefaultPolicy;
+    use crate::{HttpResponder, Key, StandardClaims};
 
     type Inner = Ready<Result<Response<()>, Infallible>>;
     type Service = tower::util::ServiceFn<fn(Request<()>) -> Inner>;

@@ -72,7 +72,7 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     /// let day = Duration::from_secs(86_400);
     /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
     ///     .with_max_session(day)
-    ///     .with_lifetime_limits(Duration::from_secs(3600), 30 * day)
+    ///     .with_lifetime_limits(Lifetimes::new().with_max_session(30 * day))
     ///     .build()?;
     /// let remembered = layer
     ///     .issuer()

@@ -17,8 +17,8 @@ use crate::stats::Stats;
 /// A tower [`Layer`] that verifies JWTs and slides their sessions.
 ///
 /// `K` holds the keys ([`Key`](crate::Key) or [`KeyRing`](crate::KeyRing)), `C`
-/// is your claims type, `P` the [`RenewalPolicy`](crate::RenewalPolicy) and `R` the
-/// [`Responder`](crate::Responder) for refused requests. Build it with
+/// is your claims type, `P` the [`RenewalPolicy`](crate::policy::RenewalPolicy) and `R` the
+/// [`Responder`](crate::responder::Responder) for refused requests. Build it with
 /// [`SlidingJwtLayer::builder`]; clones share one configuration.
 pub struct SlidingJwtLayer<K, C, P = DefaultPolicy, R = HttpResponder> {
     pub(super) config: Arc<Config<K, C, P, R>>,

@@ -114,7 +114,7 @@ where
             ));
         }
         let Some((source, token)) = found else {
-            if config.optional {
+            if config.anonymous {
                 return ResponseFuture::inner(self.inner.call(request), None);
             }
             return ResponseFuture::rejected(reject(

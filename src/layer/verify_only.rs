@@ -16,7 +16,7 @@ use crate::reject::HttpResponder;
 ///
 /// It has the verification settings of [`SlidingJwtBuilder`] (issuer,
 /// audience, `typ`, leeway, session cap, token sources, revocation store,
-/// verified-token cache, cross-site protection, responder) and none of the
+/// verified-token cache, cross-origin protection, responder) and none of the
 /// renewal ones: the layer it builds holds no signing key, so it never
 /// renews and never sends a token back.
 pub struct VerifierBuilder<K, C, R = HttpResponder> {

@@ -1,8 +1,8 @@
 //! One Redis handle for a cluster (feature `redis`): revocations and the
 //! single flight shared by every instance.
 //!
-//! [`RedisStore`] is a [`RevocationStore`](crate::RevocationStore) that also offers a
-//! [`SharedFlight`](crate::SharedFlight): `with_revocation_store(store)` is
+//! [`RedisStore`] is a [`RevocationStore`](crate::store::RevocationStore) that also offers a
+//! [`SharedFlight`](crate::store::SharedFlight): `with_revocation_store(store)` is
 //! all a layer needs to act as one instance of a cluster. One command
 //! connection and one configuration (URL, prefix, timeout, failure mode)
 //! serve both, on one node, a Redis Cluster or under Sentinel.

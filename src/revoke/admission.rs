@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::reuse::ReuseDetection;
-use super::{Lookup, RevocationStore, Status, StoreError, TokenIds};
+use super::{Lookup, RevocationStatus, RevocationStore, StoreError, TokenIds};
 use crate::BoxFuture;
 use crate::claims::{Claims, RegisteredClaims};
 use crate::reject::RejectionKind;
@@ -31,14 +31,18 @@ pub(crate) enum Admission {
 
 /// Reads a store's answer at `now`; `grace` is the reuse grace in seconds,
 /// `None` when reuse detection is off (a replaced token is then admitted).
-pub(crate) fn admit(answer: Result<Status, StoreError>, now: i64, grace: Option<i64>) -> Admission {
+pub(crate) fn admit(
+    answer: Result<RevocationStatus, StoreError>,
+    now: i64,
+    grace: Option<i64>,
+) -> Admission {
     match answer {
-        Ok(Status::Active) => Admission::Admit,
-        Ok(Status::Replaced { used_at }) => match grace {
+        Ok(RevocationStatus::Active) => Admission::Admit,
+        Ok(RevocationStatus::Replaced { used_at }) => match grace {
             Some(grace) if now > used_at.saturating_add(grace) => Admission::Reused,
             _ => Admission::Admit,
         },
-        Ok(Status::Revoked) => Admission::Refuse(RejectionKind::Revoked),
+        Ok(RevocationStatus::Revoked) => Admission::Refuse(RejectionKind::Revoked),
         Err(_) => Admission::Refuse(RejectionKind::StoreUnavailable),
     }
 }
@@ -47,7 +51,7 @@ pub(crate) fn admit(answer: Result<Status, StoreError>, now: i64, grace: Option<
 /// synchronous part of the check is done.
 pub(crate) enum Pending {
     /// The store needs I/O to answer.
-    Lookup(BoxFuture<'static, Result<Status, StoreError>>),
+    Lookup(BoxFuture<'static, Result<RevocationStatus, StoreError>>),
     /// Already answered: a replaced token after the grace.
     Reused,
 }
@@ -147,7 +151,12 @@ impl<C> Checkpoint<C> {
     /// nothing: a request that outlived the grace (a slow handler, a
     /// response delivered late) must not hand back a replacement the client
     /// has since moved on from, which would then count as reuse itself.
-    pub(crate) fn confirmed(&self, answer: Result<Status, StoreError>, now: i64, exp: i64) -> bool {
+    pub(crate) fn confirmed(
+        &self,
+        answer: Result<RevocationStatus, StoreError>,
+        now: i64,
+        exp: i64,
+    ) -> bool {
         admit(answer, now, self.grace()) == Admission::Admit && now < exp
     }
 }

@@ -840,7 +840,7 @@ mod tests {
         };
         matches!(
             store.check(&ids, now),
-            Lookup::Ready(Ok(super::super::Status::Revoked))
+            Lookup::Ready(Ok(super::super::RevocationStatus::Revoked))
         )
     }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use super::filter::{Filter, Level};
 use super::{
-    Lookup, Revocation, RevocationStore, RevocationTarget, Status, StoreError, StoreErrorKind,
-    TokenIds,
+    Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget, StoreError,
+    StoreErrorKind, TokenIds,
 };
 use crate::BoxFuture;
 
@@ -114,14 +114,14 @@ struct MemoryInner {
 ///   one cache line per id: no lock is taken and nothing is allocated unless
 ///   all of an id's counters in the filter are set (an id that is revoked, or
 ///   about 1 % of the others), which costs a shared read lock and a map
-///   look-up. The filter grows with the entries it holds (from a few KiB to
-///   about 5 MiB for a million), so the check stays as cheap when full.
+///   look-up. The filter grows with the entries it holds, so the check stays
+///   as cheap when full.
 /// * An entry lives exactly until its `until`: it stops counting at that
 ///   second, and its memory is reclaimed a few at a time by later inserts (a
 ///   bounded number per insert, in expiry order) or by [`MemoryStore::purge`].
 ///   No operation does work proportional to the number of entries.
-/// * Memory is bounded by `capacity` live entries (about 190 bytes each for
-///   25-byte ids, filter included; 180 MiB for a million): a
+/// * Memory is bounded by `capacity` live entries (BENCHMARKS.md in the
+///   repository gives the bytes per entry): a
 ///   revocation beyond it is refused with [`StoreErrorKind::Full`] (and logged)
 ///   rather than dropped, so the caller knows the token is still valid.
 ///   Reuse-detection marks ([`RevocationTarget::Replaced`]) have a budget of
@@ -350,7 +350,7 @@ impl MemoryStore {
     }
 
     /// Whether the token is revoked at `now`, synchronously.
-    pub fn status(&self, token: &TokenIds<'_>, now: i64) -> Status {
+    pub fn status(&self, token: &TokenIds<'_>, now: i64) -> RevocationStatus {
         let level = self.active_level();
         let holds = |kind: IdKind| self.inner.live[kind as usize].load(Ordering::Acquire) > 0;
         let sid = token
@@ -366,7 +366,7 @@ impl MemoryStore {
             .filter(|_| holds(IdKind::Subject))
             .filter(|sub| level.contains(self.hash(IdKind::Subject, sub)));
         if sid.is_none() && jti.is_none() && sub.is_none() {
-            return Status::Active;
+            return RevocationStatus::Active;
         }
         #[cfg(test)]
         self.inner.locked_checks.fetch_add(1, Ordering::Relaxed);
@@ -381,13 +381,13 @@ impl MemoryStore {
             || live(IdKind::Subject, sub)
                 .is_some_and(|slot| token.authenticated_at.is_none_or(|at| at < slot.before));
         if revoked {
-            return Status::Revoked;
+            return RevocationStatus::Revoked;
         }
         match live(IdKind::Replaced, jti) {
-            Some(slot) => Status::Replaced {
+            Some(slot) => RevocationStatus::Replaced {
                 used_at: slot.before,
             },
-            None => Status::Active,
+            None => RevocationStatus::Active,
         }
     }
 
@@ -560,7 +560,7 @@ mod tests {
         let store = MemoryStore::new();
         assert_eq!(
             store.status(&ids("s1", "j1", "alice", 10), 100),
-            Status::Active
+            RevocationStatus::Active
         );
         revoke(&store, RevocationTarget::Session("s1".into()), 1000, 100);
         revoke(&store, RevocationTarget::Token("j2".into()), 1000, 100);
@@ -573,28 +573,37 @@ mod tests {
             1000,
             100,
         );
-        assert_eq!(store.status(&ids("s1", "x", "x", 10), 100), Status::Revoked);
-        assert_eq!(store.status(&ids("x", "j2", "x", 10), 100), Status::Revoked);
+        assert_eq!(
+            store.status(&ids("s1", "x", "x", 10), 100),
+            RevocationStatus::Revoked
+        );
+        assert_eq!(
+            store.status(&ids("x", "j2", "x", 10), 100),
+            RevocationStatus::Revoked
+        );
         assert_eq!(
             store.status(&ids("x", "x", "bob", 49), 100),
-            Status::Revoked
+            RevocationStatus::Revoked
         );
         assert_eq!(
             store.status(&ids("x", "x", "bob", 50), 100),
-            Status::Active,
+            RevocationStatus::Active,
             "a login from that second on is not revoked"
         );
         let unknown_time = TokenIds {
             authenticated_at: None,
             ..ids("x", "x", "bob", 0)
         };
-        assert_eq!(store.status(&unknown_time, 100), Status::Revoked);
+        assert_eq!(store.status(&unknown_time, 100), RevocationStatus::Revoked);
         assert_eq!(
             store.status(&ids("s2", "j1", "alice", 10), 100),
-            Status::Active
+            RevocationStatus::Active
         );
         // Expired entries no longer count, and are purged.
-        assert_eq!(store.status(&ids("s1", "x", "x", 10), 1000), Status::Active);
+        assert_eq!(
+            store.status(&ids("s1", "x", "x", 10), 1000),
+            RevocationStatus::Active
+        );
         assert_eq!(store.len(), 3);
         store.purge(1000);
         assert_eq!(store.len(), 0);
@@ -677,7 +686,10 @@ mod tests {
         let store = MemoryStore::new();
         revoke(&store, RevocationTarget::Session("a".into()), 500, 100);
         revoke(&store, RevocationTarget::Session("a".into()), 200, 100);
-        assert_eq!(store.status(&ids("a", "x", "x", 0), 300), Status::Revoked);
+        assert_eq!(
+            store.status(&ids("a", "x", "x", 0), 300),
+            RevocationStatus::Revoked
+        );
     }
 
     fn session(id: &str, until: i64) -> Revocation {
@@ -703,16 +715,16 @@ mod tests {
         store.insert(&session("b", 300), 100).unwrap();
         let full = store.insert(&session("c", 400), 199).unwrap_err();
         assert_eq!(full.kind(), StoreErrorKind::Full);
-        assert_eq!(store.status(&sid("c"), 199), Status::Active);
-        assert_eq!(store.status(&sid("a"), 199), Status::Revoked);
+        assert_eq!(store.status(&sid("c"), 199), RevocationStatus::Active);
+        assert_eq!(store.status(&sid("a"), 199), RevocationStatus::Revoked);
         // At a's `until` it is over, and its place is free at that second.
-        assert_eq!(store.status(&sid("a"), 200), Status::Active);
+        assert_eq!(store.status(&sid("a"), 200), RevocationStatus::Active);
         store.insert(&session("c", 400), 200).unwrap();
-        assert_eq!(store.status(&sid("c"), 200), Status::Revoked);
+        assert_eq!(store.status(&sid("c"), 200), RevocationStatus::Revoked);
         assert_eq!(store.len(), 2);
         // Revoking a stored id again needs no room.
         store.insert(&session("b", 500), 200).unwrap();
-        assert_eq!(store.status(&sid("b"), 450), Status::Revoked);
+        assert_eq!(store.status(&sid("b"), 450), RevocationStatus::Revoked);
     }
 
     #[test]
@@ -758,12 +770,15 @@ mod tests {
                 .insert(&session(&format!("revoked-{i}"), 1000), 100)
                 .unwrap();
         }
-        assert_eq!(store.status(&sid("revoked-123456"), 100), Status::Revoked);
+        assert_eq!(
+            store.status(&sid("revoked-123456"), 100),
+            RevocationStatus::Revoked
+        );
         let locked = || store.inner.locked_checks.load(Ordering::Relaxed);
         let before = locked();
         for i in 0..10_000 {
             let id = format!("live-session-{i}");
-            assert_eq!(store.status(&sid(&id), 100), Status::Active);
+            assert_eq!(store.status(&sid(&id), 100), RevocationStatus::Active);
         }
         let hits = locked() - before;
         assert!(hits < 300, "{hits} of 10 000 checks took the lock");
@@ -791,9 +806,9 @@ mod tests {
             if i % 997 == 0 {
                 for (id, until) in model.iter().step_by(37) {
                     let expect = if *until > now {
-                        Status::Revoked
+                        RevocationStatus::Revoked
                     } else {
-                        Status::Active
+                        RevocationStatus::Active
                     };
                     assert_eq!(store.status(&sid(id), now), expect, "{id} at {now}");
                 }

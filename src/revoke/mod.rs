@@ -5,7 +5,7 @@
 //! token itself (`jti`) or every session of its subject (`sub`, "log out
 //! everywhere") was revoked. A revoked token gets 401 `invalid_token` and is
 //! never renewed. (The periodic check, run only before a renewal, is the
-//! [`Revalidate`](crate::Revalidate) hook.)
+//! [`Revalidate`](crate::policy::Revalidate) hook.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub enum RevocationTarget {
     /// ([`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)):
     /// the token `jti` was renewed, and its replacement was first used at
     /// `used_at`. A store keeps the earliest `used_at` it is given for a
-    /// `jti`, and answers [`Status::Replaced`] for the token while no
+    /// `jti`, and answers [`RevocationStatus::Replaced`] for the token while no
     /// revocation matches it.
     Replaced {
         /// The `jti` of the replaced token.
@@ -109,7 +109,7 @@ impl<'a> TokenIds<'a> {
 /// A store's answer for one token.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum RevocationStatus {
     /// Not revoked.
     Active,
     /// Revoked: refuse the request and never renew.
@@ -127,14 +127,14 @@ pub enum Status {
 /// An answer that is ready now, or one that needs I/O.
 pub enum Lookup {
     /// Answered without waiting (the in-memory store, a warm cache).
-    Ready(Result<Status, StoreError>),
+    Ready(Result<RevocationStatus, StoreError>),
     /// Needs I/O; the layer awaits it before calling the inner service.
-    Pending(BoxFuture<'static, Result<Status, StoreError>>),
+    Pending(BoxFuture<'static, Result<RevocationStatus, StoreError>>),
 }
 
 impl Lookup {
     /// The answer, awaited when it needs I/O.
-    pub(crate) async fn resolve(self) -> Result<Status, StoreError> {
+    pub(crate) async fn resolve(self) -> Result<RevocationStatus, StoreError> {
         match self {
             Self::Ready(answer) => answer,
             Self::Pending(lookup) => lookup.await,
@@ -179,11 +179,12 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup;
 
     /// The answer a renewal relies on, asked again just before a replacement
-    /// is handed out: like [`check`](Self::check), but [`Status::Active`]
+    /// is handed out: like [`check`](Self::check), but [`RevocationStatus::Active`]
     /// only when the store can vouch for it *now*. A store that may serve
     /// checks from state it knows to be stale (a replica that lost its feed,
     /// answering anyway by configuration) answers an error here, so no
-    /// replacement is issued while it cannot say "not revoked" (rule 6).
+    /// replacement is issued while it cannot say "not revoked" (the re-check
+    /// before a renewal fails closed).
     /// Defaults to [`check`](Self::check).
     fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         self.check(token, now)
@@ -212,7 +213,7 @@ pub trait RevocationStore: Send + Sync + 'static {
     }
 
     /// Whether the store keeps [`RevocationTarget::Replaced`] marks and
-    /// answers [`Status::Replaced`] for them, as every store of this crate
+    /// answers [`RevocationStatus::Replaced`] for them, as every store of this crate
     /// does. A layer with reuse detection refuses to build on a store that
     /// does not (a store ignoring the marks would let every stolen copy
     /// through unnoticed). Defaults to `false`.

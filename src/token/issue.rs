@@ -73,7 +73,7 @@ impl<C> fmt::Debug for IssuedToken<C> {
     }
 }
 
-/// A session's own lifetimes, for [`Issuer::issue_with`]: a token lifetime
+/// A session's own lifetimes, for [`Issuer::issue_with`](crate::Issuer::issue_with): a token lifetime
 /// and a session cap, each within the layer's limits; what is not set is the
 /// layer's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

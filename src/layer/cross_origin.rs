@@ -1,4 +1,4 @@
-//! Cross-site request protection for tokens a browser attaches by itself
+//! Cross-origin protection for tokens a browser attaches by itself
 //! (cookies), modelled on Go 1.25's `net/http.CrossOriginProtection`.
 //!
 //! A cookie travels with every request the browser makes to the site, also

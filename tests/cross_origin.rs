@@ -1,4 +1,4 @@
-//! Cross-site requests with cookie sessions: an unsafe request that carries
+//! Cross-origin protection with cookie sessions: an unsafe request that carries
 //! the session cookie from another site is refused (403, or gRPC
 //! `PERMISSION_DENIED`) before the handler runs; bearer tokens are unaffected.
 //! Trusted origins and the opt-out.
