@@ -1,6 +1,7 @@
-//! End-to-end: the axum, hyper and tonic demos served on `127.0.0.1:0` and
-//! driven over real TCP by a hyper client and a tonic client, with a manual
-//! clock for the renew window. Then the example binaries themselves.
+//! End-to-end: the axum and hyper demos served on `127.0.0.1:0` and driven
+//! over real TCP by a hyper client, with a manual clock for the renew window:
+//! the contract of examples/README.md, the asymmetric mode, reuse detection,
+//! and several demos behind one Redis deployment acting as one.
 // Each demo brings its own copy of the shared `demo` module.
 #![allow(clippy::duplicate_mod)]
 
@@ -13,13 +14,8 @@ mod hyper_demo;
 #[cfg(feature = "redis")]
 #[path = "common/redis_server.rs"]
 mod redis_server;
-#[path = "../examples/tonic.rs"]
-#[allow(dead_code)]
-mod tonic_demo;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -106,17 +102,6 @@ async fn call(
     }
 }
 
-fn payload(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Http {
     Axum,
@@ -171,6 +156,18 @@ async fn login(client: &HttpClient, addr: SocketAddr, user: &str, password: &str
         &body,
     )
     .await
+}
+
+/// The claims of `token`, read without verifying.
+fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// The demos' contract (examples/README.md), for both HTTP demos: login,
@@ -460,72 +457,6 @@ async fn axum_demo_keeps_the_contract() {
 #[tokio::test]
 async fn hyper_demo_keeps_the_contract() {
     http_contract(Http::Hyper).await;
-}
-
-#[tokio::test]
-async fn tonic_demo_keeps_the_contract() {
-    let clock = ManualClock::new(SystemClock.now());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = tonic_demo::grpc_layer(SECRET, clock.clone()).unwrap();
-    let login = layer
-        .issuer()
-        .issue(tonic_demo::demo::claims("alice", "admin"))
-        .unwrap();
-    tokio::spawn(tonic_demo::serve(listener, layer));
-    let address = format!("http://{addr}");
-
-    // No token: UNAUTHENTICATED.
-    let mut anonymous = tonic_demo::connect(address.clone(), TokenStore::empty())
-        .await
-        .unwrap();
-    let status = anonymous
-        .say_hello(tonic_demo::hello("nobody"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    // A forged token: UNAUTHENTICATED.
-    let forged = format!("{}x", login.token());
-    let refused = TokenStore::new(&forged);
-    let mut bad = tonic_demo::connect(address.clone(), refused.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        bad.say_hello(tonic_demo::hello("mallory"))
-            .await
-            .unwrap_err()
-            .code(),
-        tonic::Code::Unauthenticated
-    );
-    assert!(
-        refused.token().is_none(),
-        "UNAUTHENTICATED in the headers clears the refused token"
-    );
-
-    let tokens = TokenStore::new(login.token());
-    let mut greeter = tonic_demo::connect(address, tokens.clone()).await.unwrap();
-    let reply = greeter.say_hello(tonic_demo::hello("world")).await.unwrap();
-    assert!(reply.get_ref().message.contains("world") && reply.get_ref().message.contains("alice"));
-    assert!(reply.metadata().get("authorization").is_none());
-    assert_eq!(tokens.token().unwrap(), login.token());
-
-    // Inside the window: the renewal arrives in the initial metadata and the
-    // client layer swaps to it.
-    clock.advance(Duration::from_secs(50 * 60));
-    let reply = greeter.say_hello(tonic_demo::hello("again")).await.unwrap();
-    let renewed = reply
-        .metadata()
-        .get("authorization")
-        .expect("renewed token in metadata")
-        .to_str()
-        .unwrap();
-    let renewed = renewed.strip_prefix("Bearer ").unwrap();
-    assert_eq!(tokens.token().as_deref(), Some(renewed));
-    assert_eq!(tokens.expires_at(), Some(clock.now() + 3600));
-    assert_eq!(payload(renewed)["sid"], payload(login.token())["sid"]);
-    // The old token expires; the client carries on with the new one.
-    clock.advance(Duration::from_secs(20 * 60));
-    assert!(greeter.say_hello(tonic_demo::hello("later")).await.is_ok());
 }
 
 const ES256_PEM: &str = include_str!("keys/es256-private.pem");
@@ -1001,382 +932,4 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-/// The example binaries, run as a user would: `PORT`, the `listening on` line,
-/// `/health`, and a clear refusal of a short secret.
-#[test]
-fn example_binaries_start_and_answer() {
-    let examples = examples_dir();
-    for name in ["axum", "hyper", "tonic"] {
-        let binary = examples.join(name);
-        assert!(
-            binary.exists(),
-            "{} is missing: `cargo test` builds the examples",
-            binary.display()
-        );
-
-        let short = Command::new(&binary)
-            .env("JWT_SECRET", "too short")
-            .env("PORT", "0")
-            .output()
-            .unwrap();
-        assert!(!short.status.success(), "{name} must refuse a short secret");
-        assert!(
-            String::from_utf8_lossy(&short.stderr).contains("at least 32 bytes"),
-            "{name}"
-        );
-
-        if name != "tonic" {
-            // Cluster mode with no Redis there: a clear refusal, never a
-            // password from the URL.
-            let mut child = Command::new(&binary)
-                .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1/")
-                .env("PORT", "0")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let status = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break status;
-                }
-                if Instant::now() > deadline {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
-                    panic!(
-                        "{name} with an unreachable REDIS_URL did not exit (a stale binary? `cargo test` builds the examples)"
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            assert!(!status.success(), "{name}: {stderr}");
-            assert!(stderr.contains("REDIS_URL"), "{name}: {stderr}");
-            assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
-        }
-
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(&binary)
-            .env("PORT", port.to_string())
-            .env_remove("JWT_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            format!("listening on http://127.0.0.1:{port}"),
-            "{name}"
-        );
-        let mut warning = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut warning)
-            .unwrap();
-        assert!(
-            warning.contains("JWT_SECRET is not set"),
-            "{name}: {warning}"
-        );
-
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(stream) => break stream,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(error) => panic!("{name}: {error}"),
-            }
-        };
-        if name != "tonic" {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            stream
-                .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-                .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
-            assert!(response.ends_with("ok"), "{name}: {response}");
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-/// The HTTP example binaries with `JWT_PRIVATE_KEY`: the JWKS route answers,
-/// and a key file that cannot be used is refused with a clear message.
-#[test]
-fn example_binaries_asymmetric_mode() {
-    let examples = examples_dir();
-    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
-    for name in ["axum", "hyper"] {
-        let binary = examples.join(name);
-        for bad in ["rsa-private.pem", "no-such-file.pem"] {
-            let refused = Command::new(&binary)
-                .env("JWT_PRIVATE_KEY", keys.join(bad))
-                .env("PORT", "0")
-                .output()
-                .unwrap();
-            assert!(!refused.status.success(), "{name} {bad}");
-            assert!(
-                String::from_utf8_lossy(&refused.stderr).contains("JWT_PRIVATE_KEY"),
-                "{name} {bad}"
-            );
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(&binary)
-            .env("PORT", port.to_string())
-            .env("JWT_PRIVATE_KEY", keys.join("ed25519-private.pem"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("listening on"), "{name}: {line}");
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream
-            .write_all(
-                b"GET /.well-known/jwks.json HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
-            )
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
-        assert!(
-            response
-                .to_ascii_lowercase()
-                .contains("cache-control: public, max-age=300"),
-            "{name}: {response}"
-        );
-        assert!(response.contains(r#""kty":"OKP""#), "{name}: {response}");
-        assert!(response.contains(r#""alg":"EdDSA""#), "{name}: {response}");
-    }
-}
-
-/// One request to a demo binary on `port`; the status and the body.
-fn raw_http(port: u16, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn login_over(port: u16, user: &str, password: &str) -> String {
-    let body = format!(r#"{{"username":"{user}","password":"{password}"}}"#);
-    let (status, reply) = raw_http(
-        port,
-        &format!(
-            "POST /login HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert_eq!(status, 200, "{reply}");
-    let start = reply.find('{').unwrap();
-    let end = reply.rfind('}').unwrap();
-    let json: serde_json::Value = serde_json::from_str(&reply[start..=end]).unwrap();
-    json["token"].as_str().unwrap().to_owned()
-}
-
-fn authorized(port: u16, method: &str, path: &str, token: &str) -> u16 {
-    raw_http(
-        port,
-        &format!(
-            "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\n\r\n"
-        ),
-    )
-    .0
-}
-
-/// Starts a demo binary on a free port with `env`, after its `listening on` line.
-fn start_demo(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, u16) {
-    let binary = examples_dir().join(name);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = Command::new(&binary);
-    command
-        .env("PORT", port.to_string())
-        .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on"), "{name}: {line}");
-    (child, port)
-}
-
-/// The binaries read `REUSE_GRACE`: a number turns reuse detection on (the
-/// demo still keeps its contract), anything else stops it with a clear error.
-#[test]
-fn the_binaries_read_reuse_grace() {
-    for name in ["axum", "hyper"] {
-        let (mut child, port) = start_demo(name, &[("REUSE_GRACE", "30".as_ref())]);
-        let alice = login_over(port, "alice", "wonderland");
-        assert_eq!(authorized(port, "GET", "/me", &alice), 200, "{name}");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let output = Command::new(examples_dir().join(name))
-            .env("PORT", "0")
-            .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
-            .env("REUSE_GRACE", "soon")
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{name}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("REUSE_GRACE"), "{name}: {stderr}");
-    }
-}
-
-/// `REVOCATION_PATH`: a logout answered 204 survives `kill -9` and a restart
-/// on the same file, and the restart logs nobody else out.
-#[test]
-fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
-    for name in ["axum", "hyper"] {
-        let dir = std::env::temp_dir().join(format!("tsj-demo-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("revocations");
-        let env = [("REVOCATION_PATH", path.as_os_str())];
-        let (mut child, port) = start_demo(name, &env);
-        let alice = login_over(port, "alice", "wonderland");
-        let bob = login_over(port, "bob", "builder");
-        assert_eq!(authorized(port, "GET", "/me", &alice), 200);
-        assert_eq!(authorized(port, "POST", "/logout", &alice), 204, "{name}");
-        assert_eq!(authorized(port, "GET", "/me", &alice), 401);
-        // Killed right after the logout was answered.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let (mut child, port) = start_demo(name, &env);
-        assert_eq!(
-            authorized(port, "GET", "/me", &alice),
-            401,
-            "{name}: the logout was forgotten"
-        );
-        assert_eq!(
-            authorized(port, "GET", "/me", &bob),
-            200,
-            "{name}: bob was logged out"
-        );
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // Without REVOCATION_PATH the demo says it forgets: memory only.
-        let (mut child, port) = start_demo(name, &[]);
-        assert_eq!(
-            authorized(port, "GET", "/me", &alice),
-            200,
-            "in memory: forgotten"
-        );
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-/// `cargo run --features jwks --example services`: an issuer, a verify-only
-/// service on its JWKS and a client keeping one token fresh across both.
-#[cfg(feature = "jwks")]
-#[test]
-fn the_several_services_example_runs() {
-    let binary = examples_dir().join("services");
-    let mut child = Command::new(&binary)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the services example did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{out}{err}");
-    for line in [
-        "orders service: 200",
-        "renewal adopted by the client",
-        "orders service with the renewed token: 200",
-        "logout at the issuer: 204",
-        "the issuer refused the token: session ended",
-        "issuer /me after logout: 401; the client holds a token: false",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
-}
-
-/// Where `cargo test` puts the example binaries it builds.
-fn examples_dir() -> std::path::PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
 }

@@ -1,0 +1,265 @@
+//! End-to-end: the example binaries run as a user runs them (`PORT`, the
+//! `listening on` line, environment variables), as child processes this
+//! test starts and stops by their handle.
+
+#[path = "common/process.rs"]
+mod process;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use process::{authorized, examples_dir, free_port, login_over, read_all, stop, wait_for_exit};
+
+const SECRET: &[u8] = b"end-to-end test secret, at least 32 bytes";
+
+/// Starts a demo binary with the test's secret.
+fn start_demo(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, u16) {
+    process::start_demo(name, SECRET, env)
+}
+
+/// The example binaries, run as a user would: `PORT`, the `listening on` line,
+/// `/health`, and a clear refusal of a short secret.
+#[test]
+fn example_binaries_start_and_answer() {
+    let examples = examples_dir();
+    for name in ["axum", "hyper", "tonic"] {
+        let binary = examples.join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: `cargo test` builds the examples",
+            binary.display()
+        );
+
+        let short = Command::new(&binary)
+            .env("JWT_SECRET", "too short")
+            .env("PORT", "0")
+            .output()
+            .unwrap();
+        assert!(!short.status.success(), "{name} must refuse a short secret");
+        assert!(
+            String::from_utf8_lossy(&short.stderr).contains("at least 32 bytes"),
+            "{name}"
+        );
+
+        if name != "tonic" {
+            // Cluster mode with no Redis there: a clear refusal, never a
+            // password from the URL.
+            let mut child = Command::new(&binary)
+                .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1/")
+                .env("PORT", "0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status = wait_for_exit(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+                panic!(
+                    "{name} with an unreachable REDIS_URL did not exit (a stale binary? `cargo test` builds the examples)"
+                )
+            });
+            let stderr = read_all(child.stderr.take());
+            assert!(!status.success(), "{name}: {stderr}");
+            assert!(stderr.contains("REDIS_URL"), "{name}: {stderr}");
+            assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
+        }
+
+        let port = free_port();
+        let mut child = Command::new(&binary)
+            .env("PORT", port.to_string())
+            .env_remove("JWT_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            format!("listening on http://127.0.0.1:{port}"),
+            "{name}"
+        );
+        let mut warning = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut warning)
+            .unwrap();
+        assert!(
+            warning.contains("JWT_SECRET is not set"),
+            "{name}: {warning}"
+        );
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => break stream,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(error) => panic!("{name}: {error}"),
+            }
+        };
+        if name != "tonic" {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
+            assert!(response.ends_with("ok"), "{name}: {response}");
+        }
+        stop(child);
+    }
+}
+
+/// The HTTP example binaries with `JWT_PRIVATE_KEY`: the JWKS route answers,
+/// and a key file that cannot be used is refused with a clear message.
+#[test]
+fn example_binaries_asymmetric_mode() {
+    let examples = examples_dir();
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    for name in ["axum", "hyper"] {
+        let binary = examples.join(name);
+        for bad in ["rsa-private.pem", "no-such-file.pem"] {
+            let refused = Command::new(&binary)
+                .env("JWT_PRIVATE_KEY", keys.join(bad))
+                .env("PORT", "0")
+                .output()
+                .unwrap();
+            assert!(!refused.status.success(), "{name} {bad}");
+            assert!(
+                String::from_utf8_lossy(&refused.stderr).contains("JWT_PRIVATE_KEY"),
+                "{name} {bad}"
+            );
+        }
+        let port = free_port();
+        let mut child = Command::new(&binary)
+            .env("PORT", port.to_string())
+            .env("JWT_PRIVATE_KEY", keys.join("ed25519-private.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening on"), "{name}: {line}");
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(
+                b"GET /.well-known/jwks.json HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        stop(child);
+        assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
+        assert!(
+            response
+                .to_ascii_lowercase()
+                .contains("cache-control: public, max-age=300"),
+            "{name}: {response}"
+        );
+        assert!(response.contains(r#""kty":"OKP""#), "{name}: {response}");
+        assert!(response.contains(r#""alg":"EdDSA""#), "{name}: {response}");
+    }
+}
+
+/// The binaries read `REUSE_GRACE`: a number turns reuse detection on (the
+/// demo still keeps its contract), anything else stops it with a clear error.
+#[test]
+fn the_binaries_read_reuse_grace() {
+    for name in ["axum", "hyper"] {
+        let (child, port) = start_demo(name, &[("REUSE_GRACE", "30".as_ref())]);
+        let alice = login_over(port, "alice", "wonderland");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 200, "{name}");
+        stop(child);
+        let output = Command::new(examples_dir().join(name))
+            .env("PORT", "0")
+            .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+            .env("REUSE_GRACE", "soon")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("REUSE_GRACE"), "{name}: {stderr}");
+    }
+}
+
+/// `REVOCATION_PATH`: a logout answered 204 survives `kill -9` and a restart
+/// on the same file, and the restart logs nobody else out.
+#[test]
+fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
+    for name in ["axum", "hyper"] {
+        let dir = std::env::temp_dir().join(format!("tsj-demo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("revocations");
+        let env = [("REVOCATION_PATH", path.as_os_str())];
+        let (child, port) = start_demo(name, &env);
+        let alice = login_over(port, "alice", "wonderland");
+        let bob = login_over(port, "bob", "builder");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 200);
+        assert_eq!(authorized(port, "POST", "/logout", &alice), 204, "{name}");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 401);
+        // Killed right after the logout was answered.
+        stop(child);
+        let (child, port) = start_demo(name, &env);
+        assert_eq!(
+            authorized(port, "GET", "/me", &alice),
+            401,
+            "{name}: the logout was forgotten"
+        );
+        assert_eq!(
+            authorized(port, "GET", "/me", &bob),
+            200,
+            "{name}: bob was logged out"
+        );
+        stop(child);
+        // Without REVOCATION_PATH the demo says it forgets: memory only.
+        let (child, port) = start_demo(name, &[]);
+        assert_eq!(
+            authorized(port, "GET", "/me", &alice),
+            200,
+            "in memory: forgotten"
+        );
+        stop(child);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// `cargo run --features jwks --example services`: an issuer, a verify-only
+/// service on its JWKS and a client keeping one token fresh across both.
+#[cfg(feature = "jwks")]
+#[test]
+fn the_several_services_example_runs() {
+    let binary = examples_dir().join("services");
+    let mut child = Command::new(&binary)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for_exit(&mut child, Duration::from_secs(60))
+        .expect("the services example did not finish");
+    let out = read_all(child.stdout.take());
+    let err = read_all(child.stderr.take());
+    assert!(status.success(), "{out}{err}");
+    for line in [
+        "orders service: 200",
+        "renewal adopted by the client",
+        "orders service with the renewed token: 200",
+        "logout at the issuer: 204",
+        "the issuer refused the token: session ended",
+        "issuer /me after logout: 401; the client holds a token: false",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}

@@ -1,0 +1,93 @@
+//! End-to-end: the tonic demo served on `127.0.0.1:0` and driven over real
+//! TCP by a tonic client behind the client layer, with a manual clock for the
+//! renew window.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "../examples/tonic.rs"]
+#[allow(dead_code)]
+mod tonic_demo;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tower_sliding_jwt::{Clock, ManualClock, SystemClock, TokenStore};
+
+const SECRET: &[u8] = b"end-to-end test secret, at least 32 bytes";
+
+/// The claims of `token`, read without verifying.
+fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tonic_demo_keeps_the_contract() {
+    let clock = ManualClock::new(SystemClock.now());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layer = tonic_demo::grpc_layer(SECRET, clock.clone()).unwrap();
+    let login = layer
+        .issuer()
+        .issue(tonic_demo::demo::claims("alice", "admin"))
+        .unwrap();
+    tokio::spawn(tonic_demo::serve(listener, layer));
+    let address = format!("http://{addr}");
+
+    // No token: UNAUTHENTICATED.
+    let mut anonymous = tonic_demo::connect(address.clone(), TokenStore::empty())
+        .await
+        .unwrap();
+    let status = anonymous
+        .say_hello(tonic_demo::hello("nobody"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    // A forged token: UNAUTHENTICATED.
+    let forged = format!("{}x", login.token());
+    let refused = TokenStore::new(&forged);
+    let mut bad = tonic_demo::connect(address.clone(), refused.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.say_hello(tonic_demo::hello("mallory"))
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+    assert!(
+        refused.token().is_none(),
+        "UNAUTHENTICATED in the headers clears the refused token"
+    );
+
+    let tokens = TokenStore::new(login.token());
+    let mut greeter = tonic_demo::connect(address, tokens.clone()).await.unwrap();
+    let reply = greeter.say_hello(tonic_demo::hello("world")).await.unwrap();
+    assert!(reply.get_ref().message.contains("world") && reply.get_ref().message.contains("alice"));
+    assert!(reply.metadata().get("authorization").is_none());
+    assert_eq!(tokens.token().unwrap(), login.token());
+
+    // Inside the window: the renewal arrives in the initial metadata and the
+    // client layer swaps to it.
+    clock.advance(Duration::from_secs(50 * 60));
+    let reply = greeter.say_hello(tonic_demo::hello("again")).await.unwrap();
+    let renewed = reply
+        .metadata()
+        .get("authorization")
+        .expect("renewed token in metadata")
+        .to_str()
+        .unwrap();
+    let renewed = renewed.strip_prefix("Bearer ").unwrap();
+    assert_eq!(tokens.token().as_deref(), Some(renewed));
+    assert_eq!(tokens.expires_at(), Some(clock.now() + 3600));
+    assert_eq!(payload(renewed)["sid"], payload(login.token())["sid"]);
+    // The old token expires; the client carries on with the new one.
+    clock.advance(Duration::from_secs(20 * 60));
+    assert!(greeter.say_hello(tonic_demo::hello("later")).await.is_ok());
+}
