@@ -1,5 +1,6 @@
-//! Handler-side session control: the per-request [`Session`] handle and the
-//! [`Revoker`] for administrative actions.
+//! Handler-side session control: the per-request [`Session`] handle, and
+//! [`SessionEnv`], what every session of a layer shares. (Ending sessions
+//! outside a request is the [`Revoker`](crate::Revoker)'s, in `revoke/`.)
 
 use std::fmt;
 use std::ops::Deref;

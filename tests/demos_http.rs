@@ -5,6 +5,8 @@
 // Each demo brings its own copy of the shared `demo` module.
 #![allow(clippy::duplicate_mod)]
 
+mod common;
+
 #[path = "../examples/axum.rs"]
 #[allow(dead_code)]
 mod axum_demo;
@@ -27,6 +29,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 use tower_sliding_jwt::{ClientLayer, Clock, ManualClock, SystemClock, TokenStore};
+
+use common::payload;
 
 const SECRET: &[u8] = b"end-to-end test secret, at least 32 bytes";
 
@@ -156,18 +160,6 @@ async fn login(client: &HttpClient, addr: SocketAddr, user: &str, password: &str
         &body,
     )
     .await
-}
-
-/// The claims of `token`, read without verifying.
-fn payload(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// The demos' contract (examples/README.md), for both HTTP demos: login,

@@ -3,6 +3,8 @@
 //! renew window.
 #![allow(clippy::duplicate_mod)]
 
+mod common;
+
 #[path = "../examples/tonic.rs"]
 #[allow(dead_code)]
 mod tonic_demo;
@@ -12,19 +14,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_sliding_jwt::{Clock, ManualClock, SystemClock, TokenStore};
 
-const SECRET: &[u8] = b"end-to-end test secret, at least 32 bytes";
+use common::payload;
 
-/// The claims of `token`, read without verifying.
-fn payload(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
+const SECRET: &[u8] = b"end-to-end test secret, at least 32 bytes";
 
 #[tokio::test]
 async fn tonic_demo_keeps_the_contract() {
