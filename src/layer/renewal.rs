@@ -69,6 +69,7 @@ where
 /// A signed token, or nothing when signing failed: the response then goes
 /// out with no renewal, the old token stays valid and the next request
 /// tries again. The one place a failed signature is logged.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 fn signed<T>(result: Result<T, IssueError>) -> Option<T> {
     match result {
         Ok(token) => Some(token),
