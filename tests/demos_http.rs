@@ -18,7 +18,9 @@ mod hyper_demo;
 mod redis_server;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "redis")]
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
