@@ -82,8 +82,9 @@ pub mod store {
     //! | part | trait | what the layer needs it for |
     //! |---|---|---|
     //! | revocations | [`RevocationStore`] (`check`, `check_fresh`, `revoke`) | every request, logout, log out everywhere, `renew_with` |
-    //! | reuse marks | [`RevocationStore`] ([`RevocationTarget::Replaced`], [`RevocationStatus::Replaced`], `keeps_replacements`) | stolen-token (reuse) detection |
-    //! | shared single flight | [`SharedFlight`], reached through [`RevocationStore::shared_flight`] | one replacement per old token across a cluster |
+    //! | session cut-offs | [`RevocationStore`] ([`RevocationTarget::Superseded`], [`RevocationStatus::Superseded`], `keeps_cutoffs`) | `renew_with`: every earlier token of the session superseded at once |
+    //! | reuse marks | [`RevocationStore`] ([`RevocationTarget::Replaced`], [`RevocationStatus::Replaced`], `keeps_replacements`, `has_room_for_mark`) | stolen-token (reuse) detection |
+    //! | shared single flight | [`SharedFlight`], reached through [`RevocationStore::shared_flight`] | one replacement per old token across a cluster; a superseded sibling's successor on every instance |
     //!
     //! [`RevocationStore`] is the store's entry point: every other part is
     //! reached through one of its methods answering `Option<&dyn Part>` (or,

@@ -231,14 +231,20 @@ impl<C: Claims> Session<C> {
     /// from the current token, `iat`, `exp` and `jti` are set by the layer, and
     /// the session cap still holds. Ignored if the session is ended.
     ///
-    /// The new token *supersedes* the current one: before it is handed out,
-    /// the current token's `jti` is revoked until its own `exp` (plus leeway),
-    /// a replacement a parallel request already received with the old claims
-    /// is revoked too, and parallel requests still holding the old token get
-    /// this new token. So only the new claims keep sliding. This fails closed:
-    /// when the store cannot record those revocations, or the current token
-    /// has no `jti`, or the response is not a success, no token is issued and
-    /// the client keeps its current one.
+    /// The new token *supersedes* every earlier token of the session: before
+    /// it is handed out, the store records a cut-off at its `iat` (every
+    /// token of the session issued then or earlier, but this new one, is
+    /// never again served or renewed with its own claims, whichever instance
+    /// it reaches and whatever the single flight still holds), and the
+    /// current token's `jti` is revoked. A replacement a parallel request
+    /// already handed out with the old claims is served as the new token,
+    /// which its holder gets with the response — so a client that kept it
+    /// (its `exp` may equal the new token's) is never logged out by the role
+    /// change; where the new token cannot be found for it, it is refused.
+    /// Parallel requests still holding the current token get this new token.
+    /// This fails closed: when the store cannot record these revocations, or
+    /// the current token has no `jti`, or the response is not a success, no
+    /// token is issued and the client keeps its current one.
     pub fn renew_with(&self, claims: C) {
         let mut action = self
             .inner

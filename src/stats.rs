@@ -25,9 +25,12 @@ pub(crate) enum Event {
     Renewed,
     Revoked,
     ReuseDetected,
+    /// A reuse mark the store had no room for: a renewal refused, or a
+    /// first use left unmarked.
+    MarkRefused,
 }
 
-const EVENTS: usize = 5;
+const EVENTS: usize = 6;
 /// Event slots, then one slot per rejection kind (and one for kinds added later).
 const SLOTS: usize = EVENTS + KINDS.len() + 1;
 const STRIPES: usize = 8;
@@ -93,6 +96,7 @@ impl Counters {
             renewed: self.sum(Event::Renewed as usize),
             revoked: self.sum(Event::Revoked as usize),
             reuse_detected: self.sum(Event::ReuseDetected as usize),
+            marks_refused: self.sum(Event::MarkRefused as usize),
             rejected: std::array::from_fn(|i| self.sum(EVENTS + i)),
         }
     }
@@ -110,6 +114,7 @@ pub(crate) mod exported {
     pub(crate) const RENEWED: &str = "sliding_jwt_renewed_total";
     pub(crate) const REVOKED: &str = "sliding_jwt_revoked_total";
     pub(crate) const REUSE_DETECTED: &str = "sliding_jwt_reuse_detected_total";
+    pub(crate) const MARKS_REFUSED: &str = "sliding_jwt_reuse_marks_refused_total";
     pub(crate) const REJECTED: &str = "sliding_jwt_rejected_total";
     pub(crate) const STORE_SECONDS: &str = "sliding_jwt_store_round_trip_seconds";
 
@@ -126,6 +131,7 @@ pub(crate) mod exported {
                 Event::Renewed => RENEWED,
                 Event::Revoked => REVOKED,
                 Event::ReuseDetected => REUSE_DETECTED,
+                Event::MarkRefused => MARKS_REFUSED,
             };
             let events = [
                 Event::Verified,
@@ -133,6 +139,7 @@ pub(crate) mod exported {
                 Event::Renewed,
                 Event::Revoked,
                 Event::ReuseDetected,
+                Event::MarkRefused,
             ];
             Self {
                 events: events.map(|event| metrics::counter!(name(event))),
@@ -174,6 +181,7 @@ pub struct Stats {
     renewed: u64,
     revoked: u64,
     reuse_detected: u64,
+    marks_refused: u64,
     rejected: [u64; KINDS.len() + 1],
 }
 
@@ -207,6 +215,14 @@ impl Stats {
         self.reuse_detected
     }
 
+    /// Reuse marks the revocation store had no room for (its budget of
+    /// marks, or the subject's quota, was full): each refused a renewal
+    /// (no replacement is issued that could not be marked), or left a
+    /// first use unmarked when the room ran out between the two.
+    pub fn marks_refused(&self) -> u64 {
+        self.marks_refused
+    }
+
     /// Requests refused for `kind`.
     pub fn rejected(&self, kind: RejectionKind) -> u64 {
         self.rejected[index(kind)]
@@ -231,6 +247,7 @@ impl fmt::Debug for Stats {
             .field("renewed", &self.renewed)
             .field("revoked", &self.revoked)
             .field("reuse_detected", &self.reuse_detected)
+            .field("marks_refused", &self.marks_refused)
             .field("rejected", &self.rejected_total())
             .finish()
     }

@@ -96,9 +96,16 @@ async fn renew_with_on_a_token_retires_what_its_twin_renewed_into_and_the_other_
         // ...then the demotion runs on the other copy.
         let demoted = renewed(&send(&app, demote(demoting)).await).expect("renew_with's token");
         assert_eq!(payload(&demoted)["role"], "user");
-        // The replacement obtained with the other copy is retired, and so
-        // is every copy of the old token.
-        for old in [kept.as_str(), admin.token(), copy.as_str()] {
+        // The replacement obtained with the other copy is never served with
+        // the old role again: its holder is served as the demoted token and
+        // gets it...
+        let response = send(&common::app(&layer), get(&kept)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{demote_the_twin}");
+        let seen: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(seen["role"], "user", "{demote_the_twin}");
+        assert_eq!(renewed(&response).as_deref(), Some(demoted.as_str()));
+        // ...and every copy of the old token is retired.
+        for old in [admin.token(), copy.as_str()] {
             let response = send(&app, get(old)).await;
             assert_eq!(
                 rejection(&response),

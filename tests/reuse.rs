@@ -18,6 +18,9 @@ use tower_sliding_jwt::{
 };
 
 const GRACE: u64 = 30;
+/// The layer's default leeway: a replaced token is admitted until its
+/// replacement's first use plus the grace plus the leeway.
+const LEEWAY: u64 = 5;
 
 fn layer_on(
     store: impl RevocationStore,
@@ -82,7 +85,7 @@ async fn a_replaced_token_after_the_grace_revokes_the_whole_session() {
 
     // The replacement is used; the old token comes back after the grace.
     assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     let response = send(&app(&layer), get(&old)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(rejection(&response), Some(RejectionKind::TokenReused));
@@ -160,7 +163,7 @@ async fn an_older_generation_is_caught_too() {
     clock.advance(seconds(61));
     let third = renewed(&send(&app(&layer), get(&second)).await).expect("renewed again");
     assert_eq!(status_of(&layer, &third).await.0, StatusCode::OK);
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     // The first token was replaced (its replacement used 92 s ago).
     assert_eq!(
         status_of(&layer, first.token()).await,
@@ -271,7 +274,7 @@ async fn a_mark_that_cannot_be_written_fails_closed_and_is_tried_again() {
     store.fail_marks.store(false, Ordering::SeqCst);
     assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
     assert_eq!(store.marks.load(Ordering::SeqCst), 2);
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     assert_eq!(
         status_of(&layer, &old).await,
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
@@ -290,7 +293,7 @@ async fn reuse_through_a_failing_store(
     let layer = layer_on(store.clone(), &clock, None);
     let (old, new) = renewed_once(&layer, &clock).await;
     assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     failing(&store).store(true, Ordering::SeqCst);
     assert_eq!(
         status_of(&layer, &old).await,
@@ -354,7 +357,7 @@ async fn the_issuers_verify_refuses_a_reused_token_without_ending_the_session() 
     let (old, new) = renewed_once(&layer, &clock).await;
     // `verify` marks the replacement's first use, as the layer does...
     layer.issuer().verify(&new).await.unwrap();
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     assert_eq!(
         layer.issuer().verify(&old).await.unwrap_err().kind(),
         RejectionKind::TokenReused
@@ -407,26 +410,74 @@ async fn a_request_that_outlives_the_grace_hands_back_no_stale_replacement() {
     assert_eq!(layer.stats().reuse_detected(), 0);
 }
 
-/// Marks have a budget of their own: a store full of marks loses detection
-/// for new renewals (logged), never a logout, and never locks a session out.
+/// Marks have a budget of their own: a store full of marks issues no
+/// replacement it could not mark (counted; the old token stays valid and is
+/// served), never refuses a logout, and never locks a session out.
 #[tokio::test]
 async fn a_store_full_of_marks_neither_refuses_logouts_nor_locks_sessions_out() {
     let clock = clock();
-    let store = MemoryStore::with_capacity(1);
-    let layer = layer_on(store.clone(), &clock, None);
-    let (_, first) = renewed_once(&layer, &clock).await;
-    assert_eq!(status_of(&layer, &first).await.0, StatusCode::OK);
-    // The one mark the store has room for is taken; the next renewal's
-    // first use is served all the same.
-    let (_, second) = renewed_once(&layer, &clock).await;
-    assert_eq!(status_of(&layer, &second).await.0, StatusCode::OK);
-    assert_eq!(status_of(&layer, &second).await.0, StatusCode::OK);
+    let layer = layer_on(MemoryStore::with_capacity(1), &clock, None);
+    let app = app(&layer);
+    let alice = layer.issuer().issue(user("alice", "user")).unwrap();
+    let bob = layer.issuer().issue(user("bob", "user")).unwrap();
+    clock.advance(minutes(41));
+    let response = send(&app, get(alice.token())).await;
+    let replacement = renewed(&response).expect("renewed");
+    assert_eq!(status_of(&layer, &replacement).await.0, StatusCode::OK);
+    // The one mark the store has room for is taken: Bob is served, but gets
+    // no replacement that would escape detection.
+    let response = send(&app, get(bob.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed(&response).is_none(), "an unmarkable replacement");
+    assert_eq!(layer.stats().marks_refused(), 1);
+    assert_eq!(status_of(&layer, bob.token()).await.0, StatusCode::OK);
     // And a logout still has its room.
-    let sid = payload(&second)["sid"].as_str().unwrap().to_owned();
+    let sid = bob.claims().registered.sid.clone().unwrap();
     layer.revoker().revoke_session(&sid).await.unwrap();
     assert_eq!(
-        status_of(&layer, &second).await,
+        status_of(&layer, bob.token()).await,
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+    );
+}
+
+/// One user's renewals cannot use up the marks every user shares: past its
+/// quota a subject gets no more replacements (counted), and another user's
+/// renewals are still marked, so a stolen copy of theirs is still caught.
+#[tokio::test]
+async fn one_users_flood_of_renewals_cannot_hide_another_users_reuse() {
+    let clock = clock();
+    // Room for three marks in all, two per subject.
+    let layer = layer_on(
+        MemoryStore::with_capacity(3).with_mark_quota(2),
+        &clock,
+        None,
+    );
+    let app = app(&layer);
+    let mallory: Vec<_> = (0..3)
+        .map(|_| layer.issuer().issue(user("mallory", "user")).unwrap())
+        .collect();
+    let alice = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(41));
+    let mut refused = 0;
+    for login in &mallory {
+        let response = send(&app, get(login.token())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        match renewed(&response) {
+            Some(replacement) => {
+                assert_eq!(status_of(&layer, &replacement).await.0, StatusCode::OK)
+            }
+            None => refused += 1,
+        }
+    }
+    assert_eq!(refused, 1, "mallory's third renewal is past her quota");
+    assert_eq!(layer.stats().marks_refused(), 1);
+    let response = send(&app, get(alice.token())).await;
+    let replacement = renewed(&response).expect("alice still renews");
+    assert_eq!(status_of(&layer, &replacement).await.0, StatusCode::OK);
+    clock.advance(seconds(GRACE + LEEWAY + 1));
+    assert_eq!(
+        status_of(&layer, alice.token()).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
     );
 }
 
@@ -454,7 +505,7 @@ async fn the_verified_cache_does_not_hide_a_reuse() {
     // Cached while still good.
     assert_eq!(status_of(&layer, &old).await.0, StatusCode::OK);
     assert_eq!(status_of(&layer, &new).await.0, StatusCode::OK);
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     assert_eq!(
         status_of(&layer, &old).await,
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
@@ -481,7 +532,7 @@ async fn marks_in_the_durable_store_survive_a_restart() {
         (old, new)
     };
     // A restart: a new process opens the same file.
-    clock.advance(seconds(GRACE + 1));
+    clock.advance(seconds(GRACE + LEEWAY + 1));
     let layer = layer_on(open(), &clock, None);
     assert_eq!(
         status_of(&layer, &old).await,
@@ -495,4 +546,37 @@ async fn marks_in_the_durable_store_survive_a_restart() {
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two instances sharing a store, B's clock 4 s ahead of A's (within the
+/// 5 s leeway): the replacement is first used on A, and a parallel tab
+/// presents the old token on B at the end of the grace by A's clock. Not
+/// reuse: the grace is compared with the leeway added.
+#[tokio::test]
+async fn a_parallel_tab_on_an_instance_whose_clock_runs_ahead_within_the_leeway_is_not_reuse() {
+    use tower_sliding_jwt::Clock as _;
+    let store = MemoryStore::new();
+    let a_clock = clock();
+    let b_clock = ManualClock::new(a_clock.now() + 4);
+    let a = layer_on(store.clone(), &a_clock, None);
+    let b = layer_on(store, &b_clock, None);
+    let (old, new) = renewed_once(&a, &a_clock).await;
+    b_clock.advance(minutes(41));
+    assert_eq!(status_of(&a, &new).await.0, StatusCode::OK);
+    a_clock.advance(seconds(GRACE));
+    b_clock.advance(seconds(GRACE));
+    let response = send(&app(&b), get(&old)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        rejection(&response)
+    );
+    assert_eq!(b.stats().reuse_detected(), 0);
+    // Past the grace and the leeway on B's clock, it is reuse.
+    b_clock.advance(seconds(LEEWAY - 4 + 1));
+    assert_eq!(
+        status_of(&b, &old).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+    );
 }

@@ -483,11 +483,17 @@ async fn renew_with_retires_the_previous_token_so_old_claims_stop_sliding() {
     let demoted = renewed(&response).expect("renew_with's token");
     assert_eq!(payload(&demoted)["role"], "user");
 
-    // The pre-demotion token and its earlier replacement are retired...
-    for old in [admin.token(), sibling.as_str()] {
-        let response = send(&app, get(old)).await;
-        assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
-    }
+    // The pre-demotion token is retired...
+    let response = send(&app, get(admin.token())).await;
+    assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+    // ...its earlier replacement, which carries the old role, is never
+    // served with it: its holder is served as the demoted token, and gets it
+    // (a client keeping the latest `exp` may hold the sibling)...
+    let response = send(&common::app(&layer), get(&sibling)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+    assert_eq!(seen["role"], "user", "the handler saw the old claims");
+    assert_eq!(renewed(&response).as_deref(), Some(demoted.as_str()));
     // ...and the demoted token keeps sliding.
     assert_eq!(send(&app, get(&demoted)).await.status(), StatusCode::OK);
     clock.advance(minutes(45));
@@ -810,4 +816,123 @@ async fn a_session_keeps_its_own_lifetimes_across_renewals_and_instances_within_
         )
         .unwrap();
     assert_eq!(short.lifetime(), 600);
+}
+
+/// Echoes the claims the handler sees; `x-demote` re-issues the token with
+/// `role: user` (`renew_with`).
+async fn demoting_echo(request: Request<()>) -> Result<Response<String>, Infallible> {
+    let session = request.extensions().get::<Session<Claimset>>().cloned();
+    demoting(request).await?;
+    let body = session.map_or_else(String::new, |session| {
+        serde_json::to_string(session.claims()).unwrap()
+    });
+    Ok(Response::new(body))
+}
+
+/// The role a response's body says the handler saw.
+fn role_seen(response: &Response<String>) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(response.body()).unwrap()["role"].clone()
+}
+
+/// A role change racing an ordinary renewal in the same second never logs
+/// the user out, through the client layer: the poll's replacement (old role)
+/// and the demoted token expire at the same second, the client keeps the
+/// one it had first, and is served with the new role from then on — also
+/// when it renews later.
+#[tokio::test]
+async fn a_role_change_racing_a_renewal_never_logs_the_client_out() {
+    use tower::Layer as _;
+    use tower_sliding_jwt::{ClientLayer, TokenStore};
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let server = layer.layer(service_fn(demoting_echo));
+    let admin = layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(45));
+    // Two requests with the same token in the same second: a poll renews it
+    // (old role), a settings change demotes the user.
+    let poll = renewed(&send(&server, get(admin.token())).await).expect("renewed");
+    let mut demote = get(admin.token());
+    demote
+        .headers_mut()
+        .insert("x-demote", "1".parse().unwrap());
+    let demoted = renewed(&send(&server, demote).await).expect("renew_with's token");
+    assert_eq!(payload(&poll)["exp"], payload(&demoted)["exp"]);
+    // The poll's answer arrives first; the demoted token does not expire
+    // later, so a client keeping the latest `exp` keeps the poll's.
+    let tokens = TokenStore::new(&poll).with_clock(clock.clone());
+    tokens.offer(&demoted);
+    let client = ClientLayer::for_channel(tokens.clone()).layer(server.clone());
+    for _ in 0..2 {
+        let response = client
+            .clone()
+            .oneshot(Request::get("/me").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the role change logged the user out"
+        );
+        assert_eq!(role_seen(&response), "user", "served with the old role");
+        assert!(tokens.token().is_some());
+    }
+    // Renewals go on from the demoted token.
+    clock.advance(minutes(45));
+    let response = client
+        .clone()
+        .oneshot(Request::get("/me").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(role_seen(&response), "user");
+    let held = tokens.token().expect("a token");
+    assert_eq!(payload(&held)["role"], "user");
+    assert!(payload(&held)["exp"].as_i64() > payload(&demoted)["exp"].as_i64());
+}
+
+/// Older generations: T1 renewed into T2, T2 into T3, then `renew_with` on
+/// T3. No earlier token of the session is served or renewed with the old
+/// claims afterwards, whatever the single flight still holds.
+#[tokio::test]
+async fn renew_with_supersedes_every_earlier_generation_of_the_session() {
+    let clock = clock();
+    // A wide window, so three generations are valid at once.
+    let layer = builder(&clock)
+        .with_single_flight_capacity(1)
+        .with_renew_window(tower_sliding_jwt::RenewWindow::absolute(minutes(50)).unwrap())
+        .build()
+        .unwrap();
+    let server = layer.layer(service_fn(demoting_echo));
+    let t1 = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let t1 = t1.token().to_owned();
+    clock.advance(minutes(11));
+    let t2 = renewed(&send(&server, get(&t1)).await).expect("t2");
+    clock.advance(minutes(11));
+    let t3 = renewed(&send(&server, get(&t2)).await).expect("t3");
+    clock.advance(minutes(1));
+    let mut demote = get(&t3);
+    demote
+        .headers_mut()
+        .insert("x-demote", "1".parse().unwrap());
+    let t4 = renewed(&send(&server, demote).await).expect("renew_with's token");
+    assert_eq!(payload(&t4)["role"], "user");
+    for old in [&t1, &t2, &t3] {
+        let response = send(&server, get(old)).await;
+        if response.status() == StatusCode::OK {
+            assert_eq!(
+                role_seen(&response),
+                "user",
+                "an old generation served with the old role"
+            );
+        } else {
+            assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+        }
+        assert!(
+            renewed(&response).is_none_or(|token| payload(&token)["role"] == "user"),
+            "an old generation renewed with the old role"
+        );
+    }
+    let response = send(&server, get(&t4)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(role_seen(&response), "user");
 }

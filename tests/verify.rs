@@ -489,3 +489,29 @@ async fn the_verified_cache_still_checks_time_cap_and_revocation() {
         Some(RejectionKind::Expired)
     );
 }
+
+/// A token whose `exp` lies further ahead than anything this layer signs
+/// (minted elsewhere with the same key) is refused: it would outlive every
+/// revocation of its session. Up to the ttl plus the leeway is accepted.
+#[tokio::test]
+async fn a_token_living_longer_than_the_layer_could_sign_is_refused() {
+    let app = app(&layer());
+    // Years ahead, without `auth_time`: no session cap would ever stop it.
+    let forever = forge_hs256(&format!(
+        r#"{{"sub":"alice","role":"admin","iat":{T0},"exp":{},"sid":"s1","jti":"j1"}}"#,
+        T0 + 5 * 365 * 86_400
+    ));
+    let response = send(&app, get(&forever)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(rejection(&response), Some(RejectionKind::LifetimeTooLong));
+    assert_eq!(challenge(&response), INVALID_TOKEN);
+    // One second past the ttl plus the leeway (3600 + 5): refused; at it: served.
+    let just_over = forge_hs256(&claims_json(T0, T0 + 3606, T0));
+    let response = send(&app, get(&just_over)).await;
+    assert_eq!(rejection(&response), Some(RejectionKind::LifetimeTooLong));
+    let at_the_limit = forge_hs256(&claims_json(T0, T0 + 3605, T0));
+    assert_eq!(
+        send(&app, get(&at_the_limit)).await.status(),
+        StatusCode::OK
+    );
+}

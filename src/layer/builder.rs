@@ -136,6 +136,14 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     }
 
     /// Lifetime of every new token (default 1 hour).
+    ///
+    /// It also bounds what the layer accepts: a token whose `exp` lies more
+    /// than the longest ttl this layer may sign (this one, or
+    /// [`with_lifetime_limits`](Self::with_lifetime_limits)' maximum) plus
+    /// the leeway ahead was not signed by it, and is refused
+    /// ([`LifetimeTooLong`](crate::RejectionKind::LifetimeTooLong)). So
+    /// lowering the ttl in a deploy refuses live tokens signed with the longer
+    /// one: lower it in two steps, or accept those logins ending.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.settings.ttl = ttl;
         self
@@ -412,6 +420,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             sources,
             anonymous: settings.anonymous,
             flights: Arc::new(SingleFlight::new(settings.single_flight_capacity)),
+            successors: Arc::new(SingleFlight::new(settings.single_flight_capacity)),
             revalidate: settings.revalidate,
             cache: (settings.cache_capacity > 0)
                 .then(|| VerifiedCache::new(settings.cache_capacity)),

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::policy::RenewalPolicy;
 use super::reject;
-use super::renewal::{After, Finish, Signed};
+use super::renewal::{After, Finish, Signed, Successor};
 use super::revalidate::Verdict;
 use crate::BoxFuture;
 use crate::claims::Claims;
@@ -23,6 +23,9 @@ use crate::reject::{Rejection, RejectionKind, Responder};
 /// The outcome of the asynchronous checks.
 pub(crate) enum Gate<C> {
     Proceed(Verdict<C>),
+    /// Serve the request as the token that superseded the one it presented
+    /// (boxed: rare).
+    Succeed(Box<Successor<C>>),
     Reject(RejectionKind),
 }
 
@@ -149,8 +152,8 @@ where
                 } => {
                     let signed = ready!(work.as_mut().poll(cx));
                     let mut response = response.take().expect(INVARIANT);
-                    let after = after.take().expect(INVARIANT);
-                    if let Some(signed) = signed {
+                    let mut after = after.take().expect(INVARIANT);
+                    if let Some(signed) = signed.or_else(|| after.successor(&response)) {
                         after.deliver(signed, &mut response);
                     }
                     return Poll::Ready(Ok(response));
@@ -165,6 +168,18 @@ where
                         Gate::Proceed(verdict) => {
                             after.verdict(verdict);
                             let (mut service, request) = *call.take().expect(INVARIANT);
+                            let future = service.call(request);
+                            Kind::Inner {
+                                future,
+                                after: Some(after),
+                            }
+                        }
+                        Gate::Succeed(successor) => {
+                            let (mut service, mut request) = *call.take().expect(INVARIANT);
+                            // The handler sees the successor's session, never
+                            // the superseded claims.
+                            request.extensions_mut().insert(successor.session.clone());
+                            after.succeed(*successor);
                             let future = service.call(request);
                             Kind::Inner {
                                 future,

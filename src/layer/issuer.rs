@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::claims::Claims;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::Keys;
-use crate::reject::Rejection;
-use crate::revoke::{Checkpoint, OnReused, TokenIds};
+use crate::reject::{Rejection, RejectionKind};
+use crate::revoke::{Checkpoint, OnReused, Settled, TokenIds};
 use crate::token::{IssuedToken, Lifetimes, TokenEngine};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and
@@ -128,15 +128,20 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
         // A reused token is refused, but its session is not ended here:
         // `verify` may check a token kept for later (a queued message, a
         // stored WebSocket token), whose late arrival is not a stolen copy.
+        // A token `renew_with` superseded is refused here: outside a request
+        // there is no response to hand its successor to.
         if let Some(pending) = checkpoint.enter(&ids, now).map_err(Rejection::new)? {
-            checkpoint
+            let settled = checkpoint
                 .settle(pending, &claims, deadline, now, OnReused::Refuse)
                 .await
                 .map_err(Rejection::new)?;
+            if settled == Settled::Superseded {
+                return Err(Rejection::new(RejectionKind::Revoked));
+            }
         }
         if let Some(mark) = checkpoint.mark(claims.registered(), now) {
             mark.await
-                .map_err(|_| Rejection::new(crate::reject::RejectionKind::StoreUnavailable))?;
+                .map_err(|_| Rejection::new(RejectionKind::StoreUnavailable))?;
         }
         Ok(claims)
     }

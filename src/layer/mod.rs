@@ -63,6 +63,11 @@ pub(crate) struct Config<K, C, P, R> {
     /// Requests without a token pass through as anonymous.
     pub(crate) anonymous: bool,
     pub(crate) flights: Arc<SingleFlight>,
+    /// The token `renew_with` issued, by the identity of each token it
+    /// superseded that a parallel request handed out: a request presenting
+    /// one is served as its successor. Apart from `flights`, so ordinary
+    /// renewals never evict it.
+    pub(crate) successors: Arc<SingleFlight>,
     pub(crate) revalidate: Option<Box<dyn Revalidate<C>>>,
     pub(crate) cache: Option<VerifiedCache<C>>,
     pub(crate) cross_origin: CrossOrigin,
@@ -83,6 +88,7 @@ impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Config<K, C, P, R> {
             .field("sources", &self.sources.len())
             .field("anonymous", &self.anonymous)
             .field("flights", &self.flights)
+            .field("successors", &self.successors)
             .field("revalidate", &self.revalidate.is_some())
             .field("cache", &self.cache)
             .field("cross_origin", &self.cross_origin)

@@ -21,7 +21,7 @@ use crate::revoke::record;
 use crate::revoke::{Lookup, Revocation, RevocationTarget, SharedFlight, TokenIds};
 use crate::session::{Action, Session};
 use crate::stats::Event as StatEvent;
-use crate::token::{TokenId, jws, random_id};
+use crate::token::{RawToken, TokenEngine, TokenId, Verified, jws, random_id};
 
 /// Whether this request's token qualifies for renewal, decided before the
 /// inner service runs; the response decides the rest
@@ -92,6 +92,22 @@ pub(crate) struct Signed {
     expires_at: i64,
 }
 
+impl Signed {
+    pub(crate) fn new(token: Arc<str>, expires_at: i64) -> Self {
+        Self { token, expires_at }
+    }
+}
+
+/// A request that presented a token `renew_with` superseded, served as the
+/// token that superseded it: its session, its plan, the hook's verdict, and
+/// that token, handed to the client with the response.
+pub(crate) struct Successor<C> {
+    pub(crate) session: Session<C>,
+    pub(crate) plan: Option<Plan>,
+    pub(crate) verdict: Verdict<C>,
+    pub(crate) token: Signed,
+}
+
 /// What is left to do once the inner service answered.
 pub(crate) enum Finish {
     /// Nothing to deliver.
@@ -114,6 +130,9 @@ pub(crate) struct After<K, C, P, R> {
     /// Claims from the revalidation hook, replacing the current ones (boxed:
     /// rare, and it would triple the size of every response future).
     update: Option<Box<C>>,
+    /// The token this request is served as, when it presented one
+    /// `renew_with` superseded: delivered unless a renewal is (boxed: rare).
+    successor: Option<Box<Signed>>,
 }
 
 impl<K, C, P, R> After<K, C, P, R> {
@@ -131,7 +150,29 @@ impl<K, C, P, R> After<K, C, P, R> {
             now,
             plan,
             update: None,
+            successor: None,
         }
+    }
+
+    /// Serves the request as the token that superseded the one it
+    /// presented.
+    pub(super) fn succeed(&mut self, successor: Successor<C>) {
+        self.session = successor.session;
+        self.plan = successor.plan;
+        self.successor = Some(Box::new(successor.token));
+        self.verdict(successor.verdict);
+    }
+
+    /// The token that superseded the presented one, to hand to the client
+    /// when no renewal is: on a success that carries no token yet and that
+    /// the handler did not mark [`NoRenewal`].
+    pub(super) fn successor<B>(&mut self, response: &Response<B>) -> Option<Signed> {
+        let signed = self.successor.take()?;
+        let source = &self.config.sources[self.source];
+        (is_success(response.status(), response.headers())
+            && response.extensions().get::<NoRenewal>().is_none()
+            && !source.is_delivered(response.headers()))
+        .then_some(*signed)
     }
 
     /// The session of the request.
@@ -154,10 +195,20 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
     /// Applies the handler's action and the core's rules to the response, and
     /// signs the replacement when one is due.
     pub(super) fn finish<B>(&mut self, response: &mut Response<B>) -> Finish {
+        match self.finish_renewal(response) {
+            Finish::Done => self
+                .successor(response)
+                .map_or(Finish::Done, Finish::Deliver),
+            finish => finish,
+        }
+    }
+
+    fn finish_renewal<B>(&mut self, response: &mut Response<B>) -> Finish {
         let config = &self.config;
         let source = &config.sources[self.source];
         let renew_with = match self.session.take_action() {
             Action::End => {
+                self.successor = None;
                 source.end_session(response.headers_mut());
                 response
                     .headers_mut()
@@ -206,6 +257,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         };
         let config = &self.config;
         let update = self.update.take();
+        if !config
+            .checkpoint
+            .may_replace(self.session.claims().registered(), self.now)
+        {
+            return Finish::Done;
+        }
         if let Some(shared) = config.checkpoint.store.shared_flight() {
             return self.renew_shared(shared, &id, plan, update);
         }
@@ -329,15 +386,24 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let Some(token) = signed(self.sign(claims, expires_at)) else {
             return Finish::Done;
         };
+        let Some((keep, _)) = unverified_ids(&token) else {
+            return Finish::Done;
+        };
         let now = self.now;
         let leeway = engine.leeway;
         let retire_until = current.exp.saturating_add(leeway);
+        let sid = current.sid.clone().unwrap_or_default();
+        let session_until = self
+            .session
+            .deadline()
+            .unwrap_or(current.exp)
+            .saturating_add(leeway);
         let lookup = checkpoint
             .store
             .check_fresh(&TokenIds::of(current), engine.clock.now());
         let (old_exp, clock) = (current.exp, engine.clock.clone());
-        let checkpoint = checkpoint.clone();
-        let flights = config.flights.clone();
+        let (engine, checkpoint) = (engine.clone(), checkpoint.clone());
+        let (flights, successors) = (config.flights.clone(), config.successors.clone());
         // Installed first, so a request presenting the old token anywhere
         // from now on gets the new replacement, never the one it displaces.
         let shared = checkpoint
@@ -359,39 +425,83 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                     }
                 },
             };
-            let retire = |jti: String, until: i64| Revocation {
-                target: RevocationTarget::Token(jti),
-                until,
-            };
-            // Every retirement is attempted, whatever fails before it: the
-            // old token, and the replacements handed out for it with the old
-            // claims, by a parallel request here or by another instance.
             let displaced_here = superseded
                 .then(|| flights.supersede(id.key(), token.clone(), expires_at, retire_until, now))
                 .flatten();
-            let mut retired = vec![(jti, retire_until)];
-            for previous in [displaced_here, displaced_elsewhere.map(|(token, _)| token)] {
-                if let Some((jti, exp)) = previous.as_deref().and_then(unverified_ids)
-                    && !retired.iter().any(|(retiring, _)| *retiring == jti)
-                {
-                    retired.push((jti, exp.saturating_add(leeway)));
-                }
+            let store = &*checkpoint.store;
+            let cutoffs = store.keeps_cutoffs();
+            let mut revocations = Vec::new();
+            // Every earlier token of the session — earlier generations,
+            // and siblings a parallel request handed out, wherever they are —
+            // is superseded from the new token's `iat` on: never served or
+            // renewed with the old claims again.
+            if cutoffs {
+                revocations.push(Revocation {
+                    target: RevocationTarget::Superseded {
+                        sid,
+                        before: now,
+                        keep,
+                    },
+                    until: session_until,
+                });
             }
+            // The token the handler renewed is retired outright.
+            revocations.push(Revocation {
+                target: RevocationTarget::Token(jti.clone()),
+                until: retire_until,
+            });
+            // A sibling's holder is served as the new token and gets it
+            // (a client keeping the latest `exp` may hold the sibling, whose
+            // `exp` can equal the new one's); a store without cut-offs
+            // retires it instead.
+            let mut siblings = Vec::new();
+            for previous in [displaced_here, displaced_elsewhere.map(|(token, _)| token)]
+                .into_iter()
+                .flatten()
+            {
+                let Some((sibling, exp)) = unverified_ids(&previous) else {
+                    continue;
+                };
+                if sibling == jti || siblings.iter().any(|(known, _, _)| *known == sibling) {
+                    continue;
+                }
+                let until = exp.saturating_add(leeway);
+                if !cutoffs {
+                    revocations.push(Revocation {
+                        target: RevocationTarget::Token(sibling.clone()),
+                        until,
+                    });
+                }
+                siblings.push((sibling, previous, until));
+            }
+            // Every revocation is attempted, whatever fails before it.
             let mut all_recorded = superseded;
-            for (jti, until) in retired {
-                let recorded = record(
-                    &*checkpoint.store,
-                    retire(jti, until),
-                    now,
-                    &checkpoint.counters,
-                );
+            for revocation in revocations {
+                let recorded = record(store, revocation, now, &checkpoint.counters);
                 if let Err(error) = recorded.await {
-                    event!(warn, %error, "renew_with could not retire a token it replaces; nothing is issued");
+                    event!(warn, %error, "renew_with could not retire the tokens it replaces; nothing is issued");
                     all_recorded = false;
                 }
             }
             if !all_recorded {
                 return None;
+            }
+            if cutoffs {
+                for (_, sibling, until) in siblings {
+                    let Some(identity) = identity_of(&engine, &sibling, clock.now()) else {
+                        continue;
+                    };
+                    successors.supersede(identity.key(), token.clone(), expires_at, until, now);
+                    if let Some(shared) = store.shared_flight()
+                        && let Err(error) = shared
+                            .supersede(identity.secret(), token.clone(), expires_at, until)
+                            .await
+                    {
+                        // The cut-off holds: that sibling is refused (401)
+                        // on the instances that cannot find its successor.
+                        event!(warn, %error, "renew_with could not share a sibling's successor; other instances refuse that sibling");
+                    }
+                }
             }
             Some(Signed { token, expires_at })
         }))
@@ -437,6 +547,22 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         }
         config.engine.sign_with(&claims, |token| Arc::from(token))
     }
+}
+
+/// The canonical identity of a token this layer signed (verified again: a
+/// sibling `renew_with` displaced), `None` when it no longer verifies.
+fn identity_of<K: Keys, C: Claims>(
+    engine: &TokenEngine<K, C>,
+    token: &str,
+    now: i64,
+) -> Option<TokenId> {
+    let (claims, key, _) = engine.verify_keyed(token, now).ok()?;
+    let verified = Verified {
+        claims,
+        token: RawToken::copy(token),
+        key,
+    };
+    verified.identity()
 }
 
 /// The `jti` and `exp` of a token this layer signed, read without verifying.

@@ -5,19 +5,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower_service::Service;
 
 use super::future::{Gate, ResponseFuture};
 use super::policy::RenewalPolicy;
-use super::renewal::{After, plan};
+use super::renewal::{After, Signed, Successor, plan};
 use super::revalidate::Verdict;
 use super::{Config, reject};
 use crate::BoxFuture;
 use crate::claims::Claims;
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind, Responder};
-use crate::revoke::{Checkpoint, OnReused, Pending, StoreError, TokenIds};
+use crate::revoke::{OnReused, Pending, Settled, StoreError, TokenIds};
 use crate::session::{AuthenticatedByLayer, Session};
 use crate::stats::Event;
 use crate::token::{Held, RawToken, Verified};
@@ -134,8 +134,12 @@ where
             Ok(pending) => pending,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
-        // The first use of a replacement here marks the token it replaced.
-        let mark = checkpoint.mark(claims.registered(), now);
+        // The first use of a replacement here marks the token it replaced
+        // (not for a token served only as its successor).
+        let mark = match pending {
+            Some(Pending::Superseded) => None,
+            _ => checkpoint.mark(claims.registered(), now),
+        };
 
         let activity = config.activity.as_ref().is_none_or(|is_activity| {
             is_activity(request.method(), request.uri(), request.headers())
@@ -159,9 +163,11 @@ where
             return ResponseFuture::inner(self.inner.call(request), Some(after));
         }
         let admitting = pending.map(|pending| Admitting {
-            checkpoint: checkpoint.clone(),
+            config: config.clone(),
             pending,
             session: after.session().clone(),
+            activity,
+            method: request.method().clone(),
         });
         // Asynchronous checks first. The service that reported ready is the one
         // called afterwards; a clone stays behind for the next request.
@@ -204,36 +210,54 @@ fn verify<K: Keys, C: Claims, P, R>(
     Ok((Held::Shared(verified), deadline))
 }
 
-/// The admission still to finish before the inner service runs.
-struct Admitting<C> {
-    checkpoint: Arc<Checkpoint<C>>,
+/// The admission still to finish before the inner service runs, and what
+/// serving the request as a superseded token's successor needs.
+struct Admitting<K, C, P, R> {
+    config: Arc<Config<K, C, P, R>>,
     pending: Pending,
     session: Session<C>,
+    /// Whether the request counts as activity (the layer's rule).
+    activity: bool,
+    method: Method,
 }
 
-/// Finishes the admission (revoking the session of a reused token), awaits
-/// the reuse mark, then the revalidation hook.
-async fn gate<C: Claims>(
-    admitting: Option<Admitting<C>>,
+/// Finishes the admission (revoking the session of a reused token; finding
+/// the successor of a superseded one), awaits the reuse mark, then the
+/// revalidation hook.
+async fn gate<K, C, P, R>(
+    admitting: Option<Admitting<K, C, P, R>>,
     now: i64,
     mark: Option<BoxFuture<'static, Result<(), StoreError>>>,
     hook: Option<BoxFuture<'static, Verdict<C>>>,
-) -> Gate<C> {
-    if let Some(Admitting {
-        checkpoint,
-        pending,
-        session,
-    }) = admitting
-    {
+) -> Gate<C>
+where
+    K: Keys,
+    C: Claims,
+    P: RenewalPolicy,
+{
+    if let Some(admitting) = admitting {
+        let checkpoint = &admitting.config.checkpoint;
+        let session = &admitting.session;
         let settled = checkpoint.settle(
-            pending,
+            admitting.pending,
             session.claims(),
             session.deadline(),
             now,
             OnReused::EndSession,
         );
-        if let Err(kind) = settled.await {
-            return Gate::Reject(kind);
+        match settled.await {
+            Err(kind) => return Gate::Reject(kind),
+            Ok(Settled::Admitted) => {}
+            Ok(Settled::Superseded) => {
+                return succeed(
+                    &admitting.config,
+                    session,
+                    admitting.activity,
+                    &admitting.method,
+                    now,
+                )
+                .await;
+            }
         }
     }
     if let Some(mark) = mark
@@ -248,4 +272,91 @@ async fn gate<C: Claims>(
             verdict => Gate::Proceed(verdict),
         },
     }
+}
+
+/// A token `renew_with` superseded: the request is served as the token
+/// that superseded it, when this instance (or the cluster's shared flight)
+/// still knows that token and it is of the same session, verifies and is
+/// admitted; the client gets it with the response. Refused otherwise (401):
+/// never served with the superseded claims.
+async fn succeed<K, C, P, R>(
+    config: &Arc<Config<K, C, P, R>>,
+    presented: &Session<C>,
+    activity: bool,
+    method: &Method,
+    now: i64,
+) -> Gate<C>
+where
+    K: Keys,
+    C: Claims,
+    P: RenewalPolicy,
+{
+    let refused = || Gate::Reject(RejectionKind::Revoked);
+    let Some(id) = presented.identity() else {
+        return refused();
+    };
+    let found = match config.successors.get(id.key(), now) {
+        Some(found) => Some(found),
+        None => match config.checkpoint.store.shared_flight() {
+            None => None,
+            Some(shared) => match shared.replacement(id.secret()).await {
+                Ok(found) => found,
+                Err(_) => return Gate::Reject(RejectionKind::StoreUnavailable),
+            },
+        },
+    };
+    let Some((token, expires_at)) = found else {
+        return refused();
+    };
+    let engine = &config.engine;
+    let Ok((claims, key, deadline)) = engine.verify_keyed(&token, now) else {
+        return refused();
+    };
+    let (old, new) = (presented.claims().registered(), claims.registered());
+    if new.sid.is_none() || new.sid != old.sid || new.sub != old.sub {
+        return refused();
+    }
+    // The successor is admitted as itself, or not at all.
+    let checkpoint = &config.checkpoint;
+    match checkpoint.enter(&TokenIds::of(new), now) {
+        Err(kind) => return Gate::Reject(kind),
+        Ok(None) => {}
+        Ok(Some(pending)) => {
+            match checkpoint
+                .settle(pending, &claims, deadline, now, OnReused::EndSession)
+                .await
+            {
+                Ok(Settled::Admitted) => {}
+                Ok(Settled::Superseded) => return refused(),
+                Err(kind) => return Gate::Reject(kind),
+            }
+        }
+    }
+    let plan = activity
+        .then(|| plan(config, &claims, deadline, now, method))
+        .flatten();
+    let verdict = match (&plan, &config.revalidate) {
+        (Some(_), Some(hook)) => match hook.revalidate(&claims).await {
+            Verdict::Reject => return Gate::Reject(RejectionKind::SessionRejected),
+            verdict => verdict,
+        },
+        _ => Verdict::Approve,
+    };
+    let verified = Verified {
+        claims,
+        token: RawToken::copy(&token),
+        key,
+    };
+    let session = Session::new(
+        Held::Owned(verified),
+        config.env.clone(),
+        deadline,
+        engine.leeway,
+    );
+    Gate::Succeed(Box::new(Successor {
+        session,
+        plan,
+        verdict,
+        token: Signed::new(token, expires_at),
+    }))
 }

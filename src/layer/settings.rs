@@ -23,7 +23,11 @@ macro_rules! verification_settings {
         /// most 400 days; a limit not set is the layer's default. Default:
         /// the defaults themselves (a session may only ask for less). A
         /// verify-only layer needs the issuer's limits too, or it caps longer
-        /// sessions at its own `max_session`.
+        /// sessions at its own `max_session` — and refuses tokens whose `exp`
+        /// lies further ahead than its longest ttl plus the leeway
+        /// ([`LifetimeTooLong`](crate::RejectionKind::LifetimeTooLong); a
+        /// verify-only layer's ttl is the default hour). Lowering a limit in a
+        /// deploy refuses live tokens longer than the new one.
         ///
         /// ```
         /// use std::time::Duration;
@@ -106,7 +110,8 @@ macro_rules! verification_settings {
 
         /// Reuse detection (stolen-token detection, off by default): once a renewed token's
         /// replacement has been used, the renewed token arriving more than
-        /// `grace` later is a stolen or leaked copy. Its whole session is
+        /// `grace` (plus the leeway, see below) later is a stolen or leaked
+        /// copy. Its whole session is
         /// revoked until its cap — on every instance, with a shared store —
         /// the request gets 401 `invalid_token`
         /// ([`TokenReused`](crate::RejectionKind::TokenReused)), a `warn`
@@ -119,6 +124,12 @@ macro_rules! verification_settings {
         /// same replacement again), other sessions of the same user. Pick a
         /// grace longer than your clients' slowest round trip plus their
         /// retries: 30 to 120 seconds is typical; 0 flags any late copy.
+        /// The first use is stamped by the instance that saw it and compared
+        /// by the instance that sees the old token, each by its own clock:
+        /// the layer adds the leeway ([`with_leeway`](Self::with_leeway),
+        /// the clock-skew allowance) to the grace, so instances whose clocks
+        /// differ by up to the leeway never mistake a parallel tab for
+        /// reuse. Skew beyond the leeway must be covered by the grace.
         ///
         /// A renewal then writes the old token's `jti` and `exp` into the
         /// replacement (`prev_jti`, `prev_exp`); the first request with the

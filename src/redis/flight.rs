@@ -68,6 +68,15 @@ impl SharedFlight for RedisStore {
         let keys = FlightKeys::derive(old);
         Box::pin(async move { shared.supersede(keys, token, expires_at, until).await })
     }
+
+    fn replacement(
+        &self,
+        old: &[u8],
+    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>> {
+        let shared = self.shared.clone();
+        let keys = FlightKeys::derive(old);
+        Box::pin(async move { shared.replacement(keys).await })
+    }
 }
 
 impl Shared {
@@ -142,6 +151,27 @@ impl Shared {
             return Ok(None);
         }
         Ok(Some(keys.open(&stored)?))
+    }
+
+    /// The replacement stored for the old token of `keys`, if one sealed
+    /// for it is there (read bounded; anything else is garbage).
+    async fn replacement(&self, keys: FlightKeys) -> Result<Option<(Arc<str>, i64)>, StoreError> {
+        if !self.live.load(Ordering::Acquire) {
+            return Err(StoreErrorKind::Unavailable.into());
+        }
+        let key = format!("{}flight:{}", self.prefix, keys.id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("STRLEN")
+            .arg(&key)
+            .cmd("GETRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(MAX_SEALED_BYTES);
+        let (length, stored): (usize, Vec<u8>) = self.query(&pipe).await?;
+        if length == 0 || length > MAX_SEALED_BYTES {
+            return Ok(None);
+        }
+        Ok(keys.open(&stored).ok())
     }
 
     /// Installs `token` as the replacement whatever was offered before, and

@@ -110,10 +110,10 @@ impl RevocationStore for RedisStore {
             // The other instances skip ids this long as garbage: say it
             // did not reach them, rather than answer a logout honoured by
             // one instance only.
-            if entry.id.len() > MAX_ID_BYTES {
+            if entry.id.len() > MAX_ID_BYTES || entry.keep.len() > MAX_KEEP_BYTES {
                 return Err(StoreError::new(
                     StoreErrorKind::Unavailable,
-                    Some("the id is too long to share through Redis (over 16 KiB)".into()),
+                    Some("the id is too long to share through Redis".into()),
                 ));
             }
             let Some(ttl) = seconds_until(revocation.until, now) else {
@@ -148,6 +148,14 @@ impl RevocationStore for RedisStore {
 
     fn keeps_replacements(&self) -> bool {
         true
+    }
+
+    fn keeps_cutoffs(&self) -> bool {
+        true
+    }
+
+    fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
+        self.shared.replica.has_room_for_mark(subject, now)
     }
 }
 
@@ -197,30 +205,83 @@ impl Shared {
 /// is garbage and skipped.
 pub(super) const MAX_ID_BYTES: usize = 16 * 1024;
 
+/// The longest `jti` a session's cut-off keeps (it is part of the stored
+/// value, whose length every load reads back bounded): a longer one is
+/// refused before anything is written.
+pub(super) const MAX_KEEP_BYTES: usize = 1024;
+
+/// Writes a subject revocation `until|before`, keeping the later `until`
+/// (and the longer time to live) and the later `before` of what is there:
+/// one key, so it stays in one slot of a Redis Cluster. A value that is not
+/// two integers is replaced.
+const LATEST_CUTOFF: &str = r"
+local current = redis.call('GET', KEYS[1])
+local until_, before, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if current then
+  local cu, cb = string.match(current, '^(%-?%d+)|(%-?%d+)$')
+  if cu and cb then
+    if tonumber(cu) > until_ then until_ = tonumber(cu) end
+    if tonumber(cb) > before then before = tonumber(cb) end
+    local left = redis.call('TTL', KEYS[1])
+    if left > ttl then ttl = left end
+  end
+end
+redis.call('SET', KEYS[1], string.format('%d|%d', until_, before), 'EX', ttl)
+return 1
+";
+
+/// Writes a session's cut-off `until|before|keep`, keeping the later
+/// `until` (and the longer time to live) and the later `before` with its
+/// `keep` (on a tie, the one written now): one key, one slot.
+const LATEST_SESSION_CUTOFF: &str = r"
+local current = redis.call('GET', KEYS[1])
+local until_, before, keep, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+if current then
+  local cu, cb, ck = string.match(current, '^(%-?%d+)|(%-?%d+)|(.*)$')
+  if cu and cb then
+    if tonumber(cu) > until_ then until_ = tonumber(cu) end
+    if tonumber(cb) > before then before = tonumber(cb); keep = ck end
+    local left = redis.call('TTL', KEYS[1])
+    if left > ttl then ttl = left end
+  end
+end
+redis.call('SET', KEYS[1], string.format('%d|%d|', until_, before) .. keep, 'EX', ttl)
+return 1
+";
+
 /// One revocation as stored in Redis: `{kind}:{id}` = `{until}|{before}`, and
 /// announced as `{kind}|{until}|{before}|{id}`; the kind is `s` (session),
-/// `j` (token), `u` (subject, `before` its `before`) or `r` (a reuse mark,
-/// `before` its `used_at`).
+/// `j` (token), `u` (subject, `before` its `before`), `r` (a reuse mark,
+/// `before` its `used_at`) or `c` (a session's cut-off: stored as
+/// `{until}|{before}|{keep}`, announced with the id `{keep length}:{keep}{sid}`).
 pub(super) struct Entry<'a> {
     kind: char,
     id: &'a str,
     until: i64,
     before: i64,
+    /// The token a cut-off keeps; empty for the other kinds.
+    keep: &'a str,
 }
 
 impl<'a> Entry<'a> {
     pub(super) fn from(revocation: &'a Revocation) -> Self {
+        let keep = match &revocation.target {
+            RevocationTarget::Superseded { keep, .. } => keep.as_str(),
+            _ => "",
+        };
         let (kind, id, before) = match &revocation.target {
             RevocationTarget::Session(sid) => ('s', sid.as_str(), 0),
+            RevocationTarget::Superseded { sid, before, .. } => ('c', sid.as_str(), *before),
             RevocationTarget::Token(jti) => ('j', jti.as_str(), 0),
             RevocationTarget::Subject { subject, before } => ('u', subject.as_str(), *before),
-            RevocationTarget::Replaced { jti, used_at } => ('r', jti.as_str(), *used_at),
+            RevocationTarget::Replaced { jti, used_at, .. } => ('r', jti.as_str(), *used_at),
         };
         Self {
             kind,
             id,
             until: revocation.until,
             before,
+            keep,
         }
     }
 
@@ -234,10 +295,24 @@ impl<'a> Entry<'a> {
     }
 
     fn value(&self) -> String {
+        if self.kind == 'c' {
+            return format!("{}|{}|{}", self.until, self.before, self.keep);
+        }
         format!("{}|{}", self.until, self.before)
     }
 
     fn message(&self) -> String {
+        if self.kind == 'c' {
+            return format!(
+                "{}|{}|{}|{}:{}{}",
+                self.kind,
+                self.until,
+                self.before,
+                self.keep.len(),
+                self.keep,
+                self.id
+            );
+        }
         format!("{}|{}|{}|{}", self.kind, self.until, self.before, self.id)
     }
 
@@ -251,14 +326,39 @@ impl<'a> Entry<'a> {
         ttl: i64,
         only_new: bool,
     ) {
-        let set = pipe.cmd("SET").arg(self.full_key(prefix)).arg(self.value());
-        if only_new {
-            set.arg("NX");
+        if self.kind == 'c' {
+            pipe.cmd("EVAL")
+                .arg(LATEST_SESSION_CUTOFF)
+                .arg(1)
+                .arg(self.full_key(prefix))
+                .arg(self.until)
+                .arg(self.before)
+                .arg(self.keep)
+                .arg(clamp_ttl(ttl))
+                .ignore();
+        } else if self.kind == 'u' {
+            // "Log out everywhere": the latest cut-off wins, whatever the
+            // order the instances' writes (or a write-back) arrive in, as
+            // every replica keeps it. A plain `SET` would let an instance
+            // with a clock behind leave the earlier `before` in Redis, and
+            // an instance loaded afterwards would accept sessions started
+            // between the two.
+            pipe.cmd("EVAL")
+                .arg(LATEST_CUTOFF)
+                .arg(1)
+                .arg(self.full_key(prefix))
+                .arg(self.until)
+                .arg(self.before)
+                .arg(clamp_ttl(ttl))
+                .ignore();
+        } else {
+            let set = pipe.cmd("SET").arg(self.full_key(prefix)).arg(self.value());
+            if only_new {
+                set.arg("NX");
+            }
+            set.arg("EX").arg(clamp_ttl(ttl)).ignore();
         }
-        set.arg("EX")
-            .arg(clamp_ttl(ttl))
-            .ignore()
-            .cmd("PUBLISH")
+        pipe.cmd("PUBLISH")
             .arg(channel)
             .arg(self.message())
             .ignore();
@@ -269,22 +369,43 @@ impl<'a> Entry<'a> {
         let kind = parts.next()?.chars().next()?;
         let until = parts.next()?.parse().ok()?;
         let before = parts.next()?.parse().ok()?;
+        let mut id = parts.next()?;
+        let mut keep = "";
+        if kind == 'c' {
+            let (length, rest) = id.split_once(':')?;
+            let length: usize = length.parse().ok()?;
+            if !rest.is_char_boundary(length) {
+                return None;
+            }
+            (keep, id) = rest.split_at(length);
+        }
         Some(Self {
             kind,
-            id: parts.next()?,
+            id,
             until,
             before,
+            keep,
         })
     }
 
-    pub(super) fn parse_stored(key: &'a str, value: &str) -> Option<Self> {
+    pub(super) fn parse_stored(key: &'a str, value: &'a str) -> Option<Self> {
         let (kind, id) = key.split_once(':')?;
-        let (until, before) = value.split_once('|')?;
+        let kind = kind.chars().next()?;
+        let mut parts = value.splitn(3, '|');
+        let until = parts.next()?.parse().ok()?;
+        let before = parts.next()?.parse().ok()?;
+        let keep = match (kind, parts.next()) {
+            ('c', Some(keep)) => keep,
+            ('c', None) => return None,
+            (_, None) => "",
+            (_, Some(_)) => return None,
+        };
         Some(Self {
-            kind: kind.chars().next()?,
+            kind,
             id,
-            until: until.parse().ok()?,
-            before: before.parse().ok()?,
+            until,
+            before,
+            keep,
         })
     }
 
@@ -294,7 +415,7 @@ impl<'a> Entry<'a> {
     /// [`MAX_ID_BYTES`]; `None` for anything else.
     pub(super) fn revocation_at(&self, now: i64) -> Option<Revocation> {
         let mut revocation = self.revocation()?;
-        if self.id.len() > MAX_ID_BYTES {
+        if self.id.len() > MAX_ID_BYTES || self.keep.len() > MAX_KEEP_BYTES {
             return None;
         }
         revocation.until = revocation
@@ -311,9 +432,19 @@ impl<'a> Entry<'a> {
                 subject: self.id.to_owned(),
                 before: self.before,
             },
+            // A cut-off keeps one token, and is never `before` 0 (that is
+            // the whole session, written as `s`).
+            'c' if self.before != 0 && !self.keep.is_empty() => RevocationTarget::Superseded {
+                sid: self.id.to_owned(),
+                before: self.before,
+                keep: self.keep.to_owned(),
+            },
+            // Redis keeps no subject for a mark: one read back counts
+            // against the replica's budget of marks only.
             'r' => RevocationTarget::Replaced {
                 jti: self.id.to_owned(),
                 used_at: self.before,
+                subject: None,
             },
             _ => return None,
         };
@@ -360,6 +491,38 @@ pub(crate) fn fuzz_entries(key: &str, value: &str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_cut_off_round_trips_whatever_its_ids_hold() {
+        let revocation = Revocation {
+            target: RevocationTarget::Superseded {
+                sid: "s|1:2".into(),
+                before: 7,
+                keep: "k|é:3".into(),
+            },
+            until: 99,
+        };
+        let entry = Entry::from(&revocation);
+        let message = entry.message();
+        let parsed = Entry::parse_message(&message).and_then(|e| e.revocation());
+        assert_eq!(parsed.as_ref(), Some(&revocation));
+        let (key, value) = (entry.key(), entry.value());
+        let stored = Entry::parse_stored(&key, &value).and_then(|e| e.revocation());
+        assert_eq!(stored.as_ref(), Some(&revocation));
+        // A cut-off keeping nothing, or at `before` 0 (the whole session), is garbage.
+        assert!(
+            Entry::parse_stored("c:s", "99|7|")
+                .and_then(|e| e.revocation())
+                .is_none()
+        );
+        assert!(
+            Entry::parse_stored("c:s", "99|0|k")
+                .and_then(|e| e.revocation())
+                .is_none()
+        );
+        assert!(Entry::parse_message("c|99|7|9:k").is_none());
+        assert!(Entry::parse_stored("s:s", "99|0|extra").is_none());
+    }
 
     #[test]
     fn entries_round_trip() {

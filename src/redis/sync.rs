@@ -24,8 +24,9 @@ use crate::revoke::{RevocationTarget, StoreError, StoreErrorKind};
 const WRITE_BACK_BATCH: usize = 500;
 
 /// The longest stored revocation value read back: `{until}|{before}` is at
-/// most 41 bytes.
-const MAX_VALUE_BYTES: usize = 64;
+/// most 41 bytes, and a cut-off adds `|{keep}`, at most
+/// [`MAX_KEEP_BYTES`](super::store::MAX_KEEP_BYTES).
+const MAX_VALUE_BYTES: usize = 64 + super::store::MAX_KEEP_BYTES;
 
 /// What the background task remembers between reloads.
 #[derive(Default)]

@@ -237,6 +237,7 @@ fn problem_with_reason(kind: RejectionKind) -> &'static str {
         WrongType => InvalidToken, "wrong_type";
         InvalidClaims => InvalidToken, "invalid_claims";
         Expired => InvalidToken, "expired";
+        LifetimeTooLong => InvalidToken, "lifetime_too_long";
         NotYetValid => InvalidToken, "not_yet_valid";
         WrongIssuer => InvalidToken, "wrong_issuer";
         WrongAudience => InvalidToken, "wrong_audience";

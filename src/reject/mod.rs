@@ -78,6 +78,12 @@ pub enum RejectionKind {
     /// `exp` has passed (beyond the leeway).
     #[error("token expired")]
     Expired,
+    /// `exp` lies further ahead than the longest lifetime this layer could
+    /// sign (its ttl, or the most a session's own lifetimes may ask for,
+    /// plus the leeway): a token minted elsewhere with the same key, which
+    /// would outlive every revocation of its session.
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
     /// `nbf` is in the future (beyond the leeway).
     #[error("token not yet valid")]
     NotYetValid,
@@ -133,6 +139,7 @@ impl RejectionKind {
         Self::WrongType,
         Self::InvalidClaims,
         Self::Expired,
+        Self::LifetimeTooLong,
         Self::NotYetValid,
         Self::WrongIssuer,
         Self::WrongAudience,
@@ -163,6 +170,7 @@ impl RejectionKind {
             Self::WrongType => "wrong_type",
             Self::InvalidClaims => "invalid_claims",
             Self::Expired => "expired",
+            Self::LifetimeTooLong => "lifetime_too_long",
             Self::NotYetValid => "not_yet_valid",
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",

@@ -14,7 +14,7 @@ use super::{Lookup, RevocationStatus, RevocationStore, StoreError, TokenIds};
 use crate::BoxFuture;
 use crate::claims::{Claims, RegisteredClaims};
 use crate::reject::RejectionKind;
-use crate::stats::Counters;
+use crate::stats::{Counters, Event};
 
 /// What a store's answer means for a request at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +27,14 @@ pub(crate) enum Admission {
     /// A replaced token arriving more than the grace after its replacement
     /// was first used: a stolen or leaked copy.
     Reused,
+    /// A token `renew_with` superseded: never served with its own claims.
+    Superseded,
 }
 
-/// Reads a store's answer at `now`; `grace` is the reuse grace in seconds,
-/// `None` when reuse detection is off (a replaced token is then admitted).
+/// Reads a store's answer at `now`; `grace` is how long after its
+/// replacement's first use a replaced token is still admitted (the reuse
+/// grace plus the leeway), `None` when reuse detection is off (a replaced
+/// token is then admitted).
 pub(crate) fn admit(
     answer: Result<RevocationStatus, StoreError>,
     now: i64,
@@ -43,6 +47,7 @@ pub(crate) fn admit(
             _ => Admission::Admit,
         },
         Ok(RevocationStatus::Revoked) => Admission::Refuse(RejectionKind::Revoked),
+        Ok(RevocationStatus::Superseded) => Admission::Superseded,
         Err(_) => Admission::Refuse(RejectionKind::StoreUnavailable),
     }
 }
@@ -54,6 +59,18 @@ pub(crate) enum Pending {
     Lookup(BoxFuture<'static, Result<RevocationStatus, StoreError>>),
     /// Already answered: a replaced token after the grace.
     Reused,
+    /// Already answered: a token `renew_with` superseded.
+    Superseded,
+}
+
+/// How a token that passed the store's check is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// As itself.
+    Admitted,
+    /// Only as the token that superseded it (`renew_with`), if the layer can
+    /// find that token; refused otherwise.
+    Superseded,
 }
 
 /// What a reused token does to its session.
@@ -100,9 +117,16 @@ impl<C> Checkpoint<C> {
         }
     }
 
-    /// The reuse grace in seconds, when reuse detection is on.
+    /// How long after a replacement's first use its predecessor is still
+    /// admitted, when reuse detection is on: the grace plus the leeway. The
+    /// first use was stamped by whichever instance saw it, by its clock, and
+    /// is compared here by this instance's clock: the leeway (the crate's
+    /// clock-skew allowance) keeps a parallel tab on an instance whose clock
+    /// runs ahead within it from counting as reuse.
     pub(crate) fn grace(&self) -> Option<i64> {
-        self.reuse.as_ref().map(ReuseDetection::grace)
+        self.reuse
+            .as_ref()
+            .map(|reuse| reuse.grace().saturating_add(self.leeway))
     }
 
     /// Whether reuse detection is on (a renewal then names the token it
@@ -124,6 +148,7 @@ impl<C> Checkpoint<C> {
                 Admission::Admit => Ok(None),
                 Admission::Refuse(kind) => Err(kind),
                 Admission::Reused => Ok(Some(Pending::Reused)),
+                Admission::Superseded => Ok(Some(Pending::Superseded)),
             },
             Lookup::Pending(lookup) => Ok(Some(Pending::Lookup(lookup))),
         }
@@ -139,7 +164,26 @@ impl<C> Checkpoint<C> {
     ) -> Option<BoxFuture<'static, Result<(), StoreError>>> {
         self.reuse
             .as_ref()?
-            .mark(&self.store, claims, now, self.leeway)
+            .mark(&self.store, &self.counters, claims, now, self.leeway)
+    }
+
+    /// Whether a replacement for a token of `claims`' subject may be handed
+    /// out as far as reuse detection goes: always when it is off; otherwise
+    /// only when the store has room for the mark its first use will write
+    /// (its budget of marks, and the subject's quota). A replacement that
+    /// could not be marked would escape detection, so none is issued: the
+    /// refusal is counted and logged, and the old token stays valid.
+    pub(crate) fn may_replace(&self, claims: &RegisteredClaims, now: i64) -> bool {
+        if self.reuse.is_none() || self.store.has_room_for_mark(claims.sub.as_deref(), now) {
+            return true;
+        }
+        self.counters.count(Event::MarkRefused);
+        crate::log::event!(
+            warn,
+            sid = claims.sid.as_deref(),
+            "no renewal: the store has no room for this session's reuse mark (its marks' budget or the subject's quota is full)"
+        );
+        false
     }
 
     /// Whether the old token may still be replaced once its replacement
@@ -164,7 +208,9 @@ impl<C> Checkpoint<C> {
 impl<C: Claims> Checkpoint<C> {
     /// The asynchronous part of admitting a token: awaits the store's
     /// answer, and for a replaced token past the grace, revokes its session
-    /// (`on_reused`) and refuses it. `deadline` is the session's cap.
+    /// (`on_reused`) and refuses it. `deadline` is the session's cap. A
+    /// superseded token is answered as such: the caller serves it as its
+    /// successor, or refuses it.
     pub(crate) async fn settle(
         &self,
         pending: Pending,
@@ -172,13 +218,15 @@ impl<C: Claims> Checkpoint<C> {
         deadline: Option<i64>,
         now: i64,
         on_reused: OnReused,
-    ) -> Result<(), RejectionKind> {
+    ) -> Result<Settled, RejectionKind> {
         let admission = match pending {
             Pending::Reused => Admission::Reused,
+            Pending::Superseded => Admission::Superseded,
             Pending::Lookup(lookup) => admit(lookup.await, now, self.grace()),
         };
         match admission {
-            Admission::Admit => Ok(()),
+            Admission::Admit => Ok(Settled::Admitted),
+            Admission::Superseded => Ok(Settled::Superseded),
             Admission::Refuse(kind) => Err(kind),
             Admission::Reused => {
                 if on_reused == OnReused::EndSession

@@ -348,6 +348,14 @@ impl RevocationStore for DurableStore {
     fn keeps_replacements(&self) -> bool {
         true
     }
+
+    fn keeps_cutoffs(&self) -> bool {
+        true
+    }
+
+    fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
+        self.memory.has_room_for_mark(subject, now)
+    }
 }
 
 fn open_file(path: &Path) -> io::Result<File> {
@@ -380,11 +388,18 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 fn encode(revocation: &Revocation) -> Vec<u8> {
+    // A session's cut-off keeps its `keep` and `sid` in the id field as
+    // `{keep length}:{keep}{sid}`.
+    let cutoff;
     let (kind, id, before) = match &revocation.target {
         RevocationTarget::Session(sid) => (b's', sid.as_str(), 0),
+        RevocationTarget::Superseded { sid, before, keep } => {
+            cutoff = format!("{}:{keep}{sid}", keep.len());
+            (b'c', cutoff.as_str(), *before)
+        }
         RevocationTarget::Token(jti) => (b'j', jti.as_str(), 0),
         RevocationTarget::Subject { subject, before } => (b'u', subject.as_str(), *before),
-        RevocationTarget::Replaced { jti, used_at } => (b'r', jti.as_str(), *used_at),
+        RevocationTarget::Replaced { jti, used_at, .. } => (b'r', jti.as_str(), *used_at),
     };
     let mut body = Vec::with_capacity(FIXED + id.len());
     body.push(kind);
@@ -411,9 +426,25 @@ fn decode(body: &[u8]) -> Option<Revocation> {
             subject: id,
             before,
         },
+        b'c' => {
+            let (length, rest) = id.split_once(':')?;
+            let length: usize = length.parse().ok()?;
+            if !rest.is_char_boundary(length) {
+                return None;
+            }
+            let (keep, sid) = rest.split_at(length);
+            RevocationTarget::Superseded {
+                sid: sid.to_owned(),
+                before,
+                keep: keep.to_owned(),
+            }
+        }
+        // The subject of a mark is not kept in the file: a mark read back
+        // counts against the budget of marks only.
         b'r' => RevocationTarget::Replaced {
             jti: id,
             used_at: before,
+            subject: None,
         },
         _ => return None,
     };
@@ -837,6 +868,7 @@ mod tests {
             jti: None,
             sub: None,
             authenticated_at: None,
+            issued_at: None,
         };
         matches!(
             store.check(&ids, now),
@@ -1002,6 +1034,32 @@ mod tests {
         drop(store);
         let store = open(&path, &clock).unwrap();
         assert!(revoked(&store, "kept", now));
+    }
+
+    #[test]
+    fn every_target_reads_back_as_written() {
+        for target in [
+            RevocationTarget::Session("s|1:x".into()),
+            RevocationTarget::Token("j".into()),
+            RevocationTarget::Subject {
+                subject: "alice".into(),
+                before: 5,
+            },
+            RevocationTarget::Superseded {
+                sid: "s:1|2".into(),
+                before: 7,
+                keep: "k:é|9".into(),
+            },
+            RevocationTarget::Replaced {
+                jti: "j".into(),
+                used_at: 3,
+                subject: None,
+            },
+        ] {
+            let revocation = Revocation { target, until: 99 };
+            let record = encode(&revocation);
+            assert_eq!(decode(&record[FRAME..]), Some(revocation));
+        }
     }
 
     #[test]

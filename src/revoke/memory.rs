@@ -18,6 +18,13 @@ use crate::BoxFuture;
 /// Expired entries dropped, and entries copied into a growing filter level,
 /// per insert: bounded work, and expired entries go faster than new ones come.
 const STEP: usize = 32;
+
+/// Live reuse marks one subject may hold, by default: a user renewing a
+/// hundred sessions once a minute with hour-long tokens holds about 6 000.
+/// A subject past it gets no more renewals while reuse detection is on
+/// ([`RevocationStore::has_room_for_mark`]), so no one user's renewals can
+/// fill the budget every user's marks share.
+pub(crate) const MARKS_PER_SUBJECT: usize = 10_000;
 /// Expired entries dropped per write-lock hold by [`MemoryStore::purge`].
 const PURGE_BATCH: usize = 1024;
 
@@ -70,6 +77,13 @@ struct Entries {
     /// While the filter grows into the next level: that level counts exactly
     /// the entries up to this one, in `due` order (none yet for `Some(None)`).
     growing: Option<Option<Due>>,
+    /// The subject of each live mark that named one, and each subject's
+    /// count of them (bounded by the marks' budget).
+    mark_subjects: HashMap<Arc<str>, Arc<str>>,
+    marks_per_subject: HashMap<Arc<str>, usize>,
+    /// The token each session's cut-off keeps (sessions whose slot holds a
+    /// cut-off, not a full revocation).
+    cutoff_keeps: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl Entries {
@@ -96,6 +110,8 @@ struct MemoryInner {
     seed: u64,
     entries: RwLock<Entries>,
     capacity: usize,
+    /// Live marks one subject may hold.
+    mark_quota: AtomicUsize,
     /// Checks that had to look in the map (filter hits).
     #[cfg(test)]
     locked_checks: AtomicUsize,
@@ -157,14 +173,39 @@ impl MemoryStore {
                     maps: Default::default(),
                     due: BTreeSet::new(),
                     growing: None,
+                    mark_subjects: HashMap::new(),
+                    marks_per_subject: HashMap::new(),
+                    cutoff_keeps: HashMap::new(),
                 }),
                 capacity,
+                mark_quota: AtomicUsize::new(MARKS_PER_SUBJECT),
                 #[cfg(test)]
                 locked_checks: AtomicUsize::new(0),
                 #[cfg(test)]
                 work: AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// Live reuse marks one subject (`sub`) may hold (default 10 000, at
+    /// most the capacity): past it, that subject's renewals are refused
+    /// while reuse detection is on, and other subjects' marks still have
+    /// room. Clones share the setting.
+    pub fn with_mark_quota(self, per_subject: usize) -> Self {
+        self.inner.mark_quota.store(per_subject, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether a mark for a token of `subject` has room now: the marks'
+    /// budget and the subject's quota (expired entries are reclaimed first).
+    fn mark_room(&self, subject: Option<&str>, now: i64) -> bool {
+        let mut entries = self.write();
+        self.expire(&mut entries, now, STEP);
+        let quota = self.inner.mark_quota.load(Ordering::Relaxed);
+        entries.maps[IdKind::Replaced as usize].len() < self.inner.capacity
+            && subject.is_none_or(|subject| {
+                entries.marks_per_subject.get(subject).copied().unwrap_or(0) < quota
+            })
     }
 
     /// Live and not yet reclaimed entries.
@@ -207,9 +248,18 @@ impl MemoryStore {
         }
         let (kind, key, before) = match &revocation.target {
             RevocationTarget::Session(sid) => (IdKind::Session, sid, 0),
+            // A session's cut-off shares its slot: `before` 0 is the whole
+            // session, any other value the cut-off (never 0).
+            RevocationTarget::Superseded { sid, before, .. } => {
+                (IdKind::Session, sid, (*before).max(1))
+            }
             RevocationTarget::Token(jti) => (IdKind::Token, jti, 0),
             RevocationTarget::Subject { subject, before } => (IdKind::Subject, subject, *before),
-            RevocationTarget::Replaced { jti, used_at } => (IdKind::Replaced, jti, *used_at),
+            RevocationTarget::Replaced { jti, used_at, .. } => (IdKind::Replaced, jti, *used_at),
+        };
+        let keep = match &revocation.target {
+            RevocationTarget::Superseded { keep, .. } => Some(keep.as_str()),
+            _ => None,
         };
         let mut entries = self.write();
         self.expire(&mut entries, now, STEP);
@@ -218,13 +268,22 @@ impl MemoryStore {
         if let Some((key, slot)) = existing.map(|(k, s)| (k.clone(), *s)) {
             let updated = Slot {
                 until: slot.until.max(until),
-                // A mark keeps the first use; a subject the latest `before`.
-                before: if kind == IdKind::Replaced {
-                    slot.before.min(before)
-                } else {
-                    slot.before.max(before)
+                // A mark keeps the first use; a subject the latest `before`;
+                // a session its full revocation, else its latest cut-off.
+                before: match kind {
+                    IdKind::Replaced => slot.before.min(before),
+                    IdKind::Session if slot.before == 0 || before == 0 => 0,
+                    IdKind::Session if before >= slot.before => before,
+                    _ => slot.before.max(before),
                 },
             };
+            if kind == IdKind::Session {
+                if updated.before == 0 {
+                    entries.cutoff_keeps.remove(&key);
+                } else if let Some(keep) = keep.filter(|_| before >= slot.before) {
+                    entries.cutoff_keeps.insert(key.clone(), keep.into());
+                }
+            }
             if updated.until != slot.until {
                 let old = Due {
                     until: slot.until,
@@ -265,7 +324,18 @@ impl MemoryStore {
             } else {
                 entries.len() - marks
             };
-            if held >= self.inner.capacity {
+            let subject = match &revocation.target {
+                RevocationTarget::Replaced {
+                    subject: Some(subject),
+                    ..
+                } => Some(subject.as_str()),
+                _ => None,
+            };
+            let quota = self.inner.mark_quota.load(Ordering::Relaxed);
+            let over_quota = subject.is_some_and(|subject| {
+                entries.marks_per_subject.get(subject).copied().unwrap_or(0) >= quota
+            });
+            if held >= self.inner.capacity || over_quota {
                 drop(entries);
                 if kind != IdKind::Replaced {
                     crate::log::event!(
@@ -289,6 +359,20 @@ impl MemoryStore {
                 && let Some(next) = self.next_level()
             {
                 next.add(hash);
+            }
+            if let Some(keep) = keep {
+                entries.cutoff_keeps.insert(key.clone(), keep.into());
+            }
+            if let Some(subject) = subject {
+                let subject: Arc<str> = entries
+                    .marks_per_subject
+                    .get_key_value(subject)
+                    .map_or_else(|| subject.into(), |(known, _)| known.clone());
+                *entries
+                    .marks_per_subject
+                    .entry(subject.clone())
+                    .or_insert(0) += 1;
+                entries.mark_subjects.insert(key.clone(), subject);
             }
             entries.maps[kind as usize].insert(key, Slot { until, before });
             entries.due.insert(due);
@@ -329,13 +413,26 @@ impl MemoryStore {
             };
             let id = due.key.to_string();
             let target = match due.kind {
-                IdKind::Session => RevocationTarget::Session(id),
+                IdKind::Session if slot.before == 0 => RevocationTarget::Session(id),
+                IdKind::Session => RevocationTarget::Superseded {
+                    before: slot.before,
+                    keep: entries
+                        .cutoff_keeps
+                        .get(due.key.as_ref())
+                        .map(|keep| keep.to_string())
+                        .unwrap_or_default(),
+                    sid: id,
+                },
                 IdKind::Token => RevocationTarget::Token(id),
                 IdKind::Subject => RevocationTarget::Subject {
                     subject: id,
                     before: slot.before,
                 },
                 IdKind::Replaced => RevocationTarget::Replaced {
+                    subject: entries
+                        .mark_subjects
+                        .get(due.key.as_ref())
+                        .map(|subject| subject.to_string()),
                     jti: id,
                     used_at: slot.before,
                 },
@@ -375,13 +472,23 @@ impl MemoryStore {
             id.and_then(|id| entries.maps[kind as usize].get(id))
                 .filter(|slot| slot.until > now)
         };
-        let revoked = live(IdKind::Session, sid).is_some()
+        let session = live(IdKind::Session, sid);
+        let revoked = session.is_some_and(|slot| slot.before == 0)
             || live(IdKind::Token, jti).is_some()
             // Unknown authentication time: assume the worst.
             || live(IdKind::Subject, sub)
                 .is_some_and(|slot| token.authenticated_at.is_none_or(|at| at < slot.before));
         if revoked {
             return RevocationStatus::Revoked;
+        }
+        // A cut-off: every token of the session issued at or before it but
+        // the one that carries the new claims (unknown issue time: assume
+        // the worst).
+        if let (Some(slot), Some(sid)) = (session, sid) {
+            let kept = entries.cutoff_keeps.get(sid).map(|keep| &**keep);
+            if token.issued_at.is_none_or(|iat| iat <= slot.before) && token.jti != kept {
+                return RevocationStatus::Superseded;
+            }
         }
         match live(IdKind::Replaced, jti) {
             Some(slot) => RevocationStatus::Replaced {
@@ -400,6 +507,18 @@ impl MemoryStore {
                 break;
             };
             entries.maps[due.kind as usize].remove(&due.key);
+            if due.kind == IdKind::Session {
+                entries.cutoff_keeps.remove(&due.key);
+            }
+            if due.kind == IdKind::Replaced
+                && let Some(subject) = entries.mark_subjects.remove(&due.key)
+                && let Some(count) = entries.marks_per_subject.get_mut(&subject)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    entries.marks_per_subject.remove(&subject);
+                }
+            }
             // Counted out after the entry is gone from the map.
             let hash = self.hash(due.kind, &due.key);
             self.active_level().remove(hash);
@@ -536,6 +655,14 @@ impl RevocationStore for MemoryStore {
     fn keeps_replacements(&self) -> bool {
         true
     }
+
+    fn keeps_cutoffs(&self) -> bool {
+        true
+    }
+
+    fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
+        self.mark_room(subject, now)
+    }
 }
 
 #[cfg(test)]
@@ -548,6 +675,7 @@ mod tests {
             jti: Some(jti),
             sub: Some(sub),
             authenticated_at: Some(at),
+            issued_at: Some(at),
         }
     }
 
@@ -682,6 +810,66 @@ mod tests {
     }
 
     #[test]
+    fn a_session_cut_off_spares_its_kept_token_and_later_ones_and_yields_to_a_logout() {
+        let store = MemoryStore::new();
+        let cutoff = |before: i64, keep: &str| Revocation {
+            target: RevocationTarget::Superseded {
+                sid: "s".into(),
+                before,
+                keep: keep.into(),
+            },
+            until: 1_000,
+        };
+        let token = |jti: &'static str, iat: i64| TokenIds {
+            issued_at: Some(iat),
+            ..ids("s", jti, "alice", 0)
+        };
+        store.insert(&cutoff(100, "new"), 50).unwrap();
+        assert_eq!(
+            store.status(&token("old", 90), 60),
+            RevocationStatus::Superseded
+        );
+        assert_eq!(
+            store.status(&token("sibling", 100), 60),
+            RevocationStatus::Superseded
+        );
+        assert_eq!(
+            store.status(&token("new", 100), 60),
+            RevocationStatus::Active
+        );
+        assert_eq!(
+            store.status(&token("later", 101), 60),
+            RevocationStatus::Active
+        );
+        // An earlier cut-off arriving late changes nothing; a later one wins.
+        store.insert(&cutoff(80, "older"), 50).unwrap();
+        assert_eq!(
+            store.status(&token("new", 100), 60),
+            RevocationStatus::Active
+        );
+        store.insert(&cutoff(120, "newest"), 50).unwrap();
+        assert_eq!(
+            store.status(&token("new", 100), 60),
+            RevocationStatus::Superseded
+        );
+        assert_eq!(
+            store.status(&token("newest", 120), 60),
+            RevocationStatus::Active
+        );
+        // A logout ends them all, and no later cut-off revives any.
+        revoke(&store, RevocationTarget::Session("s".into()), 1_000, 50);
+        store.insert(&cutoff(130, "after"), 50).unwrap();
+        assert_eq!(
+            store.status(&token("after", 130), 60),
+            RevocationStatus::Revoked
+        );
+        assert_eq!(
+            store.status(&token("later", 140), 60),
+            RevocationStatus::Revoked
+        );
+    }
+
+    #[test]
     fn repeated_revocation_keeps_the_longest() {
         let store = MemoryStore::new();
         revoke(&store, RevocationTarget::Session("a".into()), 500, 100);
@@ -705,6 +893,7 @@ mod tests {
             jti: None,
             sub: None,
             authenticated_at: None,
+            issued_at: None,
         }
     }
 

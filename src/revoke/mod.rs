@@ -21,7 +21,7 @@ mod memory;
 mod reuse;
 mod revoker;
 
-pub(crate) use admission::{Checkpoint, OnReused, Pending};
+pub(crate) use admission::{Checkpoint, OnReused, Pending, Settled};
 pub use durable::{DurableStore, DurableStoreBuilder};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
@@ -56,6 +56,23 @@ pub enum RevocationTarget {
         /// Sessions whose `auth_time` is earlier than this are revoked.
         before: i64,
     },
+    /// Every token of one session issued at or before `before` (its `iat`),
+    /// except the one whose `jti` is `keep`, is superseded: it may no longer
+    /// be served or renewed with its own claims
+    /// ([`Session::renew_with`](crate::Session::renew_with) gave the session
+    /// new claims in the token `keep`, issued at `before`). A store answers
+    /// [`RevocationStatus::Superseded`] for those tokens; a full revocation
+    /// of the session ([`Session`](Self::Session)) overrides it, and of two
+    /// cut-offs of one session the later `before` wins (on a tie, the one
+    /// recorded last).
+    Superseded {
+        /// The session's `sid`.
+        sid: String,
+        /// The cut-off: the `iat` of the token with the new claims.
+        before: i64,
+        /// The `jti` of the token with the new claims, which stays valid.
+        keep: String,
+    },
     /// Not a revocation but a mark for reuse detection
     /// ([`with_reuse_detection`](crate::SlidingJwtBuilder::with_reuse_detection)):
     /// the token `jti` was renewed, and its replacement was first used at
@@ -67,6 +84,12 @@ pub enum RevocationTarget {
         jti: String,
         /// When its replacement was first used.
         used_at: i64,
+        /// The tokens' `sub`, when they have one: a store counts a
+        /// subject's live marks against a quota
+        /// ([`RevocationStore::has_room_for_mark`]), so no one user's
+        /// renewals fill the budget every user's marks share. `None` for a
+        /// mark read back from where the subject is not kept.
+        subject: Option<String>,
     },
 }
 
@@ -92,6 +115,8 @@ pub struct TokenIds<'a> {
     pub sub: Option<&'a str>,
     /// `auth_time`, or `iat` when the token has no `auth_time`.
     pub authenticated_at: Option<i64>,
+    /// `iat`, for a session's cut-off ([`RevocationTarget::Superseded`]).
+    pub issued_at: Option<i64>,
 }
 
 impl<'a> TokenIds<'a> {
@@ -102,6 +127,7 @@ impl<'a> TokenIds<'a> {
             jti: claims.jti.as_deref(),
             sub: claims.sub.as_deref(),
             authenticated_at: claims.auth_time.or(claims.iat),
+            issued_at: claims.iat,
         }
     }
 }
@@ -122,6 +148,12 @@ pub enum RevocationStatus {
         /// When the replacement was first used.
         used_at: i64,
     },
+    /// Superseded by a token with new claims (a
+    /// [`RevocationTarget::Superseded`] cut-off of its session): never
+    /// served or renewed with its own claims. The layer serves the request
+    /// as the token that superseded it when its single flight still knows
+    /// that token (and hands it to the client), and refuses it otherwise.
+    Superseded,
 }
 
 /// An answer that is ready now, or one that needs I/O.
@@ -212,6 +244,29 @@ pub trait RevocationStore: Send + Sync + 'static {
         false
     }
 
+    /// Whether the store keeps a session's cut-off
+    /// ([`RevocationTarget::Superseded`]) and answers
+    /// [`RevocationStatus::Superseded`] for it, as every store of this crate
+    /// does. [`Session::renew_with`](crate::Session::renew_with) then
+    /// supersedes every earlier token of the session at once; on a store
+    /// that does not, it can only retire the tokens it knows of by `jti`.
+    /// Defaults to `false`.
+    fn keeps_cutoffs(&self) -> bool {
+        false
+    }
+
+    /// Whether a reuse mark for a token of `subject` would be kept now: the
+    /// store's budget of marks is not full, nor the subject's quota. A layer
+    /// with reuse detection asks before it hands out a replacement, and
+    /// issues none when the answer is no: a replacement its store could not
+    /// mark would escape detection (counted in
+    /// [`Stats::marks_refused`](crate::Stats::marks_refused)). Defaults to
+    /// `true`.
+    fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
+        let _ = (subject, now);
+        true
+    }
+
     /// Whether the store keeps [`RevocationTarget::Replaced`] marks and
     /// answers [`RevocationStatus::Replaced`] for them, as every store of this crate
     /// does. A layer with reuse detection refuses to build on a store that
@@ -252,6 +307,14 @@ macro_rules! forward_store {
 
             fn keeps_replacements(&self) -> bool {
                 (**self).keeps_replacements()
+            }
+
+            fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
+                (**self).has_room_for_mark(subject, now)
+            }
+
+            fn keeps_cutoffs(&self) -> bool {
+                (**self).keeps_cutoffs()
             }
         }
     )+};
@@ -302,5 +365,21 @@ pub trait SharedFlight: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>> {
         let _ = (old, token, expires_at, until);
         Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())))
+    }
+
+    /// The replacement installed for `old`, if any: how an instance that
+    /// did not hand it out serves a token [`Session::renew_with`](crate::Session::renew_with)
+    /// superseded on another instance (a parallel request's replacement
+    /// with the old claims): the request is served as that replacement, and
+    /// the client gets it. The default answers `Ok(None)`: such a token is
+    /// then refused (401) unless this instance's own single flight knows its
+    /// replacement.
+    #[allow(clippy::type_complexity)] // the pair `claim` answers, optional
+    fn replacement(
+        &self,
+        old: &[u8],
+    ) -> BoxFuture<'static, Result<Option<(Arc<str>, i64)>, StoreError>> {
+        let _ = old;
+        Box::pin(std::future::ready(Ok(None)))
     }
 }

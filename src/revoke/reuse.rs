@@ -69,6 +69,7 @@ impl<C> ReuseDetection<C> {
     pub(crate) fn mark(
         &self,
         store: &Arc<dyn RevocationStore>,
+        counters: &Arc<Counters>,
         claims: &RegisteredClaims,
         now: i64,
         leeway: i64,
@@ -92,10 +93,11 @@ impl<C> ReuseDetection<C> {
             target: RevocationTarget::Replaced {
                 jti: jti.to_owned(),
                 used_at: now,
+                subject: claims.sub.clone(),
             },
             until,
         };
-        let (store, marked) = (store.clone(), self.marked.clone());
+        let (store, marked, counters) = (store.clone(), self.marked.clone(), counters.clone());
         Some(Box::pin(async move {
             match store.revoke(mark, now).await {
                 Ok(()) => {}
@@ -103,9 +105,10 @@ impl<C> ReuseDetection<C> {
                 // rather than locking the session out (marks have their
                 // own budget, so logouts are not refused for them).
                 Err(error) if error.kind() == StoreErrorKind::Full => {
+                    counters.count(Event::MarkRefused);
                     event!(
                         warn,
-                        "reuse mark refused: the store is full of marks; this renewal is not protected"
+                        "reuse mark refused: the store has no room for it (its marks' budget or the subject's quota); this renewal is not protected"
                     );
                 }
                 Err(error) => return Err(error),
@@ -216,15 +219,16 @@ mod tests {
     fn no_mark_for_a_token_that_replaced_none_or_can_no_longer_verify() {
         let reuse = ReuseDetection::<crate::StandardClaims>::new(10, None);
         let store: Arc<dyn RevocationStore> = Arc::new(super::super::MemoryStore::new());
+        let counters = Arc::new(Counters::new());
         let mut claims = RegisteredClaims {
             exp: 2_000,
             ..RegisteredClaims::default()
         };
-        assert!(reuse.mark(&store, &claims, 1_000, 5).is_none());
+        assert!(reuse.mark(&store, &counters, &claims, 1_000, 5).is_none());
         claims.prev_jti = Some("old".into());
         claims.prev_exp = Some(900);
-        assert!(reuse.mark(&store, &claims, 1_000, 5).is_none());
+        assert!(reuse.mark(&store, &counters, &claims, 1_000, 5).is_none());
         claims.prev_exp = Some(1_100);
-        assert!(reuse.mark(&store, &claims, 1_000, 5).is_some());
+        assert!(reuse.mark(&store, &counters, &claims, 1_000, 5).is_some());
     }
 }

@@ -90,6 +90,7 @@ pub(crate) async fn record(
             RevocationTarget::Session(_) => "session",
             RevocationTarget::Token(_) => "token",
             RevocationTarget::Subject { .. } => "subject",
+            RevocationTarget::Superseded { .. } => "superseded tokens",
             RevocationTarget::Replaced { .. } => "replaced token",
         },
         revocation.until,

@@ -231,6 +231,12 @@ impl<K: Keys, C: Claims> TokenEngine<K, C> {
         if now >= claims.exp.saturating_add(self.leeway) {
             return Err(RejectionKind::Expired);
         }
+        // No token this layer signs lives longer than its longest ttl: one
+        // that does was minted elsewhere, and would outlive the revocations
+        // of its session (they are kept until the session's cap).
+        if claims.exp.saturating_sub(now) > self.ttl_limit.saturating_add(self.leeway) {
+            return Err(RejectionKind::LifetimeTooLong);
+        }
         if claims
             .nbf
             .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
