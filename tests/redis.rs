@@ -988,3 +988,35 @@ async fn the_latest_log_out_everywhere_wins_in_redis_whatever_the_order() {
         );
     }
 }
+
+/// An instance started after a `renew_with` loads the session's cut-off
+/// from Redis: the sibling another instance handed out with the old claims
+/// is not served with them there either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_later_honours_a_renew_with_cut_off() {
+    use tower::{Layer, service_fn};
+    let server = Server::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| b).await;
+    let admin = a.layer.issuer().issue(user("alice", "admin")).unwrap();
+    clock.advance(minutes(45));
+    let sibling = renewed(&send(&a.app, get(admin.token())).await).expect("renewed");
+    let demoting_app = a.layer.layer(service_fn(demoting));
+    let mut demote = get(admin.token());
+    demote
+        .headers_mut()
+        .insert("x-demote", "1".parse().unwrap());
+    let demoted = renewed(&send(&demoting_app, demote).await).expect("renew_with's token");
+    let late = instance(&server, &clock, |b| b).await;
+    let response = send(&late.app, get(&sibling)).await;
+    if response.status() == StatusCode::OK {
+        let seen: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(
+            seen["role"], "user",
+            "the late instance served the old role"
+        );
+        assert_eq!(renewed(&response).as_deref(), Some(demoted.as_str()));
+    } else {
+        assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+    }
+}

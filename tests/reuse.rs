@@ -580,3 +580,46 @@ async fn a_parallel_tab_on_an_instance_whose_clock_runs_ahead_within_the_leeway_
         (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
     );
 }
+
+/// A token `renew_with` superseded that had also been renewed, arriving
+/// past the grace after its replacement's first use, is a stolen copy: it
+/// ends the session, and is never served as the token that superseded it.
+#[tokio::test]
+async fn a_superseded_token_past_the_grace_is_reuse_not_a_way_to_the_new_token() {
+    use tower::{Layer, service_fn};
+    let clock = clock();
+    // A wide window, so renewals can come a minute apart.
+    let layer = layer_on(
+        MemoryStore::new(),
+        &clock,
+        Some(RenewWindow::absolute(minutes(59)).unwrap()),
+    );
+    let server = layer.layer(service_fn(demoting));
+    let t0 = layer.issuer().issue(user("alice", "admin")).unwrap();
+    let t0 = t0.token().to_owned();
+    clock.advance(minutes(11));
+    let s = renewed(&send(&server, get(&t0)).await).expect("s");
+    clock.advance(seconds(61));
+    // S's first use (T0 marked replaced), and S renewed into S2.
+    let s2 = renewed(&send(&server, get(&s)).await).expect("s2");
+    clock.advance(seconds(1));
+    // A tab still holding T0 (inside the grace) changes the role: S, T0's
+    // replacement, is displaced.
+    let mut demote = get(&t0);
+    demote
+        .headers_mut()
+        .insert("x-demote", "1".parse().unwrap());
+    let demoted = renewed(&send(&server, demote).await).expect("renew_with's token");
+    assert_eq!(payload(&demoted)["role"], "user");
+    // S2's first use marks S replaced.
+    let _ = send(&server, get(&s2)).await;
+    // A copy of S, long past the grace: reuse, never the new token.
+    clock.advance(seconds(GRACE + LEEWAY + 1));
+    let response = send(&app(&layer), get(&s)).await;
+    assert_eq!(rejection(&response), Some(RejectionKind::TokenReused));
+    assert!(renewed(&response).is_none());
+    assert_eq!(
+        status_of(&layer, &demoted).await,
+        (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+    );
+}

@@ -936,3 +936,41 @@ async fn renew_with_supersedes_every_earlier_generation_of_the_session() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(role_seen(&response), "user");
 }
+
+/// A sibling signed while the `renew_with` handler still ran (an `iat`
+/// later than that request's arrival) is superseded too: never served or
+/// renewed with the old claims once the new token is out.
+#[tokio::test]
+async fn a_sibling_signed_while_renew_with_ran_is_superseded_too() {
+    let clock = clock();
+    let layer = builder(&clock).build().unwrap();
+    let (app, gate) = app(&layer);
+    let user_token = layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(45));
+    // The promotion arrives, and its handler waits (`join!` polls it
+    // first)...
+    let mut promote = with(user_token.token(), "x-promote");
+    promote.headers_mut().insert("x-wait", "1".parse().unwrap());
+    let promoting = app.clone().oneshot(promote);
+    // ...while, two seconds later, a poll renews the same token with the
+    // old role.
+    let poll = async {
+        clock.advance(Duration::from_secs(2));
+        let sibling = renewed(&send(&app, get(user_token.token())).await).expect("renewed");
+        gate.notify_one();
+        sibling
+    };
+    let (promoted, sibling) = tokio::join!(promoting, poll);
+    assert_eq!(payload(&sibling)["role"], "user");
+    assert!(payload(&sibling)["iat"].as_i64() > Some(T0 + 45 * 60));
+    let promoted = renewed(&promoted.unwrap()).expect("renew_with's token");
+    assert_eq!(payload(&promoted)["role"], "admin");
+    // The sibling is never served with the old role again.
+    let response = send(&common::app(&layer), get(&sibling)).await;
+    if response.status() == StatusCode::OK {
+        assert_eq!(role_seen(&response), "admin", "served with the old role");
+        assert_eq!(renewed(&response).as_deref(), Some(promoted.as_str()));
+    } else {
+        assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
+    }
+}

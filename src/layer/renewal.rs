@@ -46,6 +46,11 @@ where
     if method == Method::OPTIONS || now >= registered.exp || engine.keys.signing_key().is_none() {
         return None;
     }
+    // Never in the second a token was issued: its replacement would share
+    // its `iat`, and a `renew_with` cut-off at that second would cover both.
+    if registered.iat.is_some_and(|iat| now <= iat) {
+        return None;
+    }
     // Without `auth_time` the session cap cannot be enforced, and without
     // `sid` a logout could only revoke the presented token while a
     // replacement handed out just before kept sliding: never renew either.
@@ -257,9 +262,14 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         };
         let config = &self.config;
         let update = self.update.take();
-        if !config
-            .checkpoint
-            .may_replace(self.session.claims().registered(), self.now)
+        // A replacement not signed yet must have room for its reuse mark
+        // (asked only when one would be signed: a burst of parallel
+        // requests asks once).
+        if config.checkpoint.detects_reuse()
+            && config.flights.get(id.key(), self.now).is_none()
+            && !config
+                .checkpoint
+                .may_replace(self.session.claims().registered(), self.now)
         {
             return Finish::Done;
         }
@@ -386,99 +396,109 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let Some(token) = signed(self.sign(claims, expires_at)) else {
             return Finish::Done;
         };
-        let Some((keep, _)) = unverified_ids(&token) else {
+        let Some(Ids { jti: keep, .. }) = unverified_ids(&token) else {
             return Finish::Done;
         };
         let now = self.now;
         let leeway = engine.leeway;
         let retire_until = current.exp.saturating_add(leeway);
         let sid = current.sid.clone().unwrap_or_default();
+        // A cut-off matters while a token it covers can verify: issued at
+        // or before it, none lives past it plus the longest ttl.
         let session_until = self
             .session
             .deadline()
             .unwrap_or(current.exp)
             .saturating_add(leeway);
+        let longest = engine.ttl_limit.saturating_add(2 * leeway);
         let lookup = checkpoint
             .store
             .check_fresh(&TokenIds::of(current), engine.clock.now());
         let (old_exp, clock) = (current.exp, engine.clock.clone());
         let (engine, checkpoint) = (engine.clone(), checkpoint.clone());
         let (flights, successors) = (config.flights.clone(), config.successors.clone());
-        // Installed first, so a request presenting the old token anywhere
-        // from now on gets the new replacement, never the one it displaces.
-        let shared = checkpoint
-            .store
-            .shared_flight()
-            .map(|shared| shared.supersede(id.secret(), token.clone(), expires_at, retire_until));
         Finish::Wait(Box::pin(async move {
             let answer = lookup.resolve().await;
             if !checkpoint.confirmed(answer, clock.now(), old_exp) {
                 return None;
             }
-            let (displaced_elsewhere, superseded) = match shared {
-                None => (None, true),
-                Some(supersede) => match supersede.await {
-                    Ok(previous) => (previous, true),
-                    Err(error) => {
-                        event!(warn, %error, "renew_with could not supersede the cluster's replacement; nothing is issued");
-                        (None, false)
-                    }
-                },
-            };
-            let displaced_here = superseded
-                .then(|| flights.supersede(id.key(), token.clone(), expires_at, retire_until, now))
-                .flatten();
             let store = &*checkpoint.store;
-            let cutoffs = store.keeps_cutoffs();
-            let mut revocations = Vec::new();
-            // Every earlier token of the session — earlier generations,
-            // and siblings a parallel request handed out, wherever they are —
-            // is superseded from the new token's `iat` on: never served or
-            // renewed with the old claims again.
-            if cutoffs {
-                revocations.push(Revocation {
-                    target: RevocationTarget::Superseded {
-                        sid,
-                        before: now,
-                        keep,
-                    },
-                    until: session_until,
-                });
-            }
-            // The token the handler renewed is retired outright.
-            revocations.push(Revocation {
+            let counters = &checkpoint.counters;
+            // The token the handler renewed is retired first: from here on
+            // no request presenting it gets a new replacement (its re-check
+            // fails), so nothing below hands the new token out early.
+            let retired = Revocation {
                 target: RevocationTarget::Token(jti.clone()),
                 until: retire_until,
-            });
-            // A sibling's holder is served as the new token and gets it
-            // (a client keeping the latest `exp` may hold the sibling, whose
-            // `exp` can equal the new one's); a store without cut-offs
-            // retires it instead.
+            };
+            if let Err(error) = record(store, retired, now, counters).await {
+                event!(warn, %error, "renew_with could not retire the token it replaces; nothing is issued");
+                return None;
+            }
+            // Then the new token becomes the old one's replacement, in the
+            // cluster and here, and any replacement handed out before with
+            // the old claims (a sibling) is displaced.
+            let displaced_elsewhere = match store.shared_flight() {
+                None => None,
+                Some(shared) => {
+                    let supersede =
+                        shared.supersede(id.secret(), token.clone(), expires_at, retire_until);
+                    match supersede.await {
+                        Ok(previous) => previous,
+                        Err(error) => {
+                            event!(warn, %error, "renew_with could not supersede the cluster's replacement; nothing is issued");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let displaced_here =
+                flights.supersede(id.key(), token.clone(), expires_at, retire_until, now);
             let mut siblings = Vec::new();
             for previous in [displaced_here, displaced_elsewhere.map(|(token, _)| token)]
                 .into_iter()
                 .flatten()
             {
-                let Some((sibling, exp)) = unverified_ids(&previous) else {
-                    continue;
-                };
-                if sibling == jti || siblings.iter().any(|(known, _, _)| *known == sibling) {
-                    continue;
+                if let Some(ids) = unverified_ids(&previous)
+                    && ids.jti != jti
+                    && !siblings
+                        .iter()
+                        .any(|(known, _): &(Ids, _)| known.jti == ids.jti)
+                {
+                    siblings.push((ids, previous));
                 }
-                let until = exp.saturating_add(leeway);
-                if !cutoffs {
+            }
+            let cutoffs = store.keeps_cutoffs();
+            let mut revocations = Vec::new();
+            if cutoffs {
+                // Every token of the session issued so far, earlier
+                // generations and siblings wherever they are, is superseded:
+                // the cut-off is no earlier than this moment (a sibling this
+                // instance signed while the handler ran) nor than any
+                // displaced sibling (one another instance signed by a clock
+                // ahead of this one's).
+                let before = siblings
+                    .iter()
+                    .filter_map(|(ids, _)| ids.iat)
+                    .fold(now.max(clock.now()), i64::max);
+                revocations.push(Revocation {
+                    target: RevocationTarget::Superseded { sid, before, keep },
+                    until: session_until.min(before.saturating_add(longest)),
+                });
+            } else {
+                // A store without cut-offs: the siblings it knows of are
+                // retired by `jti`.
+                for (ids, _) in &siblings {
                     revocations.push(Revocation {
-                        target: RevocationTarget::Token(sibling.clone()),
-                        until,
+                        target: RevocationTarget::Token(ids.jti.clone()),
+                        until: ids.exp.saturating_add(leeway),
                     });
                 }
-                siblings.push((sibling, previous, until));
             }
             // Every revocation is attempted, whatever fails before it.
-            let mut all_recorded = superseded;
+            let mut all_recorded = true;
             for revocation in revocations {
-                let recorded = record(store, revocation, now, &checkpoint.counters);
-                if let Err(error) = recorded.await {
+                if let Err(error) = record(store, revocation, now, counters).await {
                     event!(warn, %error, "renew_with could not retire the tokens it replaces; nothing is issued");
                     all_recorded = false;
                 }
@@ -486,11 +506,15 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             if !all_recorded {
                 return None;
             }
+            // A sibling's holder (a client keeping the latest `exp` may hold
+            // it: its `exp` can equal the new one's) is served as the new
+            // token and gets it, here and on the other instances.
             if cutoffs {
-                for (_, sibling, until) in siblings {
+                for (ids, sibling) in siblings {
                     let Some(identity) = identity_of(&engine, &sibling, clock.now()) else {
                         continue;
                     };
+                    let until = ids.exp.saturating_add(leeway);
                     successors.supersede(identity.key(), token.clone(), expires_at, until, now);
                     if let Some(shared) = store.shared_flight()
                         && let Err(error) = shared
@@ -565,13 +589,17 @@ fn identity_of<K: Keys, C: Claims>(
     verified.identity()
 }
 
-/// The `jti` and `exp` of a token this layer signed, read without verifying.
-fn unverified_ids(token: &str) -> Option<(String, i64)> {
-    #[derive(serde::Deserialize)]
-    struct Ids {
-        jti: String,
-        exp: i64,
-    }
+/// The ids of a token this layer signed.
+#[derive(serde::Deserialize)]
+struct Ids {
+    jti: String,
+    exp: i64,
+    iat: Option<i64>,
+}
+
+/// The `jti`, `exp` and `iat` of a token this layer signed, read without
+/// verifying.
+fn unverified_ids(token: &str) -> Option<Ids> {
     let (serde::de::IgnoredAny, ids) = jws::unverified::<serde::de::IgnoredAny, Ids>(token)?;
-    Some((ids.jti, ids.exp))
+    Some(ids)
 }

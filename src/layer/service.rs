@@ -135,16 +135,16 @@ where
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
         // The first use of a replacement here marks the token it replaced
-        // (not for a token served only as its successor).
-        let mark = match pending {
-            Some(Pending::Superseded) => None,
-            _ => checkpoint.mark(claims.registered(), now),
-        };
+        // (also for a superseded one: its chain has moved on all the same).
+        let mark = checkpoint.mark(claims.registered(), now);
 
         let activity = config.activity.as_ref().is_none_or(|is_activity| {
             is_activity(request.method(), request.uri(), request.headers())
         });
-        let plan = activity
+        // A superseded token is served as its successor, if at all: no plan
+        // or hook for its own claims.
+        let superseded = matches!(pending, Some(Pending::Superseded));
+        let plan = (activity && !superseded)
             .then(|| plan(config, claims, deadline, now, request.method()))
             .flatten();
         let hook = match (&plan, &config.revalidate) {
@@ -249,6 +249,13 @@ where
             Err(kind) => return Gate::Reject(kind),
             Ok(Settled::Admitted) => {}
             Ok(Settled::Superseded) => {
+                // Its chain's mark first: a superseded token's replacement
+                // was used all the same.
+                if let Some(mark) = mark
+                    && mark.await.is_err()
+                {
+                    return Gate::Reject(RejectionKind::StoreUnavailable);
+                }
                 return succeed(
                     &admitting.config,
                     session,
@@ -305,7 +312,7 @@ where
             },
         },
     };
-    let Some((token, expires_at)) = found else {
+    let Some((token, _)) = found else {
         return refused();
     };
     let engine = &config.engine;
@@ -313,6 +320,9 @@ where
         return refused();
     };
     let (old, new) = (presented.claims().registered(), claims.registered());
+    // What the client is told comes from the verified token, not from
+    // what the flight stored beside it.
+    let expires_at = new.exp;
     if new.sid.is_none() || new.sid != old.sid || new.sub != old.sub {
         return refused();
     }

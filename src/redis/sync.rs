@@ -125,7 +125,7 @@ impl Shared {
     ) -> Result<bool, StoreError> {
         // Revocation keys and reuse marks only: not the marker, not
         // single-flight entries.
-        let pattern = format!("{}[sjur]:*", glob_escape(&self.prefix));
+        let pattern = format!("{}[sjurc]:*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
         let mut complete = true;
         loop {

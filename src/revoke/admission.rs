@@ -47,7 +47,16 @@ pub(crate) fn admit(
             _ => Admission::Admit,
         },
         Ok(RevocationStatus::Revoked) => Admission::Refuse(RejectionKind::Revoked),
-        Ok(RevocationStatus::Superseded) => Admission::Superseded,
+        // A superseded token that was also renewed (its chain has moved on)
+        // is never served as the token that superseded it: past the grace it
+        // is a stolen copy and ends its session, inside it it is refused.
+        Ok(RevocationStatus::Superseded {
+            replaced_at: Some(used_at),
+        }) => match grace {
+            Some(grace) if now > used_at.saturating_add(grace) => Admission::Reused,
+            _ => Admission::Refuse(RejectionKind::Revoked),
+        },
+        Ok(RevocationStatus::Superseded { replaced_at: None }) => Admission::Superseded,
         Err(_) => Admission::Refuse(RejectionKind::StoreUnavailable),
     }
 }

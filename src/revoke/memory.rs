@@ -484,16 +484,15 @@ impl MemoryStore {
         // A cut-off: every token of the session issued at or before it but
         // the one that carries the new claims (unknown issue time: assume
         // the worst).
+        let replaced_at = live(IdKind::Replaced, jti).map(|slot| slot.before);
         if let (Some(slot), Some(sid)) = (session, sid) {
             let kept = entries.cutoff_keeps.get(sid).map(|keep| &**keep);
             if token.issued_at.is_none_or(|iat| iat <= slot.before) && token.jti != kept {
-                return RevocationStatus::Superseded;
+                return RevocationStatus::Superseded { replaced_at };
             }
         }
-        match live(IdKind::Replaced, jti) {
-            Some(slot) => RevocationStatus::Replaced {
-                used_at: slot.before,
-            },
+        match replaced_at {
+            Some(used_at) => RevocationStatus::Replaced { used_at },
             None => RevocationStatus::Active,
         }
     }
@@ -827,11 +826,11 @@ mod tests {
         store.insert(&cutoff(100, "new"), 50).unwrap();
         assert_eq!(
             store.status(&token("old", 90), 60),
-            RevocationStatus::Superseded
+            RevocationStatus::Superseded { replaced_at: None }
         );
         assert_eq!(
             store.status(&token("sibling", 100), 60),
-            RevocationStatus::Superseded
+            RevocationStatus::Superseded { replaced_at: None }
         );
         assert_eq!(
             store.status(&token("new", 100), 60),
@@ -850,7 +849,7 @@ mod tests {
         store.insert(&cutoff(120, "newest"), 50).unwrap();
         assert_eq!(
             store.status(&token("new", 100), 60),
-            RevocationStatus::Superseded
+            RevocationStatus::Superseded { replaced_at: None }
         );
         assert_eq!(
             store.status(&token("newest", 120), 60),

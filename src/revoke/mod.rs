@@ -153,7 +153,13 @@ pub enum RevocationStatus {
     /// served or renewed with its own claims. The layer serves the request
     /// as the token that superseded it when its single flight still knows
     /// that token (and hands it to the client), and refuses it otherwise.
-    Superseded,
+    Superseded {
+        /// When the token's replacement was first used, if the token was
+        /// also renewed (a [`RevocationTarget::Replaced`] mark): past the
+        /// reuse grace, the token is a stolen copy all the same, and ends its
+        /// session rather than be served as its successor.
+        replaced_at: Option<i64>,
+    },
 }
 
 /// An answer that is ready now, or one that needs I/O.
