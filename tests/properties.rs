@@ -148,3 +148,120 @@ fn renewed_token(response: &Response<String>) -> Option<String> {
     let value = response.headers().get("authorization")?.to_str().ok()?;
     Some(value.strip_prefix("Bearer ")?.to_owned())
 }
+
+/// Echoes the claims' `ver`; `x-bump` re-issues the token with `ver + 1`
+/// (`renew_with`).
+fn versioned(request: Request<()>) -> Ready<Result<Response<String>, Infallible>> {
+    let mut body = String::new();
+    if let Some(session) = request
+        .extensions()
+        .get::<tower_sliding_jwt::Session<Claimset>>()
+    {
+        let ver = session.claims().extra["ver"].as_i64().unwrap();
+        body = ver.to_string();
+        if request.headers().contains_key("x-bump") {
+            let mut claims = session.claims().clone();
+            claims.extra.insert("ver".into(), (ver + 1).into());
+            session.renew_with(claims);
+        }
+    }
+    ready(Ok(Response::new(body)))
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(u64),
+    Request {
+        on_b: bool,
+        token: usize,
+        bump: bool,
+    },
+    Logout {
+        token: usize,
+    },
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        3 => (0u64..=900).prop_map(Op::Advance),
+        6 => (any::<bool>(), any::<usize>(), prop::bool::weighted(0.3))
+            .prop_map(|(on_b, token, bump)| Op::Request { on_b, token, bump }),
+        1 => any::<usize>().prop_map(|token| Op::Logout { token }),
+    ];
+    prop::collection::vec(op, 1..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Renewals, `renew_with` and logouts in any order, over two layers that
+    /// share a store (each with its own single flight, so siblings arise):
+    /// once a `renew_with` response is out, no request is served with, and
+    /// no token is handed out carrying, earlier claims; the token it issued
+    /// is accepted until it expires, unless a later `renew_with` or a logout
+    /// ended it; after a logout nothing of the session is served.
+    #[test]
+    fn no_old_claims_after_renew_with_and_no_session_lost(ops in ops()) {
+        let clock = ManualClock::new(T0);
+        let store = tower_sliding_jwt::MemoryStore::new();
+        let build = || {
+            SlidingJwtLayer::<_, Claimset>::builder(hs256())
+                .with_clock(clock.clone())
+                .with_revocation_store(store.clone())
+                .with_renew_window(RenewWindow::absolute(Duration::from_secs(59 * 60)).unwrap())
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
+        let mut services = [
+            a.layer(service_fn(versioned as fn(_) -> _)),
+            b.layer(service_fn(versioned as fn(_) -> _)),
+        ];
+        let mut login = user("alice", "user");
+        login.extra.insert("ver".into(), 0.into());
+        let login = a.issuer().issue(login).unwrap();
+        let sid = login.claims().registered.sid.clone().unwrap();
+        let mut held = vec![login.token().to_owned()];
+        let (mut v_min, mut latest, mut logged_out) = (0i64, None::<String>, false);
+        for op in ops {
+            match op {
+                Op::Advance(seconds) => clock.advance(Duration::from_secs(seconds)),
+                Op::Logout { .. } => {
+                    let revoke = a.revoker();
+                    let mut logout = pin!(revoke.revoke_session(&sid));
+                    let mut cx = Context::from_waker(Waker::noop());
+                    prop_assert!(matches!(logout.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+                    logged_out = true;
+                }
+                Op::Request { on_b, token, bump } => {
+                    let token = held[token % held.len()].clone();
+                    let mut request = get(&token);
+                    if bump {
+                        request.headers_mut().insert("x-bump", "1".parse().unwrap());
+                    }
+                    let response = call(&mut services[usize::from(on_b)], request);
+                    let now = clock.now();
+                    if response.status().is_success() {
+                        prop_assert!(!logged_out, "served after the logout");
+                        let served: i64 = response.body().parse().unwrap();
+                        prop_assert!(served >= v_min, "served claims {} after renew_with gave {}", served, v_min);
+                    } else if latest.as_deref() == Some(token.as_str()) && !logged_out {
+                        let claims = payload(&token);
+                        let live = claims["exp"].as_i64().unwrap() + 5 > now
+                            && claims["auth_time"].as_i64().unwrap() + 86_400 > now;
+                        prop_assert!(!live, "renew_with's token refused while live: {:?}", rejection(&response));
+                    }
+                    if let Some(new) = renewed_token(&response) {
+                        let ver = payload(&new)["ver"].as_i64().unwrap();
+                        prop_assert!(ver >= v_min, "handed out claims {} after renew_with gave {}", ver, v_min);
+                        if bump && response.body().parse::<i64>().ok() == Some(ver - 1) {
+                            v_min = ver;
+                            latest = Some(new.clone());
+                        }
+                        held.push(new);
+                    }
+                }
+            }
+        }
+    }
+}
