@@ -176,9 +176,7 @@ enum Op {
         token: usize,
         bump: bool,
     },
-    Logout {
-        token: usize,
-    },
+    Logout,
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -186,7 +184,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         3 => (0u64..=900).prop_map(Op::Advance),
         6 => (any::<bool>(), any::<usize>(), prop::bool::weighted(0.3))
             .prop_map(|(on_b, token, bump)| Op::Request { on_b, token, bump }),
-        1 => any::<usize>().prop_map(|token| Op::Logout { token }),
+        1 => Just(Op::Logout),
     ];
     prop::collection::vec(op, 1..40)
 }
@@ -226,7 +224,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Advance(seconds) => clock.advance(Duration::from_secs(seconds)),
-                Op::Logout { .. } => {
+                Op::Logout => {
                     let revoke = a.revoker();
                     let mut logout = pin!(revoke.revoke_session(&sid));
                     let mut cx = Context::from_waker(Waker::noop());
