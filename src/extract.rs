@@ -12,7 +12,7 @@
 //! }
 //!
 //! async fn hello(user: Option<Authenticated<StandardClaims>>) -> &'static str {
-//!     // In optional mode, `None` for an anonymous request.
+//!     // With `with_anonymous(true)`, `None` for an anonymous request.
 //!     if user.is_some() { "hello again" } else { "hello, stranger" }
 //! }
 //!
@@ -32,7 +32,7 @@
 //! ```
 //!
 //! A handler that asks for them on a request the layer did not authenticate
-//! (a route outside the layer, or an anonymous request in optional mode)
+//! (a route outside the layer, or an anonymous request with `with_anonymous(true)`)
 //! gets `401 Unauthorized` with `WWW-Authenticate: Bearer` (`None` for the
 //! `Option` forms). One that asks for another claims type than the layer's
 //! (a layer on `StandardClaims<Role>`, a handler asking for
