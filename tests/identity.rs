@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use tower::{Layer, service_fn};
 use tower_sliding_jwt::{Key, RejectionKind, SlidingJwtLayer};
 
@@ -66,14 +66,6 @@ async fn an_ecdsa_twin_is_accepted_and_gets_the_same_replacement_as_its_original
     let from_twin = renewed(&send(&app, get(&twin(login.token()))).await).expect("renewed");
     let from_original = renewed(&send(&app, get(login.token())).await).expect("renewed");
     assert_eq!(from_original, from_twin);
-}
-
-fn demote(token: &str) -> Request<()> {
-    let mut request = get(token);
-    request
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    request
 }
 
 #[tokio::test]

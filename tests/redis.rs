@@ -747,11 +747,8 @@ async fn renew_with_on_one_instance_retires_the_replacement_another_instance_han
     assert_eq!(payload(&r1)["role"], "admin");
     // B demotes on T.
     let b = instances[1].layer.layer(service_fn(demoting));
-    let mut demote = get(admin.token());
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let r2 = renewed(&send(&b, demote).await).expect("renew_with's token");
+    let demotion = demote(admin.token());
+    let r2 = renewed(&send(&b, demotion).await).expect("renew_with's token");
     assert_eq!(payload(&r2)["role"], "user");
     // R1 is never served with the old role again, on any instance (the one
     // that handed it out included): its holder is served as R2 and gets it.
@@ -786,11 +783,8 @@ async fn renew_with_issues_nothing_when_the_shared_flight_cannot_answer() {
     server.stop();
     eventually("the store notices", || async { !a.store.is_synchronised() }).await;
     let app = a.layer.layer(service_fn(demoting));
-    let mut demote = get(admin.token());
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let response = send(&app, demote).await;
+    let demotion = demote(admin.token());
+    let response = send(&app, demotion).await;
     assert_eq!(
         renewed(&response),
         None,
@@ -1002,11 +996,8 @@ async fn an_instance_started_later_honours_a_renew_with_cut_off() {
     clock.advance(minutes(45));
     let sibling = renewed(&send(&a.app, get(admin.token())).await).expect("renewed");
     let demoting_app = a.layer.layer(service_fn(demoting));
-    let mut demote = get(admin.token());
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let demoted = renewed(&send(&demoting_app, demote).await).expect("renew_with's token");
+    let demotion = demote(admin.token());
+    let demoted = renewed(&send(&demoting_app, demotion).await).expect("renew_with's token");
     let late = instance(&server, &clock, |b| b).await;
     let response = send(&late.app, get(&sibling)).await;
     if response.status() == StatusCode::OK {

@@ -605,11 +605,8 @@ async fn a_superseded_token_past_the_grace_is_reuse_not_a_way_to_the_new_token()
     clock.advance(seconds(1));
     // A tab still holding T0 (inside the grace) changes the role: S, T0's
     // replacement, is displaced.
-    let mut demote = get(&t0);
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let demoted = renewed(&send(&server, demote).await).expect("renew_with's token");
+    let demotion = demote(&t0);
+    let demoted = renewed(&send(&server, demotion).await).expect("renew_with's token");
     assert_eq!(payload(&demoted)["role"], "user");
     // S2's first use marks S replaced.
     let _ = send(&server, get(&s2)).await;

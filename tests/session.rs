@@ -475,11 +475,8 @@ async fn renew_with_retires_the_previous_token_so_old_claims_stop_sliding() {
     let sibling = renewed(&send(&app, get(admin.token())).await).expect("renewed");
     assert_eq!(payload(&sibling)["role"], "admin");
 
-    let mut demote = get(admin.token());
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let response = send(&app, demote).await;
+    let demotion = demote(admin.token());
+    let response = send(&app, demotion).await;
     let demoted = renewed(&response).expect("renew_with's token");
     assert_eq!(payload(&demoted)["role"], "user");
 
@@ -514,11 +511,8 @@ async fn renew_with_issues_nothing_when_the_old_token_cannot_be_retired() {
     let app = layer.layer(service_fn(demoting));
     let admin = layer.issuer().issue(user("alice", "admin")).unwrap();
     store.refuse_writes.store(true, Ordering::SeqCst);
-    let mut demote = get(admin.token());
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let response = send(&app, demote).await;
+    let demotion = demote(admin.token());
+    let response = send(&app, demotion).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         renewed(&response).is_none(),
@@ -851,11 +845,8 @@ async fn a_role_change_racing_a_renewal_never_logs_the_client_out() {
     // Two requests with the same token in the same second: a poll renews it
     // (old role), a settings change demotes the user.
     let poll = renewed(&send(&server, get(admin.token())).await).expect("renewed");
-    let mut demote = get(admin.token());
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let demoted = renewed(&send(&server, demote).await).expect("renew_with's token");
+    let demotion = demote(admin.token());
+    let demoted = renewed(&send(&server, demotion).await).expect("renew_with's token");
     assert_eq!(payload(&poll)["exp"], payload(&demoted)["exp"]);
     // The poll's answer arrives first; the demoted token does not expire
     // later, so a client keeping the latest `exp` keeps the poll's.
@@ -910,11 +901,8 @@ async fn renew_with_supersedes_every_earlier_generation_of_the_session() {
     clock.advance(minutes(11));
     let t3 = renewed(&send(&server, get(&t2)).await).expect("t3");
     clock.advance(minutes(1));
-    let mut demote = get(&t3);
-    demote
-        .headers_mut()
-        .insert("x-demote", "1".parse().unwrap());
-    let t4 = renewed(&send(&server, demote).await).expect("renew_with's token");
+    let demotion = demote(&t3);
+    let t4 = renewed(&send(&server, demotion).await).expect("renew_with's token");
     assert_eq!(payload(&t4)["role"], "user");
     for old in [&t1, &t2, &t3] {
         let response = send(&server, get(old)).await;

@@ -200,6 +200,15 @@ pub fn sub_of<C: Claims>(claims: &C) -> Option<&str> {
 
 /// A handler for role changes: `x-demote` re-issues the token with
 /// `role: user` (`Session::renew_with`).
+/// A request with `token` that asks [`demoting`] to demote the user.
+pub fn demote(token: &str) -> Request<()> {
+    let mut request = get(token);
+    request
+        .headers_mut()
+        .insert("x-demote", HeaderValue::from_static("1"));
+    request
+}
+
 pub async fn demoting(request: Request<()>) -> Result<Response<String>, Infallible> {
     if request.headers().contains_key("x-demote")
         && let Some(session) = request.extensions().get::<Session<Claimset>>()
