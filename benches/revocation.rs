@@ -127,6 +127,34 @@ fn bench_durable(c: &mut Criterion) {
             runtime.block_on(store.revoke(revocation(n), NOW)).unwrap();
         })
     });
+    // Group commit: revocations per second from one caller at a time, then
+    // from 64 concurrent callers, and revocations per commit.
+    for callers in [1usize, 64] {
+        let total = 64 * 40;
+        let commits = store.commits();
+        let started = std::time::Instant::now();
+        runtime.block_on(async {
+            for round in 0..total / callers {
+                let batch: Vec<_> = (0..callers)
+                    .map(|i| {
+                        n += 1;
+                        let _ = (round, i);
+                        store.revoke(revocation(n), NOW)
+                    })
+                    .collect();
+                for done in batch {
+                    done.await.unwrap();
+                }
+            }
+        });
+        let elapsed = started.elapsed();
+        let commits = store.commits() - commits;
+        eprintln!(
+            "durable store, {callers} concurrent caller(s): {:.0} revocations/s, {:.1} revocations per commit",
+            total as f64 / elapsed.as_secs_f64(),
+            total as f64 / commits.max(1) as f64
+        );
+    }
     drop(store);
     for live in [100_000usize, 1_000_000] {
         let path = dir.join(format!("open-{live}"));

@@ -128,7 +128,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let (key, port) = demo::key_settings(3000)?;
-    let layer = demo::layer_from_env(key, SystemClock).await?;
+    let layer = demo::layer_from_env("axum", key, SystemClock).await?;
     let listener = demo::listen(port).await?;
     axum::serve(listener, app(layer))
         .with_graceful_shutdown(demo::shutdown())

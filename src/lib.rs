@@ -56,9 +56,10 @@ pub use layer::revalidate::Verdict;
 pub use layer::{Issuer, SlidingJwt, SlidingJwtBuilder, SlidingJwtLayer, VerifierBuilder};
 pub use origin::Origin;
 pub use reject::{GrpcResponder, HttpResponder, Rejection, RejectionKind};
-pub use revoke::{
-    DurableStore, DurableStoreBuilder, MemoryStore, Revoker, StoreError, StoreErrorKind,
-};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use revoke::{DurableStore, DurableStoreBuilder};
+pub use revoke::{MemoryStore, Revoker, StoreError, StoreErrorKind};
 pub use session::Session;
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
 pub use stats::Stats;
@@ -70,7 +71,7 @@ pub use token::{IssuedToken, Lifetimes, RawToken};
 pub mod store {
     //! For store authors: the traits a store implements and the types they
     //! exchange with the layer. An application picks a store
-    //! ([`MemoryStore`](crate::MemoryStore), [`DurableStore`](crate::DurableStore),
+    //! ([`MemoryStore`](crate::MemoryStore), `DurableStore` (feature `sqlite`),
     //! `redis::RedisStore`) and never needs this module, except to name
     //! `Arc<dyn RevocationStore>` when it chooses one at run time.
     //!

@@ -198,7 +198,7 @@ impl<C: Claims> Session<C> {
     /// cookie.
     ///
     /// The logout lasts as long as the store keeps it: across restarts and
-    /// crashes with [`DurableStore`](crate::DurableStore) or
+    /// crashes with `DurableStore` (feature `sqlite`) or
     /// `redis::RedisStore`, until the next restart with the default
     /// [`MemoryStore`](crate::MemoryStore). Only services checking the same
     /// store see it (a verify-only service needs the issuer's shared store).

@@ -7,7 +7,7 @@ mod process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use process::{authorized, examples_dir, free_port, login_over, read_all, stop, wait_for_exit};
@@ -32,7 +32,7 @@ fn example_binaries_start_and_answer() {
             binary.display()
         );
 
-        let short = Command::new(&binary)
+        let short = process::command(&binary)
             .env("JWT_SECRET", "too short")
             .env("PORT", "0")
             .output()
@@ -46,7 +46,7 @@ fn example_binaries_start_and_answer() {
         if name != "tonic" {
             // Cluster mode with no Redis there: a clear refusal, never a
             // password from the URL.
-            let mut child = Command::new(&binary)
+            let mut child = process::command(&binary)
                 .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1/")
                 .env("PORT", "0")
                 .stdout(Stdio::null())
@@ -65,7 +65,7 @@ fn example_binaries_start_and_answer() {
         }
 
         let port = free_port();
-        let mut child = Command::new(&binary)
+        let mut child = process::command(&binary)
             .env("PORT", port.to_string())
             .env_remove("JWT_SECRET")
             .stdout(Stdio::piped())
@@ -125,7 +125,7 @@ fn example_binaries_asymmetric_mode() {
     for name in ["axum", "hyper"] {
         let binary = examples.join(name);
         for bad in ["rsa-private.pem", "no-such-file.pem"] {
-            let refused = Command::new(&binary)
+            let refused = process::command(&binary)
                 .env("JWT_PRIVATE_KEY", keys.join(bad))
                 .env("PORT", "0")
                 .output()
@@ -137,7 +137,7 @@ fn example_binaries_asymmetric_mode() {
             );
         }
         let port = free_port();
-        let mut child = Command::new(&binary)
+        let mut child = process::command(&binary)
             .env("PORT", port.to_string())
             .env("JWT_PRIVATE_KEY", keys.join("ed25519-private.pem"))
             .stdout(Stdio::piped())
@@ -182,7 +182,7 @@ fn the_binaries_read_reuse_grace() {
         let alice = login_over(port, "alice", "wonderland");
         assert_eq!(authorized(port, "GET", "/me", &alice), 200, "{name}");
         stop(child);
-        let output = Command::new(examples_dir().join(name))
+        let output = process::command(&examples_dir().join(name))
             .env("PORT", "0")
             .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
             .env("REUSE_GRACE", "soon")
@@ -224,8 +224,9 @@ fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
             "{name}: bob was logged out"
         );
         stop(child);
-        // Without REVOCATION_PATH the demo says it forgets: memory only.
-        let (child, port) = start_demo(name, &[]);
+        // REVOCATION_PATH=memory: the demo forgets on restart.
+        let memory = [("REVOCATION_PATH", std::ffi::OsStr::new("memory"))];
+        let (child, port) = start_demo(name, &memory);
         assert_eq!(
             authorized(port, "GET", "/me", &alice),
             200,
@@ -236,13 +237,73 @@ fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
     }
 }
 
+/// Without `REVOCATION_PATH` the demos keep revocations in a SQLite file in
+/// their working directory, named after the demo (so both run side by side):
+/// a logout survives `kill -9` and a restart there. A damaged file, or one
+/// another process holds, stops the demo with a clear message.
+#[test]
+fn by_default_a_logout_survives_kill_9_in_the_working_directory() {
+    let dir = process::fresh_dir();
+    for name in ["axum", "hyper"] {
+        let (child, port) = process::start_demo_in(&dir, name, SECRET, &[]);
+        let file = dir.join(format!("tower-sliding-jwt-{name}.sqlite3"));
+        assert!(file.exists(), "{name}: no {}", file.display());
+        // The other demo's file is locked by it while it runs: a second
+        // instance of the same demo in the same directory stops.
+        let locked = process::command(&examples_dir().join(name))
+            .current_dir(&dir)
+            .env("PORT", "0")
+            .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+            .output()
+            .unwrap();
+        assert!(!locked.status.success(), "{name}: a second opener ran");
+        let stderr = String::from_utf8_lossy(&locked.stderr);
+        assert!(stderr.contains("another process"), "{name}: {stderr}");
+        let alice = login_over(port, "alice", "wonderland");
+        let bob = login_over(port, "bob", "builder");
+        assert_eq!(authorized(port, "POST", "/logout", &alice), 204, "{name}");
+        stop(child);
+        let (child, port) = process::start_demo_in(&dir, name, SECRET, &[]);
+        assert_eq!(
+            authorized(port, "GET", "/me", &alice),
+            401,
+            "{name}: forgotten"
+        );
+        assert_eq!(
+            authorized(port, "GET", "/me", &bob),
+            200,
+            "{name}: bob logged out"
+        );
+        stop(child);
+    }
+    // A damaged file: the demo refuses to start, naming it.
+    let damaged = process::fresh_dir();
+    std::fs::write(
+        damaged.join("tower-sliding-jwt-axum.sqlite3"),
+        vec![0x5Au8; 8192],
+    )
+    .unwrap();
+    let output = process::command(&examples_dir().join("axum"))
+        .current_dir(&damaged)
+        .env("PORT", "0")
+        .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("tower-sliding-jwt-axum.sqlite3"),
+        "{stderr}"
+    );
+}
+
 /// `cargo run --features jwks --example services`: an issuer, a verify-only
 /// service on its JWKS and a client keeping one token fresh across both.
 #[cfg(feature = "jwks")]
 #[test]
 fn the_several_services_example_runs() {
     let binary = examples_dir().join("services");
-    let mut child = Command::new(&binary)
+    let mut child = process::command(&binary)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

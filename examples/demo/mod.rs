@@ -260,48 +260,60 @@ pub fn with_reuse_grace(
 }
 
 /// The contract's layer; with `$REDIS_URL` set, one instance of a cluster
-/// (see [`cluster_layer`]); with `$REVOCATION_PATH` set, revocations kept in
-/// that file by the durable store (logouts survive a restart or a crash);
-/// otherwise in memory. `$REUSE_GRACE` turns reuse detection on in each.
+/// (see [`cluster_layer`]); otherwise revocations are kept by the durable
+/// store (SQLite) in `tower-sliding-jwt-<demo>.sqlite3` in the working
+/// directory, or in the file `$REVOCATION_PATH` names (logouts survive a
+/// restart or a crash), or in memory with `REVOCATION_PATH=memory`.
+/// `$REUSE_GRACE` turns reuse detection on in each.
 pub async fn layer_from_env(
+    demo: &str,
     key: Key,
     clock: impl Clock + Clone,
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
     let grace = std::env::var("REUSE_GRACE").ok();
     let grace = grace.as_deref();
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            let layer = cluster_layer(key, clock, &url, grace).await?;
-            eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
-            Ok(layer)
-        }
-        _ => match std::env::var_os("REVOCATION_PATH") {
-            Some(path) if !path.is_empty() => {
-                // Logouts survive restarts and crashes: the durable store.
-                let store = tower_sliding_jwt::DurableStore::builder(&path)
-                    .with_clock(clock.clone())
-                    .open()
-                    .map_err(|e| match std::error::Error::source(&e) {
-                        Some(cause) => format!("cannot use REVOCATION_PATH: {e}: {cause}"),
-                        None => format!("cannot use REVOCATION_PATH: {e}"),
-                    })?;
-                eprintln!(
-                    "revocations are kept in {} (REVOCATION_PATH)",
-                    store.path().display()
-                );
-                let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
-                with_reuse_grace(builder.with_revocation_store(store), grace)?
-                    .build()
-                    .map_err(|e| e.to_string())
-            }
-            _ => {
-                let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
-                with_reuse_grace(builder, grace)?
-                    .build()
-                    .map_err(|e| e.to_string())
-            }
-        },
+    if std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty()) {
+        return Err(
+            "DATABASE_URL (PostgreSQL) is not supported by this version of the demo; use REDIS_URL for a cluster"
+                .to_owned(),
+        );
     }
+    if let Ok(url) = std::env::var("REDIS_URL")
+        && !url.is_empty()
+    {
+        let layer = cluster_layer(key, clock, &url, grace).await?;
+        eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
+        return Ok(layer);
+    }
+    let builder = builder_with_key(key, clock.clone()).map_err(|e| e.to_string())?;
+    let path = match std::env::var_os("REVOCATION_PATH") {
+        Some(path) if path == "memory" => {
+            eprintln!(
+                "revocations are kept in memory (REVOCATION_PATH=memory): a restart forgets every logout"
+            );
+            return with_reuse_grace(builder, grace)?
+                .build()
+                .map_err(|e| e.to_string());
+        }
+        Some(path) if !path.is_empty() => std::path::PathBuf::from(path),
+        _ => std::path::PathBuf::from(format!("tower-sliding-jwt-{demo}.sqlite3")),
+    };
+    // Logouts survive restarts and crashes: the durable store. A damaged or
+    // locked file stops the demo.
+    let store = tower_sliding_jwt::DurableStore::builder(&path)
+        .with_clock(clock)
+        .open()
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!(
+                "cannot keep revocations in {}: {e}: {cause}",
+                path.display()
+            ),
+            None => format!("cannot keep revocations in {}: {e}", path.display()),
+        })?;
+    eprintln!("revocations are kept in {}", store.path().display());
+    with_reuse_grace(builder.with_revocation_store(store), grace)?
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The contract's layer as one instance of a cluster: revocations and the

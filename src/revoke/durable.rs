@@ -1,19 +1,27 @@
 //! [`DurableStore`]: revocations that survive a restart, a crash and a power
-//! loss, in one local file — the store for a single instance.
+//! loss, in one local SQLite database (feature `sqlite`) — the store for a
+//! single instance.
 //!
 //! Checks are answered from memory, by the same structure as
-//! [`MemoryStore`]; the file is only written. A revocation is appended as
-//! one checksummed record and the file is synced before the revocation is
-//! acknowledged, by a writer thread that syncs every revocation waiting at
-//! that moment at once (group commit). Opening reads the file back; when
-//! dead records outnumber the live ones the file is rewritten with the live
-//! entries only (a new file, synced, renamed over the old one).
+//! [`MemoryStore`]; the database is only written. A revocation becomes one
+//! row, committed (WAL, `synchronous=FULL`) before the revocation is
+//! acknowledged, by a writer thread that commits every revocation waiting
+//! at that moment in one transaction (group commit). Opening checks the
+//! database (`PRAGMA quick_check`) and reads the live rows back, each
+//! checked against its own checksum; expired rows are deleted in bounded
+//! batches as the writer goes.
 //!
-//! The format: the 8-byte magic `TSJREV1\n`, then records of
-//! `length: u32 LE | crc32c(body): u32 LE | body`, the body being
-//! `kind: u8 ('s' session, 'j' token, 'u' subject, 'r' replaced token) |
-//! until: i64 LE | before: i64 LE (a subject's `before`, a mark's
-//! `used_at`) | id bytes`.
+//! The schema (version 1, in `PRAGMA user_version`):
+//!
+//! ```sql
+//! CREATE TABLE revocations (
+//!     seq      INTEGER PRIMARY KEY,  -- write order
+//!     until_   INTEGER NOT NULL,     -- when the row can go
+//!     record   BLOB NOT NULL,        -- kind | until | before | id
+//!     checksum INTEGER NOT NULL      -- CRC-32C of until_ and record
+//! );
+//! CREATE INDEX revocations_until ON revocations (until_);
+//! ```
 
 // Without the `tracing` feature the events compile to nothing.
 #![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
@@ -21,11 +29,13 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
+
+use rusqlite::{Connection, OpenFlags, params};
 
 use super::{
     Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind,
@@ -35,53 +45,49 @@ use crate::BoxFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::log::event;
 
-const MAGIC: &[u8; 8] = b"TSJREV1\n";
-/// Length and checksum in front of every record body.
-const FRAME: usize = 8;
 /// Kind, `until` and `before` in front of the id.
 const FIXED: usize = 17;
-/// The longest body read back: an id is at most a token's size (1 MiB).
-const MAX_BODY: usize = FIXED + 1024 * 1024;
-/// The file is rewritten once its records outnumber the live entries by
-/// this factor (and it holds at least [`COMPACT_AFTER`] records).
-const DEAD_FACTOR: u64 = 2;
-const COMPACT_AFTER: u64 = 4096;
-/// Live entries copied per batch when compacting.
-const COMPACT_BATCH: usize = 4096;
-/// The most bytes one write appends before it syncs (a single larger record
-/// is written alone): a torn write is never longer than this plus a record.
-const MAX_BATCH: usize = 1024 * 1024;
-/// The longest tail a torn write can leave.
-const MAX_TORN: usize = MAX_BATCH + FRAME + MAX_BODY;
+/// The longest id kept (`sid`, `jti`, `sub`, a cut-off's kept `jti` and
+/// `sid` together), as the Redis store: longer is refused before anything
+/// is written, and a longer one read back is damage.
+pub(crate) const MAX_ID_BYTES: usize = 16 * 1024;
+/// The schema this version writes and reads.
+const SCHEMA_VERSION: i64 = 1;
+/// Expired rows deleted per transaction.
+const PURGE_BATCH: i64 = 1000;
+/// Rows per read while loading.
+const LOAD_BATCH: i64 = 10_000;
 
-/// A revocation store that keeps every answered revocation on disk: the
-/// default choice for a single instance (for a cluster, share one
-/// `redis::RedisStore`).
+/// A revocation store that keeps every answered revocation in a local SQLite
+/// database (feature `sqlite`): the default choice for a single instance
+/// (for a cluster, share one `redis::RedisStore`).
 ///
 /// * **Durable before answered:** [`revoke`](RevocationStore::revoke)
-///   completes only once the revocation is in the file and the file is
-///   synced (`fdatasync`), so a logout answered 204 survives `kill -9` and a
-///   power loss. The sync runs on the store's own writer thread, never on
-///   the caller's: revocations waiting at the same moment share one sync.
-/// * **Crash-safe:** each record carries a CRC-32C. A torn last write (the
-///   records of a batch that was never acknowledged) is dropped when the
-///   file is opened, with a warning; a damaged record followed by intact
-///   ones means the file itself is damaged, and opening refuses it with an
-///   error naming the file — never "open and forget a logout".
+///   completes only once the revocation is committed (WAL,
+///   `synchronous=FULL`), so a logout answered 204 survives `kill -9` and a
+///   power loss. Commits run on the store's own writer thread, never on the
+///   caller's: revocations waiting at the same moment share one transaction.
+/// * **Damage is refused, never forgotten:** opening runs
+///   `PRAGMA quick_check`, and every row carries a checksum of its values: a
+///   damaged database, or a flipped bit inside a value, makes
+///   [`open`](Self::open) fail with [`StoreErrorKind::Corrupted`] naming the
+///   file — never "open and forget a logout".
 /// * **Checks cost what [`MemoryStore`]'s cost:** they are answered from
 ///   memory; the verify path never touches the disk.
 /// * **Bounded:** entries expire as in [`MemoryStore`] (exactly when what
 ///   they revoke stops verifying), capacity and [`StoreErrorKind::Full`]
-///   behave the same, and the file is rewritten with the live entries when
-///   dead records outnumber them, so its size follows the live entries.
-/// * **Fails closed:** a write or sync that fails (disk full, read-only file
-///   system, a removed disk) fails the revocation with
-///   [`StoreErrorKind::Unavailable`] (the session is still refused by this
-///   process until it restarts; answer the logout with an error so the
-///   client retries), and a file that cannot be read is an error at
-///   [`open`](Self::open), never an empty store.
-/// * The file is created owner-only (`0600`) and locked: a second process
-///   opening it gets an error.
+///   behave the same, expired rows are deleted in bounded batches, and an
+///   id over 16 KiB is refused before anything is written.
+/// * **Fails closed:** a commit that fails (disk full, read-only file
+///   system) fails the revocation with [`StoreErrorKind::Unavailable`] (the
+///   session is still refused by this process until it restarts; answer the
+///   logout with an error so the client retries).
+/// * **One process per file:** a sidecar `<path>.lock` is locked while the
+///   store is open; a second opener gets an error. The database's `-wal` and
+///   `-shm` files are part of the store. The files are owner-only (`0600`).
+/// * **SQLite:** through `rusqlite`, with SQLite compiled in (`bundled`). A
+///   build links one `libsqlite3-sys`; this one is the version sqlx 0.9's
+///   SQLite driver uses, so an application on sqlx shares it.
 ///
 /// ```
 /// use tower_sliding_jwt::{DurableStore, Key, SlidingJwtLayer, StandardClaims};
@@ -89,7 +95,7 @@ const MAX_TORN: usize = MAX_BATCH + FRAME + MAX_BODY;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let dir = std::env::temp_dir().join(format!("tsj-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir)?;
-/// let store = DurableStore::open(dir.join("revocations.log"))?;
+/// let store = DurableStore::open(dir.join("revocations.sqlite3"))?;
 /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?)
 ///     .with_revocation_store(store)
 ///     .build()?;
@@ -106,8 +112,9 @@ pub struct DurableStore {
 }
 
 /// The store's hold on its writer thread: when the last clone goes, the
-/// thread writes what is pending, closes the file and ends, before the drop
-/// returns (so the file can be opened again at once).
+/// thread commits what is pending, closes the database, releases the lock
+/// and ends, before the drop returns (so the file can be opened again at
+/// once).
 struct Handle {
     writer: Arc<Writer>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -155,8 +162,8 @@ impl fmt::Debug for DurableStoreBuilder {
 }
 
 impl DurableStore {
-    /// Opens (or creates) the revocation file at `path`, with the defaults:
-    /// one million live entries, the system clock.
+    /// Opens (or creates) the revocation database at `path`, with the
+    /// defaults: one million live entries, the system clock.
     ///
     /// # Errors
     /// See [`DurableStoreBuilder::open`].
@@ -183,9 +190,18 @@ impl DurableStore {
         self.len() == 0
     }
 
-    /// The revocation file.
+    /// The revocation database.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Transactions committed so far (each holds every revocation that was
+    /// waiting when it began): for measuring group commit.
+    #[doc(hidden)]
+    pub fn commits(&self) -> u64 {
+        self.writer
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[cfg(test)]
@@ -206,96 +222,85 @@ impl DurableStoreBuilder {
         self
     }
 
-    /// The clock that decides, at open and when compacting, which entries
-    /// are still live (default: the system clock). Give it the layer's clock.
+    /// The clock that decides, at open and when purging, which entries are
+    /// still live (default: the system clock). Give it the layer's clock.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
-    /// Opens the file (creating it, owner-only, when missing), loads its live
-    /// entries and starts the writer thread.
+    /// Opens the database (creating it, owner-only, when missing), checks it,
+    /// loads its live entries and starts the writer thread.
     ///
     /// # Errors
-    /// [`StoreErrorKind::Unavailable`] when the file cannot be created,
-    /// opened, locked (another process has it), read or synced;
-    /// [`StoreErrorKind::Corrupted`] when it is not a revocation file or a
-    /// record in it is damaged; [`StoreErrorKind::Full`] when it holds more
-    /// live entries than the capacity. Every error names the file.
+    /// [`StoreErrorKind::Unavailable`] when the database or its lock file
+    /// cannot be created, opened, locked (another process has it) or read;
+    /// [`StoreErrorKind::Corrupted`] when it is not a SQLite database,
+    /// fails `quick_check`, has another schema version, or a row's checksum
+    /// or value is wrong; [`StoreErrorKind::Full`] when it holds more live
+    /// entries than the capacity. Every error names the file.
     pub fn open(self) -> Result<DurableStore, StoreError> {
         let path = self.path;
-        let failed = |kind: StoreErrorKind, what: &str, error: io::Error| {
+        let failed = |kind: StoreErrorKind, what: &str, error: &dyn fmt::Display| {
             StoreError::new(
                 kind,
-                Some(Box::new(io::Error::new(
-                    error.kind(),
-                    format!("revocation file {}: {what}: {error}", path.display()),
-                ))),
+                Some(Box::new(io::Error::other(format!(
+                    "revocation database {}: {what}: {error}",
+                    path.display()
+                )))),
             )
         };
-        let mut file =
-            open_file(&path).map_err(|e| failed(StoreErrorKind::Unavailable, "cannot open", e))?;
-        file.try_lock().map_err(|e| {
-            let e = match e {
-                std::fs::TryLockError::Error(e) => e,
-                std::fs::TryLockError::WouldBlock => {
-                    io::Error::new(io::ErrorKind::WouldBlock, "another process has it open")
-                }
-            };
-            failed(StoreErrorKind::Unavailable, "cannot lock", e)
+        // One process per file: a sidecar lock, never a second handle on
+        // the database itself.
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = owner_only(&PathBuf::from(lock_path))
+            .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot open its lock file", &e))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::Error(e) => {
+                failed(StoreErrorKind::Unavailable, "cannot lock", &e)
+            }
+            std::fs::TryLockError::WouldBlock => failed(
+                StoreErrorKind::Unavailable,
+                "cannot lock",
+                &"another process has it open",
+            ),
+        })?;
+        // Created owner-only before SQLite opens it.
+        owner_only(&path).map_err(|e| failed(StoreErrorKind::Unavailable, "cannot create", &e))?;
+        let db = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot open", &e))?;
+        prepare(&db).map_err(|e| match e {
+            Prepare::Sql(e) if is_damage(&e) => failed(StoreErrorKind::Corrupted, "damaged", &e),
+            Prepare::Sql(e) => failed(StoreErrorKind::Unavailable, "cannot prepare", &e),
+            Prepare::Damaged(what) => failed(StoreErrorKind::Corrupted, "damaged", &what),
         })?;
         let memory = MemoryStore::with_capacity(self.capacity);
         let now = self.clock.now();
-        let loaded = load(&mut file, &memory, now).map_err(|e| match e {
-            Load::Io(e) => failed(StoreErrorKind::Unavailable, "cannot read", e),
-            Load::Corrupted(at) => failed(
+        let rows = load(&db, &memory, now).map_err(|e| match e {
+            Load::Sql(e) if is_damage(&e) => failed(StoreErrorKind::Corrupted, "damaged", &e),
+            Load::Sql(e) => failed(StoreErrorKind::Unavailable, "cannot read", &e),
+            Load::Damaged(seq) => failed(
                 StoreErrorKind::Corrupted,
                 "damaged",
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the record at byte {at} is damaged, and is not a torn last write"),
-                ),
-            ),
-            Load::NotOurs => failed(
-                StoreErrorKind::Corrupted,
-                "not a revocation file",
-                io::Error::new(io::ErrorKind::InvalidData, "unknown header"),
+                &format_args!("row {seq} does not match its checksum"),
             ),
             Load::Full(e) => e,
         })?;
-        if loaded.torn > 0 {
-            event!(
-                warn,
-                path = %path.display(),
-                bytes = loaded.torn,
-                "revocation file ended in a torn write (never acknowledged): dropped it"
-            );
-        }
-        file.set_len(loaded.good)
-            .and_then(|()| file.seek(SeekFrom::Start(loaded.good)).map(drop))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot sync", e))?;
-        sync_dir(&path)
-            .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot sync its directory", e))?;
         event!(
             info,
             path = %path.display(),
             live = memory.len(),
-            records = loaded.records,
+            rows,
             "durable revocation store opened"
         );
-        let writer = Writer::start(
-            Log {
-                file,
-                path: path.clone(),
-                bytes: loaded.good,
-                records: loaded.records,
-                broken: None,
-            },
-            memory.clone(),
-            self.clock,
-        )
-        .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot start its writer", e))?;
+        let writer = Writer::start(db, lock, memory.clone(), self.clock)
+            .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot start its writer", &e))?;
         Ok(DurableStore {
             memory,
             writer,
@@ -323,15 +328,24 @@ impl RevocationStore for DurableStore {
         revocation: Revocation,
         now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let record = encode(&revocation);
+        // An id the store could not read back is refused before anything
+        // is written, here or in memory.
+        if record.len() > FIXED + MAX_ID_BYTES {
+            return Box::pin(std::future::ready(Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                Some("the id is too long to keep (over 16 KiB)".into()),
+            ))));
+        }
         // Honoured by this process at once (or refused when full, before
-        // anything is written); acknowledged once it is on disk.
+        // anything is written); acknowledged once it is committed.
         if let Err(error) = self.memory.insert(&revocation, now) {
             return Box::pin(std::future::ready(Err(error)));
         }
         if revocation.until <= now {
             return Box::pin(std::future::ready(Ok(())));
         }
-        let done = self.writer.submit(encode(&revocation));
+        let done = self.writer.submit(revocation.until, record);
         #[cfg(feature = "metrics")]
         let started = std::time::Instant::now();
         Box::pin(async move {
@@ -358,7 +372,8 @@ impl RevocationStore for DurableStore {
     }
 }
 
-fn open_file(path: &Path) -> io::Result<File> {
+/// Opens (creating when missing) `path`, owner-only.
+fn owner_only(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);
     #[cfg(unix)]
@@ -369,294 +384,192 @@ fn open_file(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-/// Syncs the directory holding `path`, so a created or renamed file is
-/// there after a power loss too.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()
+/// Whether SQLite's error says the file is damaged or not a database.
+fn is_damage(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+enum Prepare {
+    Sql(rusqlite::Error),
+    Damaged(String),
+}
+
+impl From<rusqlite::Error> for Prepare {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sql(error)
     }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
+}
+
+/// WAL, full syncs, a structural check, and the schema (created when the
+/// database is new, refused when it is another version).
+fn prepare(db: &Connection) -> Result<(), Prepare> {
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = db.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Prepare::Damaged(format!(
+            "cannot use write-ahead logging (journal mode {mode})"
+        )));
+    }
+    db.execute_batch("PRAGMA synchronous=FULL;")?;
+    let check: String = db.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if check != "ok" {
+        return Err(Prepare::Damaged(format!("quick_check: {check}")));
+    }
+    let version: i64 = db.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    match version {
+        0 => {
+            let tables: i64 =
+                db.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+            if tables != 0 {
+                return Err(Prepare::Damaged(
+                    "a database that is not a revocation store".into(),
+                ));
+            }
+            db.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE revocations (
+                     seq INTEGER PRIMARY KEY,
+                     until_ INTEGER NOT NULL,
+                     record BLOB NOT NULL,
+                     checksum INTEGER NOT NULL
+                 );
+                 CREATE INDEX revocations_until ON revocations (until_);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        other => Err(Prepare::Damaged(format!(
+            "schema version {other}; this version reads {SCHEMA_VERSION}"
+        ))),
     }
 }
 
-fn encode(revocation: &Revocation) -> Vec<u8> {
-    // A session's cut-off keeps its `keep` and `sid` in the id field as
-    // `{keep length}:{keep}{sid}`.
-    let cutoff;
-    let (kind, id, before) = match &revocation.target {
-        RevocationTarget::Session(sid) => (b's', sid.as_str(), 0),
-        RevocationTarget::Superseded { sid, before, keep } => {
-            cutoff = format!("{}:{keep}{sid}", keep.len());
-            (b'c', cutoff.as_str(), *before)
-        }
-        RevocationTarget::Token(jti) => (b'j', jti.as_str(), 0),
-        RevocationTarget::Subject { subject, before } => (b'u', subject.as_str(), *before),
-        RevocationTarget::Replaced { jti, used_at, .. } => (b'r', jti.as_str(), *used_at),
-    };
-    let mut body = Vec::with_capacity(FIXED + id.len());
-    body.push(kind);
-    body.extend_from_slice(&revocation.until.to_le_bytes());
-    body.extend_from_slice(&before.to_le_bytes());
-    body.extend_from_slice(id.as_bytes());
-    let mut record = Vec::with_capacity(FRAME + body.len());
-    // An id is at most a token long (1 MiB): the length fits.
-    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    record.extend_from_slice(&crc32c(&body).to_le_bytes());
-    record.extend_from_slice(&body);
-    record
-}
-
-fn decode(body: &[u8]) -> Option<Revocation> {
-    let (&kind, rest) = body.split_first()?;
-    let until = i64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-    let before = i64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
-    let id = std::str::from_utf8(rest.get(16..)?).ok()?.to_owned();
-    let target = match kind {
-        b's' => RevocationTarget::Session(id),
-        b'j' => RevocationTarget::Token(id),
-        b'u' => RevocationTarget::Subject {
-            subject: id,
-            before,
-        },
-        b'c' => {
-            let (length, rest) = id.split_once(':')?;
-            let length: usize = length.parse().ok()?;
-            if !rest.is_char_boundary(length) {
-                return None;
-            }
-            let (keep, sid) = rest.split_at(length);
-            RevocationTarget::Superseded {
-                sid: sid.to_owned(),
-                before,
-                keep: keep.to_owned(),
-            }
-        }
-        // The subject of a mark is not kept in the file: a mark read back
-        // counts against the budget of marks only.
-        b'r' => RevocationTarget::Replaced {
-            jti: id,
-            used_at: before,
-            subject: None,
-        },
-        _ => return None,
-    };
-    Some(Revocation { target, until })
-}
-
-/// What reading the file found.
-struct Loaded {
-    /// Where the intact records end.
-    good: u64,
-    /// Intact records.
-    records: u64,
-    /// Bytes of a torn last write, dropped.
-    torn: u64,
+/// The checksum of a row: CRC-32C of its `until_` and its `record`.
+fn checksum(until: i64, record: &[u8]) -> i64 {
+    let mut bytes = Vec::with_capacity(8 + record.len());
+    bytes.extend_from_slice(&until.to_le_bytes());
+    bytes.extend_from_slice(record);
+    i64::from(crc32c(&bytes))
 }
 
 enum Load {
-    Io(io::Error),
-    Corrupted(u64),
-    NotOurs,
+    Sql(rusqlite::Error),
+    Damaged(i64),
     Full(StoreError),
 }
 
-/// The record starting at `at` in `bytes`: its revocation and where the
-/// next one starts, or `None` when it is not an intact record.
-fn record(bytes: &[u8], at: usize) -> Option<(Revocation, usize)> {
-    let frame = bytes.get(at..at.checked_add(FRAME)?)?;
-    let length = u32::from_le_bytes(frame[..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(frame[4..].try_into().ok()?);
-    if !(FIXED..=MAX_BODY).contains(&length) {
-        return None;
+impl From<rusqlite::Error> for Load {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sql(error)
     }
-    let start = at + FRAME;
-    let body = bytes.get(start..start.checked_add(length)?)?;
-    if crc32c(body) != crc {
-        return None;
-    }
-    Some((decode(body)?, start + length))
 }
 
-/// Reads every record of `file` into `memory`; an empty file gets the header.
-fn load(file: &mut File, memory: &MemoryStore, now: i64) -> Result<Loaded, Load> {
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(Load::Io)?;
-    if bytes.is_empty() {
-        file.write_all(MAGIC).map_err(Load::Io)?;
-        return Ok(Loaded {
-            good: MAGIC.len() as u64,
-            records: 0,
-            torn: 0,
-        });
-    }
-    if bytes.len() < MAGIC.len() {
-        // A header torn while the file was being created: nothing was ever
-        // acknowledged in it.
-        if MAGIC.starts_with(&bytes) {
-            file.set_len(0).map_err(Load::Io)?;
-            file.seek(SeekFrom::Start(0)).map_err(Load::Io)?;
-            file.write_all(MAGIC).map_err(Load::Io)?;
-            return Ok(Loaded {
-                good: MAGIC.len() as u64,
-                records: 0,
-                torn: bytes.len() as u64,
-            });
-        }
-        return Err(Load::NotOurs);
-    }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(Load::NotOurs);
-    }
-    let mut at = MAGIC.len();
-    let mut records = 0;
-    while at < bytes.len() {
-        match record(&bytes, at) {
-            Some((revocation, next)) => {
+/// Reads every live row into `memory`, in write order, each checked against
+/// its checksum and bounds; answers how many it read.
+fn load(db: &Connection, memory: &MemoryStore, now: i64) -> Result<u64, Load> {
+    let mut statement = db.prepare(
+        "SELECT seq, until_, record, checksum FROM revocations
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let (mut after, mut rows) = (i64::MIN, 0u64);
+    loop {
+        let mut batch = statement.query(params![after, LOAD_BATCH])?;
+        let mut read = 0;
+        while let Some(row) = batch.next()? {
+            read += 1;
+            let seq: i64 = row.get(0)?;
+            let until: i64 = row.get(1)?;
+            let record = row.get_ref(2)?.as_blob().map_err(|_| Load::Damaged(seq))?;
+            let sum: i64 = row.get(3)?;
+            after = seq;
+            if record.len() > FIXED + MAX_ID_BYTES || checksum(until, record) != sum {
+                return Err(Load::Damaged(seq));
+            }
+            let revocation = decode(record).ok_or(Load::Damaged(seq))?;
+            if revocation.until != until {
+                return Err(Load::Damaged(seq));
+            }
+            rows += 1;
+            if until > now {
                 memory.insert(&revocation, now).map_err(Load::Full)?;
-                records += 1;
-                at = next;
-            }
-            None => {
-                // A torn write ends the file and is never longer than one
-                // batch; a damaged record further from the end, or one whose
-                // length leads to an intact record, is damage to what was
-                // acknowledged.
-                let rest = bytes.len() - at;
-                let next = bytes
-                    .get(at..at + 4)
-                    .and_then(|length| length.try_into().ok())
-                    .map(|length| at + FRAME + u32::from_le_bytes(length) as usize);
-                if rest > MAX_TORN || next.is_some_and(|next| record(&bytes, next).is_some()) {
-                    return Err(Load::Corrupted(at as u64));
-                }
-                return Ok(Loaded {
-                    good: at as u64,
-                    records,
-                    torn: (bytes.len() - at) as u64,
-                });
             }
         }
+        if read < LOAD_BATCH {
+            return Ok(rows);
+        }
     }
-    Ok(Loaded {
-        good: at as u64,
-        records,
-        torn: 0,
-    })
 }
 
-/// The file as the writer thread holds it.
-struct Log {
-    file: File,
-    path: PathBuf,
-    /// Where the last synced record ends.
-    bytes: u64,
-    records: u64,
-    /// Why the file cannot be written any more (a failed write could not be
-    /// undone): every later revocation fails.
-    broken: Option<io::ErrorKind>,
+/// The database as the writer thread holds it.
+struct Db {
+    db: Connection,
+    /// Held while the store is open: one process per file.
+    _lock: File,
 }
 
-impl Log {
-    /// Appends `batch` and syncs; on failure, cuts the file back to its last
-    /// synced length, so no half-written record stays in front of later ones.
-    fn append(&mut self, batch: &[u8], records: u64, fail: bool) -> io::Result<()> {
-        if let Some(kind) = self.broken {
-            return Err(io::Error::new(
-                kind,
-                "the revocation file could not be repaired after a failed write",
+impl Db {
+    /// Commits `batch` (`until`, `record` pairs) in one transaction.
+    fn commit(&mut self, batch: &[(i64, Vec<u8>)], fail: bool) -> rusqlite::Result<()> {
+        let transaction = self.db.transaction()?;
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO revocations (until_, record, checksum) VALUES (?1, ?2, ?3)",
+            )?;
+            for (until, record) in batch {
+                insert.execute(params![until, record, checksum(*until, record)])?;
+            }
+        }
+        if fail {
+            // Tests: the commit fails as a full disk would; nothing stays.
+            transaction.rollback()?;
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full".into()),
             ));
         }
-        let written = if fail {
-            // Tests: a full disk, after half the batch reached the file.
-            self.file
-                .write_all(&batch[..batch.len() / 2])
-                .and_then(|()| {
-                    Err(io::Error::new(
-                        io::ErrorKind::StorageFull,
-                        "no space left on device",
-                    ))
-                })
-        } else {
-            self.file
-                .write_all(batch)
-                .and_then(|()| self.file.sync_data())
-        };
-        match written {
-            Ok(()) => {
-                self.bytes += batch.len() as u64;
-                self.records += records;
-                Ok(())
-            }
-            Err(error) => {
-                let repaired = self
-                    .file
-                    .set_len(self.bytes)
-                    .and_then(|()| self.file.seek(SeekFrom::Start(self.bytes)).map(drop));
-                if repaired.is_err() {
-                    self.broken = Some(error.kind());
-                }
-                Err(error)
-            }
-        }
+        transaction.commit()
     }
 
-    /// Rewrites the file with the live entries of `memory` only: a new file,
-    /// synced, renamed over the old one, the directory synced.
-    fn compact(&mut self, memory: &MemoryStore, now: i64) -> io::Result<()> {
-        let mut tmp_path = self.path.clone().into_os_string();
-        tmp_path.push(".compact");
-        let tmp_path = PathBuf::from(tmp_path);
-        let mut tmp = OpenOptions::new();
-        tmp.write(true).create(true).truncate(true);
-        #[cfg(unix)]
+    /// Deletes up to [`PURGE_BATCH`] rows that expired by `now` and still
+    /// match their checksum (a damaged row is kept, and refused at the next
+    /// open); answers how many it deleted.
+    fn purge(&mut self, now: i64) -> rusqlite::Result<usize> {
+        let transaction = self.db.transaction()?;
+        let expired: Vec<i64> = {
+            let mut select = transaction.prepare_cached(
+                "SELECT seq, until_, record, checksum FROM revocations
+                 WHERE until_ <= ?1 LIMIT ?2",
+            )?;
+            let rows = select.query_map(params![now, PURGE_BATCH], |row| {
+                let (seq, until, record, sum): (i64, i64, Vec<u8>, i64) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                let intact = checksum(until, &record) == sum
+                    && decode(&record).is_some_and(|r| r.until == until && until <= now);
+                Ok(intact.then_some(seq))
+            })?;
+            rows.filter_map(Result::transpose)
+                .collect::<rusqlite::Result<_>>()?
+        };
         {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            tmp.mode(0o600);
-        }
-        let mut tmp = tmp.open(&tmp_path)?;
-        let mut out = io::BufWriter::new(&mut tmp);
-        out.write_all(MAGIC)?;
-        let (mut bytes, mut records) = (MAGIC.len() as u64, 0u64);
-        let mut cursor = None;
-        loop {
-            let (batch, next) = memory.live_batch(cursor.as_ref(), now, COMPACT_BATCH);
-            for revocation in &batch {
-                let record = encode(revocation);
-                out.write_all(&record)?;
-                bytes += record.len() as u64;
-                records += 1;
-            }
-            match next {
-                Some(next) => cursor = Some(next),
-                None => break,
+            let mut delete =
+                transaction.prepare_cached("DELETE FROM revocations WHERE seq = ?1")?;
+            for seq in &expired {
+                delete.execute([seq])?;
             }
         }
-        out.flush()?;
-        drop(out);
-        tmp.sync_all()?;
-        tmp.try_lock()
-            .map_err(|_| io::Error::other("cannot lock the compacted file"))?;
-        std::fs::rename(&tmp_path, &self.path)?;
-        sync_dir(&self.path)?;
-        // The renamed file is the revocation file now; append to it.
-        tmp.seek(SeekFrom::Start(bytes))?;
-        self.file = tmp;
-        self.bytes = bytes;
-        self.records = records;
-        Ok(())
+        transaction.commit()?;
+        Ok(expired.len())
     }
 }
 
-/// A revocation waiting to be synced, and its caller's waker.
+/// A revocation waiting to be committed, and its caller's waker.
 struct Pending {
+    until: i64,
     record: Vec<u8>,
     done: Arc<Done>,
 }
@@ -698,32 +611,39 @@ struct Queue {
     pending: Vec<Pending>,
     /// The last store handle is gone: the thread ends.
     closed: bool,
-    log: Option<Log>,
 }
 
 /// The writer thread's mailbox.
 struct Writer {
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// Tests: the next write fails as a full disk would.
+    /// Transactions committed.
+    commits: std::sync::atomic::AtomicU64,
+    /// Tests: the next commit fails as a full disk would.
     fail_next: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
-    fn start(log: Log, memory: MemoryStore, clock: Arc<dyn Clock>) -> io::Result<Arc<Handle>> {
+    fn start(
+        db: Connection,
+        lock: File,
+        memory: MemoryStore,
+        clock: Arc<dyn Clock>,
+    ) -> io::Result<Arc<Handle>> {
         let writer = Arc::new(Self {
             queue: Mutex::new(Queue {
                 pending: Vec::new(),
                 closed: false,
-                log: Some(log),
             }),
             wake: Condvar::new(),
+            commits: std::sync::atomic::AtomicU64::new(0),
             fail_next: std::sync::atomic::AtomicBool::new(false),
         });
         let shared = writer.clone();
+        let db = Db { db, _lock: lock };
         let thread = std::thread::Builder::new()
             .name("tsj-revocations".into())
-            .spawn(move || write_loop(&shared, &memory, &*clock))?;
+            .spawn(move || write_loop(&shared, db, &memory, &*clock))?;
         Ok(Arc::new(Handle {
             writer,
             thread: Mutex::new(Some(thread)),
@@ -734,9 +654,10 @@ impl Writer {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn submit(&self, record: Vec<u8>) -> Durable {
+    fn submit(&self, until: i64, record: Vec<u8>) -> Durable {
         let done = Arc::new(Done::default());
         self.lock().pending.push(Pending {
+            until,
             record,
             done: done.clone(),
         });
@@ -745,12 +666,13 @@ impl Writer {
     }
 }
 
-/// Takes every waiting revocation, writes them with one sync, completes
-/// them, and compacts when dead records outnumber the live ones. Ends, and
-/// closes the file, once the store is dropped and nothing is pending.
-fn write_loop(writer: &Writer, memory: &MemoryStore, clock: &dyn Clock) {
+/// Takes every waiting revocation, commits them in one transaction,
+/// completes them, then deletes a bounded batch of expired rows. Ends, and
+/// closes the database, once the store is dropped and nothing is pending.
+fn write_loop(writer: &Writer, mut db: Db, memory: &MemoryStore, clock: &dyn Clock) {
+    let mut expired_left = true;
     loop {
-        let (batch, mut log, fail) = {
+        let (batch, fail) = {
             let mut queue = writer.lock();
             while queue.pending.is_empty() && !queue.closed {
                 queue = writer
@@ -759,60 +681,104 @@ fn write_loop(writer: &Writer, memory: &MemoryStore, clock: &dyn Clock) {
                     .unwrap_or_else(PoisonError::into_inner);
             }
             if queue.pending.is_empty() {
-                // Closed: the file goes with the log.
-                queue.log = None;
+                // Closed: the database and its lock go with `db`.
                 return;
             }
-            let Some(log) = queue.log.take() else {
-                return;
-            };
             let fail = writer
                 .fail_next
                 .swap(false, std::sync::atomic::Ordering::SeqCst);
-            (std::mem::take(&mut queue.pending), log, fail)
+            (std::mem::take(&mut queue.pending), fail)
         };
-        // At most `MAX_BATCH` bytes per write and sync.
-        let mut result = Ok(());
-        let mut rest = &batch[..];
-        while !rest.is_empty() {
-            let mut size = 0;
-            let count = rest
-                .iter()
-                .take_while(|p| {
-                    size += p.record.len();
-                    size <= MAX_BATCH
-                })
-                .count()
-                .max(1);
-            let (chunk, later) = rest.split_at(count);
-            let bytes: Vec<u8> = chunk
-                .iter()
-                .flat_map(|p| p.record.iter().copied())
-                .collect();
-            let written = log.append(&bytes, chunk.len() as u64, fail && result.is_ok());
-            for pending in chunk {
-                pending.done.complete(match &written {
-                    Ok(()) => Ok(()),
-                    Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
-                });
-            }
-            if written.is_err() {
-                result = written;
-            }
-            rest = later;
+        let rows: Vec<(i64, Vec<u8>)> = batch
+            .iter()
+            .map(|pending| (pending.until, pending.record.clone()))
+            .collect();
+        let committed = db.commit(&rows, fail);
+        if committed.is_ok() {
+            writer
+                .commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if result.is_ok()
-            && log.records >= COMPACT_AFTER
-            && log.records > DEAD_FACTOR * memory.len() as u64
-        {
+        for pending in &batch {
+            pending.done.complete(match &committed {
+                Ok(()) => Ok(()),
+                Err(error) => Err(io::Error::other(error.to_string())),
+            });
+        }
+        // Housekeeping after the answers: a bounded batch of expired rows.
+        if committed.is_ok() || expired_left {
             let now = clock.now();
             memory.purge(now);
-            if let Err(error) = log.compact(memory, now) {
-                event!(warn, %error, "could not compact the revocation file; it keeps growing until the next try");
+            match db.purge(now) {
+                Ok(deleted) => expired_left = deleted as i64 == PURGE_BATCH,
+                Err(error) => {
+                    event!(warn, %error, "could not delete expired revocations; they stay until the next try");
+                }
             }
         }
-        writer.lock().log = Some(log);
     }
+}
+
+/// A revocation as one row's `record`: `kind: u8 | until: i64 LE |
+/// before: i64 LE | id bytes` (a cut-off's id is `{keep length}:{keep}{sid}`).
+fn encode(revocation: &Revocation) -> Vec<u8> {
+    // A session's cut-off keeps its `keep` and `sid` in the id field as
+    // `{keep length}:{keep}{sid}`.
+    let cutoff;
+    let (kind, id, before) = match &revocation.target {
+        RevocationTarget::Session(sid) => (b's', sid.as_str(), 0),
+        RevocationTarget::Superseded { sid, before, keep } => {
+            cutoff = format!("{}:{keep}{sid}", keep.len());
+            (b'c', cutoff.as_str(), *before)
+        }
+        RevocationTarget::Token(jti) => (b'j', jti.as_str(), 0),
+        RevocationTarget::Subject { subject, before } => (b'u', subject.as_str(), *before),
+        RevocationTarget::Replaced { jti, used_at, .. } => (b'r', jti.as_str(), *used_at),
+    };
+    let mut body = Vec::with_capacity(FIXED + id.len());
+    body.push(kind);
+    body.extend_from_slice(&revocation.until.to_le_bytes());
+    body.extend_from_slice(&before.to_le_bytes());
+    body.extend_from_slice(id.as_bytes());
+    body
+}
+
+/// The revocation in a row's `record`, `None` when it is not one.
+fn decode(body: &[u8]) -> Option<Revocation> {
+    let (&kind, rest) = body.split_first()?;
+    let until = i64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let before = i64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
+    let id = std::str::from_utf8(rest.get(16..)?).ok()?.to_owned();
+    let target = match kind {
+        b's' => RevocationTarget::Session(id),
+        b'j' => RevocationTarget::Token(id),
+        b'u' => RevocationTarget::Subject {
+            subject: id,
+            before,
+        },
+        b'c' => {
+            let (length, rest) = id.split_once(':')?;
+            let length: usize = length.parse().ok()?;
+            if !rest.is_char_boundary(length) {
+                return None;
+            }
+            let (keep, sid) = rest.split_at(length);
+            RevocationTarget::Superseded {
+                sid: sid.to_owned(),
+                before,
+                keep: keep.to_owned(),
+            }
+        }
+        // The subject of a mark is not kept in the file: a mark read back
+        // counts against the budget of marks only.
+        b'r' => RevocationTarget::Replaced {
+            jti: id,
+            used_at: before,
+            subject: None,
+        },
+        _ => return None,
+    };
+    Some(Revocation { target, until })
 }
 
 /// CRC-32C (Castagnoli), bit-reflected, table-driven.
@@ -882,158 +848,163 @@ mod tests {
 
     #[tokio::test]
     async fn revocations_survive_a_reopen_and_expire_on_time() {
-        let dir = dir("reopen");
-        let path = dir.join("revocations");
+        let path = dir("reopen").join("revocations.sqlite3");
         let clock = ManualClock::new(NOW);
-        let store = open(&path, &clock).unwrap();
-        store.revoke(session("a", NOW + 100), NOW).await.unwrap();
-        store.revoke(session("b", NOW + 10), NOW).await.unwrap();
-        store.revoke(session("over", NOW), NOW).await.unwrap();
-        drop(store);
-        let store = open(&path, &clock).unwrap();
-        assert!(revoked(&store, "a", NOW) && revoked(&store, "b", NOW));
-        assert!(
-            !revoked(&store, "over", NOW),
-            "an expired revocation is not kept"
-        );
-        drop(store);
-        clock.set(NOW + 50);
-        let store = open(&path, &clock).unwrap();
-        assert!(revoked(&store, "a", NOW + 50));
-        assert_eq!(store.len(), 1, "b expired while the store was closed");
-        #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "owner-only");
+            let store = open(&path, &clock).unwrap();
+            store.revoke(session("a", NOW + 100), NOW).await.unwrap();
+            store.revoke(session("b", NOW + 10), NOW).await.unwrap();
+            let cutoff = Revocation {
+                target: RevocationTarget::Superseded {
+                    sid: "c".into(),
+                    before: NOW,
+                    keep: "k".into(),
+                },
+                until: NOW + 100,
+            };
+            store.revoke(cutoff, NOW).await.unwrap();
         }
+        clock.advance(std::time::Duration::from_secs(20));
+        let store = open(&path, &clock).unwrap();
+        assert!(revoked(&store, "a", NOW + 20));
+        assert!(!revoked(&store, "b", NOW + 20), "expired while closed");
+        assert_eq!(store.len(), 2);
+        // Expired rows are deleted as the writer goes.
+        store
+            .revoke(session("d", NOW + 100), NOW + 20)
+            .await
+            .unwrap();
+        drop(store);
+        let db = Connection::open(&path).unwrap();
+        let rows: i64 = db
+            .query_row("SELECT count(*) FROM revocations", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 3);
     }
 
     #[tokio::test]
-    async fn a_torn_last_write_is_dropped_and_damage_before_the_end_refuses_to_open() {
-        let dir = dir("torn");
-        let path = dir.join("revocations");
+    async fn a_damaged_database_or_row_is_refused_never_opened_and_forgotten() {
         let clock = ManualClock::new(NOW);
-        let store = open(&path, &clock).unwrap();
-        store.revoke(session("a", NOW + 100), NOW).await.unwrap();
-        store.revoke(session("b", NOW + 100), NOW).await.unwrap();
-        drop(store);
-        let good = std::fs::read(&path).unwrap();
-        // A crash in the middle of the next write: half a record.
-        let next = encode(&session("c", NOW + 100));
-        let mut torn = good.clone();
-        torn.extend_from_slice(&next[..next.len() / 2]);
-        std::fs::write(&path, &torn).unwrap();
-        let store = open(&path, &clock).unwrap();
-        assert!(revoked(&store, "a", NOW) && revoked(&store, "b", NOW));
-        assert!(!revoked(&store, "c", NOW), "never acknowledged");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            good,
-            "cut back to the intact records"
-        );
-        drop(store);
-        // A damaged record with an intact one after it: the file is damaged.
-        let mut damaged = good.clone();
-        damaged[MAGIC.len() + FRAME + 3] ^= 0x40;
-        std::fs::write(&path, &damaged).unwrap();
+        // A flipped bit inside a row's value.
+        let path = dir("flip").join("revocations.sqlite3");
+        {
+            let store = open(&path, &clock).unwrap();
+            store
+                .revoke(session("alice", NOW + 100), NOW)
+                .await
+                .unwrap();
+        }
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute(
+                "UPDATE revocations SET record = CAST(replace(CAST(record AS TEXT), 'alice', 'alicf') AS BLOB)",
+                [],
+            )
+            .unwrap();
+        }
         let error = open(&path, &clock).unwrap_err();
         assert_eq!(error.kind(), StoreErrorKind::Corrupted);
-        let cause = std::error::Error::source(&error).unwrap().to_string();
-        assert!(cause.contains(&path.display().to_string()), "{cause}");
-        // Not a revocation file at all, or not a file.
-        std::fs::write(&path, b"hello, world").unwrap();
+        assert!(
+            std::error::Error::source(&error)
+                .is_some_and(|cause| cause.to_string().contains("revocations.sqlite3")),
+            "{error:?}"
+        );
+        // Garbage where the database was.
+        let path = dir("garbage").join("revocations.sqlite3");
+        std::fs::write(&path, vec![0x5Au8; 8192]).unwrap();
         assert_eq!(
             open(&path, &clock).unwrap_err().kind(),
             StoreErrorKind::Corrupted
         );
-        let error = open(&dir, &clock).unwrap_err();
-        assert_eq!(error.kind(), StoreErrorKind::Unavailable);
-        let cause = std::error::Error::source(&error).unwrap().to_string();
-        assert!(cause.contains(&dir.display().to_string()), "{cause}");
+        // Another program's SQLite database.
+        let path = dir("foreign").join("other.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x);")
+            .unwrap();
+        assert_eq!(
+            open(&path, &clock).unwrap_err().kind(),
+            StoreErrorKind::Corrupted
+        );
     }
 
     #[tokio::test]
-    async fn a_failed_write_fails_the_revocation_and_leaves_no_half_record() {
-        let dir = dir("full");
-        let path = dir.join("revocations");
+    async fn an_over_long_id_is_refused_with_nothing_written() {
+        let path = dir("long").join("revocations.sqlite3");
         let clock = ManualClock::new(NOW);
         let store = open(&path, &clock).unwrap();
-        store.revoke(session("a", NOW + 100), NOW).await.unwrap();
-        store.fail_next_write();
-        let error = store
-            .revoke(session("b", NOW + 100), NOW)
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert!(store.revoke(session(&long, NOW + 100), NOW).await.is_err());
+        assert!(
+            !revoked(&store, &long, NOW),
+            "refused, yet honoured in memory"
+        );
+        assert!(store.is_empty());
+        store
+            .revoke(session(&"y".repeat(MAX_ID_BYTES - 1), NOW + 100), NOW)
             .await
-            .unwrap_err();
-        assert_eq!(error.kind(), StoreErrorKind::Unavailable);
-        assert!(revoked(&store, "b", NOW), "this process still honours it");
-        store.revoke(session("c", NOW + 100), NOW).await.unwrap();
+            .unwrap();
         drop(store);
         let store = open(&path, &clock).unwrap();
-        assert!(revoked(&store, "a", NOW) && revoked(&store, "c", NOW));
-        assert!(!revoked(&store, "b", NOW), "it was reported as not durable");
+        assert_eq!(store.len(), 1, "the file opens, with what was answered");
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_revocation_and_leaves_nothing() {
+        let path = dir("fail").join("revocations.sqlite3");
+        let clock = ManualClock::new(NOW);
+        let store = open(&path, &clock).unwrap();
+        store.fail_next_write();
+        assert!(store.revoke(session("a", NOW + 100), NOW).await.is_err());
+        store.revoke(session("b", NOW + 100), NOW).await.unwrap();
+        drop(store);
+        let store = open(&path, &clock).unwrap();
+        assert!(!revoked(&store, "a", NOW), "a failed commit left a row");
+        assert!(revoked(&store, "b", NOW));
     }
 
     #[tokio::test]
     async fn one_process_at_a_time_and_full_as_in_memory() {
-        let dir = dir("lock");
-        let path = dir.join("revocations");
+        let path = dir("lock").join("revocations.sqlite3");
         let clock = ManualClock::new(NOW);
         let store = DurableStore::builder(&path)
             .with_clock(clock.clone())
-            .with_capacity(2)
+            .with_capacity(1)
             .open()
             .unwrap();
-        assert_eq!(
-            open(&path, &clock).unwrap_err().kind(),
-            StoreErrorKind::Unavailable
-        );
+        let second = open(&path, &clock).unwrap_err();
+        assert_eq!(second.kind(), StoreErrorKind::Unavailable);
         store.revoke(session("a", NOW + 100), NOW).await.unwrap();
-        store.revoke(session("b", NOW + 100), NOW).await.unwrap();
-        let error = store
-            .revoke(session("c", NOW + 100), NOW)
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), StoreErrorKind::Full);
-        drop(store);
-        let store = open(&path, &clock).unwrap();
-        assert!(
-            !revoked(&store, "c", NOW),
-            "a refused revocation is not written"
+        assert_eq!(
+            store
+                .revoke(session("b", NOW + 100), NOW)
+                .await
+                .unwrap_err()
+                .kind(),
+            StoreErrorKind::Full
         );
+        drop(store);
+        // Released by the drop: open again at once.
+        assert!(open(&path, &clock).is_ok());
     }
 
-    #[tokio::test]
-    async fn the_file_follows_the_live_entries_not_the_history() {
-        let dir = dir("compact");
-        let path = dir.join("revocations");
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_revocations_share_commits() {
+        let path = dir("group").join("revocations.sqlite3");
         let clock = ManualClock::new(NOW);
         let store = open(&path, &clock).unwrap();
-        let mut now = NOW;
-        for round in 0..8 {
-            for i in 0..2000 {
-                store
-                    .revoke(session(&format!("s{round}-{i}"), now + 60), now)
-                    .await
-                    .unwrap();
-            }
-            // Those expire; the next round's are the live ones.
-            now += 120;
-            clock.set(now);
+        let revocations: Vec<_> = (0..64)
+            .map(|i| store.revoke(session(&format!("s{i}"), NOW + 100), NOW))
+            .collect();
+        for revocation in revocations {
+            revocation.await.unwrap();
         }
-        store
-            .revoke(session("kept", now + 10_000), now)
-            .await
-            .unwrap();
-        let size = std::fs::metadata(&path).unwrap().len();
-        let per_record = encode(&session("s0-0000", now)).len() as u64;
         assert!(
-            size < 3 * 2000 * per_record + 4096 * per_record,
-            "{size} bytes after 16 001 revocations"
+            store.commits() < 64,
+            "{} commits for 64 revocations",
+            store.commits()
         );
-        drop(store);
-        let store = open(&path, &clock).unwrap();
-        assert!(revoked(&store, "kept", now));
+        assert_eq!(store.len(), 64);
     }
 
     #[test]
@@ -1057,8 +1028,7 @@ mod tests {
             },
         ] {
             let revocation = Revocation { target, until: 99 };
-            let record = encode(&revocation);
-            assert_eq!(decode(&record[FRAME..]), Some(revocation));
+            assert_eq!(decode(&encode(&revocation)), Some(revocation));
         }
     }
 

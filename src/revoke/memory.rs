@@ -123,7 +123,7 @@ struct MemoryInner {
 /// The in-memory revocation store, the default: **it forgets on restart** —
 /// for tests and development. A restart or a crash forgets every logout,
 /// "log out everywhere" and `renew_with` retirement, so ended sessions come
-/// back until their cap; in production use [`DurableStore`](crate::DurableStore)
+/// back until their cap; in production use `DurableStore` (feature `sqlite`)
 /// (one instance) or `redis::RedisStore` (a cluster).
 ///
 /// * The common answer, "not revoked", costs a hash and a few atomic loads in

@@ -14,6 +14,7 @@ use crate::BoxFuture;
 use crate::claims::RegisteredClaims;
 
 mod admission;
+#[cfg(feature = "sqlite")]
 mod durable;
 mod error;
 mod filter;
@@ -22,6 +23,7 @@ mod reuse;
 mod revoker;
 
 pub(crate) use admission::{Checkpoint, OnReused, Pending, Settled};
+#[cfg(feature = "sqlite")]
 pub use durable::{DurableStore, DurableStoreBuilder};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;

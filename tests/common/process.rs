@@ -6,7 +6,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where `cargo test` puts the example binaries it builds.
@@ -18,6 +20,27 @@ pub fn examples_dir() -> std::path::PathBuf {
         .parent()
         .unwrap()
         .join("examples")
+}
+
+/// A fresh, empty directory of this test process's own.
+pub fn fresh_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tsj-demo-run-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A command for `binary`, run in a fresh directory of its own: the demos
+/// keep their revocations in their working directory.
+pub fn command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.current_dir(fresh_dir());
+    command
 }
 
 /// A port nobody listens on now.
@@ -58,10 +81,21 @@ pub fn read_all(from: Option<impl Read>) -> String {
 /// Starts the demo binary `name` on a free port with `secret` and `env`,
 /// after its `listening on` line.
 pub fn start_demo(name: &str, secret: &[u8], env: &[(&str, &std::ffi::OsStr)]) -> (Child, u16) {
+    start_demo_in(&fresh_dir(), name, secret, env)
+}
+
+/// [`start_demo`] in the working directory `dir`.
+pub fn start_demo_in(
+    dir: &Path,
+    name: &str,
+    secret: &[u8],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Child, u16) {
     let binary = examples_dir().join(name);
     let port = free_port();
     let mut command = Command::new(&binary);
     command
+        .current_dir(dir)
         .env("PORT", port.to_string())
         .env("JWT_SECRET", std::str::from_utf8(secret).unwrap())
         .stdout(Stdio::piped())
