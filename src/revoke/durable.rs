@@ -299,7 +299,7 @@ impl DurableStoreBuilder {
             rows,
             "durable revocation store opened"
         );
-        let writer = Writer::start(db, lock, memory.clone(), self.clock)
+        let writer = Writer::start(db, lock, self.clock)
             .map_err(|e| failed(StoreErrorKind::Unavailable, "cannot start its writer", &e))?;
         Ok(DurableStore {
             memory,
@@ -513,14 +513,14 @@ struct Db {
 }
 
 impl Db {
-    /// Commits `batch` (`until`, `record` pairs) in one transaction.
-    fn commit(&mut self, batch: &[(i64, Vec<u8>)], fail: bool) -> rusqlite::Result<()> {
+    /// Commits `batch` in one transaction.
+    fn commit(&mut self, batch: &[Pending], fail: bool) -> rusqlite::Result<()> {
         let transaction = self.db.transaction()?;
         {
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO revocations (until_, record, checksum) VALUES (?1, ?2, ?3)",
             )?;
-            for (until, record) in batch {
+            for Pending { until, record, .. } in batch {
                 insert.execute(params![until, record, checksum(*until, record)])?;
             }
         }
@@ -624,12 +624,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(
-        db: Connection,
-        lock: File,
-        memory: MemoryStore,
-        clock: Arc<dyn Clock>,
-    ) -> io::Result<Arc<Handle>> {
+    fn start(db: Connection, lock: File, clock: Arc<dyn Clock>) -> io::Result<Arc<Handle>> {
         let writer = Arc::new(Self {
             queue: Mutex::new(Queue {
                 pending: Vec::new(),
@@ -643,7 +638,7 @@ impl Writer {
         let db = Db { db, _lock: lock };
         let thread = std::thread::Builder::new()
             .name("tsj-revocations".into())
-            .spawn(move || write_loop(&shared, db, &memory, &*clock))?;
+            .spawn(move || write_loop(&shared, db, &*clock))?;
         Ok(Arc::new(Handle {
             writer,
             thread: Mutex::new(Some(thread)),
@@ -669,7 +664,7 @@ impl Writer {
 /// Takes every waiting revocation, commits them in one transaction,
 /// completes them, then deletes a bounded batch of expired rows. Ends, and
 /// closes the database, once the store is dropped and nothing is pending.
-fn write_loop(writer: &Writer, mut db: Db, memory: &MemoryStore, clock: &dyn Clock) {
+fn write_loop(writer: &Writer, mut db: Db, clock: &dyn Clock) {
     let mut expired_left = true;
     loop {
         let (batch, fail) = {
@@ -689,11 +684,7 @@ fn write_loop(writer: &Writer, mut db: Db, memory: &MemoryStore, clock: &dyn Clo
                 .swap(false, std::sync::atomic::Ordering::SeqCst);
             (std::mem::take(&mut queue.pending), fail)
         };
-        let rows: Vec<(i64, Vec<u8>)> = batch
-            .iter()
-            .map(|pending| (pending.until, pending.record.clone()))
-            .collect();
-        let committed = db.commit(&rows, fail);
+        let committed = db.commit(&batch, fail);
         if committed.is_ok() {
             writer
                 .commits
@@ -708,7 +699,6 @@ fn write_loop(writer: &Writer, mut db: Db, memory: &MemoryStore, clock: &dyn Clo
         // Housekeeping after the answers: a bounded batch of expired rows.
         if committed.is_ok() || expired_left {
             let now = clock.now();
-            memory.purge(now);
             match db.purge(now) {
                 Ok(deleted) => expired_left = deleted as i64 == PURGE_BATCH,
                 Err(error) => {
