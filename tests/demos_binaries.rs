@@ -250,12 +250,7 @@ fn by_default_a_logout_survives_kill_9_in_the_working_directory() {
         assert!(file.exists(), "{name}: no {}", file.display());
         // The other demo's file is locked by it while it runs: a second
         // instance of the same demo in the same directory stops.
-        let locked = process::command(&examples_dir().join(name))
-            .current_dir(&dir)
-            .env("PORT", "0")
-            .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
-            .output()
-            .unwrap();
+        let locked = process::refused_in(&dir, name, SECRET);
         assert!(!locked.status.success(), "{name}: a second opener ran");
         let stderr = String::from_utf8_lossy(&locked.stderr);
         assert!(stderr.contains("another process"), "{name}: {stderr}");
@@ -283,12 +278,7 @@ fn by_default_a_logout_survives_kill_9_in_the_working_directory() {
         vec![0x5Au8; 8192],
     )
     .unwrap();
-    let output = process::command(&examples_dir().join("axum"))
-        .current_dir(&damaged)
-        .env("PORT", "0")
-        .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
-        .output()
-        .unwrap();
+    let output = process::refused_in(&damaged, "axum", SECRET);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -43,6 +43,17 @@ pub fn command(binary: &Path) -> Command {
     command
 }
 
+/// Runs the demo binary `name` to its end in the working directory `dir`
+/// (on any free port, with `secret`): for a demo that must refuse to start.
+pub fn refused_in(dir: &Path, name: &str, secret: &[u8]) -> std::process::Output {
+    command(&examples_dir().join(name))
+        .current_dir(dir)
+        .env("PORT", "0")
+        .env("JWT_SECRET", std::str::from_utf8(secret).unwrap())
+        .output()
+        .unwrap()
+}
+
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
