@@ -26,6 +26,9 @@ mod keys;
 mod layer;
 mod log;
 mod origin;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -98,8 +101,8 @@ pub mod store {
     //! compiling and says plainly what it lacks.
     pub use crate::BoxFuture;
     pub use crate::revoke::{
-        Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget, SharedFlight,
-        TokenIds,
+        FailureMode, Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget,
+        SharedFlight, TokenIds,
     };
 }
 

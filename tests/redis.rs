@@ -299,14 +299,6 @@ async fn a_full_replica_fails_closed_until_a_reload_finds_room() {
 // One cluster: three (or four) layers with separate stores sharing one Redis.
 // ---------------------------------------------------------------------------
 
-type App = tower_sliding_jwt::SlidingJwt<
-    Handler,
-    Key,
-    Claimset,
-    tower_sliding_jwt::policy::DefaultPolicy,
-    tower_sliding_jwt::HttpResponder,
->;
-
 struct Instance {
     store: RedisStore,
     layer: SlidingJwtLayer<Key, Claimset>,

@@ -9,18 +9,7 @@ use super::sync;
 use super::topology::Topology;
 use super::{RedisCounters, RedisStore, Shared, TaskGuard};
 use crate::clock::{Clock, SystemClock};
-use crate::revoke::{MemoryStore, StoreError, StoreErrorKind};
-
-/// What an instance does while it cannot trust its replica.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Refuse authenticated requests with 503 until synchronised again.
-    #[default]
-    Closed,
-    /// Keep answering from the local replica (may miss revocations made on
-    /// other instances while Redis was unreachable).
-    Open,
-}
+use crate::revoke::{FailureMode, MemoryStore, StoreError, StoreErrorKind};
 
 /// Configures and connects a [`RedisStore`].
 #[derive(Clone)]

@@ -113,7 +113,8 @@ use topology::{Commands, Topology};
 use crate::clock::Clock;
 use crate::revoke::{MAX_REVOCATION_SECS, MemoryStore, StoreError, StoreErrorKind};
 
-pub use builder::{FailureMode, RedisStoreBuilder};
+pub use crate::revoke::FailureMode;
+pub use builder::RedisStoreBuilder;
 pub use store::RedisStore;
 #[cfg(fuzzing)]
 pub(crate) use store::fuzz_entries;

@@ -37,20 +37,14 @@ use std::task::{Context, Poll, Waker};
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::row::{MAX_RECORD_BYTES, decode, encode};
 use super::{
-    Lookup, MemoryStore, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind,
-    TokenIds,
+    Lookup, MemoryStore, Revocation, RevocationStore, StoreError, StoreErrorKind, TokenIds,
 };
 use crate::BoxFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::log::event;
 
-/// Kind, `until` and `before` in front of the id.
-const FIXED: usize = 17;
-/// The longest id kept (`sid`, `jti`, `sub`, a cut-off's kept `jti` and
-/// `sid` together), as the Redis store: longer is refused before anything
-/// is written, and a longer one read back is damage.
-pub(crate) const MAX_ID_BYTES: usize = 16 * 1024;
 /// The schema this version writes and reads.
 const SCHEMA_VERSION: i64 = 1;
 /// Expired rows deleted per transaction.
@@ -331,7 +325,7 @@ impl RevocationStore for DurableStore {
         let record = encode(&revocation);
         // An id the store could not read back is refused before anything
         // is written, here or in memory.
-        if record.len() > FIXED + MAX_ID_BYTES {
+        if record.len() > MAX_RECORD_BYTES {
             return Box::pin(std::future::ready(Err(StoreError::new(
                 StoreErrorKind::Unavailable,
                 Some("the id is too long to keep (over 16 KiB)".into()),
@@ -487,7 +481,7 @@ fn load(db: &Connection, memory: &MemoryStore, now: i64) -> Result<u64, Load> {
             let record = row.get_ref(2)?.as_blob().map_err(|_| Load::Damaged(seq))?;
             let sum: i64 = row.get(3)?;
             after = seq;
-            if record.len() > FIXED + MAX_ID_BYTES || checksum(until, record) != sum {
+            if record.len() > MAX_RECORD_BYTES || checksum(until, record) != sum {
                 return Err(Load::Damaged(seq));
             }
             let revocation = decode(record).ok_or(Load::Damaged(seq))?;
@@ -709,68 +703,6 @@ fn write_loop(writer: &Writer, mut db: Db, clock: &dyn Clock) {
     }
 }
 
-/// A revocation as one row's `record`: `kind: u8 | until: i64 LE |
-/// before: i64 LE | id bytes` (a cut-off's id is `{keep length}:{keep}{sid}`).
-fn encode(revocation: &Revocation) -> Vec<u8> {
-    // A session's cut-off keeps its `keep` and `sid` in the id field as
-    // `{keep length}:{keep}{sid}`.
-    let cutoff;
-    let (kind, id, before) = match &revocation.target {
-        RevocationTarget::Session(sid) => (b's', sid.as_str(), 0),
-        RevocationTarget::Superseded { sid, before, keep } => {
-            cutoff = format!("{}:{keep}{sid}", keep.len());
-            (b'c', cutoff.as_str(), *before)
-        }
-        RevocationTarget::Token(jti) => (b'j', jti.as_str(), 0),
-        RevocationTarget::Subject { subject, before } => (b'u', subject.as_str(), *before),
-        RevocationTarget::Replaced { jti, used_at, .. } => (b'r', jti.as_str(), *used_at),
-    };
-    let mut body = Vec::with_capacity(FIXED + id.len());
-    body.push(kind);
-    body.extend_from_slice(&revocation.until.to_le_bytes());
-    body.extend_from_slice(&before.to_le_bytes());
-    body.extend_from_slice(id.as_bytes());
-    body
-}
-
-/// The revocation in a row's `record`, `None` when it is not one.
-fn decode(body: &[u8]) -> Option<Revocation> {
-    let (&kind, rest) = body.split_first()?;
-    let until = i64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-    let before = i64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
-    let id = std::str::from_utf8(rest.get(16..)?).ok()?.to_owned();
-    let target = match kind {
-        b's' => RevocationTarget::Session(id),
-        b'j' => RevocationTarget::Token(id),
-        b'u' => RevocationTarget::Subject {
-            subject: id,
-            before,
-        },
-        b'c' => {
-            let (length, rest) = id.split_once(':')?;
-            let length: usize = length.parse().ok()?;
-            if !rest.is_char_boundary(length) {
-                return None;
-            }
-            let (keep, sid) = rest.split_at(length);
-            RevocationTarget::Superseded {
-                sid: sid.to_owned(),
-                before,
-                keep: keep.to_owned(),
-            }
-        }
-        // The subject of a mark is not kept in the file: a mark read back
-        // counts against the budget of marks only.
-        b'r' => RevocationTarget::Replaced {
-            jti: id,
-            used_at: before,
-            subject: None,
-        },
-        _ => return None,
-    };
-    Some(Revocation { target, until })
-}
-
 /// CRC-32C (Castagnoli), bit-reflected, table-driven.
 fn crc32c(bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
@@ -801,6 +733,8 @@ fn crc32c(bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::revoke::RevocationTarget;
+    use crate::revoke::row::MAX_ID_BYTES;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -995,31 +929,6 @@ mod tests {
             store.commits()
         );
         assert_eq!(store.len(), 64);
-    }
-
-    #[test]
-    fn every_target_reads_back_as_written() {
-        for target in [
-            RevocationTarget::Session("s|1:x".into()),
-            RevocationTarget::Token("j".into()),
-            RevocationTarget::Subject {
-                subject: "alice".into(),
-                before: 5,
-            },
-            RevocationTarget::Superseded {
-                sid: "s:1|2".into(),
-                before: 7,
-                keep: "k:é|9".into(),
-            },
-            RevocationTarget::Replaced {
-                jti: "j".into(),
-                used_at: 3,
-                subject: None,
-            },
-        ] {
-            let revocation = Revocation { target, until: 99 };
-            assert_eq!(decode(&encode(&revocation)), Some(revocation));
-        }
     }
 
     #[test]

@@ -21,6 +21,10 @@ mod filter;
 mod memory;
 mod reuse;
 mod revoker;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod row;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod sealed;
 
 pub(crate) use admission::{Checkpoint, OnReused, Pending, Settled};
 #[cfg(feature = "sqlite")]
@@ -41,6 +45,19 @@ pub(crate) const MAX_SESSION_SECS: i64 = 400 * 86_400;
 /// it, so no entry (planted, or from a clock at the edge) can ask for more.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) const MAX_REVOCATION_SECS: i64 = MAX_SESSION_SECS + 60;
+
+/// What an instance of a cluster does while it cannot trust its replica of
+/// the shared store (Redis, PostgreSQL): the store was unreachable, or its
+/// replica is not confirmed current.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Refuse authenticated requests with 503 until synchronised again.
+    #[default]
+    Closed,
+    /// Keep answering from the local replica (may miss revocations made on
+    /// other instances while the shared store was unreachable).
+    Open,
+}
 
 /// What is revoked.
 #[non_exhaustive]

@@ -67,6 +67,16 @@ pub type Handler = tower::util::ServiceFn<
     fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
 >;
 
+/// The layer with default policy and responder around [`Handler`], as
+/// [`app`] builds it.
+pub type App = tower_sliding_jwt::SlidingJwt<
+    Handler,
+    tower_sliding_jwt::Key,
+    Claimset,
+    tower_sliding_jwt::policy::DefaultPolicy,
+    tower_sliding_jwt::HttpResponder,
+>;
+
 pub fn app<K, P, R>(
     layer: &SlidingJwtLayer<K, Claimset, P, R>,
 ) -> SlidingJwt<Handler, K, Claimset, P, R> {

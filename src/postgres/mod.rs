@@ -1,0 +1,279 @@
+//! One PostgreSQL database for a cluster (feature `postgres`): revocations,
+//! reuse marks, session cut-offs and the single flight shared by every
+//! instance, through [sqlx](https://docs.rs/sqlx) (re-exported as
+//! [`sqlx`](self::sqlx), so an application passing its own pool names the
+//! same version).
+//!
+//! [`PostgresStore`] is a [`RevocationStore`](crate::store::RevocationStore)
+//! that also offers a [`SharedFlight`](crate::store::SharedFlight), exactly
+//! as [`RedisStore`](crate::redis::RedisStore) does: `with_revocation_store(store)`
+//! is all a layer needs to act as one instance of a cluster. Build it from a
+//! URL, or from the application's own [`PgPool`](sqlx::PgPool) to share the
+//! connections it already has:
+//!
+//! ```no_run
+//! use tower_sliding_jwt::postgres::{PostgresStore, sqlx::PgPool};
+//!
+//! # async fn run(pool: PgPool) -> Result<(), tower_sliding_jwt::StoreError> {
+//! let store = PostgresStore::from_pool(pool).connect().await?;
+//! // or: PostgresStore::builder("postgres://app@db/app").connect().await?
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Revocations
+//! Every instance keeps a full local replica of the live revocations and
+//! answers checks from it: the per-request cost is the in-memory store's,
+//! never a query. PostgreSQL is the shared source:
+//!
+//! * a revocation is one row of `{prefix}revocations`, committed before the
+//!   revocation is answered (the commit waits for the WAL flush, whatever
+//!   the server's `synchronous_commit` default). One writer task per
+//!   instance puts every revocation waiting at that moment into one
+//!   statement (group commit), so a logout storm shares the flushes;
+//! * each row gets the next sequence number of the dataset, taken under the
+//!   lock of the one state row, so rows become visible in sequence order,
+//!   and its transaction announces the highest number with `NOTIFY` on the
+//!   channel `{prefix}revocations` (the number only: a payload is capped at
+//!   8000 bytes);
+//! * each instance `LISTEN`s, then reads every row after the last number it
+//!   has (a catch-up), and does so again on every announcement of a higher
+//!   number, every `confirm_interval` (1 s by default), and after every
+//!   reconnection: a notification missed while disconnected loses nothing.
+//!
+//! # Single flight
+//! `{prefix}flights` holds one row per old token near its renewal: the
+//! first replacement offered wins (`INSERT ... ON CONFLICT`), in one round
+//! trip, and every instance hands out the winner. The row's key and its
+//! sealed value are derived from the old token exactly as the Redis store's
+//! are (the database never sees the old token, and cannot plant a
+//! replacement: an entry that does not open is an error). Flight rows are
+//! committed with `synchronous_commit = off`: a server crash may lose the
+//! last ones, which costs one more replacement for an old token, never a
+//! logout.
+//!
+//! # Staleness and failures
+//! The replica is trusted only while the `LISTEN` connection is up and a
+//! catch-up succeeded within the last `confirm_interval` plus `timeout`
+//! (3 s by default); otherwise, with [`FailureMode::Closed`] (the default),
+//! authenticated requests get 503 with `Retry-After` until it is confirmed
+//! again, which the store does by itself (reconnecting with backoff, at
+//! most 2 s apart). A revocation made on another instance reaches this one
+//! within the notification's delay, and at worst within `confirm_interval`.
+//!
+//! # Write-back
+//! A database that lost writes is noticed by what it holds: its state row's
+//! sequence number below the highest this instance has read, another
+//! `epoch` (the tables were dropped and created again), or another system
+//! identifier or timeline (a restored backup, a promoted standby; read from
+//! `pg_control_system()` and `pg_control_checkpoint()` where the role may).
+//! The instance then writes every live entry of its replica back (a row
+//! already there is left as it is: each row carries a digest of its
+//! content) and reads the whole table again before it trusts its replica.
+//! A revocation of its own that could not reach the database is written
+//! back the same way once the database answers.
+//!
+//! # The schema
+//! Created when missing (one instance at a time, under an advisory lock),
+//! with the prefix `tsj_` unless [`PostgresStoreBuilder::with_table_prefix`]
+//! names another:
+//!
+//! ```sql
+//! CREATE TABLE tsj_state (        -- one row
+//!     id smallint PRIMARY KEY CHECK (id = 1),
+//!     version integer NOT NULL,   -- the schema version: 1
+//!     seq bigint NOT NULL,        -- the highest sequence number given
+//!     epoch text NOT NULL);       -- random, set when the tables are made
+//! CREATE TABLE tsj_revocations (
+//!     seq bigint PRIMARY KEY,
+//!     until_ bigint NOT NULL,     -- when the row can go
+//!     record bytea NOT NULL,      -- kind | until | before | id (as DurableStore's)
+//!     digest bytea NOT NULL UNIQUE); -- SHA-256 of until_ and record
+//! CREATE INDEX tsj_revocations_until ON tsj_revocations (until_);
+//! CREATE TABLE tsj_flights (
+//!     id text PRIMARY KEY,        -- keyed hash of the old token
+//!     sealed bytea NOT NULL,      -- the replacement, sealed
+//!     until_ bigint NOT NULL);
+//! CREATE INDEX tsj_flights_until ON tsj_flights (until_);
+//! ```
+//!
+//! Expired rows are deleted in batches of 1 000 at every resync (30 s by
+//! default); every value read back is bounded (a record over 17 KiB, a
+//! sealed replacement over 64 KiB is skipped as garbage).
+//!
+//! **Grants.** No superuser: the role needs `CREATE` on the schema for the
+//! first start (or run the statements above once as another role), then
+//! `SELECT, INSERT, UPDATE, DELETE` on the three tables. The system
+//! identifier and timeline checks use functions every role may call by
+//! default; where they are revoked, the store relies on the sequence and
+//! epoch checks alone.
+//!
+//! **Migrations.** The version in `{prefix}state` says what wrote the
+//! tables. A store refuses to start on a version it does not know (a newer
+//! crate wrote them), naming it; a later version of the crate that changes
+//! the schema migrates version 1 in place, at its first start, under the
+//! same advisory lock.
+
+mod builder;
+mod flight;
+mod schema;
+mod store;
+mod sync;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use sqlx;
+
+pub use crate::revoke::FailureMode;
+pub use builder::PostgresStoreBuilder;
+pub use store::PostgresStore;
+
+use crate::clock::Clock;
+use crate::revoke::{MemoryStore, StoreError, StoreErrorKind};
+use schema::Statements;
+
+const TARGET: &str = "tower_sliding_jwt::postgres";
+
+/// What a [`PostgresStore`] has done since it connected (all its clones
+/// together): for metrics, and to check that the verify path sends no
+/// query.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PostgresStats {
+    /// Statements sent: writes, catch-ups, single-flight claims, purges.
+    /// Checking a token never sends one.
+    pub queries: u64,
+    /// Transactions that wrote revocations (one per group of revocations
+    /// waiting together).
+    pub commits: u64,
+    /// Revocations written (each counted once, in whichever commit took it).
+    pub revocations_written: u64,
+    /// Replacements offered to the shared single flight.
+    pub flight_claims: u64,
+    /// Offers answered with another instance's replacement.
+    pub flight_lost: u64,
+    /// Offers that failed: the layer handed out no replacement.
+    pub flight_errors: u64,
+    /// Revocations written back after the database lost its data, or after
+    /// one of this instance's revocations could not reach it.
+    pub written_back: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    queries: AtomicU64,
+    commits: AtomicU64,
+    revocations_written: AtomicU64,
+    flight_claims: AtomicU64,
+    flight_lost: AtomicU64,
+    flight_errors: AtomicU64,
+    written_back: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> PostgresStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        PostgresStats {
+            queries: get(&self.queries),
+            commits: get(&self.commits),
+            revocations_written: get(&self.revocations_written),
+            flight_claims: get(&self.flight_claims),
+            flight_lost: get(&self.flight_lost),
+            flight_errors: get(&self.flight_errors),
+            written_back: get(&self.written_back),
+        }
+    }
+}
+
+/// Aborts the store's background tasks when the last clone goes.
+struct TaskGuards(Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Drop for TaskGuards {
+    fn drop(&mut self) {
+        let handles = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        for handle in handles.drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+/// What the store's clones and its tasks share.
+struct Shared {
+    replica: MemoryStore,
+    pool: sqlx::PgPool,
+    sql: Statements,
+    /// Listening, and caught up at least once since the last failure.
+    live: AtomicBool,
+    /// The replica refused an entry since the last complete reload.
+    overflow: AtomicBool,
+    /// A revocation of this instance may not have reached the database:
+    /// write the replica back at the next confirmation.
+    unshared: AtomicBool,
+    /// Milliseconds after `started` of the last successful catch-up.
+    confirmed: AtomicU64,
+    started: Instant,
+    clock: Arc<dyn Clock>,
+    synced: tokio::sync::Notify,
+    failure_mode: FailureMode,
+    timeout: Duration,
+    confirm_interval: Duration,
+    resync_interval: Duration,
+    writes: tokio::sync::mpsc::Sender<store::Write>,
+    stats: Counters,
+}
+
+impl Shared {
+    /// Whether checks may be answered from the replica: listening, not
+    /// missing an entry, and confirmed current within the bound.
+    fn trusted(&self) -> bool {
+        if !self.live.load(Ordering::Acquire) || self.overflow.load(Ordering::Acquire) {
+            return false;
+        }
+        let confirmed = Duration::from_millis(self.confirmed.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(confirmed) <= self.confirm_interval + self.timeout
+    }
+
+    fn confirm(&self) {
+        let now = self.started.elapsed().as_millis();
+        self.confirmed
+            .store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    fn query_sent(&self) {
+        Counters::add(&self.stats.queries, 1);
+    }
+}
+
+/// A store error for a configuration or an answer the store cannot use.
+fn invalid(what: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, Some(what.to_owned().into()))
+}
+
+fn unavailable(error: sqlx::Error) -> StoreError {
+    let kind = match error {
+        sqlx::Error::PoolTimedOut => StoreErrorKind::Timeout,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, Some(Box::new(error)))
+}
+
+/// `future`, bounded by `timeout`.
+async fn bounded<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(elapsed) => Err(StoreError::new(
+            StoreErrorKind::Timeout,
+            Some(Box::new(elapsed)),
+        )),
+    }
+}

@@ -1,0 +1,364 @@
+//! The background task: keeps the replica current (`LISTEN` and catch-ups
+//! by sequence number), writes it back when the database lost its data,
+//! and deletes expired rows.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row as _};
+use tokio::sync::watch;
+
+use super::store::{Row, WRITE_BATCH};
+use super::{Counters, FailureMode, Shared, TARGET, TaskGuards, bounded};
+use crate::revoke::row::{MAX_ID_BYTES, MAX_RECORD_BYTES, decode};
+use crate::revoke::{MAX_REVOCATION_SECS, RevocationTarget, StoreError, StoreErrorKind};
+
+/// Rows per catch-up query.
+const READ_BATCH: i64 = 10_000;
+/// Expired rows deleted per statement, and statements per resync.
+const PURGE_BATCH: i64 = 1_000;
+const PURGE_ROUNDS: usize = 10;
+/// Seconds past `until` a row is kept, for instances whose clock runs
+/// behind (by up to the largest leeway).
+const PURGE_MARGIN: i64 = 60;
+
+/// What the task remembers between reconnections.
+#[derive(Default)]
+pub(super) struct SyncState {
+    /// The highest sequence number read into the replica.
+    seen: i64,
+    /// The dataset's `epoch` last seen.
+    epoch: Option<String>,
+    /// The server's system identifier and timeline last seen (when the
+    /// role may read them).
+    identity: Option<(String, String)>,
+}
+
+/// Keeps the replica current; reconnects with backoff when anything fails.
+pub(super) async fn sync_loop(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut state = SyncState::default();
+    loop {
+        let error = listen_and_follow(&shared, &mut state, &mut backoff).await;
+        if shared.live.swap(false, Ordering::AcqRel) {
+            let mode = match shared.failure_mode {
+                FailureMode::Closed => "refusing authenticated requests (503) until it is back",
+                FailureMode::Open => "answering from the local replica until it is back",
+            };
+            tracing::warn!(target: TARGET, %error, "lost the PostgreSQL revocation feed; {mode}");
+        } else {
+            tracing::debug!(target: TARGET, %error, "PostgreSQL revocation feed still unavailable");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Listens, reconciles, catches up, then follows; returns only on failure.
+async fn listen_and_follow(
+    shared: &Shared,
+    state: &mut SyncState,
+    backoff: &mut Duration,
+) -> StoreError {
+    let timeout = shared.timeout;
+    // `LISTEN` holds a connection of its own (never one of the pool's),
+    // opened with the pool's settings.
+    let options = (*shared.pool.connect_options()).clone();
+    let listen_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(timeout)
+        .connect_lazy_with(options);
+    let mut listener = match bounded(timeout, PgListener::connect_with(&listen_pool)).await {
+        Ok(listener) => listener,
+        Err(error) => return error,
+    };
+    listener.eager_reconnect(false);
+    if let Err(error) = bounded(timeout, listener.listen(&shared.sql.channel)).await {
+        return error;
+    }
+    // Notifications are read by a task of their own (a read is not safe to
+    // cancel halfway), and coalesced: the highest number announced.
+    let (announced, mut announcements) = watch::channel(0i64);
+    let reader = tokio::spawn(async move {
+        // `Ok(None)`: the connection was lost; an error: the same.
+        while let Ok(Some(notification)) = listener.try_recv().await {
+            if let Ok(seq) = notification.payload().parse::<i64>() {
+                announced.send_modify(|highest| *highest = (*highest).max(seq));
+            } else {
+                announced.send_modify(|_| {});
+            }
+        }
+    });
+    let _reader = TaskGuards(std::sync::Mutex::new(vec![reader.abort_handle()]));
+    // Listening first, then reading: nothing written in between is missed.
+    if let Err(error) = shared.reconcile(state, true).await {
+        return error;
+    }
+    if let Err(error) = shared.catch_up(state).await {
+        return error;
+    }
+    shared.confirm();
+    shared.live.store(true, Ordering::Release);
+    shared.synced.notify_one();
+    *backoff = Duration::from_millis(50);
+    tracing::info!(target: TARGET, entries = shared.replica.len(), "revocation replica synchronised with PostgreSQL");
+    let mut confirm = tokio::time::interval(shared.confirm_interval);
+    confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    confirm.tick().await;
+    let mut resync = tokio::time::interval(shared.resync_interval);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await;
+    loop {
+        let result = tokio::select! {
+            changed = announcements.changed() => match changed {
+                Ok(()) => {
+                    let highest = *announcements.borrow_and_update();
+                    // A number at or below what was read: another instance
+                    // wrote a row this one may not have (the database went
+                    // back): check the dataset first.
+                    let checked = if highest <= state.seen {
+                        shared.reconcile(state, false).await
+                    } else {
+                        Ok(())
+                    };
+                    match checked {
+                        Ok(()) => shared.catch_up(state).await,
+                        Err(error) => Err(error),
+                    }
+                }
+                Err(_) => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    Some("the LISTEN connection to PostgreSQL was lost".into()),
+                )),
+            },
+            _ = confirm.tick() => match shared.reconcile(state, false).await {
+                Ok(()) => shared.catch_up(state).await,
+                Err(error) => Err(error),
+            },
+            _ = resync.tick() => shared.resync(state).await,
+        };
+        match result {
+            Ok(()) => shared.confirm(),
+            Err(error) => return error,
+        }
+    }
+}
+
+impl Shared {
+    /// Checks that the database still holds what this instance read
+    /// (`full`: the server's identity too), and writes the replica back
+    /// when it does not, or when a revocation of this instance may not
+    /// have reached it.
+    async fn reconcile(&self, state: &mut SyncState, full: bool) -> Result<(), StoreError> {
+        self.query_sent();
+        let row = bounded(
+            self.timeout,
+            sqlx::query(AssertSqlSafe(self.sql.state.as_str())).fetch_optional(&self.pool),
+        )
+        .await?
+        .ok_or_else(|| super::invalid("the store's state row is missing"))?;
+        let seq: i64 = row.try_get(0).map_err(super::unavailable)?;
+        let epoch: String = row.try_get(1).map_err(super::unavailable)?;
+        let identity = if full {
+            self.identity().await?
+        } else {
+            state.identity.clone()
+        };
+        let mut why = None;
+        if state.epoch.as_ref().is_some_and(|seen| *seen != epoch) {
+            why = Some("the tables were created again");
+        } else if seq < state.seen {
+            why = Some("the database went back to an earlier state");
+        } else if let (Some(seen), Some(now)) = (&state.identity, &identity)
+            && seen != now
+        {
+            why =
+                Some("the server is another cluster or timeline (restored, or a standby promoted)");
+        }
+        let unshared = self.unshared.swap(false, Ordering::AcqRel);
+        if (why.is_some() || unshared)
+            && let Err(error) = self.write_back(why).await
+        {
+            self.unshared.fetch_or(unshared, Ordering::AcqRel);
+            return Err(error);
+        }
+        if why.is_some() {
+            // Read everything again, from the start.
+            state.seen = 0;
+        }
+        state.epoch = Some(epoch);
+        state.identity = identity;
+        Ok(())
+    }
+
+    /// The server's system identifier and timeline, `None` where the role
+    /// may not read them.
+    async fn identity(&self) -> Result<Option<(String, String)>, StoreError> {
+        self.query_sent();
+        match bounded(
+            self.timeout,
+            sqlx::query(AssertSqlSafe(self.sql.identity.as_str())).fetch_one(&self.pool),
+        )
+        .await
+        {
+            Ok(row) => Ok(row
+                .try_get::<Option<String>, _>(0)
+                .ok()
+                .flatten()
+                .zip(row.try_get::<Option<String>, _>(1).ok().flatten())),
+            Err(error) if is_permission(&error) => {
+                tracing::debug!(target: TARGET, "cannot read the server's system identifier; relying on the sequence and epoch checks");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads every row after the last one read into the replica.
+    async fn catch_up(&self, state: &mut SyncState) -> Result<(), StoreError> {
+        let mut complete = true;
+        let from_start = state.seen == 0;
+        loop {
+            self.query_sent();
+            let rows = bounded(
+                self.timeout,
+                sqlx::query(AssertSqlSafe(self.sql.since.as_str()))
+                    .bind(state.seen)
+                    .bind(READ_BATCH)
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+            let read = rows.len();
+            for row in rows {
+                let seq: i64 = row.try_get(0).map_err(super::unavailable)?;
+                let record: Option<Vec<u8>> = row.try_get(2).map_err(super::unavailable)?;
+                complete &= self.apply(record.as_deref());
+                state.seen = state.seen.max(seq);
+            }
+            if read < READ_BATCH as usize {
+                break;
+            }
+        }
+        // Every live row is in the replica again: it can be trusted.
+        if from_start && complete && self.overflow.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: TARGET, entries = self.replica.len(), "revocation replica has room again");
+        }
+        Ok(())
+    }
+
+    /// Puts one row's revocation into the replica; `false` when the
+    /// replica could not take it.
+    fn apply(&self, record: Option<&[u8]>) -> bool {
+        let now = self.clock.now();
+        let revocation = record
+            .filter(|record| record.len() <= MAX_RECORD_BYTES)
+            .and_then(decode)
+            .filter(|revocation| ids_within_bounds(&revocation.target))
+            .map(|mut revocation| {
+                // An entry asking for more than any revocation can need was
+                // planted, or written by a clock far ahead.
+                revocation.until = revocation
+                    .until
+                    .min(now.saturating_add(MAX_REVOCATION_SECS));
+                revocation
+            });
+        let Some(revocation) = revocation else {
+            tracing::debug!(target: TARGET, "ignored a malformed revocation row");
+            return true;
+        };
+        match self.replica.insert(&revocation, now) {
+            Ok(()) => true,
+            // A reuse mark without room loses one generation's detection;
+            // it does not make the replica untrusted.
+            Err(_) if matches!(revocation.target, RevocationTarget::Replaced { .. }) => true,
+            Err(error) => {
+                if !self.overflow.swap(true, Ordering::AcqRel) {
+                    tracing::error!(target: TARGET, %error, replica = ?self.replica, "revocation replica is full and misses a revocation; not trusted until a reload finds room");
+                }
+                false
+            }
+        }
+    }
+
+    /// The periodic round: a full reload while the replica misses an
+    /// entry, the server's identity, and expired rows deleted.
+    async fn resync(&self, state: &mut SyncState) -> Result<(), StoreError> {
+        if self.overflow.load(Ordering::Acquire) {
+            state.seen = 0;
+        }
+        self.reconcile(state, true).await?;
+        self.catch_up(state).await?;
+        self.purge().await
+    }
+
+    /// Deletes expired rows, in bounded batches.
+    async fn purge(&self) -> Result<(), StoreError> {
+        let before = self.clock.now().saturating_sub(PURGE_MARGIN);
+        for statement in [&self.sql.purge_revocations, &self.sql.purge_flights] {
+            for _ in 0..PURGE_ROUNDS {
+                self.query_sent();
+                let deleted = bounded(
+                    self.timeout,
+                    sqlx::query(AssertSqlSafe(statement.as_str()))
+                        .bind(before)
+                        .bind(PURGE_BATCH)
+                        .execute(&self.pool),
+                )
+                .await?
+                .rows_affected();
+                if deleted < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every live replica entry back (a row already there is left
+    /// as it is), in bounded batches.
+    async fn write_back(&self, why: Option<&str>) -> Result<(), StoreError> {
+        let mut cursor = None;
+        let mut written = 0usize;
+        loop {
+            let now = self.clock.now();
+            let (batch, next) = self.replica.live_batch(cursor.as_ref(), now, WRITE_BATCH);
+            let rows: Vec<Row> = batch.iter().filter_map(|r| Row::of(r).ok()).collect();
+            if !rows.is_empty() {
+                self.write(&rows.iter().collect::<Vec<_>>()).await?;
+                written += rows.len();
+                Counters::add(&self.stats.written_back, rows.len() as u64);
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let why = why.unwrap_or("some revocations of this instance had not reached PostgreSQL");
+        tracing::warn!(target: TARGET, entries = written, "{why}: wrote the live revocations of this instance back");
+        Ok(())
+    }
+}
+
+/// Whether every id of a row read back is within the bound the writers
+/// keep (a longer one was planted).
+fn ids_within_bounds(target: &RevocationTarget) -> bool {
+    let longest = match target {
+        RevocationTarget::Session(id)
+        | RevocationTarget::Token(id)
+        | RevocationTarget::Subject { subject: id, .. }
+        | RevocationTarget::Replaced { jti: id, .. } => id.len(),
+        RevocationTarget::Superseded { sid, keep, .. } => sid.len() + keep.len(),
+    };
+    longest <= MAX_ID_BYTES
+}
+
+/// Whether `error` is PostgreSQL's "insufficient privilege" (42501).
+fn is_permission(error: &StoreError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .and_then(|error| error.as_database_error())
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "42501")
+}
