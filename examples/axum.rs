@@ -5,6 +5,8 @@
 //! # A cluster: several instances behind one Redis (`redis-server` on 6379).
 //! REDIS_URL=redis://127.0.0.1:6379/ PORT=3001 cargo run --features redis --example axum
 //! REDIS_URL=redis://127.0.0.1:6379/ PORT=3002 cargo run --features redis --example axum
+//! # Or on one PostgreSQL database.
+//! DATABASE_URL=postgres://app:secret@127.0.0.1/app PORT=3001 cargo run --features postgres --example axum
 //! curl -s localhost:3000/login -H 'content-type: application/json' \
 //!      -d '{"username":"alice","password":"wonderland"}'
 //! curl -s localhost:3000/me -H "authorization: Bearer $TOKEN"

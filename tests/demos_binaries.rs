@@ -44,24 +44,32 @@ fn example_binaries_start_and_answer() {
         );
 
         if name != "tonic" {
-            // Cluster mode with no Redis there: a clear refusal, never a
-            // password from the URL.
-            let mut child = process::command(&binary)
-                .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1/")
-                .env("PORT", "0")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let status = wait_for_exit(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
-                panic!(
-                    "{name} with an unreachable REDIS_URL did not exit (a stale binary? `cargo test` builds the examples)"
-                )
-            });
-            let stderr = read_all(child.stderr.take());
-            assert!(!status.success(), "{name}: {stderr}");
-            assert!(stderr.contains("REDIS_URL"), "{name}: {stderr}");
-            assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
+            // Cluster mode with no Redis or PostgreSQL there, or both named:
+            // a clear refusal, never a password from the URL.
+            let redis = ("REDIS_URL", "redis://:hunter2@127.0.0.1:1/");
+            let database = ("DATABASE_URL", "postgres://app:hunter2@127.0.0.1:1/app");
+            for (env, says) in [
+                (vec![redis], "REDIS_URL"),
+                (vec![database], "DATABASE_URL"),
+                (vec![redis, database], "both set"),
+            ] {
+                let mut child = process::command(&binary)
+                    .envs(env)
+                    .env("PORT", "0")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let status = wait_for_exit(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+                    panic!(
+                        "{name} with an unreachable {says} did not exit (a stale binary? `cargo test` builds the examples)"
+                    )
+                });
+                let stderr = read_all(child.stderr.take());
+                assert!(!status.success(), "{name}: {stderr}");
+                assert!(stderr.contains(says), "{name}: {stderr}");
+                assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
+            }
         }
 
         let port = free_port();

@@ -13,13 +13,16 @@ mod axum_demo;
 #[path = "../examples/hyper.rs"]
 #[allow(dead_code)]
 mod hyper_demo;
+#[cfg(feature = "postgres")]
+#[path = "common/postgres_server.rs"]
+mod postgres_server;
 #[cfg(feature = "redis")]
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::net::SocketAddr;
 use std::time::Duration;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -706,37 +709,49 @@ async fn reuse_grace_ends_a_session_whose_replaced_token_comes_back() {
     assert!(error.contains("REUSE_GRACE"), "{error}");
 }
 
+/// Which shared store a cluster of demos uses.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[derive(Clone, Copy)]
+enum Shared {
+    /// `REDIS_URL`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Redis,
+    /// `DATABASE_URL`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+}
+
 /// Three demo instances (axum, hyper, axum) on their own ports, all with
-/// `REDIS_URL=url` and `REUSE_GRACE=30`.
-#[cfg(feature = "redis")]
-async fn three_demos(url: &str, clock: &ManualClock) -> Vec<SocketAddr> {
+/// `REDIS_URL=url` (or `DATABASE_URL=url`) and `REUSE_GRACE=30`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+async fn three_demos(shared: Shared, url: &str, clock: &ManualClock) -> Vec<SocketAddr> {
+    let key = || tower_sliding_jwt::Key::hs256(SECRET).unwrap();
     let mut addrs = Vec::new();
     for which in [Http::Axum, Http::Hyper, Http::Axum] {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap());
+        let (clock, grace) = (clock.clone(), Some("30"));
         match which {
             Http::Axum => {
-                let layer = axum_demo::demo::cluster_layer(
-                    tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
-                    clock.clone(),
-                    url,
-                    Some("30"),
-                )
-                .await
-                .unwrap();
-                let app = axum_demo::app(layer);
+                let layer = match shared {
+                    Shared::Redis => axum_demo::demo::cluster_layer(key(), clock, url, grace).await,
+                    Shared::Postgres => {
+                        axum_demo::demo::database_layer(key(), clock, url, grace).await
+                    }
+                };
+                let app = axum_demo::app(layer.unwrap());
                 tokio::spawn(async move { axum::serve(listener, app).await });
             }
             Http::Hyper => {
-                let layer = hyper_demo::demo::cluster_layer(
-                    tower_sliding_jwt::Key::hs256(SECRET).unwrap(),
-                    clock.clone(),
-                    url,
-                    Some("30"),
-                )
-                .await
-                .unwrap();
-                tokio::spawn(hyper_demo::serve(listener, layer));
+                let layer = match shared {
+                    Shared::Redis => {
+                        hyper_demo::demo::cluster_layer(key(), clock, url, grace).await
+                    }
+                    Shared::Postgres => {
+                        hyper_demo::demo::database_layer(key(), clock, url, grace).await
+                    }
+                };
+                tokio::spawn(hyper_demo::serve(listener, layer.unwrap()));
             }
         }
     }
@@ -747,7 +762,7 @@ async fn three_demos(url: &str, clock: &ManualClock) -> Vec<SocketAddr> {
 /// with one near-expiry token over the three get one replacement, and a
 /// logout on one is refused by all within a second. Answers alice's old and
 /// renewed credentials (both logged out).
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 async fn demos_agree(addrs: &[SocketAddr], clock: &ManualClock) -> (String, String) {
     let client = http_client();
     let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
@@ -810,12 +825,12 @@ async fn demos_agree(addrs: &[SocketAddr], clock: &ManualClock) -> (String, Stri
 async fn http_demos_act_as_one_cluster_on_a_redis_cluster_and_under_sentinels() {
     let cluster = redis_server::RedisCluster::start(3).await;
     let clock = ManualClock::new(SystemClock.now());
-    let addrs = three_demos(&cluster.url(), &clock).await;
+    let addrs = three_demos(Shared::Redis, &cluster.url(), &clock).await;
     demos_agree(&addrs, &clock).await;
     drop(cluster);
     let sentinels = redis_server::Sentinels::start().await;
     let clock = ManualClock::new(SystemClock.now());
-    let addrs = three_demos(&sentinels.url(), &clock).await;
+    let addrs = three_demos(Shared::Redis, &sentinels.url(), &clock).await;
     demos_agree(&addrs, &clock).await;
 }
 
@@ -830,7 +845,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
     let port = server.port;
     let url = server.url();
     let clock = ManualClock::new(SystemClock.now());
-    let addrs = three_demos(&url, &clock).await;
+    let addrs = three_demos(Shared::Redis, &url, &clock).await;
     let client = http_client();
     let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
     let bob = token(login(&client, addrs[2], "bob", "builder").await);
@@ -928,4 +943,72 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// `DATABASE_URL=url`: three demos (axum, hyper, axum) on one PostgreSQL
+/// act as one cluster, exactly as behind Redis: one replacement per old
+/// token, a logout honoured by all within a second; PostgreSQL stopped
+/// (`pg_ctl stop -m immediate`) gives 503 with `Retry-After` everywhere,
+/// and once it is back every instance recovers by itself with nothing
+/// answered lost.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_demos_act_as_one_cluster_on_postgres() {
+    let mut server = postgres_server::Postgres::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let addrs = three_demos(Shared::Postgres, &server.url(), &clock).await;
+    let client = http_client();
+    let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
+    let bob = format!(
+        "Bearer {}",
+        token(login(&client, addrs[2], "bob", "builder").await)
+    );
+    let (old, renewed) = demos_agree(&addrs, &clock).await;
+
+    server.stop_immediate();
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            let reply = get_with(&client, *addr, "/me", "authorization", &bob).await;
+            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(reply.headers["retry-after"], "1");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still answers {}",
+                reply.status
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    server.start_again();
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get_with(&client, *addr, "/me", "authorization", &bob)
+            .await
+            .status
+            != StatusCode::OK
+        {
+            assert!(Instant::now() < deadline, "{addr} did not recover");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for credential in [&old, &renewed] {
+            assert_eq!(
+                get_with(&client, *addr, "/me", "authorization", credential)
+                    .await
+                    .status,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    // A fourth demo started now knows the logout too.
+    let later = three_demos(Shared::Postgres, &server.url(), &clock).await;
+    assert_eq!(
+        get_with(&client, later[1], "/me", "authorization", &renewed)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -417,9 +417,11 @@ async fn planted_rows_are_read_bounded() {
          UNION ALL SELECT s.seq - 1, 0, '\\x7300'::bytea, '\\x02'::bytea FROM s
          UNION ALL SELECT s.seq, 0, decode('{forever}', 'hex'), '\\x03'::bytea FROM s"
     ));
-    within("the planted rows are read", Duration::from_secs(2), async || {
-        a.store.len() == 1
-    })
+    within(
+        "the planted rows are read",
+        Duration::from_secs(2),
+        async || a.store.len() == 1,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(a.store.is_synchronised());

@@ -260,7 +260,8 @@ pub fn with_reuse_grace(
 }
 
 /// The contract's layer; with `$REDIS_URL` set, one instance of a cluster
-/// (see [`cluster_layer`]); otherwise revocations are kept by the durable
+/// on Redis (see [`cluster_layer`]), with `$DATABASE_URL` one on PostgreSQL
+/// (see [`database_layer`]; both set is refused); otherwise revocations are kept by the durable
 /// store (SQLite) in `tower-sliding-jwt-<demo>.sqlite3` in the working
 /// directory, or in the file `$REVOCATION_PATH` names (logouts survive a
 /// restart or a crash), or in memory with `REVOCATION_PATH=memory`.
@@ -272,18 +273,32 @@ pub async fn layer_from_env(
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
     let grace = std::env::var("REUSE_GRACE").ok();
     let grace = grace.as_deref();
-    if std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty()) {
-        return Err(
-            "DATABASE_URL (PostgreSQL) is not supported by this version of the demo; use REDIS_URL for a cluster"
-                .to_owned(),
-        );
-    }
-    if let Ok(url) = std::env::var("REDIS_URL")
-        && !url.is_empty()
-    {
-        let layer = cluster_layer(key, clock, &url, grace).await?;
-        eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
-        return Ok(layer);
+    let redis = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let database = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    match (redis, database) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "REDIS_URL and DATABASE_URL are both set: a cluster shares one store; unset one of them"
+                    .to_owned(),
+            );
+        }
+        (Some(url), None) => {
+            let layer = cluster_layer(key, clock, &url, grace).await?;
+            eprintln!("cluster mode: revocations and single flight go through Redis (REDIS_URL)");
+            return Ok(layer);
+        }
+        (None, Some(url)) => {
+            let layer = database_layer(key, clock, &url, grace).await?;
+            eprintln!(
+                "cluster mode: revocations and single flight go through PostgreSQL (DATABASE_URL)"
+            );
+            return Ok(layer);
+        }
+        (None, None) => {}
     }
     let builder = builder_with_key(key, clock.clone()).map_err(|e| e.to_string())?;
     let path = match std::env::var_os("REVOCATION_PATH") {
@@ -352,6 +367,47 @@ pub async fn cluster_layer(
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
     Err(
         "REDIS_URL is set, but this demo was built without the `redis` feature: run it with `--features redis`"
+            .to_owned(),
+    )
+}
+
+/// The contract's layer as one instance of a cluster on PostgreSQL:
+/// revocations and the single flight go through the database at `url`
+/// (tables created if missing), so demo processes on other ports on the
+/// same database agree on logouts and renewals (and, with a reuse `grace`,
+/// on reuse). PostgreSQL down: 503 with `Retry-After` until it is back.
+#[cfg(feature = "postgres")]
+pub async fn database_layer(
+    key: Key,
+    clock: impl Clock + Clone,
+    url: &str,
+    grace: Option<&str>,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    // The URL may carry a password: it is never printed.
+    let store = tower_sliding_jwt::postgres::PostgresStore::builder(url)
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("cannot use the PostgreSQL at DATABASE_URL: {e}: {cause}"),
+            None => format!("cannot use the PostgreSQL at DATABASE_URL: {e}"),
+        })?;
+    let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
+    with_reuse_grace(builder.with_revocation_store(store), grace)?
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Without the `postgres` feature there is no PostgreSQL cluster mode.
+#[cfg(not(feature = "postgres"))]
+pub async fn database_layer(
+    _key: Key,
+    _clock: impl Clock + Clone,
+    _url: &str,
+    _grace: Option<&str>,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    Err(
+        "DATABASE_URL is set, but this demo was built without the `postgres` feature: run it with `--features postgres`"
             .to_owned(),
     )
 }
