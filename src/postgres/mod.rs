@@ -1,7 +1,7 @@
 //! One PostgreSQL database for a cluster (feature `postgres`): revocations,
 //! reuse marks, session cut-offs and the single flight shared by every
 //! instance, through [sqlx](https://docs.rs/sqlx) (re-exported as
-//! [`sqlx`](self::sqlx), so an application passing its own pool names the
+//! [`sqlx`], so an application passing its own pool names the
 //! same version).
 //!
 //! [`PostgresStore`] is a [`RevocationStore`](crate::store::RevocationStore)
