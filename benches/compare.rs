@@ -7,6 +7,9 @@
 //! run only the ids containing its value.
 
 mod common;
+#[cfg(feature = "postgres")]
+#[path = "../tests/common/postgres_server.rs"]
+mod postgres_server;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -158,6 +161,44 @@ fn main() {
                 },
                 &mut baseline,
             );
+            // On the PostgreSQL store (feature `postgres`): checks are
+            // answered by its replica, never by a query.
+            #[cfg(feature = "postgres")]
+            {
+                let server = postgres_server::Postgres::start();
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                let store = runtime
+                    .block_on(
+                        tower_sliding_jwt::postgres::PostgresStore::builder(server.url())
+                            .with_clock(clock.clone())
+                            .connect(),
+                    )
+                    .unwrap();
+                let mut postgres = tower::Layer::layer(
+                    &tower_sliding_jwt::SlidingJwtLayer::<_, Claims>::builder((alg.key)())
+                        .with_clock(clock.clone())
+                        .with_issuer("bench")
+                        .with_audience("bench-api")
+                        .with_revocation_store(store.clone())
+                        .build()
+                        .unwrap(),
+                    inner(),
+                );
+                let queries = store.stats().queries;
+                compare(
+                    "verify/HS256+postgres",
+                    &mut |_| {
+                        black_box(call(&mut postgres, request(&authorization)));
+                    },
+                    &mut baseline,
+                );
+                // Background confirmations (one a second) are the only queries.
+                eprintln!(
+                    "verify/HS256+postgres: {} queries meanwhile (the store's own confirmations)",
+                    store.stats().queries - queries
+                );
+                drop((postgres, store, runtime, server));
+            }
         }
         if alg.name == "HS256" {
             // Reuse detection on, with a replacement whose predecessor this

@@ -10,7 +10,11 @@
 //! (the durable store's check, next to the memory store's),
 //! `revocation/durable/revoke` (one revocation, synced to disk, alone), and
 //! the time to open a durable file of 100 000 and 1 000 000 live entries
-//! and its size per entry (printed).
+//! and its size per entry (printed). `--features postgres` adds
+//! `revocation/postgres/{empty,10k}`, `revocation/postgres/revoke`, the group
+//! commit rate (1 and 64 concurrent callers) and the time to connect to a
+//! table of 1 000 000 live revocations (printed), against a throw-away
+//! PostgreSQL the bench starts on loopback.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -244,6 +248,115 @@ fn bench_redis(c: &mut Criterion) {
     drop((empty, full, server));
 }
 
+#[cfg(feature = "postgres")]
+#[path = "../tests/common/postgres_server.rs"]
+mod postgres_server;
+
+#[cfg(feature = "postgres")]
+fn bench_postgres(c: &mut Criterion) {
+    use tower_sliding_jwt::postgres::PostgresStore;
+    let server = postgres_server::Postgres::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = server.url();
+    let token = ids();
+    let connect = |prefix: &str| {
+        runtime
+            .block_on(
+                PostgresStore::builder(url.clone())
+                    .with_clock(tower_sliding_jwt::ManualClock::new(NOW))
+                    .with_table_prefix(prefix)
+                    .connect(),
+            )
+            .unwrap()
+    };
+    let empty = connect("empty_");
+    c.bench_function("revocation/postgres/empty", |b| {
+        b.iter(|| check(&empty, black_box(&token)))
+    });
+    let store = connect("tsj_");
+    runtime.block_on(async {
+        for n in 0..REVOKED {
+            store.revoke(revocation(n), NOW).await.unwrap();
+        }
+    });
+    assert!(!check(&store, &token));
+    c.bench_function("revocation/postgres/10k", |b| {
+        b.iter(|| check(&store, black_box(&token)))
+    });
+    let mut n = REVOKED;
+    c.bench_function("revocation/postgres/revoke", |b| {
+        b.iter(|| {
+            n += 1;
+            runtime.block_on(store.revoke(revocation(n), NOW)).unwrap();
+        })
+    });
+    // Group commit: revocations per second from one caller at a time, then
+    // from 64 concurrent callers, and revocations per commit.
+    for callers in [1usize, 64] {
+        let total = 64 * 40;
+        let commits = store.stats().commits;
+        let started = std::time::Instant::now();
+        runtime.block_on(async {
+            for _ in 0..total / callers {
+                let batch: Vec<_> = (0..callers)
+                    .map(|_| {
+                        n += 1;
+                        store.revoke(revocation(n), NOW)
+                    })
+                    .collect();
+                for done in batch {
+                    done.await.unwrap();
+                }
+            }
+        });
+        let elapsed = started.elapsed();
+        let commits = store.stats().commits - commits;
+        eprintln!(
+            "postgres store, {callers} concurrent caller(s): {:.0} revocations/s, {:.1} revocations per commit",
+            total as f64 / elapsed.as_secs_f64(),
+            total as f64 / commits.max(1) as f64
+        );
+    }
+    drop((empty, store));
+    // An instance starting on a table of a million live revocations.
+    let live = 1_000_000usize;
+    let filler = connect("big_");
+    runtime.block_on(async {
+        let mut pending = Vec::new();
+        for n in 0..live {
+            pending.push(filler.revoke(revocation(n), NOW));
+            if pending.len() == 4096 {
+                for done in pending.drain(..) {
+                    done.await.unwrap();
+                }
+            }
+        }
+        for done in pending {
+            done.await.unwrap();
+        }
+    });
+    drop(filler);
+    let started = std::time::Instant::now();
+    let store = runtime
+        .block_on(
+            PostgresStore::builder(url)
+                .with_clock(tower_sliding_jwt::ManualClock::new(NOW))
+                .with_table_prefix("big_")
+                .with_timeout(Duration::from_secs(30))
+                .connect(),
+        )
+        .unwrap();
+    let connected = started.elapsed();
+    assert_eq!(store.len(), live);
+    eprintln!("postgres store with {live} live revocations: connected and loaded in {connected:?}");
+    drop((store, server));
+}
+
+#[cfg(not(feature = "postgres"))]
+fn bench_postgres(_: &mut Criterion) {
+    eprintln!("built without the `postgres` feature: skipping revocation/postgres/*");
+}
+
 #[cfg(not(feature = "redis"))]
 fn bench_redis(_: &mut Criterion) {
     eprintln!("built without the `redis` feature: skipping revocation/redis/*");
@@ -252,6 +365,6 @@ fn bench_redis(_: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bench_memory, bench_durable, bench_redis
+    targets = bench_memory, bench_durable, bench_redis, bench_postgres
 }
 criterion_main!(benches);

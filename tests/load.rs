@@ -556,3 +556,101 @@ async fn per_renewal_cost_with_and_without_redis_single_flight() {
     }
     println!("Redis: {:?}", redis_store.stats());
 }
+
+#[cfg(feature = "postgres")]
+#[path = "common/postgres_server.rs"]
+mod postgres_server;
+
+/// Per-renewal cost, sequential, through the layer (`oneshot`), interleaved
+/// in rounds so the host's phases hit every store alike: the local single
+/// flight, Redis's (one loopback round trip) and PostgreSQL's (one
+/// statement). Run with `cargo test --release --features redis,postgres
+/// --test load -- --ignored --nocapture per_renewal_cost_on`.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run with --release --ignored --nocapture"]
+async fn per_renewal_cost_on_redis_and_postgres() {
+    use tower_sliding_jwt::store::RevocationStore;
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 500;
+    let now = 1_800_000_000;
+    let clock = ManualClock::new(now);
+    let issuer = demo::layer(SECRET, ManualClock::new(now - 45 * 60))
+        .unwrap()
+        .issuer();
+    let redis = redis_server::Server::start();
+    let postgres = postgres_server::Postgres::start();
+    let stores: Vec<(&str, std::sync::Arc<dyn RevocationStore>)> = vec![
+        (
+            "local single flight (memory store)",
+            std::sync::Arc::new(MemoryStore::new()),
+        ),
+        (
+            "Redis single flight (one node)",
+            std::sync::Arc::new(
+                tower_sliding_jwt::redis::RedisStore::builder(redis.url())
+                    .with_clock(clock.clone())
+                    .connect()
+                    .await
+                    .unwrap(),
+            ),
+        ),
+        (
+            "PostgreSQL single flight",
+            std::sync::Arc::new(
+                tower_sliding_jwt::postgres::PostgresStore::builder(postgres.url())
+                    .with_clock(clock.clone())
+                    .connect()
+                    .await
+                    .unwrap(),
+            ),
+        ),
+    ];
+    let services: Vec<_> = stores
+        .iter()
+        .map(|(_, store)| {
+            demo::builder(SECRET, clock.clone())
+                .unwrap()
+                .with_revocation_store(store.clone())
+                .build()
+                .unwrap()
+                .layer(service_fn(ok as fn(_) -> _))
+        })
+        .collect();
+    let mut spent = vec![Duration::ZERO; services.len()];
+    for round in 0..ROUNDS {
+        for (which, service) in services.iter().enumerate() {
+            let tokens: Vec<String> = (0..PER_ROUND)
+                .map(|i| {
+                    issuer
+                        .issue(demo::claims(&format!("u{round}-{which}-{i}"), "user"))
+                        .unwrap()
+                        .into_token()
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            for token in &tokens {
+                let request = Request::get("/")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(())
+                    .unwrap();
+                let response = tower::ServiceExt::oneshot(service.clone(), request)
+                    .await
+                    .unwrap();
+                assert!(response.headers().contains_key("authorization"));
+            }
+            spent[which] += started.elapsed();
+        }
+    }
+    let per: Vec<Duration> = spent
+        .iter()
+        .map(|total| *total / (ROUNDS * PER_ROUND) as u32)
+        .collect();
+    for ((name, _), per) in stores.iter().zip(&per) {
+        println!("renewal, {name}: {per:?} per request");
+    }
+    println!(
+        "PostgreSQL / Redis: {:.2}",
+        per[2].as_secs_f64() / per[1].as_secs_f64()
+    );
+}

@@ -538,3 +538,73 @@ async fn renew_with_on_one_instance_retires_the_replacement_another_instance_han
     }
     assert_eq!(kind(&instances[2], &r2).await.0, StatusCode::OK);
 }
+
+/// A database that answers no more (here: the state row locked by another
+/// session, while the instance's `LISTEN` connection stays up) fails closed
+/// within the confirmation bound, and serves again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_fails_closed_within_the_bound() {
+    let server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| {
+        b.with_timeout(Duration::from_millis(300))
+            .with_confirm_interval(Duration::from_millis(200))
+    })
+    .await;
+    let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
+    assert_eq!(kind(&a, login.token()).await.0, StatusCode::OK);
+    let locker = std::thread::spawn({
+        let url = server.url();
+        move || {
+            std::process::Command::new("psql")
+                .arg(url)
+                .args(["-AtX", "-c"])
+                .arg("BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT")
+                .output()
+                .unwrap()
+        }
+    });
+    within(
+        "503 while the database does not answer",
+        Duration::from_secs(2),
+        async || kind(&a, login.token()).await.0 == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert!(locker.join().unwrap().status.success());
+    within("serves again", Duration::from_secs(5), async || {
+        kind(&a, login.token()).await.0 == StatusCode::OK
+    })
+    .await;
+}
+
+/// Revocations made together share a commit (group commit): 64 at once
+/// take far fewer than 64 statements, and each is answered only once its
+/// commit is done (all 64 rows are there when the last answer arrives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revocations_share_commits() {
+    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
+    let server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| b).await;
+    let now = clock.now();
+    let pending: Vec<_> = (0..64)
+        .map(|i| {
+            let revocation = Revocation {
+                target: RevocationTarget::Session(format!("session-{i}")),
+                until: now + 600,
+            };
+            a.store.revoke(revocation, now)
+        })
+        .collect();
+    for done in pending {
+        done.await.unwrap();
+    }
+    let stats = a.store.stats();
+    assert_eq!(stats.revocations_written, 64);
+    assert!(
+        stats.commits <= 8,
+        "{} commits for 64 revocations",
+        stats.commits
+    );
+    assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "64");
+}

@@ -1,9 +1,9 @@
 //! [`PostgresStoreBuilder`]: a [`PostgresStore`]'s settings, and connecting it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 
@@ -130,8 +130,12 @@ impl PostgresStoreBuilder {
         let sql = Statements::new(&self.prefix)?;
         let pool = match self.source {
             Source::Pool(pool) => pool,
+            // No ping before each use: a broken connection fails its
+            // statement, which is bounded and answered as an error anyway,
+            // and the ping would double the cost of a renewal.
             Source::Url(url) => PgPoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .acquire_timeout(self.timeout)
                 .connect_lazy(&url)
                 .map_err(super::unavailable)?,
@@ -145,8 +149,6 @@ impl PostgresStoreBuilder {
             live: AtomicBool::new(false),
             overflow: AtomicBool::new(false),
             unshared: AtomicBool::new(false),
-            confirmed: AtomicU64::new(0),
-            started: Instant::now(),
             clock: self.clock,
             synced: tokio::sync::Notify::new(),
             failure_mode: self.failure_mode,

@@ -123,7 +123,7 @@ mod sync;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use sqlx;
 
@@ -216,9 +216,6 @@ struct Shared {
     /// A revocation of this instance may not have reached the database:
     /// write the replica back at the next confirmation.
     unshared: AtomicBool,
-    /// Milliseconds after `started` of the last successful catch-up.
-    confirmed: AtomicU64,
-    started: Instant,
     clock: Arc<dyn Clock>,
     synced: tokio::sync::Notify,
     failure_mode: FailureMode,
@@ -231,19 +228,11 @@ struct Shared {
 
 impl Shared {
     /// Whether checks may be answered from the replica: listening, not
-    /// missing an entry, and confirmed current within the bound.
+    /// missing an entry, and confirmed current within the bound (the
+    /// background task clears `live` when a confirmation is late, so a
+    /// check reads two flags and no clock).
     fn trusted(&self) -> bool {
-        if !self.live.load(Ordering::Acquire) || self.overflow.load(Ordering::Acquire) {
-            return false;
-        }
-        let confirmed = Duration::from_millis(self.confirmed.load(Ordering::Acquire));
-        self.started.elapsed().saturating_sub(confirmed) <= self.confirm_interval + self.timeout
-    }
-
-    fn confirm(&self) {
-        let now = self.started.elapsed().as_millis();
-        self.confirmed
-            .store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Release);
+        self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
     }
 
     fn query_sent(&self) {

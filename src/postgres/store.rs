@@ -44,14 +44,18 @@ impl PostgresStore {
 
     /// A builder for a store on its own pool of connections to `url`
     /// (`postgres://user:password@host:port/database`; four connections,
-    /// plus one for `LISTEN`).
+    /// not pinged before each use, plus one for `LISTEN`).
     pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
         PostgresStoreBuilder::new(super::builder::Source::Url(url.into()))
     }
 
     /// A builder for a store on the application's own pool: its queries
     /// share the pool's connections; `LISTEN` gets a connection of its own
-    /// with the pool's settings.
+    /// with the pool's settings. sqlx pings a connection before each use
+    /// unless the pool was built with
+    /// [`test_before_acquire(false)`](sqlx::pool::PoolOptions::test_before_acquire),
+    /// as the store's own pool is: the ping is one more round trip on each
+    /// renewal through the shared single flight.
     pub fn from_pool(pool: sqlx::PgPool) -> PostgresStoreBuilder {
         PostgresStoreBuilder::new(super::builder::Source::Pool(pool))
     }
@@ -112,24 +116,41 @@ impl RevocationStore for PostgresStore {
         revocation: Revocation,
         now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let shared = &self.shared;
-            // An id no instance could read back is refused before anything
-            // is written, here or in the database.
-            let row = Row::of(&revocation)?;
-            // This instance honours it at once, whatever happens to the
-            // database; a full replica refuses it.
-            shared.replica.insert(&revocation, now)?;
-            if revocation.until <= now {
-                return Ok(());
+        let shared = &self.shared;
+        // An id no instance could read back is refused before anything is
+        // written, here or in the database.
+        let row = match Row::of(&revocation) {
+            Ok(row) => row,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        // This instance honours it at once, whatever happens to the
+        // database; a full replica refuses it.
+        if let Err(error) = shared.replica.insert(&revocation, now) {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        if revocation.until <= now {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        // Queued now, before the caller awaits: revocations made together
+        // share a commit even when their futures are awaited one by one.
+        let (done, answer) = oneshot::channel();
+        let queued = match shared.writes.try_send(Write { row, done }) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(write)) => Some(write),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
             }
-            let (done, answer) = oneshot::channel();
+        };
+        Box::pin(async move {
             let sent = async {
-                shared
-                    .writes
-                    .send(Write { row, done })
-                    .await
-                    .map_err(|_| StoreError::from(StoreErrorKind::Unavailable))?;
+                // The queue was full: wait for room, within the bound.
+                if let Some(write) = queued {
+                    shared
+                        .writes
+                        .send(write)
+                        .await
+                        .map_err(|_| StoreError::from(StoreErrorKind::Unavailable))?;
+                }
                 answer
                     .await
                     .unwrap_or_else(|_| Err(StoreErrorKind::Unavailable.into()))

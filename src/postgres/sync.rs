@@ -15,8 +15,9 @@ use super::{Counters, FailureMode, Shared, TARGET, TaskGuards, bounded};
 use crate::revoke::row::{MAX_ID_BYTES, MAX_RECORD_BYTES, decode};
 use crate::revoke::{MAX_REVOCATION_SECS, RevocationTarget, StoreError, StoreErrorKind};
 
-/// Rows per catch-up query.
-const READ_BATCH: i64 = 10_000;
+/// Rows per catch-up query: at most 2 000 × 17 KiB (34 MiB) in memory at
+/// once, whatever was planted in the table.
+const READ_BATCH: i64 = 2_000;
 /// Expired rows deleted per statement, and statements per resync.
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_ROUNDS: usize = 10;
@@ -99,7 +100,6 @@ async fn listen_and_follow(
     if let Err(error) = shared.catch_up(state).await {
         return error;
     }
-    shared.confirm();
     shared.live.store(true, Ordering::Release);
     shared.synced.notify_one();
     *backoff = Duration::from_millis(50);
@@ -110,6 +110,9 @@ async fn listen_and_follow(
     let mut resync = tokio::time::interval(shared.resync_interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await;
+    // Not confirmed by then: not trusted (the check path reads no clock).
+    let bound = shared.confirm_interval + timeout;
+    let mut deadline = tokio::time::Instant::now() + bound;
     loop {
         let result = tokio::select! {
             changed = announcements.changed() => match changed {
@@ -138,9 +141,13 @@ async fn listen_and_follow(
                 Err(error) => Err(error),
             },
             _ = resync.tick() => shared.resync(state).await,
+            () = tokio::time::sleep_until(deadline) => Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                Some("the replica was not confirmed within its bound".into()),
+            )),
         };
         match result {
-            Ok(()) => shared.confirm(),
+            Ok(()) => deadline = tokio::time::Instant::now() + bound,
             Err(error) => return error,
         }
     }
