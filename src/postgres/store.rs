@@ -258,7 +258,24 @@ impl Shared {
 /// committed.
 pub(super) async fn write_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut last = 0;
     while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        // Under load (the last commit took several), the callers it just
+        // answered are about to queue their next revocations: give them a
+        // moment (a few turns of the scheduler, no timer) so they join
+        // this commit instead of waiting for the next one.
+        if last > 1 {
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            while batch.len() < WRITE_BATCH {
+                match queue.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+        }
+        last = batch.len();
         let rows: Vec<&Row> = batch.iter().map(|write| &write.row).collect();
         let result = shared.write(&rows).await;
         for write in batch.drain(..) {
