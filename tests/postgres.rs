@@ -608,3 +608,29 @@ async fn concurrent_revocations_share_commits() {
     );
     assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "64");
 }
+
+/// An id longer than any instance reads back (16 KiB) is refused before
+/// anything is written, in the database or in the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_id_is_refused_with_nothing_written() {
+    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
+    let server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| b).await;
+    let now = clock.now();
+    let revoke = |sid: String| {
+        a.store.revoke(
+            Revocation {
+                target: RevocationTarget::Session(sid),
+                until: now + 600,
+            },
+            now,
+        )
+    };
+    assert!(revoke("x".repeat(16 * 1024 + 1)).await.is_err());
+    assert!(a.store.is_empty());
+    assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "0");
+    revoke("y".repeat(16 * 1024)).await.unwrap();
+    assert_eq!(a.store.len(), 1);
+    assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "1");
+}
