@@ -415,7 +415,7 @@ async fn planted_rows_are_read_bounded() {
          INSERT INTO tsj_revocations (seq, until_, record, digest)
          SELECT s.seq - 2, 0, decode(repeat('73', 20000), 'hex'), '\\x01'::bytea FROM s
          UNION ALL SELECT s.seq - 1, 0, '\\x7300'::bytea, '\\x02'::bytea FROM s
-         UNION ALL SELECT s.seq, 0, decode('{forever}', 'hex'), '\\x03'::bytea FROM s"
+         UNION ALL SELECT s.seq, 9223372036854775807, decode('{forever}', 'hex'), '\\x03'::bytea FROM s"
     ));
     within(
         "the planted rows are read",
@@ -633,4 +633,131 @@ async fn an_over_long_id_is_refused_with_nothing_written() {
     revoke("y".repeat(16 * 1024)).await.unwrap();
     assert_eq!(a.store.len(), 1);
     assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "1");
+}
+
+/// Hand-writes a session revocation row at sequence number `seq`, as an
+/// instance's write lands (no announcement).
+fn plant_logout(server: &Postgres, sid: &str, until: i64, seq: i64) {
+    let mut record = vec![b's'];
+    record.extend_from_slice(&until.to_le_bytes());
+    record.extend_from_slice(&0i64.to_le_bytes());
+    record.extend_from_slice(sid.as_bytes());
+    let hex: String = record.iter().map(|b| format!("{b:02x}")).collect();
+    server.psql(&format!(
+        "INSERT INTO tsj_revocations (seq, until_, record, digest)
+         VALUES ({seq}, {until}, decode('{hex}', 'hex'), decode(md5('{hex}'), 'hex'))"
+    ));
+}
+
+/// The database goes back to an earlier state and takes a new logout at a
+/// sequence number an instance already read past. The instance that finds
+/// the loss first writes back and gives the dataset a new epoch, so another
+/// instance, whose own check would find nothing amiss by then (the
+/// write-back moved the sequence past what it read), reads everything again
+/// and honours the new logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_finds_lost_writes_makes_every_instance_read_everything_again() {
+    let server = Postgres::start();
+    let clock = clock();
+    let x = instance(&server, &clock, |b| {
+        b.with_confirm_interval(Duration::from_millis(100))
+    })
+    .await;
+    let y = instance(&server, &clock, |b| {
+        b.with_confirm_interval(Duration::from_secs(2))
+    })
+    .await;
+    let (alice, carol, bob) = (
+        x.layer.issuer().issue(user("alice", "user")).unwrap(),
+        x.layer.issuer().issue(user("carol", "user")).unwrap(),
+        x.layer.issuer().issue(user("bob", "user")).unwrap(),
+    );
+    for login in [&alice, &carol] {
+        x.layer.revoker().revoke_session(&sid(login)).await.unwrap();
+    }
+    within("Y has both", Duration::from_secs(1), async || {
+        y.store.len() == 2
+    })
+    .await;
+    // Restored to empty; bob's logout lands at sequence 1.
+    server.psql("BEGIN; DELETE FROM tsj_revocations; UPDATE tsj_state SET seq = 1; COMMIT");
+    plant_logout(&server, &sid(&bob), clock.now() + 3600, 1);
+    within(
+        "Y honours bob's logout",
+        Duration::from_secs(6),
+        async || kind(&y, bob.token()).await.1 == Some(RejectionKind::Revoked),
+    )
+    .await;
+    assert_eq!(
+        kind(&y, alice.token()).await.1,
+        Some(RejectionKind::Revoked)
+    );
+    assert!(x.store.stats().written_back >= 2);
+}
+
+/// A logout whose caller went away before it was answered (the database
+/// was down) is still shared once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_whose_caller_went_away_is_shared_once_the_database_is_back() {
+    let mut server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| {
+        b.with_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let alice = a.layer.issuer().issue(user("alice", "user")).unwrap();
+    server.stop_immediate();
+    // The caller gives up at once: its future is dropped.
+    let revoker = a.layer.revoker();
+    let sid = sid(&alice);
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(1), revoker.revoke_session(&sid)).await;
+    assert!(!matches!(gave_up, Ok(Ok(()))), "not answered as shared");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.start_again();
+    let later = instance(&server, &clock, |b| b).await;
+    within(
+        "the logout reaches the database",
+        Duration::from_secs(10),
+        async || kind(&later, alice.token()).await.1 == Some(RejectionKind::Revoked),
+    )
+    .await;
+}
+
+/// Expired rows are deleted by the instances, in batches, however many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_rows_are_deleted() {
+    let server = Postgres::start();
+    let clock = clock();
+    let _a = instance(&server, &clock, |b| {
+        b.with_resync_interval(Duration::from_millis(200))
+    })
+    .await;
+    let old = clock.now() - 3600;
+    server.psql(&format!(
+        "WITH s AS (UPDATE tsj_state SET seq = seq + 2500 RETURNING seq)
+         INSERT INTO tsj_revocations (seq, until_, record, digest)
+         SELECT s.seq - n, {old}, '\\\\x00'::bytea, int8send(n) FROM s, generate_series(0, 2499) n"
+    ));
+    within("expired rows deleted", Duration::from_secs(5), async || {
+        server.psql("SELECT count(*) FROM tsj_revocations") == "0"
+    })
+    .await;
+}
+
+/// Timeouts and intervals of any size are taken (cut to an hour), never a
+/// panic in the background that would leave the replica trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_timeout_is_taken() {
+    let server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| {
+        b.with_timeout(Duration::MAX)
+            .with_confirm_interval(Duration::MAX)
+            .with_resync_interval(Duration::MAX)
+    })
+    .await;
+    assert!(a.store.is_synchronised());
+    let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
+    assert_eq!(kind(&a, login.token()).await.0, StatusCode::OK);
 }

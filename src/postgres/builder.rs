@@ -1,7 +1,7 @@
 //! [`PostgresStoreBuilder`]: a [`PostgresStore`]'s settings, and connecting it.
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +11,9 @@ use super::schema::Statements;
 use super::{Counters, FailureMode, PostgresStore, Shared, TaskGuards, store, sync};
 use crate::clock::{Clock, SystemClock};
 use crate::revoke::{MemoryStore, StoreError, StoreErrorKind};
+
+/// The longest timeout or interval taken (longer ones are cut to it).
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// Where the connections come from.
 #[derive(Clone)]
@@ -128,6 +131,7 @@ impl PostgresStoreBuilder {
     /// answer within the timeout.
     pub async fn connect(self) -> Result<PostgresStore, StoreError> {
         let sql = Statements::new(&self.prefix)?;
+        let timeout = self.timeout.clamp(Duration::from_millis(10), HOUR);
         let pool = match self.source {
             Source::Pool(pool) => pool,
             // No ping before each use: a broken connection fails its
@@ -136,11 +140,11 @@ impl PostgresStoreBuilder {
             Source::Url(url) => PgPoolOptions::new()
                 .max_connections(4)
                 .test_before_acquire(false)
-                .acquire_timeout(self.timeout)
+                .acquire_timeout(timeout)
                 .connect_lazy(&url)
                 .map_err(super::unavailable)?,
         };
-        sql.prepare(&pool, &self.prefix, self.timeout).await?;
+        sql.prepare(&pool, &self.prefix, timeout).await?;
         let (writes, queue) = tokio::sync::mpsc::channel(store::WRITE_BATCH * 4);
         let shared = Arc::new(Shared {
             replica: MemoryStore::with_capacity(self.capacity),
@@ -148,24 +152,31 @@ impl PostgresStoreBuilder {
             sql,
             live: AtomicBool::new(false),
             overflow: AtomicBool::new(false),
-            unshared: AtomicBool::new(false),
+            unshared: Mutex::default(),
+            confirmed: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             clock: self.clock,
             synced: tokio::sync::Notify::new(),
             failure_mode: self.failure_mode,
-            timeout: self.timeout,
-            confirm_interval: self.confirm_interval.max(Duration::from_millis(50)),
-            resync_interval: self.resync_interval.max(Duration::from_millis(100)),
+            // Bounds a clock can add to without overflow.
+            timeout,
+            confirm_interval: self.confirm_interval.clamp(Duration::from_millis(50), HOUR),
+            resync_interval: self.resync_interval.clamp(Duration::from_millis(100), HOUR),
             writes,
             stats: Counters::default(),
         });
         let writer = tokio::spawn(store::write_loop(shared.clone(), queue));
         let follower = tokio::spawn(sync::sync_loop(shared.clone()));
+        let watchdog = tokio::spawn(sync::watchdog(shared.clone()));
+        let purger = tokio::spawn(sync::purge_loop(shared.clone()));
         let tasks = Arc::new(TaskGuards(Mutex::new(vec![
             writer.abort_handle(),
             follower.abort_handle(),
+            watchdog.abort_handle(),
+            purger.abort_handle(),
         ])));
         // Loading a large table may take longer than one statement's bound.
-        let wait = self.timeout.saturating_mul(10);
+        let wait = timeout.saturating_mul(10);
         if tokio::time::timeout(wait, shared.synced.notified())
             .await
             .is_err()

@@ -34,13 +34,17 @@
 //!   statement (group commit), so a logout storm shares the flushes;
 //! * each row gets the next sequence number of the dataset, taken under the
 //!   lock of the one state row, so rows become visible in sequence order,
-//!   and its transaction announces the highest number with `NOTIFY` on the
-//!   channel `{prefix}revocations` (the number only: a payload is capped at
-//!   8000 bytes);
+//!   and its transaction announces it with `NOTIFY` on the channel
+//!   `{prefix}revocations`;
 //! * each instance `LISTEN`s, then reads every row after the last number it
-//!   has (a catch-up), and does so again on every announcement of a higher
-//!   number, every `confirm_interval` (1 s by default), and after every
+//!   has read (a catch-up), and does so again after every notification (a
+//!   hint only: anyone who may connect can `NOTIFY`, so its payload decides
+//!   nothing, and a flood of them costs one catch-up per 5 ms at most),
+//!   every `confirm_interval` (1 s by default), and after every
 //!   reconnection: a notification missed while disconnected loses nothing.
+//!   A revocation that could not be written is kept aside (up to 10 000;
+//!   past that, the whole replica) and written back at the next
+//!   confirmation, whether or not its caller still waits.
 //!
 //! # Single flight
 //! `{prefix}flights` holds one row per old token near its renewal: the
@@ -54,9 +58,11 @@
 //! logout.
 //!
 //! # Staleness and failures
-//! The replica is trusted only while the `LISTEN` connection is up and a
-//! catch-up succeeded within the last `confirm_interval` plus `timeout`
-//! (3 s by default); otherwise, with [`FailureMode::Closed`] (the default),
+//! The replica is trusted only while the `LISTEN` connection is up and the
+//! last successful catch-up began within `confirm_interval` plus `timeout`
+//! (3 s by default; a watchdog task enforces it whatever the follower is
+//! doing, so a check reads two flags and no clock); otherwise, with
+//! [`FailureMode::Closed`] (the default),
 //! authenticated requests get 503 with `Retry-After` until it is confirmed
 //! again, which the store does by itself (reconnecting with backoff, at
 //! most 2 s apart). A revocation made on another instance reaches this one
@@ -68,9 +74,15 @@
 //! `epoch` (the tables were dropped and created again), or another system
 //! identifier or timeline (a restored backup, a promoted standby; read from
 //! `pg_control_system()` and `pg_control_checkpoint()` where the role may).
-//! The instance then writes every live entry of its replica back (a row
+//! The instance then gives the dataset a new epoch (so every other instance
+//! does the same at its next confirmation, however far the sequence has
+//! moved meanwhile), writes every live entry of its replica back (a row
 //! already there is left as it is: each row carries a digest of its
-//! content) and reads the whole table again before it trusts its replica.
+//! content) and reads the whole table again before it trusts its replica;
+//! a write-back that fails is tried again. What this cannot see: a database
+//! that went back and took more new rows than it lost before any instance
+//! confirmed (within `confirm_interval`), on the same system identifier and
+//! timeline.
 //! A revocation of its own that could not reach the database is written
 //! back the same way once the database answers.
 //!
@@ -98,8 +110,10 @@
 //! CREATE INDEX tsj_flights_until ON tsj_flights (until_);
 //! ```
 //!
-//! Expired rows are deleted in batches of 1 000 at every resync (30 s by
-//! default); every value read back is bounded (a record over 17 KiB, a
+//! Expired rows are deleted by each instance in batches of 1 000 every
+//! resync interval (30 s by default), until a batch comes back short or five
+//! timeouts have passed, on a task of its own; catch-ups skip expired rows'
+//! records; every value read back is bounded (a record over 17 KiB, a
 //! sealed replacement over 64 KiB is skipped as garbage).
 //!
 //! **Grants.** No superuser: the role needs `CREATE` on the schema for the
@@ -213,9 +227,13 @@ struct Shared {
     live: AtomicBool,
     /// The replica refused an entry since the last complete reload.
     overflow: AtomicBool,
-    /// A revocation of this instance may not have reached the database:
-    /// write the replica back at the next confirmation.
-    unshared: AtomicBool,
+    /// Revocations of this instance that did not reach the database,
+    /// written back at the next confirmation.
+    unshared: Mutex<Unshared>,
+    /// Milliseconds after `started` at which the last successful catch-up
+    /// began: the replica holds every row committed before then.
+    confirmed: AtomicU64,
+    started: std::time::Instant,
     clock: Arc<dyn Clock>,
     synced: tokio::sync::Notify,
     failure_mode: FailureMode,
@@ -235,9 +253,47 @@ impl Shared {
         self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
     }
 
+    /// Milliseconds since the store started: the clock of confirmations.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The replica is current as of `began` (an [`elapsed_ms`](Self::elapsed_ms)
+    /// reading taken before the catch-up that just succeeded): trusted again.
+    fn confirm(&self, began: u64) {
+        self.confirmed.fetch_max(began, Ordering::AcqRel);
+        self.live.store(true, Ordering::Release);
+    }
+
+    /// Remembers rows a failed write did not commit, for the next
+    /// confirmation to write back (all of the replica once more than
+    /// [`UNSHARED_ROWS`] wait).
+    fn remember_unshared(&self, rows: impl IntoIterator<Item = store::Row>) {
+        let mut unshared = self.unshared.lock().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            if unshared.rows.len() < UNSHARED_ROWS {
+                unshared.rows.push(row);
+            } else {
+                unshared.everything = true;
+            }
+        }
+    }
+
     fn query_sent(&self) {
         Counters::add(&self.stats.queries, 1);
     }
+}
+
+/// Rows of failed writes kept to be written back; past it, the whole
+/// replica is written back.
+const UNSHARED_ROWS: usize = 10_000;
+
+/// What a failed write left to write back.
+#[derive(Default)]
+struct Unshared {
+    rows: Vec<store::Row>,
+    /// More failed than [`UNSHARED_ROWS`]: write the whole replica back.
+    everything: bool,
 }
 
 /// A store error for a configuration or an answer the store cannot use.

@@ -30,8 +30,11 @@ pub(super) struct Statements {
     /// sequence number reserved.
     pub(super) write: String,
     /// Rows after `$1`, at most `$2`, in sequence order: `(seq, until_,
-    /// record)`, `record` NULL when it is longer than a record can be.
+    /// record)`, `record` NULL when it is longer than a record can be or
+    /// the row expired before `$3`.
     pub(super) since: String,
+    /// A new random epoch: every instance reads everything again.
+    pub(super) rotate: String,
     pub(super) purge_revocations: String,
     pub(super) purge_flights: String,
     pub(super) identity: String,
@@ -128,8 +131,13 @@ impl Statements {
             ),
             since: format!(
                 "SELECT seq, until_,
-                        CASE WHEN octet_length(record) <= {max_record} THEN record END
+                        CASE WHEN octet_length(record) <= {max_record} AND until_ >= $3
+                             THEN record END
                  FROM {p}revocations WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ),
+            rotate: format!(
+                "UPDATE {p}state SET epoch = md5(random()::text || clock_timestamp()::text)
+                 WHERE id = 1 RETURNING epoch"
             ),
             purge_revocations: format!(
                 "DELETE FROM {p}revocations WHERE seq IN (

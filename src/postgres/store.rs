@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use sha2::{Digest as _, Sha256};
 use sqlx::AssertSqlSafe;
@@ -133,32 +132,23 @@ impl RevocationStore for PostgresStore {
         }
         // Queued now, before the caller awaits: revocations made together
         // share a commit even when their futures are awaited one by one.
+        // A full queue is waited for by a task of its own, so a caller that
+        // goes away leaves nothing unqueued; a write that fails is kept by
+        // the writer and written back at the next confirmation.
         let (done, answer) = oneshot::channel();
-        let queued = match shared.writes.try_send(Write { row, done }) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(write)) => Some(write),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
-            }
-        };
+        if let Err(mpsc::error::TrySendError::Full(write)) =
+            shared.writes.try_send(Write { row, done })
+        {
+            let writes = shared.writes.clone();
+            tokio::spawn(async move { writes.send(write).await });
+        }
+        let timeout = shared.timeout;
         Box::pin(async move {
-            let sent = async {
-                // The queue was full: wait for room, within the bound.
-                if let Some(write) = queued {
-                    shared
-                        .writes
-                        .send(write)
-                        .await
-                        .map_err(|_| StoreError::from(StoreErrorKind::Unavailable))?;
-                }
-                answer
-                    .await
-                    .unwrap_or_else(|_| Err(StoreErrorKind::Unavailable.into()))
-            };
             #[cfg(feature = "metrics")]
             let started = std::time::Instant::now();
-            let result = match tokio::time::timeout(shared.timeout, sent).await {
-                Ok(result) => result,
+            let result = match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(StoreErrorKind::Unavailable.into()),
                 Err(elapsed) => Err(StoreError::new(
                     StoreErrorKind::Timeout,
                     Some(Box::new(elapsed)),
@@ -167,10 +157,7 @@ impl RevocationStore for PostgresStore {
             #[cfg(feature = "metrics")]
             crate::stats::exported::store_round_trip("postgres", started);
             if let Err(error) = &result {
-                // Written back with the whole replica once the database
-                // answers again.
-                shared.unshared.store(true, Ordering::Release);
-                tracing::warn!(target: TARGET, %error, "could not share a revocation through PostgreSQL; only this instance knows it until the database is back");
+                tracing::warn!(target: TARGET, %error, "could not share a revocation through PostgreSQL in time; this instance honours it, and writes it back if it did not reach the database");
             }
             result
         })
@@ -278,6 +265,7 @@ pub(super) async fn write_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Wr
         last = batch.len();
         let rows: Vec<&Row> = batch.iter().map(|write| &write.row).collect();
         let result = shared.write(&rows).await;
+        let mut failed = Vec::new();
         for write in batch.drain(..) {
             let answer = match &result {
                 Ok(_) => Ok(()),
@@ -288,6 +276,13 @@ pub(super) async fn write_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Wr
                 )),
             };
             let _ = write.done.send(answer);
+            if result.is_err() {
+                failed.push(write.row);
+            }
+        }
+        if !failed.is_empty() {
+            // Whether or not anyone still waits for them.
+            shared.remember_unshared(failed);
         }
     }
 }

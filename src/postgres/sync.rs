@@ -18,9 +18,11 @@ use crate::revoke::{MAX_REVOCATION_SECS, RevocationTarget, StoreError, StoreErro
 /// Rows per catch-up query: at most 2 000 × 17 KiB (34 MiB) in memory at
 /// once, whatever was planted in the table.
 const READ_BATCH: i64 = 2_000;
-/// Expired rows deleted per statement, and statements per resync.
+/// Expired rows deleted per statement.
 const PURGE_BATCH: i64 = 1_000;
-const PURGE_ROUNDS: usize = 10;
+/// The least time between two catch-ups that notifications ask for: a
+/// flood of `NOTIFY` costs each instance at most one query per gap.
+const NOTIFIED_CATCH_UP_GAP: Duration = Duration::from_millis(5);
 /// Seconds past `until` a row is kept, for instances whose clock runs
 /// behind (by up to the largest leeway).
 const PURGE_MARGIN: i64 = 60;
@@ -35,10 +37,16 @@ pub(super) struct SyncState {
     /// The server's system identifier and timeline last seen (when the
     /// role may read them).
     identity: Option<(String, String)>,
+    /// Why the database was found to have lost writes, until the whole
+    /// replica is written back (a failed write-back is tried again).
+    lost: Option<&'static str>,
 }
 
 /// Keeps the replica current; reconnects with backoff when anything fails.
 pub(super) async fn sync_loop(shared: Arc<Shared>) {
+    // However this task ends (a panic included), the replica is not
+    // trusted after it.
+    let _untrusted = Untrusted(&shared);
     let mut backoff = Duration::from_millis(50);
     let mut state = SyncState::default();
     loop {
@@ -54,6 +62,50 @@ pub(super) async fn sync_loop(shared: Arc<Shared>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Clears `live` when dropped.
+struct Untrusted<'a>(&'a Shared);
+
+impl Drop for Untrusted<'_> {
+    fn drop(&mut self) {
+        self.0.live.store(false, Ordering::Release);
+    }
+}
+
+/// Clears `live` whenever the last successful catch-up began longer ago
+/// than `confirm_interval` plus the timeout, whatever the follower is doing
+/// (a long write-back, a slow statement): the bound on staleness holds
+/// without a clock on the check path.
+pub(super) async fn watchdog(shared: Arc<Shared>) {
+    let bound = shared.confirm_interval + shared.timeout;
+    let bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+    let tick = (bound / 8).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(tick).await;
+        let confirmed = shared.confirmed.load(Ordering::Acquire);
+        if shared.elapsed_ms().saturating_sub(confirmed) > bound_ms
+            && shared.live.swap(false, Ordering::AcqRel)
+        {
+            tracing::warn!(target: TARGET, ?bound, "the revocation replica was not confirmed within its bound; not trusted until it is");
+        }
+    }
+}
+
+/// Deletes expired rows every `resync_interval`: until a batch comes back
+/// short, within a budget of five timeouts a round, on a task of its own
+/// so confirmations never wait for it.
+pub(super) async fn purge_loop(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(shared.resync_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once: the first purge comes an interval later.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(error) = shared.purge().await {
+            tracing::debug!(target: TARGET, %error, "could not delete expired rows; trying again later");
+        }
     }
 }
 
@@ -80,27 +132,26 @@ async fn listen_and_follow(
         return error;
     }
     // Notifications are read by a task of their own (a read is not safe to
-    // cancel halfway), and coalesced: the highest number announced.
-    let (announced, mut announcements) = watch::channel(0i64);
+    // cancel halfway) and coalesced. A payload is a hint only: anyone who
+    // may connect can `NOTIFY`, so a notification never decides anything
+    // but to catch up (at most every `NOTIFIED_CATCH_UP_GAP`).
+    let (announced, mut announcements) = watch::channel(());
     let reader = tokio::spawn(async move {
         // `Ok(None)`: the connection was lost; an error: the same.
-        while let Ok(Some(notification)) = listener.try_recv().await {
-            if let Ok(seq) = notification.payload().parse::<i64>() {
-                announced.send_modify(|highest| *highest = (*highest).max(seq));
-            } else {
-                announced.send_modify(|_| {});
-            }
+        while let Ok(Some(_)) = listener.try_recv().await {
+            announced.send_replace(());
         }
     });
     let _reader = TaskGuards(std::sync::Mutex::new(vec![reader.abort_handle()]));
     // Listening first, then reading: nothing written in between is missed.
+    let began = shared.elapsed_ms();
     if let Err(error) = shared.reconcile(state, true).await {
         return error;
     }
     if let Err(error) = shared.catch_up(state).await {
         return error;
     }
-    shared.live.store(true, Ordering::Release);
+    shared.confirm(began);
     shared.synced.notify_one();
     *backoff = Duration::from_millis(50);
     tracing::info!(target: TARGET, entries = shared.replica.len(), "revocation replica synchronised with PostgreSQL");
@@ -110,26 +161,14 @@ async fn listen_and_follow(
     let mut resync = tokio::time::interval(shared.resync_interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await;
-    // Not confirmed by then: not trusted (the check path reads no clock).
-    let bound = shared.confirm_interval + timeout;
-    let mut deadline = tokio::time::Instant::now() + bound;
     loop {
+        let began = shared.elapsed_ms();
         let result = tokio::select! {
             changed = announcements.changed() => match changed {
                 Ok(()) => {
-                    let highest = *announcements.borrow_and_update();
-                    // A number at or below what was read: another instance
-                    // wrote a row this one may not have (the database went
-                    // back): check the dataset first.
-                    let checked = if highest <= state.seen {
-                        shared.reconcile(state, false).await
-                    } else {
-                        Ok(())
-                    };
-                    match checked {
-                        Ok(()) => shared.catch_up(state).await,
-                        Err(error) => Err(error),
-                    }
+                    tokio::time::sleep(NOTIFIED_CATCH_UP_GAP).await;
+                    announcements.borrow_and_update();
+                    shared.catch_up(state).await
                 }
                 Err(_) => Err(StoreError::new(
                     StoreErrorKind::Unavailable,
@@ -141,13 +180,9 @@ async fn listen_and_follow(
                 Err(error) => Err(error),
             },
             _ = resync.tick() => shared.resync(state).await,
-            () = tokio::time::sleep_until(deadline) => Err(StoreError::new(
-                StoreErrorKind::Timeout,
-                Some("the replica was not confirmed within its bound".into()),
-            )),
         };
         match result {
-            Ok(()) => deadline = tokio::time::Instant::now() + bound,
+            Ok(()) => shared.confirm(began),
             Err(error) => return error,
         }
     }
@@ -167,36 +202,81 @@ impl Shared {
         .await?
         .ok_or_else(|| super::invalid("the store's state row is missing"))?;
         let seq: i64 = row.try_get(0).map_err(super::unavailable)?;
-        let epoch: String = row.try_get(1).map_err(super::unavailable)?;
+        let mut epoch: String = row.try_get(1).map_err(super::unavailable)?;
         let identity = if full {
             self.identity().await?
         } else {
             state.identity.clone()
         };
-        let mut why = None;
+        let mut rotate = false;
         if state.epoch.as_ref().is_some_and(|seen| *seen != epoch) {
-            why = Some("the tables were created again");
+            state.lost = Some(
+                "the tables were created again, or another instance found the database had lost writes",
+            );
         } else if seq < state.seen {
-            why = Some("the database went back to an earlier state");
+            state.lost = Some("the database went back to an earlier state");
+            rotate = true;
         } else if let (Some(seen), Some(now)) = (&state.identity, &identity)
             && seen != now
         {
-            why =
+            state.lost =
                 Some("the server is another cluster or timeline (restored, or a standby promoted)");
+            rotate = true;
         }
-        let unshared = self.unshared.swap(false, Ordering::AcqRel);
-        if (why.is_some() || unshared)
-            && let Err(error) = self.write_back(why).await
-        {
-            self.unshared.fetch_or(unshared, Ordering::AcqRel);
-            return Err(error);
-        }
-        if why.is_some() {
-            // Read everything again, from the start.
+        if state.lost.is_some() {
+            // Whatever happens next, everything is read again.
             state.seen = 0;
         }
+        if rotate {
+            // Every other instance finds another epoch at its next
+            // confirmation, however far the sequence has moved meanwhile:
+            // it writes back and reads everything again too.
+            self.query_sent();
+            epoch = bounded(
+                self.timeout,
+                sqlx::query_scalar(AssertSqlSafe(self.sql.rotate.as_str())).fetch_one(&self.pool),
+            )
+            .await?;
+        }
+        // This instance's own rotation is not a change to it.
         state.epoch = Some(epoch);
         state.identity = identity;
+        let unshared =
+            std::mem::take(&mut *self.unshared.lock().unwrap_or_else(|e| e.into_inner()));
+        let result = match (state.lost, unshared.everything) {
+            (Some(why), _) => self.write_back(why).await,
+            (None, true) => {
+                self.write_back("more revocations of this instance than it keeps aside had not reached PostgreSQL")
+                    .await
+            }
+            (None, false) => self.write_rows(&unshared.rows).await,
+        };
+        match result {
+            Ok(()) => {
+                state.lost = None;
+                Ok(())
+            }
+            Err(error) => {
+                // Tried again at the next confirmation.
+                let mut kept = self.unshared.lock().unwrap_or_else(|e| e.into_inner());
+                kept.everything |= unshared.everything;
+                drop(kept);
+                self.remember_unshared(unshared.rows);
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes `rows` (this instance's revocations that a failed write did
+    /// not commit), in bounded batches.
+    async fn write_rows(&self, rows: &[Row]) -> Result<(), StoreError> {
+        for batch in rows.chunks(WRITE_BATCH) {
+            self.write(&batch.iter().collect::<Vec<_>>()).await?;
+            Counters::add(&self.stats.written_back, batch.len() as u64);
+        }
+        if !rows.is_empty() {
+            tracing::warn!(target: TARGET, entries = rows.len(), "wrote back revocations of this instance that had not reached PostgreSQL");
+        }
         Ok(())
     }
 
@@ -234,6 +314,7 @@ impl Shared {
                 sqlx::query(AssertSqlSafe(self.sql.since.as_str()))
                     .bind(state.seen)
                     .bind(READ_BATCH)
+                    .bind(self.clock.now().saturating_sub(PURGE_MARGIN))
                     .fetch_all(&self.pool),
             )
             .await?;
@@ -290,21 +371,22 @@ impl Shared {
     }
 
     /// The periodic round: a full reload while the replica misses an
-    /// entry, the server's identity, and expired rows deleted.
+    /// entry, and the server's identity.
     async fn resync(&self, state: &mut SyncState) -> Result<(), StoreError> {
         if self.overflow.load(Ordering::Acquire) {
             state.seen = 0;
         }
         self.reconcile(state, true).await?;
-        self.catch_up(state).await?;
-        self.purge().await
+        self.catch_up(state).await
     }
 
-    /// Deletes expired rows, in bounded batches.
+    /// Deletes expired rows, in batches, until a batch comes back short or
+    /// five timeouts have passed.
     async fn purge(&self) -> Result<(), StoreError> {
         let before = self.clock.now().saturating_sub(PURGE_MARGIN);
+        let budget = std::time::Instant::now() + self.timeout * 5;
         for statement in [&self.sql.purge_revocations, &self.sql.purge_flights] {
-            for _ in 0..PURGE_ROUNDS {
+            while std::time::Instant::now() < budget {
                 self.query_sent();
                 let deleted = bounded(
                     self.timeout,
@@ -325,7 +407,7 @@ impl Shared {
 
     /// Writes every live replica entry back (a row already there is left
     /// as it is), in bounded batches.
-    async fn write_back(&self, why: Option<&str>) -> Result<(), StoreError> {
+    async fn write_back(&self, why: &str) -> Result<(), StoreError> {
         let mut cursor = None;
         let mut written = 0usize;
         loop {
@@ -342,7 +424,6 @@ impl Shared {
                 None => break,
             }
         }
-        let why = why.unwrap_or("some revocations of this instance had not reached PostgreSQL");
         tracing::warn!(target: TARGET, entries = written, "{why}: wrote the live revocations of this instance back");
         Ok(())
     }
