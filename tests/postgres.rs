@@ -553,17 +553,11 @@ async fn a_database_that_stops_answering_fails_closed_within_the_bound() {
     .await;
     let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
     assert_eq!(kind(&a, login.token()).await.0, StatusCode::OK);
-    let locker = std::thread::spawn({
-        let url = server.url();
-        move || {
-            std::process::Command::new("psql")
-                .arg(url)
-                .args(["-AtX", "-c"])
-                .arg("BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT")
-                .output()
-                .unwrap()
-        }
-    });
+    let mut locker = server.psql_command();
+    locker
+        .arg("-c")
+        .arg("BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT");
+    let locker = std::thread::spawn(move || locker.output().unwrap());
     within(
         "503 while the database does not answer",
         Duration::from_secs(2),
@@ -760,4 +754,63 @@ async fn any_timeout_is_taken() {
     assert!(a.store.is_synchronised());
     let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
     assert_eq!(kind(&a, login.token()).await.0, StatusCode::OK);
+}
+
+/// Reuse detection across instances: a replacement renewed on A and used on
+/// B, then the old token back on C past the grace, is caught on C through
+/// the mark B wrote, and the session ends on every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_on_one_instance_of_a_replacement_used_on_another_is_caught_on_a_third() {
+    let server = Postgres::start();
+    let clock = clock();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let store = PostgresStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap();
+        let layer = SlidingJwtLayer::builder(hs256())
+            .with_clock(clock.clone())
+            .with_revocation_store(store.clone())
+            .with_reuse_detection(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let app = app(&layer);
+        instances.push(Instance { store, layer, app });
+    }
+    let (a, b, c) = (&instances[0], &instances[1], &instances[2]);
+    let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
+    clock.advance(minutes(41));
+    let replacement = renewed(&send(&a.app, get(login.token())).await).expect("renewed on A");
+    // Used on B; inside the grace the old token still works on C and gets
+    // the cluster's one replacement.
+    assert_eq!(kind(b, &replacement).await.0, StatusCode::OK);
+    let response = send(&c.app, get(login.token())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(renewed(&response).as_deref(), Some(replacement.as_str()));
+    // Past the grace plus the default 5 s leeway, the old token on C is a
+    // stolen copy, and the session is over on every instance.
+    clock.advance(Duration::from_secs(36));
+    within(
+        "the mark written on B reaches C",
+        Duration::from_secs(2),
+        async || {
+            kind(c, login.token()).await
+                == (StatusCode::UNAUTHORIZED, Some(RejectionKind::TokenReused))
+        },
+    )
+    .await;
+    assert_eq!(c.layer.stats().reuse_detected(), 1);
+    for instance in [a, b, c] {
+        within(
+            "the session is revoked everywhere",
+            Duration::from_secs(1),
+            async || {
+                kind(instance, &replacement).await
+                    == (StatusCode::UNAUTHORIZED, Some(RejectionKind::Revoked))
+            },
+        )
+        .await;
+    }
 }

@@ -100,21 +100,20 @@ impl Postgres {
         self.running = false;
     }
 
+    /// `psql` connected as the superuser, unaligned, stopping at the first
+    /// error: add `-c <sql>`.
+    pub fn psql_command(&self) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args(["-p", &self.port.to_string()])
+            .args(["-AtX", "-v", "ON_ERROR_STOP=1"]);
+        command
+    }
+
     /// Runs `sql` with `psql` as the superuser; its output, unaligned.
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-AtX",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-            ])
-            .arg(sql)
-            .output()
-            .unwrap();
+        let out = self.psql_command().arg("-c").arg(sql).output().unwrap();
         assert!(out.status.success(), "psql {sql}: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
