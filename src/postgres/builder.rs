@@ -22,6 +22,26 @@ pub(super) enum Source {
     Pool(sqlx::PgPool),
 }
 
+impl PostgresStore {
+    /// A builder for a store on its own pool of connections to `url`
+    /// (`postgres://user:password@host:port/database`; four connections,
+    /// not pinged before each use, plus one for `LISTEN`).
+    pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
+        PostgresStoreBuilder::new(Source::Url(url.into()))
+    }
+
+    /// A builder for a store on the application's own pool: its queries
+    /// share the pool's connections; `LISTEN` gets a connection of its own
+    /// with the pool's settings. sqlx pings a connection before each use
+    /// unless the pool was built with
+    /// [`test_before_acquire(false)`](sqlx::pool::PoolOptions::test_before_acquire),
+    /// as the store's own pool is: the ping is one more round trip on each
+    /// renewal through the shared single flight.
+    pub fn from_pool(pool: sqlx::PgPool) -> PostgresStoreBuilder {
+        PostgresStoreBuilder::new(Source::Pool(pool))
+    }
+}
+
 /// Configures and connects a [`PostgresStore`].
 #[derive(Clone)]
 pub struct PostgresStoreBuilder {

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::AssertSqlSafe;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Counters, FailureMode, PostgresStats, PostgresStoreBuilder, Shared, TARGET};
+use super::{Counters, FailureMode, PostgresStats, Shared, TARGET};
 use super::{TaskGuards, bounded};
 use crate::BoxFuture;
 use crate::revoke::row::{MAX_RECORD_BYTES, encode};
@@ -39,24 +39,6 @@ impl PostgresStore {
             shared,
             _tasks: tasks,
         }
-    }
-
-    /// A builder for a store on its own pool of connections to `url`
-    /// (`postgres://user:password@host:port/database`; four connections,
-    /// not pinged before each use, plus one for `LISTEN`).
-    pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder {
-        PostgresStoreBuilder::new(super::builder::Source::Url(url.into()))
-    }
-
-    /// A builder for a store on the application's own pool: its queries
-    /// share the pool's connections; `LISTEN` gets a connection of its own
-    /// with the pool's settings. sqlx pings a connection before each use
-    /// unless the pool was built with
-    /// [`test_before_acquire(false)`](sqlx::pool::PoolOptions::test_before_acquire),
-    /// as the store's own pool is: the ping is one more round trip on each
-    /// renewal through the shared single flight.
-    pub fn from_pool(pool: sqlx::PgPool) -> PostgresStoreBuilder {
-        PostgresStoreBuilder::new(super::builder::Source::Pool(pool))
     }
 
     /// Whether the replica is confirmed current right now: listening,
