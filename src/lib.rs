@@ -227,4 +227,10 @@ pub mod fuzzing {
         #[cfg(not(feature = "redis"))]
         let _ = (key, value, message);
     }
+
+    /// Reads a row's `record` as the SQL stores read it back from a shared
+    /// database, checking its bounds.
+    pub fn sql_record(record: &[u8]) {
+        crate::revoke::row::fuzz_record(record);
+    }
 }

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use super::store::{Row, WRITE_BATCH};
 use super::{Counters, FailureMode, Shared, TARGET, TaskGuards, bounded};
-use crate::revoke::row::{MAX_ID_BYTES, MAX_RECORD_BYTES, decode};
-use crate::revoke::{MAX_REVOCATION_SECS, RevocationTarget, StoreError, StoreErrorKind};
+use crate::revoke::row::read_back;
+use crate::revoke::{RevocationTarget, StoreError, StoreErrorKind};
 
 /// Rows per catch-up query: at most 2 000 × 17 KiB (34 MiB) in memory at
 /// once, whatever was planted in the table.
@@ -340,19 +340,7 @@ impl Shared {
     /// replica could not take it.
     fn apply(&self, record: Option<&[u8]>) -> bool {
         let now = self.clock.now();
-        let revocation = record
-            .filter(|record| record.len() <= MAX_RECORD_BYTES)
-            .and_then(decode)
-            .filter(|revocation| ids_within_bounds(&revocation.target))
-            .map(|mut revocation| {
-                // An entry asking for more than any revocation can need was
-                // planted, or written by a clock far ahead.
-                revocation.until = revocation
-                    .until
-                    .min(now.saturating_add(MAX_REVOCATION_SECS));
-                revocation
-            });
-        let Some(revocation) = revocation else {
+        let Some(revocation) = record.and_then(|record| read_back(record, now)) else {
             tracing::debug!(target: TARGET, "ignored a malformed revocation row");
             return true;
         };
@@ -427,19 +415,6 @@ impl Shared {
         tracing::warn!(target: TARGET, entries = written, "{why}: wrote the live revocations of this instance back");
         Ok(())
     }
-}
-
-/// Whether every id of a row read back is within the bound the writers
-/// keep (a longer one was planted).
-fn ids_within_bounds(target: &RevocationTarget) -> bool {
-    let longest = match target {
-        RevocationTarget::Session(id)
-        | RevocationTarget::Token(id)
-        | RevocationTarget::Subject { subject: id, .. }
-        | RevocationTarget::Replaced { jti: id, .. } => id.len(),
-        RevocationTarget::Superseded { sid, keep, .. } => sid.len() + keep.len(),
-    };
-    longest <= MAX_ID_BYTES
 }
 
 /// Whether `error` is PostgreSQL's "insufficient privilege" (42501).

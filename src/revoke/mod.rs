@@ -21,7 +21,7 @@ mod filter;
 mod memory;
 mod reuse;
 mod revoker;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", fuzzing))]
 pub(crate) mod row;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) mod sealed;

@@ -2,7 +2,7 @@
 //! PostgreSQL's `PostgresStore`): one `record` blob per revocation, the
 //! same bytes in both.
 
-use super::{Revocation, RevocationTarget};
+use super::{MAX_REVOCATION_SECS, Revocation, RevocationTarget};
 
 /// Kind, `until` and `before` in front of the id.
 const FIXED: usize = 17;
@@ -75,9 +75,69 @@ pub(crate) fn decode(body: &[u8]) -> Option<Revocation> {
     Some(Revocation { target, until })
 }
 
+/// The revocation in a `record` read back from where others can write
+/// (a shared database), at `now`: `None` unless it is one a writer of this
+/// crate could have written (within [`MAX_RECORD_BYTES`], its ids within
+/// [`MAX_ID_BYTES`]), and its `until` cut to the longest any revocation can
+/// need (a longer one was planted, or written by a clock far ahead).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn read_back(record: &[u8], now: i64) -> Option<Revocation> {
+    if record.len() > MAX_RECORD_BYTES {
+        return None;
+    }
+    let mut revocation = decode(record)?;
+    let longest = match &revocation.target {
+        RevocationTarget::Session(id)
+        | RevocationTarget::Token(id)
+        | RevocationTarget::Subject { subject: id, .. }
+        | RevocationTarget::Replaced { jti: id, .. } => id.len(),
+        RevocationTarget::Superseded { sid, keep, .. } => sid.len() + keep.len(),
+    };
+    if longest > MAX_ID_BYTES {
+        return None;
+    }
+    revocation.until = revocation
+        .until
+        .min(now.saturating_add(MAX_REVOCATION_SECS));
+    Some(revocation)
+}
+
+/// Reads `record` as a shared database's row is read back, and checks every
+/// bound it must keep (fuzzing only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_record(record: &[u8]) {
+    const NOW: i64 = 1_800_000_000;
+    let Some(revocation) = read_back(record, NOW) else {
+        return;
+    };
+    assert!(revocation.until <= NOW + MAX_REVOCATION_SECS);
+    // What was accepted is written back within the bounds, and reads back
+    // as the same revocation.
+    let again = encode(&revocation);
+    assert!(again.len() <= MAX_RECORD_BYTES);
+    assert_eq!(read_back(&again, NOW).as_ref(), Some(&revocation));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_read_back_is_bounded() {
+        const NOW: i64 = 1_800_000_000;
+        let session = |sid: &str, until: i64| {
+            encode(&Revocation {
+                target: RevocationTarget::Session(sid.into()),
+                until,
+            })
+        };
+        let far = read_back(&session("s", i64::MAX), NOW).unwrap();
+        assert_eq!(far.until, NOW + MAX_REVOCATION_SECS);
+        assert!(read_back(&session(&"x".repeat(MAX_ID_BYTES), NOW + 1), NOW).is_some());
+        assert!(read_back(&session(&"x".repeat(MAX_ID_BYTES + 1), NOW + 1), NOW).is_none());
+        assert!(read_back(b"s", NOW).is_none());
+        assert!(read_back(&[b'?'; 40], NOW).is_none());
+    }
 
     #[test]
     fn every_target_reads_back_as_written() {
