@@ -75,7 +75,7 @@ pub mod store {
     //! For store authors: the traits a store implements and the types they
     //! exchange with the layer. An application picks a store
     //! ([`MemoryStore`](crate::MemoryStore), `DurableStore` (feature `sqlite`),
-    //! `redis::RedisStore`) and never needs this module, except to name
+    //! `postgres::PostgresStore`, `redis::RedisStore`) and never needs this module, except to name
     //! `Arc<dyn RevocationStore>` when it chooses one at run time.
     //!
     //! # The parts of a store

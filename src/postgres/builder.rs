@@ -148,7 +148,10 @@ impl PostgresStoreBuilder {
     /// [`StoreErrorKind::Unavailable`] for a bad URL or prefix, a refused
     /// connection, a schema this version cannot read or tables it may not
     /// create; [`StoreErrorKind::Timeout`] when the database does not
-    /// answer within the timeout.
+    /// answer: each statement is bounded by the timeout (preparing the
+    /// tables takes up to three), and loading the replica by ten timeouts.
+    /// A database down at start is an error: retry `connect` (the demos
+    /// exit with a message).
     pub async fn connect(self) -> Result<PostgresStore, StoreError> {
         let sql = Statements::new(&self.prefix)?;
         let timeout = self.timeout.clamp(Duration::from_millis(10), HOUR);

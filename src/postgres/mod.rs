@@ -57,6 +57,17 @@
 //! last ones, which costs one more replacement for an old token, never a
 //! logout.
 //!
+//! # Pools and poolers
+//! A store built from a URL keeps four connections (not pinged before each
+//! use) and one for `LISTEN`. One built with [`PostgresStore::from_pool`]
+//! sends its catch-ups, writes and flight statements through the
+//! application's pool: size the pool for them, as a catch-up that waits for
+//! a connection longer than the timeout ends trust (503) like an
+//! unreachable database. `LISTEN` needs a session: behind PgBouncer in
+//! transaction mode notifications are not delivered, and instances fall
+//! back to the catch-up every `confirm_interval`; give the store a direct
+//! URL (or a session-mode pool).
+//!
 //! # Staleness and failures
 //! The replica is trusted only while the `LISTEN` connection is up and the
 //! last successful catch-up began within `confirm_interval` plus `timeout`
@@ -108,17 +119,31 @@
 //!     sealed bytea NOT NULL,      -- the replacement, sealed
 //!     until_ bigint NOT NULL);
 //! CREATE INDEX tsj_flights_until ON tsj_flights (until_);
+//! INSERT INTO tsj_state (id, version, seq, epoch)
+//!     VALUES (1, 1, 0, md5(random()::text || clock_timestamp()::text));
 //! ```
+//!
+//! The tables are created unqualified: in the first schema of the
+//! connection's `search_path`.
 //!
 //! Expired rows are deleted by each instance in batches of 1 000 every
 //! resync interval (30 s by default), until a batch comes back short or five
 //! timeouts have passed, on a task of its own; catch-ups skip expired rows'
-//! records; every value read back is bounded (a record over 17 KiB, a
-//! sealed replacement over 64 KiB is skipped as garbage).
+//! records; every value read back is bounded (a record longer than a
+//! 16 KiB id and its 17-byte header, a sealed replacement longer than a
+//! 64 KiB token and its 57 bytes of sealing, is skipped as garbage).
 //!
-//! **Grants.** No superuser: the role needs `CREATE` on the schema for the
-//! first start (or run the statements above once as another role), then
-//! `SELECT, INSERT, UPDATE, DELETE` on the three tables. The system
+//! **Grants.** No superuser: the role needs `CONNECT` on the database,
+//! `USAGE` on the schema, and `CREATE` on it for the first start (since
+//! PostgreSQL 15 ordinary roles may no longer create tables in `public`;
+//! or run the statements above once as another role), then
+//! `SELECT, INSERT, UPDATE, DELETE` on the three tables:
+//!
+//! ```sql
+//! GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights TO app;
+//! ```
+//!
+//! The system
 //! identifier and timeline checks use functions every role may call by
 //! default; where they are revoked, the store relies on the sequence and
 //! epoch checks alone.

@@ -15,7 +15,7 @@ use super::{Counters, FailureMode, Shared, TARGET, TaskGuards, bounded};
 use crate::revoke::row::read_back;
 use crate::revoke::{RevocationTarget, StoreError, StoreErrorKind};
 
-/// Rows per catch-up query: at most 2 000 × 17 KiB (34 MiB) in memory at
+/// Rows per catch-up query: at most 2 000 records of ~16 KiB (32 MiB) in memory at
 /// once, whatever was planted in the table.
 const READ_BATCH: i64 = 2_000;
 /// Expired rows deleted per statement.
