@@ -814,3 +814,83 @@ async fn reuse_on_one_instance_of_a_replacement_used_on_another_is_caught_on_a_t
         .await;
     }
 }
+
+/// A row planted ahead of the state row's sequence number is not read
+/// before the dataset reaches it, and does not make later writes collide
+/// with it: they are numbered past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_planted_ahead_of_the_sequence_neither_blocks_writes_nor_is_read_early() {
+    let server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| {
+        b.with_confirm_interval(Duration::from_millis(100))
+    })
+    .await;
+    let next: i64 = server
+        .psql("SELECT seq + 1 FROM tsj_state")
+        .parse()
+        .unwrap();
+    plant_logout(&server, "planted", clock.now() + 3600, next);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(a.store.is_empty(), "not read while ahead of the state row");
+    let alice = a.layer.issuer().issue(user("alice", "user")).unwrap();
+    a.layer
+        .revoker()
+        .revoke_session(&sid(&alice))
+        .await
+        .unwrap();
+    within("both read", Duration::from_secs(2), async || {
+        a.store.len() == 2
+    })
+    .await;
+    assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "2");
+}
+
+/// With the database slower than the logouts (its state row locked by
+/// another session), the write queue fills: further revocations are
+/// honoured here, answered as not shared yet, kept aside, and every one of
+/// them reaches the database once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_queue_keeps_revocations_aside_and_writes_them_back() {
+    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
+    let server = Postgres::start();
+    let clock = clock();
+    let a = instance(&server, &clock, |b| {
+        b.with_timeout(Duration::from_millis(500))
+            .with_confirm_interval(Duration::from_millis(200))
+    })
+    .await;
+    let mut locker = server.psql_command();
+    locker
+        .arg("-c")
+        .arg("BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT");
+    let locker = std::thread::spawn(move || locker.output().unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = clock.now();
+    let pending: Vec<_> = (0..3000)
+        .map(|i| {
+            a.store.revoke(
+                Revocation {
+                    target: RevocationTarget::Session(format!("session-{i}")),
+                    until: now + 600,
+                },
+                now,
+            )
+        })
+        .collect();
+    let mut refused = 0;
+    for done in pending {
+        if done.await.is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the queue was full");
+    assert_eq!(a.store.len(), 3000, "every one honoured here");
+    assert!(locker.join().unwrap().status.success());
+    within(
+        "every revocation reaches the database",
+        Duration::from_secs(10),
+        async || server.psql("SELECT count(*) FROM tsj_revocations") == "3000",
+    )
+    .await;
+}

@@ -173,7 +173,6 @@ impl PostgresStoreBuilder {
             replica: MemoryStore::with_capacity(self.capacity),
             pool,
             sql,
-            live: AtomicBool::new(false),
             overflow: AtomicBool::new(false),
             unshared: Mutex::default(),
             confirmed: AtomicU64::new(0),

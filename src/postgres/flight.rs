@@ -3,7 +3,6 @@
 //! token can derive (as the Redis store's).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use sqlx::{AssertSqlSafe, Row as _};
 
@@ -60,7 +59,7 @@ impl Shared {
     /// Without the feed the database is most likely unreachable: do not
     /// wait for a timeout on every renewal.
     fn flight_ready(&self) -> Result<(), StoreError> {
-        if self.live.load(Ordering::Acquire) {
+        if self.live() {
             Ok(())
         } else {
             Err(StoreErrorKind::Unavailable.into())

@@ -248,15 +248,17 @@ struct Shared {
     replica: MemoryStore,
     pool: sqlx::PgPool,
     sql: Statements,
-    /// Listening, and caught up at least once since the last failure.
-    live: AtomicBool,
     /// The replica refused an entry since the last complete reload.
     overflow: AtomicBool,
     /// Revocations of this instance that did not reach the database,
     /// written back at the next confirmation.
     unshared: Mutex<Unshared>,
-    /// Milliseconds after `started` at which the last successful catch-up
-    /// began: the replica holds every row committed before then.
+    /// 0 while the replica is not trusted (not listening, not caught up
+    /// since the last failure, or not confirmed within the bound);
+    /// otherwise 1 + the milliseconds after `started` at which the last
+    /// successful catch-up began (the replica holds every row committed
+    /// before then). One atomic, so the watchdog never clears a newer
+    /// confirmation than the one it judged late.
     confirmed: AtomicU64,
     started: std::time::Instant,
     clock: Arc<dyn Clock>,
@@ -275,7 +277,17 @@ impl Shared {
     /// background task clears `live` when a confirmation is late, so a
     /// check reads two flags and no clock).
     fn trusted(&self) -> bool {
-        self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
+        self.live() && !self.overflow.load(Ordering::Acquire)
+    }
+
+    /// Listening, caught up, and confirmed within the bound.
+    fn live(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire) != 0
+    }
+
+    /// Not trusted until the next confirmation; whether it was before.
+    fn distrust(&self) -> bool {
+        self.confirmed.swap(0, Ordering::AcqRel) != 0
     }
 
     /// Milliseconds since the store started: the clock of confirmations.
@@ -286,8 +298,8 @@ impl Shared {
     /// The replica is current as of `began` (an [`elapsed_ms`](Self::elapsed_ms)
     /// reading taken before the catch-up that just succeeded): trusted again.
     fn confirm(&self, began: u64) {
-        self.confirmed.fetch_max(began, Ordering::AcqRel);
-        self.live.store(true, Ordering::Release);
+        self.confirmed
+            .store(began.saturating_add(1), Ordering::Release);
     }
 
     /// Remembers rows a failed write did not commit, for the next

@@ -105,7 +105,10 @@ impl Statements {
             // The state row's lock, held to the end of the statement's
             // transaction, orders the writers: a row with a higher `seq`
             // is never visible before one with a lower `seq`, so a reader
-            // that saw `seq` n has seen every row up to n. The commit waits
+            // that saw `seq` n has seen every row up to n. Numbers start
+            // past any row already there (one planted ahead of the state
+            // row would otherwise make every later write collide with it),
+            // and catch-ups read no row ahead of the state row. The commit waits
             // for the WAL flush even where the server's default is
             // `synchronous_commit = off` or `local` (set for this
             // transaction only, read at its commit).
@@ -115,7 +118,9 @@ impl Statements {
                         CASE WHEN current_setting('synchronous_commit') IN ('off', 'local')
                              THEN 'on' ELSE current_setting('synchronous_commit') END, true)
                 ), reserved AS (
-                    UPDATE {p}state SET seq = seq + $1 WHERE id = 1 RETURNING seq
+                    UPDATE {p}state
+                    SET seq = GREATEST(seq, (SELECT coalesce(max(seq), 0) FROM {p}revocations)) + $1
+                    WHERE id = 1 RETURNING seq
                 ), written AS (
                     INSERT INTO {p}revocations (seq, until_, record, digest)
                     SELECT reserved.seq - $1 + batch.n, batch.until_, batch.record, batch.digest
@@ -133,7 +138,9 @@ impl Statements {
                 "SELECT seq, until_,
                         CASE WHEN octet_length(record) <= {max_record} AND until_ >= $3
                              THEN record END
-                 FROM {p}revocations WHERE seq > $1 ORDER BY seq LIMIT $2"
+                 FROM {p}revocations
+                 WHERE seq > $1 AND seq <= (SELECT seq FROM {p}state WHERE id = 1)
+                 ORDER BY seq LIMIT $2"
             ),
             rotate: format!(
                 "UPDATE {p}state SET epoch = md5(random()::text || clock_timestamp()::text)

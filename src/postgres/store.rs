@@ -114,15 +114,17 @@ impl RevocationStore for PostgresStore {
         }
         // Queued now, before the caller awaits: revocations made together
         // share a commit even when their futures are awaited one by one.
-        // A full queue is waited for by a task of its own, so a caller that
-        // goes away leaves nothing unqueued; a write that fails is kept by
-        // the writer and written back at the next confirmation.
+        // A write that fails is kept by the writer and written back at the
+        // next confirmation; with the queue full (the database slower than
+        // the logouts), the revocation is kept aside the same way at once
+        // (bounded) and answered as not shared yet.
         let (done, answer) = oneshot::channel();
         if let Err(mpsc::error::TrySendError::Full(write)) =
             shared.writes.try_send(Write { row, done })
         {
-            let writes = shared.writes.clone();
-            tokio::spawn(async move { writes.send(write).await });
+            shared.remember_unshared([write.row]);
+            tracing::warn!(target: TARGET, "the PostgreSQL write queue is full; this instance honours the revocation and writes it back later");
+            return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
         }
         let timeout = shared.timeout;
         Box::pin(async move {

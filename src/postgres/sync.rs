@@ -40,6 +40,9 @@ pub(super) struct SyncState {
     /// Why the database was found to have lost writes, until the whole
     /// replica is written back (a failed write-back is tried again).
     lost: Option<&'static str>,
+    /// The epoch must be rotated (this instance found the loss), until a
+    /// rotation succeeds.
+    rotate: bool,
 }
 
 /// Keeps the replica current; reconnects with backoff when anything fails.
@@ -51,7 +54,7 @@ pub(super) async fn sync_loop(shared: Arc<Shared>) {
     let mut state = SyncState::default();
     loop {
         let error = listen_and_follow(&shared, &mut state, &mut backoff).await;
-        if shared.live.swap(false, Ordering::AcqRel) {
+        if shared.distrust() {
             let mode = match shared.failure_mode {
                 FailureMode::Closed => "refusing authenticated requests (503) until it is back",
                 FailureMode::Open => "answering from the local replica until it is back",
@@ -65,12 +68,12 @@ pub(super) async fn sync_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Clears `live` when dropped.
+/// Ends trust when dropped.
 struct Untrusted<'a>(&'a Shared);
 
 impl Drop for Untrusted<'_> {
     fn drop(&mut self) {
-        self.0.live.store(false, Ordering::Release);
+        self.0.distrust();
     }
 }
 
@@ -85,8 +88,13 @@ pub(super) async fn watchdog(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(tick).await;
         let confirmed = shared.confirmed.load(Ordering::Acquire);
-        if shared.elapsed_ms().saturating_sub(confirmed) > bound_ms
-            && shared.live.swap(false, Ordering::AcqRel)
+        // Cleared only if no confirmation came in between.
+        if confirmed != 0
+            && shared.elapsed_ms().saturating_sub(confirmed - 1) > bound_ms
+            && shared
+                .confirmed
+                .compare_exchange(confirmed, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         {
             tracing::warn!(target: TARGET, ?bound, "the revocation replica was not confirmed within its bound; not trusted until it is");
         }
@@ -144,14 +152,13 @@ async fn listen_and_follow(
     });
     let _reader = TaskGuards(std::sync::Mutex::new(vec![reader.abort_handle()]));
     // Listening first, then reading: nothing written in between is missed.
-    let began = shared.elapsed_ms();
     if let Err(error) = shared.reconcile(state, true).await {
         return error;
     }
-    if let Err(error) = shared.catch_up(state).await {
-        return error;
+    match shared.catch_up(state).await {
+        Ok(began) => shared.confirm(began),
+        Err(error) => return error,
     }
-    shared.confirm(began);
     shared.synced.notify_one();
     *backoff = Duration::from_millis(50);
     tracing::info!(target: TARGET, entries = shared.replica.len(), "revocation replica synchronised with PostgreSQL");
@@ -162,7 +169,7 @@ async fn listen_and_follow(
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await;
     loop {
-        let began = shared.elapsed_ms();
+        // Each branch answers when the catch-up that confirms began.
         let result = tokio::select! {
             changed = announcements.changed() => match changed {
                 Ok(()) => {
@@ -182,7 +189,7 @@ async fn listen_and_follow(
             _ = resync.tick() => shared.resync(state).await,
         };
         match result {
-            Ok(()) => shared.confirm(began),
+            Ok(began) => shared.confirm(began),
             Err(error) => return error,
         }
     }
@@ -208,26 +215,25 @@ impl Shared {
         } else {
             state.identity.clone()
         };
-        let mut rotate = false;
         if state.epoch.as_ref().is_some_and(|seen| *seen != epoch) {
             state.lost = Some(
                 "the tables were created again, or another instance found the database had lost writes",
             );
         } else if seq < state.seen {
             state.lost = Some("the database went back to an earlier state");
-            rotate = true;
+            state.rotate = true;
         } else if let (Some(seen), Some(now)) = (&state.identity, &identity)
             && seen != now
         {
             state.lost =
                 Some("the server is another cluster or timeline (restored, or a standby promoted)");
-            rotate = true;
+            state.rotate = true;
         }
         if state.lost.is_some() {
             // Whatever happens next, everything is read again.
             state.seen = 0;
         }
-        if rotate {
+        if state.rotate {
             // Every other instance finds another epoch at its next
             // confirmation, however far the sequence has moved meanwhile:
             // it writes back and reads everything again too.
@@ -237,6 +243,7 @@ impl Shared {
                 sqlx::query_scalar(AssertSqlSafe(self.sql.rotate.as_str())).fetch_one(&self.pool),
             )
             .await?;
+            state.rotate = false;
         }
         // This instance's own rotation is not a change to it.
         state.epoch = Some(epoch);
@@ -303,8 +310,12 @@ impl Shared {
         }
     }
 
-    /// Reads every row after the last one read into the replica.
-    async fn catch_up(&self, state: &mut SyncState) -> Result<(), StoreError> {
+    /// Reads every row after the last one read into the replica; answers
+    /// when it began (an [`elapsed_ms`](Self::elapsed_ms) reading): rows
+    /// become visible in sequence order, so the replica then holds every
+    /// row committed before that moment.
+    async fn catch_up(&self, state: &mut SyncState) -> Result<u64, StoreError> {
+        let began = self.elapsed_ms();
         let mut complete = true;
         let from_start = state.seen == 0;
         loop {
@@ -333,7 +344,7 @@ impl Shared {
         if from_start && complete && self.overflow.swap(false, Ordering::AcqRel) {
             tracing::info!(target: TARGET, entries = self.replica.len(), "revocation replica has room again");
         }
-        Ok(())
+        Ok(began)
     }
 
     /// Puts one row's revocation into the replica; `false` when the
@@ -360,7 +371,7 @@ impl Shared {
 
     /// The periodic round: a full reload while the replica misses an
     /// entry, and the server's identity.
-    async fn resync(&self, state: &mut SyncState) -> Result<(), StoreError> {
+    async fn resync(&self, state: &mut SyncState) -> Result<u64, StoreError> {
         if self.overflow.load(Ordering::Acquire) {
             state.seen = 0;
         }
@@ -369,11 +380,12 @@ impl Shared {
     }
 
     /// Deletes expired rows, in batches, until a batch comes back short or
-    /// five timeouts have passed.
+    /// five timeouts have passed, for each table.
     async fn purge(&self) -> Result<(), StoreError> {
         let before = self.clock.now().saturating_sub(PURGE_MARGIN);
-        let budget = std::time::Instant::now() + self.timeout * 5;
         for statement in [&self.sql.purge_revocations, &self.sql.purge_flights] {
+            // Each table its own budget: neither starves the other.
+            let budget = std::time::Instant::now() + self.timeout * 5;
             while std::time::Instant::now() < budget {
                 self.query_sent();
                 let deleted = bounded(
