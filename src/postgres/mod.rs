@@ -44,9 +44,9 @@
 //!   reconnection: a notification missed while disconnected loses nothing.
 //!   A revocation that could not be written is kept aside (up to 10 000;
 //!   past that, the whole replica) and written back at the next
-//!   confirmation, whether or not its caller still waits; so is one that
-//!   finds the write queue full (the database slower than the logouts),
-//!   answered at once with [`StoreErrorKind::Unavailable`](crate::StoreErrorKind::Unavailable).
+//!   confirmation, whether or not its caller still waits; so is one whose
+//!   caller gave up while the write queue was full (the database slower
+//!   than the logouts).
 //!
 //! # Single flight
 //! `{prefix}flights` holds one row per old token near its renewal: the

@@ -115,24 +115,44 @@ impl RevocationStore for PostgresStore {
         // Queued now, before the caller awaits: revocations made together
         // share a commit even when their futures are awaited one by one.
         // A write that fails is kept by the writer and written back at the
-        // next confirmation; with the queue full (the database slower than
-        // the logouts), the revocation is kept aside the same way at once
-        // (bounded) and answered as not shared yet.
+        // next confirmation. With the queue full (the database slower than
+        // the logouts), the caller's future waits for room within the
+        // timeout, holding its own row; if it gives up or is dropped first,
+        // the row is kept aside the same way (bounded).
         let (done, answer) = oneshot::channel();
-        if let Err(mpsc::error::TrySendError::Full(write)) =
-            shared.writes.try_send(Write { row, done })
-        {
-            shared.remember_unshared([write.row]);
-            tracing::warn!(target: TARGET, "the PostgreSQL write queue is full; this instance honours the revocation and writes it back later");
-            return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
-        }
+        let unsent = match shared.writes.try_send(Write { row, done }) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(write)) => Some(write),
+            Err(mpsc::error::TrySendError::Closed(write)) => {
+                shared.remember_unshared([write.row]);
+                return Box::pin(std::future::ready(Err(StoreErrorKind::Unavailable.into())));
+            }
+        };
         let timeout = shared.timeout;
         Box::pin(async move {
+            let mut unsent = Unsent {
+                shared,
+                write: unsent,
+            };
+            let committed = async {
+                if unsent.write.is_some() {
+                    let permit = shared
+                        .writes
+                        .reserve()
+                        .await
+                        .map_err(|_| StoreError::from(StoreErrorKind::Unavailable))?;
+                    if let Some(write) = unsent.write.take() {
+                        permit.send(write);
+                    }
+                }
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(StoreErrorKind::Unavailable.into()))
+            };
             #[cfg(feature = "metrics")]
             let started = std::time::Instant::now();
-            let result = match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(StoreErrorKind::Unavailable.into()),
+            let result = match tokio::time::timeout(timeout, committed).await {
+                Ok(result) => result,
                 Err(elapsed) => Err(StoreError::new(
                     StoreErrorKind::Timeout,
                     Some(Box::new(elapsed)),
@@ -143,6 +163,7 @@ impl RevocationStore for PostgresStore {
             if let Err(error) = &result {
                 tracing::warn!(target: TARGET, %error, "could not share a revocation through PostgreSQL in time; this instance honours it, and writes it back if it did not reach the database");
             }
+            drop(unsent);
             result
         })
     }
@@ -190,6 +211,21 @@ impl Row {
             digest: digest.finalize().to_vec(),
             record,
         })
+    }
+}
+
+/// A write its caller could not queue yet: kept aside for the next
+/// confirmation if the caller gives up (or is dropped) before it is queued.
+struct Unsent<'a> {
+    shared: &'a Shared,
+    write: Option<Write>,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            self.shared.remember_unshared([write.row]);
+        }
     }
 }
 
