@@ -129,11 +129,13 @@ impl RevocationStore for PostgresStore {
             }
         };
         let timeout = shared.timeout;
+        // Made before the future, so a future dropped without ever being
+        // polled keeps its row aside too.
+        let mut unsent = Unsent {
+            shared,
+            write: unsent,
+        };
         Box::pin(async move {
-            let mut unsent = Unsent {
-                shared,
-                write: unsent,
-            };
             let committed = async {
                 if unsent.write.is_some() {
                     let permit = shared
