@@ -318,13 +318,7 @@ pub async fn layer_from_env(
     let store = tower_sliding_jwt::DurableStore::builder(&path)
         .with_clock(clock)
         .open()
-        .map_err(|e| match std::error::Error::source(&e) {
-            Some(cause) => format!(
-                "cannot keep revocations in {}: {e}: {cause}",
-                path.display()
-            ),
-            None => format!("cannot keep revocations in {}: {e}", path.display()),
-        })?;
+        .map_err(|e| cannot(&format!("keep revocations in {}", path.display()), &e))?;
     eprintln!("revocations are kept in {}", store.path().display());
     with_reuse_grace(builder.with_revocation_store(store), grace)?
         .build()
@@ -347,14 +341,8 @@ pub async fn cluster_layer(
         .with_clock(clock.clone())
         .connect()
         .await
-        .map_err(|e| match std::error::Error::source(&e) {
-            Some(cause) => format!("cannot use the Redis at REDIS_URL: {e}: {cause}"),
-            None => format!("cannot use the Redis at REDIS_URL: {e}"),
-        })?;
-    let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
-    with_reuse_grace(builder.with_revocation_store(store), grace)?
-        .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| cannot("use the Redis at REDIS_URL", &e))?;
+    layer_on(store, key, clock, grace)
 }
 
 /// Without the `redis` feature there is no cluster mode.
@@ -388,14 +376,8 @@ pub async fn database_layer(
         .with_clock(clock.clone())
         .connect()
         .await
-        .map_err(|e| match std::error::Error::source(&e) {
-            Some(cause) => format!("cannot use the PostgreSQL at DATABASE_URL: {e}: {cause}"),
-            None => format!("cannot use the PostgreSQL at DATABASE_URL: {e}"),
-        })?;
-    let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
-    with_reuse_grace(builder.with_revocation_store(store), grace)?
-        .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| cannot("use the PostgreSQL at DATABASE_URL", &e))?;
+    layer_on(store, key, clock, grace)
 }
 
 /// Without the `postgres` feature there is no PostgreSQL cluster mode.
@@ -410,6 +392,29 @@ pub async fn database_layer(
         "DATABASE_URL is set, but this demo was built without the `postgres` feature: run it with `--features postgres`"
             .to_owned(),
     )
+}
+
+/// The contract's layer on a cluster's shared `store`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn layer_on(
+    store: impl tower_sliding_jwt::store::RevocationStore,
+    key: Key,
+    clock: impl Clock + Clone,
+    grace: Option<&str>,
+) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
+    let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
+    with_reuse_grace(builder.with_revocation_store(store), grace)?
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// "cannot {what}: {error}", and its cause when it has one (a store's
+/// errors carry the backend's reason there; none holds a password).
+fn cannot(what: &str, error: &tower_sliding_jwt::StoreError) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("cannot {what}: {error}: {cause}"),
+        None => format!("cannot {what}: {error}"),
+    }
 }
 
 /// The body of `GET /me`.
