@@ -9,9 +9,10 @@ use sha2::{Digest as _, Sha256};
 use sqlx::AssertSqlSafe;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Counters, FailureMode, PostgresStats, Shared, TARGET};
+use super::{Counters, PostgresStats, Shared, TARGET};
 use super::{TaskGuards, bounded};
 use crate::BoxFuture;
+use crate::revoke::replica_lookup;
 use crate::revoke::row::{MAX_RECORD_BYTES, encode};
 use crate::revoke::{
     Lookup, Revocation, RevocationStore, SharedFlight, StoreError, StoreErrorKind, TokenIds,
@@ -77,19 +78,28 @@ impl fmt::Debug for PostgresStore {
 impl RevocationStore for PostgresStore {
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         let shared = &self.shared;
-        if !shared.trusted() && shared.failure_mode == FailureMode::Closed {
-            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
-        }
-        Lookup::Ready(Ok(shared.replica.status(token, now)))
+        replica_lookup(
+            &shared.replica,
+            shared.trusted(),
+            shared.failure_mode,
+            false,
+            token,
+            now,
+        )
     }
 
     fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         // `FailureMode::Open` serves requests from a stale replica, but
         // never renews on its word.
-        if !self.shared.trusted() {
-            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
-        }
-        Lookup::Ready(Ok(self.shared.replica.status(token, now)))
+        let shared = &self.shared;
+        replica_lookup(
+            &shared.replica,
+            shared.trusted(),
+            shared.failure_mode,
+            true,
+            token,
+            now,
+        )
     }
 
     fn revoke<'a>(

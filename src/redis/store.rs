@@ -7,15 +7,15 @@ use std::sync::atomic::Ordering;
 
 use super::topology::{self, Commands};
 use super::{
-    FailureMode, RedisCounters, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, bounded,
-    clamp_ttl, seconds_until,
+    RedisCounters, RedisStats, RedisStoreBuilder, Shared, TARGET, TaskGuard, bounded, clamp_ttl,
+    seconds_until,
 };
 use crate::BoxFuture;
-use crate::revoke::MAX_REVOCATION_SECS;
 use crate::revoke::{
     Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
     StoreErrorKind, TokenIds,
 };
+use crate::revoke::{MAX_REVOCATION_SECS, replica_lookup};
 
 /// A [`RevocationStore`] and [`SharedFlight`] shared by every instance
 /// through Redis; see the [module documentation](super) for how it
@@ -81,19 +81,28 @@ impl fmt::Debug for RedisStore {
 impl RevocationStore for RedisStore {
     fn check(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         let shared = &self.shared;
-        if !shared.trusted() && shared.failure_mode == FailureMode::Closed {
-            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
-        }
-        Lookup::Ready(Ok(shared.replica.status(token, now)))
+        replica_lookup(
+            &shared.replica,
+            shared.trusted(),
+            shared.failure_mode,
+            false,
+            token,
+            now,
+        )
     }
 
     fn check_fresh(&self, token: &TokenIds<'_>, now: i64) -> Lookup {
         // `FailureMode::Open` serves requests from a stale replica, but never
         // renews on its word.
-        if !self.shared.trusted() {
-            return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
-        }
-        Lookup::Ready(Ok(self.shared.replica.status(token, now)))
+        let shared = &self.shared;
+        replica_lookup(
+            &shared.replica,
+            shared.trusted(),
+            shared.failure_mode,
+            true,
+            token,
+            now,
+        )
     }
 
     fn revoke<'a>(

@@ -59,6 +59,26 @@ pub enum FailureMode {
     Open,
 }
 
+/// A check answered by a cluster store's local replica: refused while the
+/// replica is not `trusted`, unless `mode` is [`FailureMode::Open`] and the
+/// answer is not one a renewal relies on (`fresh`, see
+/// [`RevocationStore::check_fresh`]): a stale replica never vouches for a
+/// renewal.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn replica_lookup(
+    replica: &MemoryStore,
+    trusted: bool,
+    mode: FailureMode,
+    fresh: bool,
+    token: &TokenIds<'_>,
+    now: i64,
+) -> Lookup {
+    if !trusted && (fresh || mode == FailureMode::Closed) {
+        return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
+    }
+    Lookup::Ready(Ok(replica.status(token, now)))
+}
+
 /// What is revoked.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
