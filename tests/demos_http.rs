@@ -817,6 +817,63 @@ async fn demos_agree(addrs: &[SocketAddr], clock: &ManualClock) -> (String, Stri
     (bearer, renewed)
 }
 
+/// The shared store is down: every demo at `addrs` answers `credential`
+/// with 503 and `Retry-After: 1` within `bound` (fail closed).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+async fn all_fail_closed(
+    client: &HttpClient,
+    addrs: &[SocketAddr],
+    credential: &str,
+    bound: Duration,
+) {
+    for addr in addrs {
+        let deadline = Instant::now() + bound;
+        loop {
+            let reply = get_with(client, *addr, "/me", "authorization", credential).await;
+            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(reply.headers["retry-after"], "1");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still answers {}",
+                reply.status
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The shared store is back: every demo at `addrs` serves `credential`
+/// again within 10 s, by itself, and still refuses each of `refused`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+async fn all_recover(
+    client: &HttpClient,
+    addrs: &[SocketAddr],
+    credential: &str,
+    refused: &[&str],
+) {
+    for addr in addrs {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get_with(client, *addr, "/me", "authorization", credential)
+            .await
+            .status
+            != StatusCode::OK
+        {
+            assert!(Instant::now() < deadline, "{addr} did not recover");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for refused in refused {
+            assert_eq!(
+                get_with(client, *addr, "/me", "authorization", refused)
+                    .await
+                    .status,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+}
+
 /// `REDIS_URL=redis-cluster://…` and `REDIS_URL=redis-sentinel://…/<name>`:
 /// three demos on a 3-master Redis Cluster, then on a master with a replica
 /// under three Sentinels, act as one cluster too.
@@ -854,43 +911,12 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
     // Redis down: 503 with Retry-After everywhere (fail closed).
     let bob = format!("Bearer {bob}");
     server.stop();
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let reply = get_with(&client, *addr, "/me", "authorization", &bob).await;
-            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
-                assert_eq!(reply.headers["retry-after"], "1");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{addr} still answers {}",
-                reply.status
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    all_fail_closed(&client, &addrs, &bob, Duration::from_secs(5)).await;
 
     // Back (empty): every instance recovers by itself, and still refuses
     // the session logged out before the outage.
     let _server = redis_server::Server::on(port);
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while get_with(&client, *addr, "/me", "authorization", &bob)
-            .await
-            .status
-            != StatusCode::OK
-        {
-            assert!(Instant::now() < deadline, "{addr} did not recover");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(
-            get_with(&client, *addr, "/me", "authorization", &renewed)
-                .await
-                .status,
-            StatusCode::UNAUTHORIZED
-        );
-    }
+    all_recover(&client, &addrs, &bob, &[&renewed]).await;
 
     // REUSE_GRACE=30 with REDIS_URL: renewed on one instance, the
     // replacement used on another, the old token back on the third after
@@ -966,43 +992,10 @@ async fn http_demos_act_as_one_cluster_on_postgres() {
     let (old, renewed) = demos_agree(&addrs, &clock).await;
 
     server.stop_immediate();
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(6);
-        loop {
-            let reply = get_with(&client, *addr, "/me", "authorization", &bob).await;
-            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
-                assert_eq!(reply.headers["retry-after"], "1");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{addr} still answers {}",
-                reply.status
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    all_fail_closed(&client, &addrs, &bob, Duration::from_secs(6)).await;
 
     server.start_again();
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while get_with(&client, *addr, "/me", "authorization", &bob)
-            .await
-            .status
-            != StatusCode::OK
-        {
-            assert!(Instant::now() < deadline, "{addr} did not recover");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for credential in [&old, &renewed] {
-            assert_eq!(
-                get_with(&client, *addr, "/me", "authorization", credential)
-                    .await
-                    .status,
-                StatusCode::UNAUTHORIZED
-            );
-        }
-    }
+    all_recover(&client, &addrs, &bob, &[&old, &renewed]).await;
     // A fourth demo started now knows the logout too.
     let later = three_demos(Shared::Postgres, &server.url(), &clock).await;
     assert_eq!(

@@ -62,6 +62,33 @@ async fn kind(instance: &Instance, token: &str) -> (StatusCode, Option<Rejection
     (response.status(), rejection(&response))
 }
 
+/// `sid`'s logout (living ten minutes), straight through `store` at `now`.
+fn logout(
+    store: &PostgresStore,
+    sid: String,
+    now: i64,
+) -> tower_sliding_jwt::BoxFuture<'_, Result<(), tower_sliding_jwt::StoreError>> {
+    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
+    store.revoke(
+        Revocation {
+            target: RevocationTarget::Session(sid),
+            until: now + 600,
+        },
+        now,
+    )
+}
+
+/// Holds the state row locked from another session for `seconds` (the
+/// database answers no statement touching it meanwhile); joined for the
+/// `psql` output.
+fn lock_state(server: &Postgres, seconds: u32) -> std::thread::JoinHandle<std::process::Output> {
+    let mut locker = server.psql_command();
+    locker.arg("-c").arg(format!(
+        "BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT"
+    ));
+    std::thread::spawn(move || locker.output().unwrap())
+}
+
 fn sid(login: &tower_sliding_jwt::IssuedToken<Claimset>) -> String {
     login.claims().registered.sid.clone().unwrap()
 }
@@ -553,11 +580,7 @@ async fn a_database_that_stops_answering_fails_closed_within_the_bound() {
     .await;
     let login = a.layer.issuer().issue(user("alice", "user")).unwrap();
     assert_eq!(kind(&a, login.token()).await.0, StatusCode::OK);
-    let mut locker = server.psql_command();
-    locker
-        .arg("-c")
-        .arg("BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT");
-    let locker = std::thread::spawn(move || locker.output().unwrap());
+    let locker = lock_state(&server, 3);
     within(
         "503 while the database does not answer",
         Duration::from_secs(2),
@@ -576,19 +599,12 @@ async fn a_database_that_stops_answering_fails_closed_within_the_bound() {
 /// commit is done (all 64 rows are there when the last answer arrives).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_revocations_share_commits() {
-    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
     let server = Postgres::start();
     let clock = clock();
     let a = instance(&server, &clock, |b| b).await;
     let now = clock.now();
     let pending: Vec<_> = (0..64)
-        .map(|i| {
-            let revocation = Revocation {
-                target: RevocationTarget::Session(format!("session-{i}")),
-                until: now + 600,
-            };
-            a.store.revoke(revocation, now)
-        })
+        .map(|i| logout(&a.store, format!("session-{i}"), now))
         .collect();
     for done in pending {
         done.await.unwrap();
@@ -607,20 +623,11 @@ async fn concurrent_revocations_share_commits() {
 /// anything is written, in the database or in the replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_over_long_id_is_refused_with_nothing_written() {
-    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
     let server = Postgres::start();
     let clock = clock();
     let a = instance(&server, &clock, |b| b).await;
     let now = clock.now();
-    let revoke = |sid: String| {
-        a.store.revoke(
-            Revocation {
-                target: RevocationTarget::Session(sid),
-                until: now + 600,
-            },
-            now,
-        )
-    };
+    let revoke = |sid: String| logout(&a.store, sid, now);
     assert!(revoke("x".repeat(16 * 1024 + 1)).await.is_err());
     assert!(a.store.is_empty());
     assert_eq!(server.psql("SELECT count(*) FROM tsj_revocations"), "0");
@@ -852,7 +859,6 @@ async fn a_row_planted_ahead_of_the_sequence_neither_blocks_writes_nor_is_read_e
 /// them reaches the database once it answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_write_queue_keeps_revocations_aside_and_writes_them_back() {
-    use tower_sliding_jwt::store::{Revocation, RevocationStore, RevocationTarget};
     let server = Postgres::start();
     let clock = clock();
     let a = instance(&server, &clock, |b| {
@@ -860,22 +866,10 @@ async fn a_full_write_queue_keeps_revocations_aside_and_writes_them_back() {
             .with_confirm_interval(Duration::from_millis(200))
     })
     .await;
-    let mut locker = server.psql_command();
-    locker
-        .arg("-c")
-        .arg("BEGIN; LOCK tsj_state IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT");
-    let locker = std::thread::spawn(move || locker.output().unwrap());
+    let locker = lock_state(&server, 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let now = clock.now();
-    let revoke = |i: usize| {
-        a.store.revoke(
-            Revocation {
-                target: RevocationTarget::Session(format!("session-{i}")),
-                until: now + 600,
-            },
-            now,
-        )
-    };
+    let revoke = |i: usize| logout(&a.store, format!("session-{i}"), now);
     // 3 000 whose callers go away at once, never awaiting: the queue holds
     // 2 000, the writer 500, the rest never got in.
     drop((0..3000).map(revoke).collect::<Vec<_>>());
