@@ -192,6 +192,15 @@ pub enum IssueErrorKind {
     /// layer's limits.
     #[error("session lifetime out of the layer's limits")]
     InvalidLifetime,
+    /// [`Issuer::login`](crate::Issuer::login) could not record the session
+    /// (the store's error is the source): no token is handed out. Answer
+    /// 503 with `Retry-After`.
+    #[error("the session could not be recorded")]
+    Store,
+    /// The subject has as many live sessions as the layer allows and the
+    /// layer refuses more ([`OnLimit::Refuse`](crate::OnLimit::Refuse)).
+    #[error("too many sessions")]
+    TooManySessions,
 }
 
 impl IssueError {

@@ -32,6 +32,7 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod registry;
 mod reject;
 mod revoke;
 mod session;
@@ -58,6 +59,9 @@ pub use layer::policy::{RenewWindow, Throttle};
 pub use layer::revalidate::Verdict;
 pub use layer::{Issuer, SlidingJwt, SlidingJwtBuilder, SlidingJwtLayer, VerifierBuilder};
 pub use origin::Origin;
+pub use registry::{
+    MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionInfo, SessionMetadata, SessionRoutes, Sessions,
+};
 pub use reject::{GrpcResponder, HttpResponder, Rejection, RejectionKind};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -89,17 +93,19 @@ pub mod store {
     //! | session cut-offs | [`RevocationStore`] ([`RevocationTarget::Superseded`], [`RevocationStatus::Superseded`], `keeps_cutoffs`) | `renew_with`: every earlier token of the session superseded at once |
     //! | reuse marks | [`RevocationStore`] ([`RevocationTarget::Replaced`], [`RevocationStatus::Replaced`], `keeps_replacements`, `has_room_for_mark`) | stolen-token (reuse) detection |
     //! | shared single flight | [`SharedFlight`], reached through [`RevocationStore::shared_flight`] | one replacement per old token across a cluster; a superseded sibling's successor on every instance |
+    //! | session registry | [`SessionRegistry`] (rows of [`SessionRow`]), reached through [`RevocationStore::sessions`] | a user's sessions: [`Issuer::login`](crate::Issuer::login) records, a renewal touches, [`Sessions`](crate::Sessions) lists and ends |
     //!
     //! [`RevocationStore`] is the store's entry point: every other part is
     //! reached through one of its methods answering `Option<&dyn Part>` (or,
     //! for the marks, `keeps_replacements`), `None` by default. A layer
     //! configured for a part its store lacks is refused when it is built,
     //! with [`ConfigErrorKind::StoreLacksPart`](crate::ConfigErrorKind::StoreLacksPart)
-    //! and a detail naming the part. New parts (a session registry, a change
-    //! feed, a replay cache) join the same way: a trait here and a method on
+    //! and a detail naming the part. New parts (a change feed, a replay
+    //! cache) join the same way: a trait here and a method on
     //! [`RevocationStore`] with a default, so an existing store keeps
     //! compiling and says plainly what it lacks.
     pub use crate::BoxFuture;
+    pub use crate::registry::{SessionRegistry, SessionRow};
     pub use crate::revoke::{
         FailureMode, Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget,
         SharedFlight, TokenIds,

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::claims::Claims;
 use crate::clock::{Clock, datetime};
+use crate::registry::{OnLimit, SessionInfo, Sessions};
 use crate::revoke::{
     Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
 };
@@ -59,6 +60,11 @@ pub(crate) struct SessionEnv {
     pub(crate) store: Arc<dyn RevocationStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) counters: Arc<Counters>,
+    /// The layer's leeway: a revocation outlives the session's cap by it.
+    pub(crate) leeway: i64,
+    /// Live sessions one subject may have.
+    pub(crate) max_sessions: usize,
+    pub(crate) on_limit: OnLimit,
 }
 
 struct Inner<C> {
@@ -223,7 +229,75 @@ impl<C: Claims> Session<C> {
             (None, None) => return Err(StoreErrorKind::NotRevocable.into()),
         };
         let env = &self.inner.env;
-        record(&*env.store, revocation, env.clock.now(), &env.counters).await
+        record(&*env.store, revocation, env.clock.now(), &env.counters).await?;
+        // The session is over; its row in the registry goes too (a row left
+        // behind, the store failing now, is hidden by every listing).
+        if let (Some(registry), Some(sub), Some(sid)) =
+            (env.store.sessions(), &registered.sub, &registered.sid)
+            && let Err(error) = registry.remove(sub, vec![sid.clone()]).await
+        {
+            crate::log::event!(debug, %error, "a logged-out session's row stays until the next listing");
+        }
+        Ok(())
+    }
+
+    /// The live sessions of this session's user (its `sub`), most recently
+    /// seen first, this one flagged [`current`](SessionInfo::current) when
+    /// it was recorded at login. Empty for a token without `sub`.
+    ///
+    /// # Errors
+    /// The store's error (answer 503, never a partial list);
+    /// [`StoreErrorKind::Unsupported`] when the store keeps no registry.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        let registered = self.inner.verified.claims.registered();
+        let Some(sub) = &registered.sub else {
+            return Ok(Vec::new());
+        };
+        self.registry()
+            .list_marked(sub, registered.sid.as_deref())
+            .await
+    }
+
+    /// "Log out other devices": ends every other live session of this
+    /// session's user; this one goes on. Answers how many ended.
+    ///
+    /// # Errors
+    /// As [`sessions`](Self::sessions), or the store's error when it cannot
+    /// record a revocation (some may have ended; none is reported ended
+    /// that did not).
+    pub async fn end_others(&self) -> Result<usize, StoreError> {
+        let registered = self.inner.verified.claims.registered();
+        let Some(sub) = &registered.sub else {
+            return Ok(0);
+        };
+        match &registered.sid {
+            Some(sid) => self.registry().end_all_except(sub, sid).await,
+            None => self.registry().end_all(sub).await,
+        }
+    }
+
+    /// Ends session `sid` of this session's user: `true` once it ended,
+    /// `false` (and nothing touched) when `sid` is not a live session of
+    /// the same user, whoever owns it. The current session can always be
+    /// ended, recorded or not (as [`end`](Self::end)).
+    ///
+    /// # Errors
+    /// As [`end_others`](Self::end_others).
+    pub async fn end_session(&self, sid: &str) -> Result<bool, StoreError> {
+        let registered = self.inner.verified.claims.registered();
+        if registered.sid.as_deref() == Some(sid) {
+            return self.end().await.map(|()| true);
+        }
+        let Some(sub) = &registered.sub else {
+            return Ok(false);
+        };
+        self.registry().end(sub, sid).await
+    }
+
+    fn registry(&self) -> Sessions {
+        Sessions {
+            env: self.inner.env.clone(),
+        }
     }
 
     /// Issues a token with updated claims on this response, now, whatever the
@@ -330,6 +404,9 @@ mod tests {
             store: Arc::new(store.clone()),
             clock: Arc::new(clock),
             counters: Arc::new(Counters::new()),
+            leeway: 5,
+            max_sessions: crate::registry::MAX_SESSIONS_PER_SUBJECT,
+            on_limit: OnLimit::EndLeastRecent,
         });
         let session = Session::new(Held::Owned(verified), env, Some(900 + 86_400), 5);
         session.end().await.unwrap();

@@ -19,6 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keys::{Key, Keys, provider};
 use crate::log::event;
+use crate::registry::{MAX_SESSIONS_LIMIT, MAX_SESSIONS_PER_SUBJECT, OnLimit};
 use crate::reject::HttpResponder;
 use crate::revoke::{
     Checkpoint, MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore,
@@ -55,6 +56,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
                 activity: None,
                 reuse_grace: None,
                 on_reuse: None,
+                max_sessions: None,
                 cache_capacity: 0,
                 cross_origin: true,
                 trusted_origins: Vec::new(),
@@ -100,6 +102,8 @@ pub(super) struct Settings<C> {
     pub(super) activity: Option<Box<ActivityRule>>,
     pub(super) reuse_grace: Option<Duration>,
     pub(super) on_reuse: Option<Box<OnReuse<C>>>,
+    /// Live sessions per subject, and what a login past them does.
+    pub(super) max_sessions: Option<(usize, OnLimit)>,
     pub(super) cache_capacity: usize,
     pub(super) cross_origin: bool,
     pub(super) trusted_origins: Vec<String>,
@@ -146,6 +150,20 @@ impl<K, C, P, R> SlidingJwtBuilder<K, C, P, R> {
     /// one: lower it in two steps, or accept those logins ending.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.settings.ttl = ttl;
+        self
+    }
+
+    /// How many live sessions one user (`sub`) may have, and what a login
+    /// past `n` does: end the least recently seen session first
+    /// ([`OnLimit::EndLeastRecent`]), or refuse the login
+    /// ([`OnLimit::Refuse`]). Counted over every instance sharing the store,
+    /// by [`Issuer::login`](crate::Issuer::login) (tokens from
+    /// [`Issuer::issue`](crate::Issuer::issue) are not recorded). Without
+    /// it, [`MAX_SESSIONS_PER_SUBJECT`](crate::MAX_SESSIONS_PER_SUBJECT)
+    /// with [`OnLimit::EndLeastRecent`]. `n` from 1 to 1 000; the store
+    /// must keep a session registry.
+    pub fn with_max_sessions(mut self, n: usize, on_limit: OnLimit) -> Self {
+        self.settings.max_sessions = Some((n, on_limit));
         self
     }
 
@@ -390,11 +408,32 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
                  use DurableStore (one instance) or redis::RedisStore (a cluster)"
             );
         }
+        let (max_sessions, on_limit) = match settings.max_sessions {
+            None => (MAX_SESSIONS_PER_SUBJECT, OnLimit::EndLeastRecent),
+            Some((n, _)) if !(1..=MAX_SESSIONS_LIMIT).contains(&n) => {
+                return Err(ConfigError::new(ConfigErrorKind::InvalidValue).with_detail(format!(
+                    "with_max_sessions takes 1 to {MAX_SESSIONS_LIMIT} sessions per user, not {n}"
+                )));
+            }
+            Some(_) if store.sessions().is_none() => {
+                return Err(
+                    ConfigError::new(ConfigErrorKind::StoreLacksPart).with_detail(
+                        "with_max_sessions needs the store part \"session registry\" \
+                     (RevocationStore::sessions); this store keeps none"
+                            .to_owned(),
+                    ),
+                );
+            }
+            Some(limit) => limit,
+        };
         let counters = Arc::new(Counters::new());
         let env = Arc::new(SessionEnv {
             store: store.clone(),
             clock: settings.clock.clone(),
             counters: counters.clone(),
+            leeway,
+            max_sessions,
+            on_limit,
         });
         let checkpoint = Checkpoint::new(store, counters, reuse, leeway);
         let engine = TokenEngine {

@@ -5,11 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::request::Parts;
+
 use crate::claims::Claims;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::Keys;
+use crate::registry::{SessionMetadata, SessionRow, Sessions};
 use crate::reject::{Rejection, RejectionKind};
 use crate::revoke::{Checkpoint, OnReused, Settled, TokenIds};
+use crate::session::SessionEnv;
 use crate::token::{IssuedToken, Lifetimes, TokenEngine};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and
@@ -20,11 +24,20 @@ use crate::token::{IssuedToken, Lifetimes, TokenEngine};
 pub struct Issuer<K, C> {
     engine: Arc<TokenEngine<K, C>>,
     checkpoint: Arc<Checkpoint<C>>,
+    env: Arc<SessionEnv>,
 }
 
 impl<K, C> Issuer<K, C> {
-    pub(crate) fn new(engine: Arc<TokenEngine<K, C>>, checkpoint: Arc<Checkpoint<C>>) -> Self {
-        Self { engine, checkpoint }
+    pub(crate) fn new(
+        engine: Arc<TokenEngine<K, C>>,
+        checkpoint: Arc<Checkpoint<C>>,
+        env: Arc<SessionEnv>,
+    ) -> Self {
+        Self {
+            engine,
+            checkpoint,
+            env,
+        }
     }
 }
 
@@ -33,6 +46,7 @@ impl<K, C> Clone for Issuer<K, C> {
         Self {
             engine: self.engine.clone(),
             checkpoint: self.checkpoint.clone(),
+            env: self.env.clone(),
         }
     }
 }
@@ -46,6 +60,72 @@ impl<K, C> fmt::Debug for Issuer<K, C> {
 }
 
 impl<K: Keys, C: Claims> Issuer<K, C> {
+    /// Logs a user in: [`issue`](Self::issue)s the session's first token
+    /// and records the session in the store's registry, with the request's
+    /// `User-Agent` ([`SessionMetadata::of`]), so the user can list it and
+    /// end it from another device ([`Session::sessions`](crate::Session::sessions)).
+    /// A user at the layer's limit
+    /// ([`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions))
+    /// first loses the least recently seen session, or is refused.
+    ///
+    /// ```
+    /// use tower_sliding_jwt::{Key, SlidingJwtLayer, StandardClaims};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?).build()?;
+    /// let (request, _body) = http::Request::post("/login").body(())?.into_parts();
+    /// let issued = layer.issuer().login(&request, StandardClaims::new("alice", Default::default())).await?;
+    /// assert_eq!(layer.sessions().list("alice").await?.len(), 1);
+    /// # let _ = issued;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`issue`](Self::issue); [`IssueErrorKind::Store`] when the store
+    /// cannot record the session (answer 503 with `Retry-After`: no token
+    /// was handed out), [`IssueErrorKind::TooManySessions`] when the layer
+    /// refuses logins past its limit.
+    pub async fn login(&self, request: &Parts, claims: C) -> Result<IssuedToken<C>, IssueError> {
+        self.login_with(claims, Lifetimes::new(), SessionMetadata::of(request))
+            .await
+    }
+
+    /// [`login`](Self::login) with a session's own lifetimes (as
+    /// [`issue_with`](Self::issue_with)) and the metadata to record.
+    ///
+    /// # Errors
+    /// As [`login`](Self::login) and [`issue_with`](Self::issue_with).
+    pub async fn login_with(
+        &self,
+        claims: C,
+        lifetimes: Lifetimes,
+        metadata: SessionMetadata,
+    ) -> Result<IssuedToken<C>, IssueError> {
+        let issued = self.issue_with(claims, lifetimes)?;
+        let registered = issued.claims().registered();
+        if let (Some(sub), Some(sid)) = (&registered.sub, &registered.sid) {
+            let mut row = SessionRow::new(sid.clone(), sub.clone());
+            let now = registered.iat.unwrap_or_else(|| self.engine.clock.now());
+            row.created = registered.auth_time.unwrap_or(now);
+            row.last_seen = now;
+            row.expires = registered.exp;
+            row.cap = self
+                .engine
+                .session_deadline(registered)
+                .unwrap_or(registered.exp);
+            row.user_agent = metadata.user_agent;
+            row.address = metadata.address;
+            Sessions {
+                env: self.env.clone(),
+            }
+            .admit(row)
+            .await?;
+        }
+        Ok(issued)
+    }
+
     /// Starts a session: sets `iat` and `auth_time` to now, a new random `sid`
     /// and `jti`, `exp = now + ttl` (within the session cap), the configured
     /// `iss` and `aud`, removes `nbf`, and signs with the active key. Your own

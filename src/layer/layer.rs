@@ -47,7 +47,19 @@ impl<K, C, P, R> SlidingJwtLayer<K, C, P, R> {
     /// verifies: [`Issuer::issue`] fails with
     /// [`IssueErrorKind::NoSigningKey`](crate::IssueErrorKind::NoSigningKey).
     pub fn issuer(&self) -> Issuer<K, C> {
-        Issuer::new(self.config.engine.clone(), self.config.checkpoint.clone())
+        Issuer::new(
+            self.config.engine.clone(),
+            self.config.checkpoint.clone(),
+            self.config.env.clone(),
+        )
+    }
+
+    /// A [`Sessions`](crate::Sessions) handle: list and end any user's
+    /// sessions outside a request (an admin page, a password change).
+    pub fn sessions(&self) -> crate::Sessions {
+        crate::Sessions {
+            env: self.config.env.clone(),
+        }
     }
 
     /// The public halves of this layer's keys as a JWKS (HMAC keys never

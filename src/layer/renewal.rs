@@ -17,6 +17,7 @@ use crate::error::IssueError;
 use crate::extensions::{NoRenewal, Renewed};
 use crate::keys::Keys;
 use crate::log::event;
+use crate::registry;
 use crate::revoke::record;
 use crate::revoke::{Lookup, Revocation, RevocationTarget, SharedFlight, TokenIds};
 use crate::session::{Action, Session};
@@ -276,9 +277,11 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         if let Some(shared) = config.checkpoint.store.shared_flight() {
             return self.renew_shared(shared, &id, plan, update);
         }
+        let mut signed_here = false;
         let outcome = config
             .flights
             .get_or_sign(id.key(), self.now, plan.forget_after, || {
+                signed_here = true;
                 let claims = update.map_or_else(|| self.session.claims().clone(), |claims| *claims);
                 Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
             });
@@ -290,19 +293,42 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let clock = config.engine.clock.clone();
         let registered = self.session.claims().registered();
         let exp = registered.exp;
-        match checkpoint
-            .store
-            .check_fresh(&TokenIds::of(registered), clock.now())
+        // The session's row in the registry follows the renewal (its
+        // `last_seen`, its newest `exp`); a renewal it cannot follow hands
+        // nothing out. A store answering at once (memory) costs no wait.
+        let touch = match signed_here
+            .then(|| registry::touch(&config.env, registered, expires_at, self.now))
+            .flatten()
+            .map(registry::unless_ready)
         {
-            Lookup::Ready(answer) => {
+            Some(Err(error)) => {
+                event!(warn, %error, "the session registry cannot follow a renewal; no replacement this time");
+                return Finish::Done;
+            }
+            Some(Ok(pending)) => pending,
+            None => None,
+        };
+        match (
+            checkpoint
+                .store
+                .check_fresh(&TokenIds::of(registered), clock.now()),
+            touch,
+        ) {
+            (Lookup::Ready(answer), None) => {
                 if checkpoint.confirmed(answer, clock.now(), exp) {
                     Finish::Deliver(signed)
                 } else {
                     Finish::Done
                 }
             }
-            Lookup::Pending(lookup) => Finish::Wait(Box::pin(async move {
-                let answer = lookup.await;
+            (lookup, touch) => Finish::Wait(Box::pin(async move {
+                if let Some(touch) = touch
+                    && let Err(error) = touch.await
+                {
+                    event!(warn, %error, "the session registry cannot follow a renewal; no replacement this time");
+                    return None;
+                }
+                let answer = lookup.resolve().await;
                 checkpoint
                     .confirmed(answer, clock.now(), exp)
                     .then_some(signed)
@@ -334,6 +360,17 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         };
         let claim = (!local)
             .then(|| shared.claim(id.secret(), offered.0.clone(), offered.1, plan.forget_after));
+        // The registry follows the renewal, at the same time as the claim.
+        let touch = (!local)
+            .then(|| {
+                registry::touch(
+                    &config.env,
+                    self.session.claims().registered(),
+                    offered.1,
+                    self.now,
+                )
+            })
+            .flatten();
         let flights = config.flights.clone();
         let checkpoint = config.checkpoint.clone();
         let clock = config.engine.clock.clone();
@@ -343,7 +380,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             let (token, expires_at) = match claim {
                 None => offered,
                 Some(claim) => {
-                    let winner = match claim.await {
+                    let (claimed, touched) = registry::both(claim, touch).await;
+                    if let Some(Err(error)) = touched {
+                        event!(warn, %error, "the session registry cannot follow a renewal; no replacement this time");
+                        return None;
+                    }
+                    let winner = match claimed {
                         Ok(winner) => winner,
                         // A replacement the cluster does not know of could not
                         // be retired by a `renew_with` elsewhere: hand out

@@ -29,6 +29,10 @@ pub enum StoreErrorKind {
     /// The token has neither `sid` nor `jti`, so nothing identifies it.
     #[error("token has no sid or jti to revoke")]
     NotRevocable,
+    /// The store does not keep the part asked for (e.g. a session
+    /// registry, [`RevocationStore::sessions`](crate::store::RevocationStore::sessions)).
+    #[error("the store does not keep this")]
+    Unsupported,
 }
 
 impl StoreError {

@@ -14,6 +14,7 @@ use super::{
     StoreErrorKind, TokenIds,
 };
 use crate::BoxFuture;
+use crate::registry::{LocalRegistry, SessionRegistry, SessionRow};
 
 /// Expired entries dropped, and entries copied into a growing filter level,
 /// per insert: bounded work, and expired entries go faster than new ones come.
@@ -112,6 +113,8 @@ struct MemoryInner {
     capacity: usize,
     /// Live marks one subject may hold.
     mark_quota: AtomicUsize,
+    /// The session registry: a row per session recorded at login.
+    registry: LocalRegistry,
     /// Checks that had to look in the map (filter hits).
     #[cfg(test)]
     locked_checks: AtomicUsize,
@@ -179,6 +182,7 @@ impl MemoryStore {
                 }),
                 capacity,
                 mark_quota: AtomicUsize::new(MARKS_PER_SUBJECT),
+                registry: LocalRegistry::new(capacity),
                 #[cfg(test)]
                 locked_checks: AtomicUsize::new(0),
                 #[cfg(test)]
@@ -223,6 +227,7 @@ impl MemoryStore {
     /// stop counting at their `until` without it; this only reclaims memory
     /// early (inserts reclaim a few expired entries each).
     pub fn purge(&self, now: i64) {
+        self.inner.registry.purge(now);
         loop {
             let mut entries = self.write();
             let dropped = self.expire(&mut entries, now, PURGE_BATCH);
@@ -661,6 +666,56 @@ impl RevocationStore for MemoryStore {
 
     fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
         self.mark_room(subject, now)
+    }
+
+    fn sessions(&self) -> Option<&dyn SessionRegistry> {
+        Some(self)
+    }
+}
+
+/// The registry in memory: answered at once, bounded by the store's
+/// capacity in rows (a row is about 200 bytes plus its user agent).
+impl SessionRegistry for MemoryStore {
+    fn list(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> BoxFuture<'static, Result<Vec<SessionRow>, StoreError>> {
+        Box::pin(std::future::ready(Ok(self
+            .inner
+            .registry
+            .list(subject, now))))
+    }
+
+    fn insert(
+        &self,
+        row: SessionRow,
+        remove: Vec<String>,
+        max_rows: usize,
+        now: i64,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let result = self.inner.registry.insert(row, &remove, max_rows, now);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn touch(
+        &self,
+        subject: &str,
+        sid: &str,
+        last_seen: i64,
+        expires: i64,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.registry.touch(subject, sid, last_seen, expires);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn remove(
+        &self,
+        subject: &str,
+        sids: Vec<String>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.registry.remove(subject, &sids);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::BoxFuture;
 use crate::claims::RegisteredClaims;
+use crate::registry::SessionRegistry;
 
 mod admission;
 #[cfg(feature = "sqlite")]
@@ -320,6 +321,15 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn keeps_replacements(&self) -> bool {
         false
     }
+
+    /// The store's session registry, if it keeps one (every store of this
+    /// crate does): a row per session recorded at login, so a user can list
+    /// their sessions and end the others ([`Sessions`](crate::Sessions)).
+    /// `None` by default: logins then record nothing, and listing answers
+    /// [`StoreErrorKind::Unsupported`].
+    fn sessions(&self) -> Option<&dyn SessionRegistry> {
+        None
+    }
 }
 
 /// A store behind a pointer is the store: every method forwards.
@@ -360,6 +370,10 @@ macro_rules! forward_store {
 
             fn keeps_cutoffs(&self) -> bool {
                 (**self).keeps_cutoffs()
+            }
+
+            fn sessions(&self) -> Option<&dyn SessionRegistry> {
+                (**self).sessions()
             }
         }
     )+};

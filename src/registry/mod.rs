@@ -1,0 +1,605 @@
+//! A user's sessions: the registry part of a store ([`SessionRegistry`] and
+//! its [`SessionRow`]s), the [`Sessions`] handle that lists and ends them,
+//! the login's metadata, and the ready-made routes ([`SessionRoutes`]).
+//!
+//! The registry lists sessions, it never admits them: verification stays
+//! stateless, and a token whose session was never recorded is served as
+//! before. A row is written at login ([`Issuer::login`](crate::Issuer::login))
+//! and touched by each renewal; a session is *listed* while its newest
+//! token's `exp` has not passed and the revocation store does not refuse it
+//! (so a logout, a reuse detection or a "log out everywhere" hides it at
+//! once, whatever became of its row). Ending a session revokes it first and
+//! deletes its row second: a crash between the two leaves a revoked row,
+//! which the next listing hides and deletes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::request::Parts;
+use time::OffsetDateTime;
+
+use crate::BoxFuture;
+use crate::clock::datetime;
+use crate::error::{IssueError, IssueErrorKind};
+use crate::log::event;
+use crate::revoke::{
+    Revocation, RevocationStatus, RevocationTarget, StoreError, StoreErrorKind, TokenIds, record,
+};
+use crate::session::SessionEnv;
+
+#[cfg(any(feature = "sqlite", feature = "redis", fuzzing))]
+pub(crate) mod codec;
+mod local;
+mod routes;
+
+pub(crate) use local::LocalRegistry;
+pub use routes::SessionRoutes;
+
+/// The live sessions one subject may have when the layer sets no limit of
+/// its own ([`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions)):
+/// a login past it ends the least recently seen session.
+pub const MAX_SESSIONS_PER_SUBJECT: usize = 100;
+
+/// The highest limit [`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions)
+/// accepts.
+pub(crate) const MAX_SESSIONS_LIMIT: usize = 1000;
+
+/// The longest user agent a row keeps, in bytes (longer ones are cut at a
+/// character boundary).
+pub(crate) const MAX_USER_AGENT_BYTES: usize = 256;
+
+/// The longest `sid` the registry takes (the layer's are 22 characters):
+/// a longer one names no session.
+pub(crate) const MAX_SID_BYTES: usize = 128;
+
+/// The longest `sub` the registry takes: a longer subject's sessions are
+/// not recorded (its tokens still work).
+pub(crate) const MAX_SUBJECT_BYTES: usize = 1024;
+
+/// What the registry keeps of one session. A store returns these from
+/// [`SessionRegistry::list`] and keeps every field as it was given.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The session's `sid`.
+    pub sid: String,
+    /// Its subject (`sub`).
+    pub subject: String,
+    /// When it began (`auth_time`), Unix seconds.
+    pub created: i64,
+    /// Its login or latest renewal, Unix seconds.
+    pub last_seen: i64,
+    /// The `exp` of its newest token: the row is over then.
+    pub expires: i64,
+    /// Its cap: no token of it outlives this (a revocation of it is kept
+    /// until then, plus the leeway).
+    pub cap: i64,
+    /// The login's user agent, cut to 256 bytes.
+    pub user_agent: Option<String>,
+    /// The login's client address, when the application recorded one.
+    pub address: Option<String>,
+}
+
+impl SessionRow {
+    /// A row for session `sid` of `subject`; every time is 0 and there is no
+    /// metadata until set.
+    pub fn new(sid: impl Into<String>, subject: impl Into<String>) -> Self {
+        Self {
+            sid: sid.into(),
+            subject: subject.into(),
+            created: 0,
+            last_seen: 0,
+            expires: 0,
+            cap: 0,
+            user_agent: None,
+            address: None,
+        }
+    }
+}
+
+/// The session registry part of a store: a row per session recorded at
+/// login, so a user can list their sessions and end the others.
+///
+/// Reached through [`RevocationStore::sessions`](crate::store::RevocationStore::sessions).
+/// Every store of this crate keeps one. The layer calls
+/// [`insert`](Self::insert) once per login, [`touch`](Self::touch) once per
+/// renewal and [`list`](Self::list) once per listing or ending; it decides
+/// which sessions are live (checking each row against the revocations) and
+/// which to end, so a store only keeps rows. Rows of one subject are few (at
+/// most the layer's limit, [`MAX_SESSIONS_PER_SUBJECT`] by default).
+///
+/// A store must bound what it holds: `insert` refuses with
+/// [`StoreErrorKind::Full`] rather than let a subject exceed `max_rows`
+/// live rows or the store exceed its capacity, and rows whose `expires`
+/// passed are deleted in bounded work.
+pub trait SessionRegistry: Send + Sync + 'static {
+    /// The rows of `subject` whose `expires` is after `now`, oldest insert
+    /// first.
+    fn list(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> BoxFuture<'static, Result<Vec<SessionRow>, StoreError>>;
+
+    /// In one atomic step: deletes the rows of `row.subject` named in
+    /// `remove`, then adds `row` (replacing a row with the same `sid`).
+    /// Refuses with [`StoreErrorKind::Full`], changing nothing, when the
+    /// subject would then have more than `max_rows` rows whose `expires` is
+    /// after `now`, or the store is full.
+    fn insert(
+        &self,
+        row: SessionRow,
+        remove: Vec<String>,
+        max_rows: usize,
+        now: i64,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// A renewal of session `sid` of `subject`: sets the row's `last_seen`
+    /// and raises its `expires` to at least `expires`. A session with no row
+    /// gets none (`Ok`).
+    fn touch(
+        &self,
+        subject: &str,
+        sid: &str,
+        last_seen: i64,
+        expires: i64,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Deletes the rows of `subject` named in `sids` (missing ones are
+    /// ignored).
+    fn remove(
+        &self,
+        subject: &str,
+        sids: Vec<String>,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// What a login past the per-user limit does
+/// ([`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLimit {
+    /// End the least recently seen session first (ties: the oldest
+    /// created, then the first recorded), then log in.
+    #[default]
+    EndLeastRecent,
+    /// Refuse the login ([`IssueErrorKind::TooManySessions`]).
+    Refuse,
+}
+
+/// What a login records beside the session's times: small, and chosen by
+/// the application. [`SessionMetadata::of`] keeps the request's
+/// `User-Agent` (cut to 256 bytes, control characters
+/// dropped); the client address only when the application adds it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMetadata {
+    /// The user agent shown in the list.
+    pub user_agent: Option<String>,
+    /// The client address, if the application opts in.
+    pub address: Option<String>,
+}
+
+impl SessionMetadata {
+    /// Nothing recorded.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The request's `User-Agent`, cleaned and cut.
+    pub fn of(request: &Parts) -> Self {
+        let user_agent = request
+            .headers
+            .get(http::header::USER_AGENT)
+            .map(|value| clean(&String::from_utf8_lossy(value.as_bytes())))
+            .filter(|agent| !agent.is_empty());
+        Self {
+            user_agent,
+            address: None,
+        }
+    }
+
+    /// Also records `address` (e.g. the peer's IP; think of your users'
+    /// privacy and your retention rules before you do).
+    pub fn with_address(mut self, address: impl fmt::Display) -> Self {
+        self.address = Some(clean(&address.to_string()));
+        self
+    }
+}
+
+/// `text` without control characters, cut to 256 bytes at a
+/// character boundary.
+fn clean(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_USER_AGENT_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One live session of a subject, as listed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Its `sid`.
+    pub sid: String,
+    /// Whether it is the session making the request
+    /// ([`Session::sessions`](crate::Session::sessions)); always `false`
+    /// from [`Sessions::list`].
+    pub current: bool,
+    /// When it began.
+    pub created: OffsetDateTime,
+    /// Its login or latest renewal.
+    pub last_seen: OffsetDateTime,
+    /// When its newest token expires (it ends then unless renewed).
+    pub expires: OffsetDateTime,
+    /// The login's user agent.
+    pub user_agent: Option<String>,
+    /// The login's client address, when recorded.
+    pub address: Option<String>,
+}
+
+impl SessionInfo {
+    fn of(row: SessionRow, current: Option<&str>) -> Self {
+        Self {
+            current: current == Some(row.sid.as_str()),
+            sid: row.sid,
+            created: datetime(row.created),
+            last_seen: datetime(row.last_seen),
+            expires: datetime(row.expires),
+            user_agent: row.user_agent,
+            address: row.address,
+        }
+    }
+}
+
+/// Lists and ends the sessions of any subject, outside a request (an admin
+/// page, a password change). Get one from
+/// [`SlidingJwtLayer::sessions`](crate::SlidingJwtLayer::sessions); from a
+/// handler, [`Session::sessions`](crate::Session::sessions) and friends do
+/// the same for the caller.
+///
+/// Every method checks ownership itself: a `sid` that is not a live
+/// session of that subject is "not found", whoever owns it. Ending revokes
+/// the session (every token of it gets 401 at once, on every instance
+/// sharing the store) and then deletes its row. A store error is an error,
+/// never a partial answer presented as complete.
+///
+/// ```
+/// use tower_sliding_jwt::{Key, SessionMetadata, SlidingJwtLayer, StandardClaims};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = SlidingJwtLayer::<_, StandardClaims>::builder(Key::hs256([7u8; 32])?).build()?;
+/// let (request, ()) = http::Request::get("/login")
+///     .header("user-agent", "curl/8")
+///     .body(())?
+///     .into_parts();
+/// let issued = layer
+///     .issuer()
+///     .login(&request, StandardClaims::new("alice", Default::default()))
+///     .await?;
+/// let sessions = layer.sessions();
+/// let listed = sessions.list("alice").await?;
+/// assert_eq!(listed.len(), 1);
+/// assert_eq!(listed[0].user_agent.as_deref(), Some("curl/8"));
+/// // A password change: end them all.
+/// assert_eq!(sessions.end_all("alice").await?, 1);
+/// assert!(sessions.list("alice").await?.is_empty());
+/// # let _ = (issued, SessionMetadata::none());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    pub(crate) env: Arc<SessionEnv>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("max_sessions", &self.env.max_sessions)
+            .field("on_limit", &self.env.on_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// The live sessions of `subject`, most recently seen first.
+    ///
+    /// # Errors
+    /// The store's error; [`StoreErrorKind::Unsupported`] when the store
+    /// keeps no registry.
+    pub async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        self.list_marked(subject, None).await
+    }
+
+    /// Ends session `sid` of `subject`; `false` (and nothing touched) when
+    /// it is not a live session of that subject.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list), or the store's error when it cannot record
+    /// the revocation (the session then goes on).
+    pub async fn end(&self, subject: &str, sid: &str) -> Result<bool, StoreError> {
+        let now = self.env.clock.now();
+        let live = self.live(subject, now).await?;
+        let Some(row) = live.into_iter().find(|row| row.sid == sid) else {
+            return Ok(false);
+        };
+        self.end_rows(subject, vec![row], now).await.map(|n| n == 1)
+    }
+
+    /// Ends every live session of `subject` but `keep`; answers how many
+    /// ended.
+    ///
+    /// # Errors
+    /// As [`end`](Self::end); on an error some sessions may have ended,
+    /// none is reported as ended that did not.
+    pub async fn end_all_except(&self, subject: &str, keep: &str) -> Result<usize, StoreError> {
+        self.end_where(subject, Some(keep)).await
+    }
+
+    /// Ends every live session of `subject`; answers how many ended.
+    ///
+    /// # Errors
+    /// As [`end_all_except`](Self::end_all_except).
+    pub async fn end_all(&self, subject: &str) -> Result<usize, StoreError> {
+        self.end_where(subject, None).await
+    }
+
+    pub(crate) async fn list_marked(
+        &self,
+        subject: &str,
+        current: Option<&str>,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let now = self.env.clock.now();
+        let mut live = self.live(subject, now).await?;
+        live.sort_by(|a, b| {
+            b.last_seen
+                .cmp(&a.last_seen)
+                .then(b.created.cmp(&a.created))
+        });
+        Ok(live
+            .into_iter()
+            .map(|row| SessionInfo::of(row, current))
+            .collect())
+    }
+
+    async fn end_where(&self, subject: &str, keep: Option<&str>) -> Result<usize, StoreError> {
+        let now = self.env.clock.now();
+        let live = self.live(subject, now).await?;
+        let ending: Vec<SessionRow> = live
+            .into_iter()
+            .filter(|row| Some(row.sid.as_str()) != keep)
+            .collect();
+        self.end_rows(subject, ending, now).await
+    }
+
+    /// Revokes each of `rows`, then deletes them; answers how many it
+    /// revoked. The first failed revocation stops it with that error.
+    async fn end_rows(
+        &self,
+        subject: &str,
+        rows: Vec<SessionRow>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let registry = self.registry()?;
+        let env = &self.env;
+        let mut ended = Vec::with_capacity(rows.len());
+        let mut failed = None;
+        for row in rows {
+            let revocation = Revocation {
+                target: RevocationTarget::Session(row.sid.clone()),
+                until: row.cap.max(row.expires).saturating_add(env.leeway),
+            };
+            match record(&*env.store, revocation, now, &env.counters).await {
+                Ok(()) => ended.push(row.sid),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        let count = ended.len();
+        // The sessions are over once revoked; a row left behind (the store
+        // failed here) is hidden by every listing and deleted by the next.
+        if let Err(error) = registry.remove(subject, ended).await {
+            event!(warn, %error, "ended sessions' rows stay until the next listing");
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(count),
+        }
+    }
+
+    fn registry(&self) -> Result<&dyn crate::store::SessionRegistry, StoreError> {
+        self.env.store.sessions().ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::Unsupported,
+                Some("the revocation store keeps no session registry".into()),
+            )
+        })
+    }
+
+    /// The rows of `subject` that are live: not expired, and not refused by
+    /// the revocation store. Rows of sessions that ended are deleted on the
+    /// way (bounded: one subject's rows).
+    async fn live(&self, subject: &str, now: i64) -> Result<Vec<SessionRow>, StoreError> {
+        let registry = self.registry()?;
+        if subject.len() > MAX_SUBJECT_BYTES {
+            return Ok(Vec::new());
+        }
+        let rows = registry.list(subject, now).await?;
+        let mut live = Vec::with_capacity(rows.len());
+        let mut ended = Vec::new();
+        for row in rows {
+            let ids = TokenIds {
+                sid: Some(&row.sid),
+                jti: None,
+                sub: Some(subject),
+                authenticated_at: Some(row.created),
+                issued_at: None,
+            };
+            match self.env.store.check(&ids, now).resolve().await? {
+                RevocationStatus::Revoked => ended.push(row.sid),
+                _ => live.push(row),
+            }
+        }
+        if !ended.is_empty()
+            && let Err(error) = registry.remove(subject, ended).await
+        {
+            event!(debug, %error, "ended sessions' rows stay until the next listing");
+        }
+        Ok(live)
+    }
+
+    /// Records a login's session: ends the least recently seen sessions (or
+    /// refuses) when the subject is at its limit, then inserts the row. A
+    /// store without a registry records nothing.
+    pub(crate) async fn admit(&self, row: SessionRow) -> Result<(), IssueError> {
+        let store_error =
+            |error: StoreError| IssueError::new(IssueErrorKind::Store, Some(Box::new(error)));
+        let Some(registry) = self.env.store.sessions() else {
+            return Ok(());
+        };
+        if row.subject.len() > MAX_SUBJECT_BYTES || row.sid.len() > MAX_SID_BYTES {
+            return Ok(());
+        }
+        let now = self.env.clock.now();
+        let limit = self.env.max_sessions;
+        let mut live = self.live(&row.subject, now).await.map_err(store_error)?;
+        live.retain(|other| other.sid != row.sid);
+        let mut remove = Vec::new();
+        if live.len() >= limit {
+            if self.env.on_limit == OnLimit::Refuse {
+                return Err(IssueError::new(IssueErrorKind::TooManySessions, None));
+            }
+            // `live` is in insert order: a stable sort keeps it for ties.
+            live.sort_by(|a, b| {
+                a.last_seen
+                    .cmp(&b.last_seen)
+                    .then(a.created.cmp(&b.created))
+            });
+            let excess = live.len() + 1 - limit;
+            let victims: Vec<SessionRow> = live.into_iter().take(excess).collect();
+            remove = victims.iter().map(|row| row.sid.clone()).collect();
+            let ended = self
+                .end_rows(&row.subject, victims, now)
+                .await
+                .map_err(store_error)?;
+            event!(
+                info,
+                ended,
+                "a login past the limit ended the least recently seen sessions"
+            );
+        }
+        registry
+            .insert(row, remove, limit, now)
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// The registry update of a renewal: `None` when the store keeps no
+/// registry or the token names no session of a subject.
+pub(crate) fn touch(
+    env: &SessionEnv,
+    registered: &crate::claims::RegisteredClaims,
+    expires: i64,
+    now: i64,
+) -> Option<BoxFuture<'static, Result<(), StoreError>>> {
+    let registry = env.store.sessions()?;
+    let (sub, sid) = (registered.sub.as_deref()?, registered.sid.as_deref()?);
+    if sub.len() > MAX_SUBJECT_BYTES || sid.len() > MAX_SID_BYTES {
+        return None;
+    }
+    Some(registry.touch(sub, sid, now, expires))
+}
+
+/// `future`'s answer when it has one without waiting (a store answering
+/// from memory): `Ok(None)` done, or the future to await.
+#[allow(clippy::type_complexity)]
+pub(crate) fn unless_ready(
+    mut future: BoxFuture<'static, Result<(), StoreError>>,
+) -> Result<Option<BoxFuture<'static, Result<(), StoreError>>>, StoreError> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(answer) => answer.map(|()| None),
+        std::task::Poll::Pending => Ok(Some(future)),
+    }
+}
+
+/// Awaits `first` and `second` (when there is one) together.
+pub(crate) async fn both<A, B>(
+    first: BoxFuture<'static, A>,
+    second: Option<BoxFuture<'static, B>>,
+) -> (A, Option<B>) {
+    let (mut first, mut second) = (Some(first), second);
+    let (mut a, mut b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if let Some(future) = &mut first
+            && let std::task::Poll::Ready(answer) = future.as_mut().poll(cx)
+        {
+            a = Some(answer);
+            first = None;
+        }
+        if let Some(future) = &mut second
+            && let std::task::Poll::Ready(answer) = future.as_mut().poll(cx)
+        {
+            b = Some(answer);
+            second = None;
+        }
+        match (second.is_none(), a.take()) {
+            (true, Some(a)) => std::task::Poll::Ready((a, b.take())),
+            (_, answer) => {
+                a = answer;
+                std::task::Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Whether `sid` may name a session in a route: short, and base64url or a
+/// few other URL-safe characters.
+pub(crate) fn plausible_sid(sid: &str) -> bool {
+    !sid.is_empty()
+        && sid.len() <= MAX_SID_BYTES
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_cleaned_and_cut_at_a_character_boundary() {
+        let agent = format!("\u{7}é{}", "x".repeat(100 * 1024));
+        let (parts, ()) = http::Request::get("/")
+            .header("user-agent", agent.as_bytes())
+            .body(())
+            .unwrap()
+            .into_parts();
+        let kept = SessionMetadata::of(&parts).user_agent.unwrap();
+        assert!(kept.len() <= MAX_USER_AGENT_BYTES && kept.len() >= MAX_USER_AGENT_BYTES - 1);
+        assert!(kept.starts_with('é'));
+        let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        assert_eq!(SessionMetadata::of(&parts), SessionMetadata::none());
+    }
+
+    #[test]
+    fn route_sids_are_short_and_url_safe() {
+        assert!(plausible_sid("AbC-_09"));
+        assert!(!plausible_sid(""));
+        assert!(!plausible_sid("a/b"));
+        assert!(!plausible_sid("a%20b"));
+        assert!(!plausible_sid(&"a".repeat(MAX_SID_BYTES + 1)));
+    }
+}
