@@ -64,6 +64,7 @@ impl LocalRegistry {
     }
 
     /// Rows held (expired ones not yet dropped included).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().total
     }

@@ -11,7 +11,12 @@
 //! checked against its own checksum; expired rows are deleted in bounded
 //! batches as the writer goes.
 //!
-//! The schema (version 1, in `PRAGMA user_version`):
+//! The session registry lives in the same database and the same memory:
+//! listing is answered from memory, and a login, a renewal's touch or an
+//! ending is committed by the same writer before it is acknowledged.
+//!
+//! The schema (version 2, in `PRAGMA user_version`; a version 1 file gains
+//! the `sessions` table when opened):
 //!
 //! ```sql
 //! CREATE TABLE revocations (
@@ -21,6 +26,16 @@
 //!     checksum INTEGER NOT NULL      -- CRC-32C of until_ and record
 //! );
 //! CREATE INDEX revocations_until ON revocations (until_);
+//! CREATE TABLE sessions (
+//!     subject  TEXT NOT NULL,
+//!     sid      TEXT NOT NULL,
+//!     seq      INTEGER NOT NULL,     -- insert order
+//!     expires  INTEGER NOT NULL,     -- when the row can go
+//!     row      TEXT NOT NULL,        -- the row as JSON
+//!     checksum INTEGER NOT NULL,     -- CRC-32C of expires and row
+//!     PRIMARY KEY (subject, sid)
+//! );
+//! CREATE INDEX sessions_expires ON sessions (expires);
 //! ```
 
 // Without the `tracing` feature the events compile to nothing.
@@ -44,9 +59,22 @@ use super::{
 use crate::BoxFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::log::event;
+use crate::registry::{SessionRegistry, SessionRow, codec};
 
 /// The schema this version writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// The session registry's table (schema version 2).
+const SESSIONS_TABLE: &str = "CREATE TABLE sessions (
+         subject TEXT NOT NULL,
+         sid TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         expires INTEGER NOT NULL,
+         row TEXT NOT NULL,
+         checksum INTEGER NOT NULL,
+         PRIMARY KEY (subject, sid)
+     );
+     CREATE INDEX sessions_expires ON sessions (expires);";
 /// Expired rows deleted per transaction.
 const PURGE_BATCH: i64 = 1000;
 /// Rows per read while loading.
@@ -286,11 +314,22 @@ impl DurableStoreBuilder {
             ),
             Load::Full(e) => e,
         })?;
+        let sessions = load_sessions(&db, &memory, now).map_err(|e| match e {
+            Load::Sql(e) if is_damage(&e) => failed(StoreErrorKind::Corrupted, "damaged", &e),
+            Load::Sql(e) => failed(StoreErrorKind::Unavailable, "cannot read", &e),
+            Load::Damaged(seq) => failed(
+                StoreErrorKind::Corrupted,
+                "damaged",
+                &format_args!("session row {seq} does not match its checksum"),
+            ),
+            Load::Full(e) => e,
+        })?;
         event!(
             info,
             path = %path.display(),
             live = memory.len(),
             rows,
+            sessions,
             "durable revocation store opened"
         );
         let writer = Writer::start(db, lock, self.clock)
@@ -339,7 +378,10 @@ impl RevocationStore for DurableStore {
         if revocation.until <= now {
             return Box::pin(std::future::ready(Ok(())));
         }
-        let done = self.writer.submit(revocation.until, record);
+        let done = self.writer.submit(Op::Revocation {
+            until: revocation.until,
+            record,
+        });
         #[cfg(feature = "metrics")]
         let started = std::time::Instant::now();
         Box::pin(async move {
@@ -364,6 +406,89 @@ impl RevocationStore for DurableStore {
     fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
         self.memory.has_room_for_mark(subject, now)
     }
+
+    fn sessions(&self) -> Option<&dyn SessionRegistry> {
+        Some(self)
+    }
+}
+
+/// Answered from memory; each change committed before it is acknowledged.
+impl SessionRegistry for DurableStore {
+    fn list(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> BoxFuture<'static, Result<Vec<SessionRow>, StoreError>> {
+        Box::pin(std::future::ready(Ok(self
+            .memory
+            .registry()
+            .list(subject, now))))
+    }
+
+    fn insert(
+        &self,
+        row: SessionRow,
+        remove: Vec<String>,
+        max_rows: usize,
+        now: i64,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let registry = self.memory.registry();
+        if let Err(error) = registry.insert(row.clone(), &remove, max_rows, now) {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let (subject, sid) = (row.subject.clone(), row.sid.clone());
+        let done = self.writer.submit(Op::Session { row, remove });
+        let memory = self.memory.clone();
+        Box::pin(async move {
+            done.await.map_err(|error| {
+                // Not on disk: not listed either (its login hands out no
+                // token).
+                memory.registry().remove(&subject, &[sid]);
+                not_durable(error)
+            })
+        })
+    }
+
+    fn touch(
+        &self,
+        subject: &str,
+        sid: &str,
+        last_seen: i64,
+        expires: i64,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        match self
+            .memory
+            .registry()
+            .touch(subject, sid, last_seen, expires)
+        {
+            None => Box::pin(std::future::ready(Ok(()))),
+            Some(row) => {
+                let done = self.writer.submit(Op::Session {
+                    row,
+                    remove: Vec::new(),
+                });
+                Box::pin(async move { done.await.map_err(not_durable) })
+            }
+        }
+    }
+
+    fn remove(
+        &self,
+        subject: &str,
+        sids: Vec<String>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.memory.registry().remove(subject, &sids);
+        let done = self.writer.submit(Op::Ended {
+            subject: subject.to_owned(),
+            sids,
+        });
+        Box::pin(async move { done.await.map_err(not_durable) })
+    }
+}
+
+fn not_durable(error: io::Error) -> StoreError {
+    event!(warn, %error, "a session registry change could not be made durable");
+    StoreError::new(StoreErrorKind::Unavailable, Some(Box::new(error)))
 }
 
 /// Opens (creating when missing) `path`, owner-only.
@@ -422,7 +547,7 @@ fn prepare(db: &Connection) -> Result<(), Prepare> {
                     "a database that is not a revocation store".into(),
                 ));
             }
-            db.execute_batch(
+            db.execute_batch(&format!(
                 "BEGIN IMMEDIATE;
                  CREATE TABLE revocations (
                      seq INTEGER PRIMARY KEY,
@@ -431,9 +556,20 @@ fn prepare(db: &Connection) -> Result<(), Prepare> {
                      checksum INTEGER NOT NULL
                  );
                  CREATE INDEX revocations_until ON revocations (until_);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
+                 {SESSIONS_TABLE}
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))?;
+            Ok(())
+        }
+        // Version 1 (no registry): the sessions table joins it.
+        1 => {
+            db.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 {SESSIONS_TABLE}
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))?;
             Ok(())
         }
         SCHEMA_VERSION => Ok(()),
@@ -499,6 +635,34 @@ fn load(db: &Connection, memory: &MemoryStore, now: i64) -> Result<u64, Load> {
     }
 }
 
+/// Reads the registry's live rows into `memory`, in insert order, each
+/// checked against its checksum and bounds; answers how many.
+fn load_sessions(db: &Connection, memory: &MemoryStore, now: i64) -> Result<u64, Load> {
+    let mut statement = db.prepare(
+        "SELECT seq, expires, row, checksum FROM sessions WHERE expires > ?1 ORDER BY seq",
+    )?;
+    let mut batch = statement.query(params![now])?;
+    let mut rows = 0;
+    while let Some(stored) = batch.next()? {
+        let seq: i64 = stored.get(0)?;
+        let expires: i64 = stored.get(1)?;
+        let text = stored
+            .get_ref(2)?
+            .as_str()
+            .map_err(|_| Load::Damaged(seq))?;
+        let sum: i64 = stored.get(3)?;
+        if checksum(expires, text.as_bytes()) != sum {
+            return Err(Load::Damaged(seq));
+        }
+        let row = codec::decode(text)
+            .filter(|row| row.expires == expires)
+            .ok_or(Load::Damaged(seq))?;
+        memory.registry().restore(row).map_err(Load::Full)?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
 /// The database as the writer thread holds it.
 struct Db {
     db: Connection,
@@ -514,8 +678,34 @@ impl Db {
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO revocations (until_, record, checksum) VALUES (?1, ?2, ?3)",
             )?;
-            for Pending { until, record, .. } in batch {
-                insert.execute(params![until, record, checksum(*until, record)])?;
+            let mut upsert = transaction.prepare_cached(
+                "INSERT OR REPLACE INTO sessions (subject, sid, seq, expires, row, checksum)
+                 VALUES (?1, ?2,
+                     coalesce((SELECT seq FROM sessions WHERE subject = ?1 AND sid = ?2),
+                              (SELECT max(seq) + 1 FROM sessions), 0),
+                     ?3, ?4, ?5)",
+            )?;
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM sessions WHERE subject = ?1 AND sid = ?2")?;
+            for Pending { op, .. } in batch {
+                match op {
+                    Op::Revocation { until, record } => {
+                        insert.execute(params![until, record, checksum(*until, record)])?;
+                    }
+                    Op::Session { row, remove } => {
+                        for sid in remove {
+                            delete.execute(params![row.subject, sid])?;
+                        }
+                        let text = codec::encode(row);
+                        let sum = checksum(row.expires, text.as_bytes());
+                        upsert.execute(params![row.subject, row.sid, row.expires, text, sum])?;
+                    }
+                    Op::Ended { subject, sids } => {
+                        for sid in sids {
+                            delete.execute(params![subject, sid])?;
+                        }
+                    }
+                }
             }
         }
         if fail {
@@ -556,16 +746,40 @@ impl Db {
                 delete.execute([seq])?;
             }
         }
+        // The registry's expired rows, a bounded batch too.
+        let rows = transaction.execute(
+            "DELETE FROM sessions WHERE rowid IN
+                 (SELECT rowid FROM sessions WHERE expires <= ?1 LIMIT ?2)",
+            params![now, PURGE_BATCH],
+        )?;
         transaction.commit()?;
-        Ok(expired.len())
+        Ok(expired.len().max(rows))
     }
 }
 
-/// A revocation waiting to be committed, and its caller's waker.
+/// A write waiting to be committed, and its caller's waker.
 struct Pending {
-    until: i64,
-    record: Vec<u8>,
+    op: Op,
     done: Arc<Done>,
+}
+
+/// What one write does.
+enum Op {
+    Revocation {
+        until: i64,
+        record: Vec<u8>,
+    },
+    /// A registry row added or replaced (removing `remove` of its subject
+    /// in the same transaction).
+    Session {
+        row: SessionRow,
+        remove: Vec<String>,
+    },
+    /// Registry rows deleted.
+    Ended {
+        subject: String,
+        sids: Vec<String>,
+    },
 }
 
 #[derive(Default)]
@@ -643,11 +857,10 @@ impl Writer {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn submit(&self, until: i64, record: Vec<u8>) -> Durable {
+    fn submit(&self, op: Op) -> Durable {
         let done = Arc::new(Done::default());
         self.lock().pending.push(Pending {
-            until,
-            record,
+            op,
             done: done.clone(),
         });
         self.wake.notify_one();
@@ -804,6 +1017,106 @@ mod tests {
             .query_row("SELECT count(*) FROM revocations", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 3);
+    }
+
+    fn row(sid: &str, subject: &str, expires: i64) -> SessionRow {
+        let mut row = SessionRow::new(sid, subject);
+        (row.created, row.last_seen, row.expires, row.cap) = (NOW, NOW, expires, NOW + 1000);
+        row.user_agent = Some("agent".into());
+        row
+    }
+
+    fn sids(store: &DurableStore, subject: &str, now: i64) -> Vec<String> {
+        store
+            .memory
+            .registry()
+            .list(subject, now)
+            .into_iter()
+            .map(|row| row.sid)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_session_registry_survives_a_reopen_in_insert_order() {
+        let path = dir("registry").join("revocations.sqlite3");
+        let clock = ManualClock::new(NOW);
+        {
+            let store = open(&path, &clock).unwrap();
+            SessionRegistry::insert(&store, row("b", "u", NOW + 100), vec![], 10, NOW)
+                .await
+                .unwrap();
+            SessionRegistry::insert(&store, row("a", "u", NOW + 100), vec![], 10, NOW)
+                .await
+                .unwrap();
+            SessionRegistry::insert(&store, row("x", "u", NOW + 10), vec![], 10, NOW)
+                .await
+                .unwrap();
+            SessionRegistry::insert(&store, row("c", "u", NOW + 100), vec!["b".into()], 10, NOW)
+                .await
+                .unwrap();
+            SessionRegistry::touch(&store, "u", "a", NOW + 5, NOW + 500)
+                .await
+                .unwrap();
+            SessionRegistry::remove(&store, "u", vec!["c".into()])
+                .await
+                .unwrap();
+            SessionRegistry::insert(&store, row("d", "v", NOW + 100), vec![], 10, NOW)
+                .await
+                .unwrap();
+        }
+        clock.advance(std::time::Duration::from_secs(20));
+        let store = open(&path, &clock).unwrap();
+        assert_eq!(
+            sids(&store, "u", NOW + 20),
+            ["a"],
+            "b removed, x expired, c ended"
+        );
+        let a = &store.memory.registry().list("u", NOW + 20)[0];
+        assert_eq!(
+            (a.last_seen, a.expires, a.user_agent.as_deref()),
+            (NOW + 5, NOW + 500, Some("agent"))
+        );
+        assert_eq!(sids(&store, "v", NOW + 20), ["d"]);
+        // A failed commit leaves nothing listed.
+        store.fail_next_write();
+        let failed =
+            SessionRegistry::insert(&store, row("e", "v", NOW + 100), vec![], 10, NOW + 20).await;
+        assert_eq!(failed.unwrap_err().kind(), StoreErrorKind::Unavailable);
+        assert_eq!(sids(&store, "v", NOW + 20), ["d"]);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_the_registry_and_a_damaged_row_is_refused() {
+        let clock = ManualClock::new(NOW);
+        let path = dir("v1").join("revocations.sqlite3");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE revocations (seq INTEGER PRIMARY KEY, until_ INTEGER NOT NULL,
+                     record BLOB NOT NULL, checksum INTEGER NOT NULL);
+                 CREATE INDEX revocations_until ON revocations (until_);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        {
+            let store = open(&path, &clock).unwrap();
+            SessionRegistry::insert(&store, row("a", "u", NOW + 100), vec![], 10, NOW)
+                .await
+                .unwrap();
+        }
+        assert_eq!(sids(&open(&path, &clock).unwrap(), "u", NOW), ["a"]);
+        let db = Connection::open(&path).unwrap();
+        db.execute(
+            "UPDATE sessions SET row = replace(row, 'agent', 'agenT')",
+            [],
+        )
+        .unwrap();
+        drop(db);
+        assert_eq!(
+            open(&path, &clock).unwrap_err().kind(),
+            StoreErrorKind::Corrupted
+        );
     }
 
     #[tokio::test]

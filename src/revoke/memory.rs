@@ -200,6 +200,11 @@ impl MemoryStore {
         self
     }
 
+    /// The session registry kept beside the revocations.
+    pub(crate) fn registry(&self) -> &LocalRegistry {
+        &self.inner.registry
+    }
+
     /// Whether a mark for a token of `subject` has room now: the marks'
     /// budget and the subject's quota (expired entries are reclaimed first).
     fn mark_room(&self, subject: Option<&str>, now: i64) -> bool {
