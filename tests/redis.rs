@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/redis_server.rs"]
 mod redis_server;
+#[path = "common/sessions.rs"]
+mod sessions;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -1002,4 +1004,76 @@ async fn an_instance_started_later_honours_a_renew_with_cut_off() {
     } else {
         assert_eq!(rejection(&response), Some(RejectionKind::Revoked));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_sessions_are_shared_by_every_instance() {
+    let server = Server::start();
+    let clock = clock();
+    let instances = cluster(&server, &clock, Duration::from_secs(2)).await;
+    let layers: Vec<_> = instances.iter().map(|i| &i.layer).collect();
+    sessions::shared_registry(&layers, &clock, "one-node").await;
+    // The limit counts every instance's logins.
+    let mut limited = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap();
+        limited.push(
+            SlidingJwtLayer::builder(hs256())
+                .with_clock(clock.clone())
+                .with_revocation_store(store)
+                .with_max_sessions(2, tower_sliding_jwt::OnLimit::EndLeastRecent)
+                .build()
+                .unwrap(),
+        );
+    }
+    sessions::limit_counts_every_instance(&limited.iter().collect::<Vec<_>>(), "one-node").await;
+    // A subject's rows sit in one hash, hash-tagged by a digest of it.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tsj:sessions:*")
+        .query_async(&mut connection(&server).await)
+        .await
+        .unwrap();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.len() == "tsj:sessions:{}".len() + 32),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_refuses_logins_and_listings_with_503() {
+    let mut server = Server::start();
+    let clock = clock();
+    let one = instance(&server, &clock, |b| {
+        b.with_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let (parts, ()) = http::Request::post("/login").body(()).unwrap().into_parts();
+    let issued = one
+        .layer
+        .issuer()
+        .login(&parts, user("alice", "user"))
+        .await
+        .unwrap();
+    server.stop();
+    eventually("the store notices", || async {
+        !one.store.is_synchronised()
+    })
+    .await;
+    let refused = one
+        .layer
+        .issuer()
+        .login(&parts, user("alice", "user"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), tower_sliding_jwt::IssueErrorKind::Store);
+    let listing = one.layer.sessions().list("alice").await.unwrap_err();
+    assert!(matches!(
+        listing.kind(),
+        StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+    ));
+    let _ = issued;
 }

@@ -9,6 +9,8 @@
 mod common;
 #[path = "common/redis_server.rs"]
 mod redis_server;
+#[path = "common/sessions.rs"]
+mod sessions;
 
 use std::time::{Duration, Instant};
 
@@ -151,6 +153,7 @@ async fn a_redis_cluster_agrees_and_loses_nothing_when_a_master_restarts_empty()
     let a = instance(&cluster.url(), &clock).await;
     let b = instance(&cluster.url(), &clock).await;
     let c = instance(&cluster.url(), &clock).await;
+    sessions::shared_registry(&[&a, &b, &c], &clock, "cluster").await;
     let (revoked, live) = revocations_agree(&[&a, &b, &c], 24).await;
     // Revocation keys sit on every master.
     let mut holders = Vec::new();
@@ -237,6 +240,7 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
     let a = instance(&setup.url(), &clock).await;
     let b = instance(&setup.url(), &clock).await;
     let c = instance(&setup.url(), &clock).await;
+    sessions::shared_registry(&[&a, &b, &c], &clock, "sentinel").await;
     let (revoked, live) = revocations_agree(&[&a, &b, &c], 8).await;
 
     // The verify path makes no command on the master or the replica (the

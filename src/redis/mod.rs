@@ -98,6 +98,7 @@
 mod builder;
 mod cluster;
 mod flight;
+mod registry;
 mod store;
 mod sync;
 mod topology;

@@ -166,6 +166,10 @@ impl RevocationStore for RedisStore {
     fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
         self.shared.replica.has_room_for_mark(subject, now)
     }
+
+    fn sessions(&self) -> Option<&dyn crate::store::SessionRegistry> {
+        Some(self)
+    }
 }
 
 impl Shared {
