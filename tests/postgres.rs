@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/postgres_server.rs"]
 mod postgres_server;
+#[path = "common/sessions.rs"]
+mod sessions;
 
 use std::time::{Duration, Instant};
 
@@ -495,7 +497,7 @@ async fn schema_version_prefix_and_grants() {
 
     server.psql(
         "CREATE ROLE app LOGIN;
-         GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights TO app",
+         GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights, tsj_sessions TO app",
     );
     let app_url = server.url().replace("postgres@", "app@");
     let store = PostgresStore::builder(app_url.clone())
@@ -511,13 +513,29 @@ async fn schema_version_prefix_and_grants() {
         .unwrap_err();
     assert!(format!("{refused}: {:?}", std::error::Error::source(&refused)).contains("permission"));
 
-    server.psql("UPDATE tsj_state SET version = 2");
+    // A version 1 dataset (before the session registry) gains its table.
+    server.psql("DROP TABLE tsj_sessions; UPDATE tsj_state SET version = 1");
+    let upgraded = instance(&server, &clock, |b| b).await;
+    let (parts, ()) = http::Request::post("/login").body(()).unwrap().into_parts();
+    upgraded
+        .layer
+        .issuer()
+        .login(&parts, user("alice", "user"))
+        .await
+        .unwrap();
+    assert_eq!(
+        upgraded.layer.sessions().list("alice").await.unwrap().len(),
+        1
+    );
+    assert_eq!(server.psql("SELECT version FROM tsj_state").trim(), "2");
+
+    server.psql("UPDATE tsj_state SET version = 3");
     let refused = PostgresStore::builder(server.url())
         .connect()
         .await
         .unwrap_err();
     let message = std::error::Error::source(&refused).unwrap().to_string();
-    assert!(message.contains("version 2"), "{message}");
+    assert!(message.contains("version 3"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -890,4 +908,68 @@ async fn a_full_write_queue_keeps_revocations_aside_and_writes_them_back() {
         async || server.psql("SELECT count(*) FROM tsj_revocations") == "6000",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_sessions_are_shared_by_every_instance_and_bounded() {
+    let mut server = Postgres::start();
+    let clock = clock();
+    let instances = cluster(&server, &clock, Duration::from_secs(2)).await;
+    let layers: Vec<_> = instances.iter().map(|i| &i.layer).collect();
+    sessions::shared_registry(&layers, &clock, "pg").await;
+    let mut limited = Vec::new();
+    for _ in 0..3 {
+        let store = PostgresStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap();
+        limited.push(
+            SlidingJwtLayer::builder(hs256())
+                .with_clock(clock.clone())
+                .with_revocation_store(store)
+                .with_max_sessions(2, tower_sliding_jwt::OnLimit::EndLeastRecent)
+                .build()
+                .unwrap(),
+        );
+    }
+    sessions::limit_counts_every_instance(&limited.iter().collect::<Vec<_>>(), "pg").await;
+    // Planted rows the crate could not have written are not listed.
+    server.psql(&format!(
+        "INSERT INTO tsj_sessions (subject, sid, created, last_seen, expires, cap, user_agent)
+         VALUES ('mallory', 'planted', 0, 0, {far}, {far}, repeat('x', 5000))",
+        far = T0 + 86_400
+    ));
+    assert!(
+        instances[0]
+            .layer
+            .sessions()
+            .list("mallory")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A database that goes away: logins and listings are refused, never
+    // answered from what is left.
+    let (parts, ()) = http::Request::post("/login").body(()).unwrap().into_parts();
+    server.stop_immediate();
+    within("the store notices", Duration::from_secs(10), async || {
+        !instances[0].store.is_synchronised()
+    })
+    .await;
+    let refused = instances[0]
+        .layer
+        .issuer()
+        .login(&parts, user("alice", "user"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), tower_sliding_jwt::IssueErrorKind::Store);
+    assert!(
+        instances[0]
+            .layer
+            .sessions()
+            .list("alice-pg")
+            .await
+            .is_err()
+    );
 }

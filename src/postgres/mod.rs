@@ -107,7 +107,7 @@
 //! ```sql
 //! CREATE TABLE tsj_state (        -- one row
 //!     id smallint PRIMARY KEY CHECK (id = 1),
-//!     version integer NOT NULL,   -- the schema version: 1
+//!     version integer NOT NULL,   -- the schema version: 2
 //!     seq bigint NOT NULL,        -- the highest sequence number given
 //!     epoch text NOT NULL);       -- random, set when the tables are made
 //! CREATE TABLE tsj_revocations (
@@ -121,8 +121,20 @@
 //!     sealed bytea NOT NULL,      -- the replacement, sealed
 //!     until_ bigint NOT NULL);
 //! CREATE INDEX tsj_flights_until ON tsj_flights (until_);
+//! CREATE TABLE tsj_sessions (     -- the session registry (version 2)
+//!     subject text NOT NULL,
+//!     sid text NOT NULL,
+//!     n bigint GENERATED ALWAYS AS IDENTITY,  -- insert order
+//!     created bigint NOT NULL,
+//!     last_seen bigint NOT NULL,
+//!     expires bigint NOT NULL,    -- the newest token's exp: the row can go then
+//!     cap bigint NOT NULL,
+//!     user_agent text,
+//!     address text,
+//!     PRIMARY KEY (subject, sid));
+//! CREATE INDEX tsj_sessions_expires ON tsj_sessions (expires);
 //! INSERT INTO tsj_state (id, version, seq, epoch)
-//!     VALUES (1, 1, 0, md5(random()::text || clock_timestamp()::text));
+//!     VALUES (1, 2, 0, md5(random()::text || clock_timestamp()::text));
 //! ```
 //!
 //! The tables are created unqualified: in the first schema of the
@@ -139,10 +151,10 @@
 //! `USAGE` on the schema, and `CREATE` on it for the first start (since
 //! PostgreSQL 15 ordinary roles may no longer create tables in `public`;
 //! or run the statements above once as another role), then
-//! `SELECT, INSERT, UPDATE, DELETE` on the three tables:
+//! `SELECT, INSERT, UPDATE, DELETE` on the four tables:
 //!
 //! ```sql
-//! GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights TO app;
+//! GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights, tsj_sessions TO app;
 //! ```
 //!
 //! The system
@@ -152,12 +164,26 @@
 //!
 //! **Migrations.** The version in `{prefix}state` says what wrote the
 //! tables. A store refuses to start on a version it does not know (a newer
-//! crate wrote them), naming it; a later version of the crate that changes
-//! the schema migrates version 1 in place, at its first start, under the
-//! same advisory lock.
+//! crate wrote them), naming it, and migrates an older one in place at its
+//! first start, under the same advisory lock: version 1 (0.4.0 before the
+//! session registry) gains `tsj_sessions` (a role that may not create
+//! tables needs it made once by another: the statement above). An instance
+//! of the older version refuses to *start* on version 2 tables (it keeps
+//! running if started before): upgrade every instance.
+//!
+//! # Session registry
+//! A user's sessions ([`Sessions`](crate::Sessions)) are rows of
+//! `tsj_sessions`, read and written straight, one statement each: a login
+//! inserts (and, at the layer's limit, deletes the sessions it ended, in
+//! the same statement, committed durably as a revocation is), a renewal
+//! updates `last_seen` and `expires`, a listing reads one subject's rows.
+//! Every instance lists what any instance recorded or ended at once. Two
+//! logins of one user at the same instant may each pass the limit by one;
+//! the next login brings it back. Expired rows go with the purge above.
 
 mod builder;
 mod flight;
+mod registry;
 mod schema;
 mod store;
 mod sync;

@@ -9,7 +9,7 @@ use crate::revoke::row::MAX_RECORD_BYTES;
 use crate::revoke::sealed::MAX_SEALED_BYTES;
 
 /// The schema this version writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// The longest table prefix: PostgreSQL cuts identifiers at 63 bytes, and
 /// the longest name the store makes adds 17.
@@ -49,6 +49,20 @@ pub(super) struct Statements {
     pub(super) replace_flight: String,
     /// `$1` id, `$2` now: the live replacement, bounded.
     pub(super) flight: String,
+    /// Version 1 to 2: the session registry's table.
+    migrate: Vec<String>,
+    /// `$1` subject, `$2` now, `$3` limit: the live rows, insert order.
+    pub(super) list_sessions: String,
+    /// `$1` subject, `$2` sid, `$3` created, `$4` last_seen, `$5` expires,
+    /// `$6` cap, `$7` user agent, `$8` address, `$9` sids to remove, `$10`
+    /// now, `$11` the most rows: adds the row unless the subject would pass
+    /// the limit (then nothing changes); answers a row when it added.
+    pub(super) insert_session: String,
+    /// `$1` subject, `$2` sid, `$3` last_seen, `$4` expires.
+    pub(super) touch_session: String,
+    /// `$1` subject, `$2` sids.
+    pub(super) remove_sessions: String,
+    pub(super) purge_sessions: String,
 }
 
 impl Statements {
@@ -94,6 +108,8 @@ impl Statements {
                         until_ bigint NOT NULL)"
                 ),
                 format!("CREATE INDEX IF NOT EXISTS {p}flights_until ON {p}flights (until_)"),
+                sessions_table(p),
+                sessions_index(p),
                 format!(
                     "INSERT INTO {p}state (id, version, seq, epoch)
                      VALUES (1, {SCHEMA_VERSION}, 0, md5(random()::text || clock_timestamp()::text))
@@ -189,6 +205,50 @@ impl Statements {
                         CASE WHEN octet_length(sealed) <= {max_sealed} THEN sealed END
                  FROM {p}flights WHERE id = $1 AND until_ >= $2"
             ),
+            migrate: vec![
+                sessions_table(p),
+                sessions_index(p),
+                format!("UPDATE {p}state SET version = {SCHEMA_VERSION} WHERE id = 1 AND version = 1"),
+            ],
+            list_sessions: format!(
+                "SELECT sid, created, last_seen, expires, cap, user_agent, address
+                 FROM {p}sessions WHERE subject = $1 AND expires > $2 ORDER BY n LIMIT $3"
+            ),
+            // `kept` counts the rows that stay (the snapshot of a statement
+            // does not see its own deletes); a login the server acknowledged
+            // survives its crash, as a logout does.
+            insert_session: format!(
+                "WITH durable AS (
+                    SELECT set_config('synchronous_commit',
+                        CASE WHEN current_setting('synchronous_commit') IN ('off', 'local')
+                             THEN 'on' ELSE current_setting('synchronous_commit') END, true)
+                 ), kept AS (
+                    SELECT count(*) AS n FROM {p}sessions
+                    WHERE subject = $1 AND sid <> $2 AND expires > $10 AND NOT (sid = ANY($9))
+                 ), gone AS (
+                    DELETE FROM {p}sessions
+                    WHERE subject = $1 AND (sid = ANY($9) OR expires <= $10)
+                      AND (SELECT n FROM kept) < $11
+                 )
+                 INSERT INTO {p}sessions AS s
+                    (subject, sid, created, last_seen, expires, cap, user_agent, address)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM kept, durable WHERE kept.n < $11
+                 ON CONFLICT (subject, sid) DO UPDATE SET
+                    created = EXCLUDED.created, last_seen = EXCLUDED.last_seen,
+                    expires = EXCLUDED.expires, cap = EXCLUDED.cap,
+                    user_agent = EXCLUDED.user_agent, address = EXCLUDED.address
+                 RETURNING 1"
+            ),
+            touch_session: format!(
+                "UPDATE {p}sessions
+                 SET last_seen = GREATEST(last_seen, $3), expires = GREATEST(expires, $4)
+                 WHERE subject = $1 AND sid = $2"
+            ),
+            remove_sessions: format!("DELETE FROM {p}sessions WHERE subject = $1 AND sid = ANY($2)"),
+            purge_sessions: format!(
+                "DELETE FROM {p}sessions WHERE (subject, sid) IN (
+                    SELECT subject, sid FROM {p}sessions WHERE expires < $1 ORDER BY expires LIMIT $2)"
+            ),
         })
     }
 
@@ -207,6 +267,14 @@ impl Statements {
                 bounded(timeout, self.create(pool, prefix)).await?;
                 bounded(timeout, self.read_version(pool)).await?
             }
+        };
+        let version = match version {
+            // Version 1 gains the registry's table.
+            Some(1) => {
+                bounded(timeout, self.run(pool, prefix, &self.migrate)).await?;
+                bounded(timeout, self.read_version(pool)).await?
+            }
+            other => other,
         };
         match version {
             Some(SCHEMA_VERSION) => Ok(()),
@@ -230,18 +298,51 @@ impl Statements {
     }
 
     async fn create(&self, pool: &PgPool, prefix: &str) -> Result<(), sqlx::Error> {
+        self.run(pool, prefix, &self.create).await
+    }
+
+    /// Runs `statements` in one transaction, under the prefix's advisory
+    /// lock.
+    async fn run(
+        &self,
+        pool: &PgPool,
+        prefix: &str,
+        statements: &[String],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock_key(prefix))
             .execute(&mut *tx)
             .await?;
-        for statement in &self.create {
+        for statement in statements {
             sqlx::query(AssertSqlSafe(statement.as_str()))
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await
     }
+}
+
+/// The session registry's table (schema version 2): a row per session,
+/// `n` its insert order.
+fn sessions_table(p: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {p}sessions (
+            subject text NOT NULL,
+            sid text NOT NULL,
+            n bigint GENERATED ALWAYS AS IDENTITY,
+            created bigint NOT NULL,
+            last_seen bigint NOT NULL,
+            expires bigint NOT NULL,
+            cap bigint NOT NULL,
+            user_agent text,
+            address text,
+            PRIMARY KEY (subject, sid))"
+    )
+}
+
+fn sessions_index(p: &str) -> String {
+    format!("CREATE INDEX IF NOT EXISTS {p}sessions_expires ON {p}sessions (expires)")
 }
 
 /// The advisory lock key of a prefix: the instances creating the same

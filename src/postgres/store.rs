@@ -195,6 +195,10 @@ impl RevocationStore for PostgresStore {
     fn has_room_for_mark(&self, subject: Option<&str>, now: i64) -> bool {
         self.shared.replica.has_room_for_mark(subject, now)
     }
+
+    fn sessions(&self) -> Option<&dyn crate::store::SessionRegistry> {
+        Some(self)
+    }
 }
 
 /// One revocation as a row: its `until_`, `record` and `digest`.

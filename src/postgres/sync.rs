@@ -383,7 +383,11 @@ impl Shared {
     /// five timeouts have passed, for each table.
     async fn purge(&self) -> Result<(), StoreError> {
         let before = self.clock.now().saturating_sub(PURGE_MARGIN);
-        for statement in [&self.sql.purge_revocations, &self.sql.purge_flights] {
+        for statement in [
+            &self.sql.purge_revocations,
+            &self.sql.purge_flights,
+            &self.sql.purge_sessions,
+        ] {
             // Each table its own budget: neither starves the other.
             let budget = std::time::Instant::now() + self.timeout * 5;
             while std::time::Instant::now() < budget {

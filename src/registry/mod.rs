@@ -27,7 +27,7 @@ use crate::revoke::{
 };
 use crate::session::SessionEnv;
 
-#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres", fuzzing))]
+#[cfg(any(feature = "sqlite", feature = "redis", fuzzing))]
 pub(crate) mod codec;
 mod local;
 mod routes;
