@@ -21,13 +21,17 @@ use std::process::ExitCode;
 
 use axum::Router;
 use axum::extract::{Json, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use demo::DemoClaims;
 use serde::Deserialize;
 use tower_sliding_jwt::extract::Authenticated;
-use tower_sliding_jwt::{CookieSource, Issuer, Key, Session, SlidingJwtLayer, SystemClock};
+use tower_sliding_jwt::{
+    CookieSource, Issuer, Key, Session, SessionMetadata, SessionRoutes, SlidingJwtLayer,
+    SystemClock,
+};
 
 #[derive(Clone)]
 struct AppState {
@@ -48,6 +52,8 @@ pub fn app(layer: SlidingJwtLayer<Key, DemoClaims>) -> Router {
         .route("/admin", get(admin))
         .route("/logout", post(logout))
         .route("/notifications", get(notifications))
+        // `GET /sessions`, `DELETE /sessions/{sid}`, `POST /sessions/end-others`.
+        .nest_service("/sessions", SessionRoutes::<DemoClaims>::new())
         .route_layer(layer);
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -70,16 +76,30 @@ struct Credentials {
 
 /// `POST /login`: a new session. Axum's `Json` extractor answers a malformed
 /// body with 400 or 422 before this runs.
-async fn login(State(state): State<AppState>, Json(credentials): Json<Credentials>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    request: Parts,
+    Json(credentials): Json<Credentials>,
+) -> Response {
     let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let issued = match state.issuer.issue_with(
-        demo::claims(&credentials.username, role),
-        demo::lifetimes(credentials.remember),
-    ) {
+    // The session is recorded with the request's user agent, so the user
+    // can list it (`GET /sessions`) and end it from another device.
+    let issued = match state
+        .issuer
+        .login_with(
+            demo::claims(&credentials.username, role),
+            demo::lifetimes(credentials.remember),
+            SessionMetadata::of(&request),
+        )
+        .await
+    {
         Ok(issued) => issued,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(error) => {
+            let status = demo::login_failed(&error);
+            return (status, [(header::RETRY_AFTER, "1")]).into_response();
+        }
     };
     let mut headers = HeaderMap::new();
     // The same token for browsers (cookie) and API clients (JSON body).

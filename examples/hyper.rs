@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use demo::DemoClaims;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -31,7 +31,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_sliding_jwt::{
-    CookieSource, Issuer, JwksService, Key, Session, SlidingJwtLayer, SystemClock,
+    CookieSource, Issuer, JwksService, Key, Session, SessionMetadata, SessionRoutes,
+    SlidingJwtLayer, SystemClock,
 };
 
 type Body = Full<Bytes>;
@@ -81,6 +82,9 @@ where
         (_, "/me" | "/admin" | "/logout" | "/notifications") => {
             state.protected.clone().oneshot(request).await
         }
+        (_, path) if path == "/sessions" || path.starts_with("/sessions/") => {
+            state.protected.clone().oneshot(request).await
+        }
         (_, "/.well-known/jwks.json") if state.jwks.is_some() => {
             let jwks = state.jwks.clone().expect("checked");
             let response = jwks.oneshot(request).await?;
@@ -93,6 +97,12 @@ where
 /// The authenticated routes; the layer has verified the token and put the
 /// claims and the session into the request's extensions.
 async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // `GET /sessions`, `DELETE /sessions/{sid}`, `POST /sessions/end-others`.
+    if request.uri().path().starts_with("/sessions") {
+        let routes = SessionRoutes::<DemoClaims>::new().with_prefix("/sessions");
+        let response = routes.oneshot(request).await?;
+        return Ok(response.map(|body| Body::new(Bytes::from(body))));
+    }
     let session = request
         .extensions()
         .get::<Session<DemoClaims>>()
@@ -127,7 +137,8 @@ struct Credentials {
 
 async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body> {
     // A login body is tiny: refuse anything over 16 KiB rather than buffer it.
-    let body = match Limited::new(request.into_body(), 16 * 1024).collect().await {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, 16 * 1024).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
     };
@@ -140,11 +151,25 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
         return empty(StatusCode::UNAUTHORIZED);
     };
-    let Ok(issued) = state.issuer.issue_with(
-        demo::claims(&credentials.username, role),
-        demo::lifetimes(credentials.remember),
-    ) else {
-        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    // The session is recorded with the request's user agent, so the user
+    // can list it (`GET /sessions`) and end it from another device.
+    let issued = match state
+        .issuer
+        .login_with(
+            demo::claims(&credentials.username, role),
+            demo::lifetimes(credentials.remember),
+            SessionMetadata::of(&parts),
+        )
+        .await
+    {
+        Ok(issued) => issued,
+        Err(error) => {
+            let mut response = empty(demo::login_failed(&error));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
     };
     let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);

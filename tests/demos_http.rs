@@ -709,6 +709,254 @@ async fn reuse_grace_ends_a_session_whose_replaced_token_comes_back() {
     assert!(error.contains("REUSE_GRACE"), "{error}");
 }
 
+/// `login`, from a client whose `User-Agent` is `agent`; answers the
+/// bearer credentials.
+async fn login_from(
+    client: &HttpClient,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    agent: &str,
+) -> String {
+    let body = format!(r#"{{"username":"{user}","password":"{password}"}}"#);
+    let reply = call(
+        client,
+        addr,
+        Method::POST,
+        "/login",
+        &[("content-type", "application/json"), ("user-agent", agent)],
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    format!("Bearer {}", reply.json()["token"].as_str().unwrap())
+}
+
+fn sid_of(bearer: &str) -> String {
+    payload(bearer.strip_prefix("Bearer ").unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every demo at `addrs` refuses `bearer` within a second.
+async fn refused_by_all(client: &HttpClient, addrs: &[SocketAddr], bearer: &str) {
+    let started = std::time::Instant::now();
+    for addr in addrs {
+        while get_with(client, *addr, "/me", "authorization", bearer)
+            .await
+            .status
+            != StatusCode::UNAUTHORIZED
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "an ended session still served after a second"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The contract's "A user's sessions" over the demos at `addrs` (one demo,
+/// or several sharing a store: logins, listings and endings spread over
+/// them).
+async fn sessions_contract(addrs: &[SocketAddr]) {
+    let client = http_client();
+    let (first, last) = (addrs[0], addrs[addrs.len() - 1]);
+    let phone = login_from(&client, first, "alice", "wonderland", "Phone/1").await;
+    let laptop = login_from(&client, last, "alice", "wonderland", "Laptop/2").await;
+    let bob = login_from(&client, first, "bob", "builder", "Bob/1").await;
+    for addr in addrs {
+        let listed = get_with(&client, *addr, "/sessions", "authorization", &laptop).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        let sessions = listed.json()["sessions"].as_array().unwrap().clone();
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        for session in &sessions {
+            let mine = session["sid"] == sid_of(&laptop);
+            assert_eq!(session["current"], mine);
+            assert_eq!(
+                session["user_agent"],
+                if mine { "Laptop/2" } else { "Phone/1" }
+            );
+            assert!(session["created"].is_i64() && session["last_seen"].is_i64());
+        }
+    }
+    // Another user's sid: 404, and bob stays logged in.
+    let path = format!("/sessions/{}", sid_of(&bob));
+    let reply = call(
+        &client,
+        first,
+        Method::DELETE,
+        &path,
+        &[("authorization", &laptop)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_with(&client, last, "/me", "authorization", &bob)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A malformed or over-long sid: 404.
+    let long = format!("/sessions/{}", "x".repeat(5000));
+    for path in ["/sessions/..%2f", long.as_str()] {
+        let reply = call(
+            &client,
+            first,
+            Method::DELETE,
+            path,
+            &[("authorization", &laptop)],
+            "",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path:.30}");
+    }
+    // Ending the phone's session: 401 for its tokens, on every demo.
+    let path = format!("/sessions/{}", sid_of(&phone));
+    let reply = call(
+        &client,
+        first,
+        Method::DELETE,
+        &path,
+        &[("authorization", &laptop)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    refused_by_all(&client, addrs, &phone).await;
+    // "Log out other devices".
+    let tablet = login_from(&client, first, "alice", "wonderland", "Tablet/3").await;
+    let reply = call(
+        &client,
+        last,
+        Method::POST,
+        "/sessions/end-others",
+        &[("authorization", &laptop)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()["ended"].as_i64()),
+        (StatusCode::OK, Some(1))
+    );
+    refused_by_all(&client, addrs, &tablet).await;
+    assert_eq!(
+        get_with(&client, first, "/me", "authorization", &laptop)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The current session ends too.
+    let path = format!("/sessions/{}", sid_of(&laptop));
+    let reply = call(
+        &client,
+        last,
+        Method::DELETE,
+        &path,
+        &[("authorization", &laptop)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    refused_by_all(&client, addrs, &laptop).await;
+}
+
+#[tokio::test]
+async fn demos_list_and_end_a_users_sessions() {
+    for which in [Http::Axum, Http::Hyper] {
+        let clock = ManualClock::new(SystemClock.now());
+        let addr = start(which, &clock).await;
+        sessions_contract(&[addr]).await;
+        // Cookie mode: a cross-site DELETE with the session cookie is refused
+        // and ends nothing.
+        let client = http_client();
+        let reply = login(&client, addr, "alice", "wonderland").await;
+        let token = reply.json()["token"].as_str().unwrap().to_owned();
+        let cookie = format!("session={token}");
+        let path = format!("/sessions/{}", payload(&token)["sid"].as_str().unwrap());
+        let headers = [
+            ("cookie", cookie.as_str()),
+            ("sec-fetch-site", "cross-site"),
+        ];
+        let reply = call(&client, addr, Method::DELETE, &path, &headers, "").await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{which:?}");
+        assert_eq!(
+            get_with(&client, addr, "/me", "cookie", &cookie)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_sessions_ends_the_least_recently_seen() {
+    for which in [Http::Axum, Http::Hyper] {
+        let clock = ManualClock::new(SystemClock.now());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        match which {
+            Http::Axum => {
+                let builder = axum_demo::demo::builder(SECRET, clock.clone()).unwrap();
+                let layer = axum_demo::demo::with_max_sessions(builder, Some("2"))
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let app = axum_demo::app(layer);
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            Http::Hyper => {
+                let builder = hyper_demo::demo::builder(SECRET, clock.clone()).unwrap();
+                let layer = hyper_demo::demo::with_max_sessions(builder, Some("2"))
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                tokio::spawn(hyper_demo::serve(listener, layer));
+            }
+        }
+        let client = http_client();
+        let first = login_from(&client, addr, "alice", "wonderland", "1").await;
+        clock.advance(Duration::from_secs(60));
+        let second = login_from(&client, addr, "alice", "wonderland", "2").await;
+        // The first one renews: the second is now the least recently seen.
+        clock.advance(Duration::from_secs(45 * 60));
+        let renewed = get_with(&client, addr, "/me", "authorization", &first).await;
+        let renewed = format!("Bearer {}", renewed.bearer().expect("renewed"));
+        let third = login_from(&client, addr, "alice", "wonderland", "3").await;
+        assert_eq!(
+            get_with(&client, addr, "/me", "authorization", &second)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED,
+            "{which:?}"
+        );
+        assert_eq!(
+            get_with(&client, addr, "/me", "authorization", &renewed)
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let listed = get_with(&client, addr, "/sessions", "authorization", &third)
+            .await
+            .json();
+        let mut sids: Vec<_> = listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sid"].as_str().unwrap().to_owned())
+            .collect();
+        sids.sort();
+        let mut expected = vec![sid_of(&first), sid_of(&third)];
+        expected.sort();
+        assert_eq!(sids, expected, "{which:?}");
+    }
+    let builder = axum_demo::demo::builder(SECRET, SystemClock).unwrap();
+    let error = axum_demo::demo::with_max_sessions(builder, Some("0")).unwrap_err();
+    assert!(error.contains("MAX_SESSIONS"), "{error}");
+}
+
 /// Which shared store a cluster of demos uses.
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[derive(Clone, Copy)]
@@ -907,6 +1155,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
     let token = |reply: Reply| reply.json()["token"].as_str().unwrap().to_owned();
     let bob = token(login(&client, addrs[2], "bob", "builder").await);
     let (_, renewed) = demos_agree(&addrs, &clock).await;
+    sessions_contract(&addrs).await;
 
     // Redis down: 503 with Retry-After everywhere (fail closed).
     let bob = format!("Bearer {bob}");
@@ -990,6 +1239,7 @@ async fn http_demos_act_as_one_cluster_on_postgres() {
         token(login(&client, addrs[2], "bob", "builder").await)
     );
     let (old, renewed) = demos_agree(&addrs, &clock).await;
+    sessions_contract(&addrs).await;
 
     server.stop_immediate();
     all_fail_closed(&client, &addrs, &bob, Duration::from_secs(6)).await;

@@ -259,6 +259,38 @@ pub fn with_reuse_grace(
         }))
 }
 
+/// At most `max` live sessions per user (`$MAX_SESSIONS`), when given: a
+/// login past it ends the user's least recently seen session.
+pub fn with_max_sessions(
+    builder: SlidingJwtBuilder<Key, DemoClaims>,
+    max: Option<&str>,
+) -> Result<SlidingJwtBuilder<Key, DemoClaims>, String> {
+    let Some(max) = max.filter(|max| !max.is_empty()) else {
+        return Ok(builder);
+    };
+    let max: usize = max
+        .parse()
+        .ok()
+        .filter(|max| (1..=1000).contains(max))
+        .ok_or_else(|| {
+            format!("MAX_SESSIONS must be a whole number from 1 to 1000, not {max:?}")
+        })?;
+    eprintln!(
+        "at most {max} sessions per user (MAX_SESSIONS): a login past it ends the least recently seen"
+    );
+    Ok(builder.with_max_sessions(max, tower_sliding_jwt::OnLimit::EndLeastRecent))
+}
+
+/// The optional modes every store shares: `$REUSE_GRACE` and
+/// `$MAX_SESSIONS`.
+fn configured(
+    builder: SlidingJwtBuilder<Key, DemoClaims>,
+    grace: Option<&str>,
+) -> Result<SlidingJwtBuilder<Key, DemoClaims>, String> {
+    let max = std::env::var("MAX_SESSIONS").ok();
+    with_max_sessions(with_reuse_grace(builder, grace)?, max.as_deref())
+}
+
 /// The contract's layer; with `$REDIS_URL` set, one instance of a cluster
 /// on Redis (see [`cluster_layer`]), with `$DATABASE_URL` one on PostgreSQL
 /// (see [`database_layer`]; both set is refused); otherwise revocations are kept by the durable
@@ -306,7 +338,7 @@ pub async fn layer_from_env(
             eprintln!(
                 "revocations are kept in memory (REVOCATION_PATH=memory): a restart forgets every logout"
             );
-            return with_reuse_grace(builder, grace)?
+            return configured(builder, grace)?
                 .build()
                 .map_err(|e| e.to_string());
         }
@@ -320,7 +352,7 @@ pub async fn layer_from_env(
         .open()
         .map_err(|e| cannot(&format!("keep revocations in {}", path.display()), &e))?;
     eprintln!("revocations are kept in {}", store.path().display());
-    with_reuse_grace(builder.with_revocation_store(store), grace)?
+    configured(builder.with_revocation_store(store), grace)?
         .build()
         .map_err(|e| e.to_string())
 }
@@ -403,7 +435,7 @@ fn layer_on(
     grace: Option<&str>,
 ) -> Result<SlidingJwtLayer<Key, DemoClaims>, String> {
     let builder = builder_with_key(key, clock).map_err(|e| e.to_string())?;
-    with_reuse_grace(builder.with_revocation_store(store), grace)?
+    configured(builder.with_revocation_store(store), grace)?
         .build()
         .map_err(|e| e.to_string())
 }
@@ -414,6 +446,16 @@ fn cannot(what: &str, error: &tower_sliding_jwt::StoreError) -> String {
     match std::error::Error::source(error) {
         Some(cause) => format!("cannot {what}: {error}: {cause}"),
         None => format!("cannot {what}: {error}"),
+    }
+}
+
+/// The status of a login that could not be recorded: 503 (answer with
+/// `Retry-After`) when the store cannot record the session, 500 otherwise.
+pub fn login_failed(error: &tower_sliding_jwt::IssueError) -> http::StatusCode {
+    match error.kind() {
+        tower_sliding_jwt::IssueErrorKind::Store => http::StatusCode::SERVICE_UNAVAILABLE,
+        tower_sliding_jwt::IssueErrorKind::TooManySessions => http::StatusCode::CONFLICT,
+        _ => http::StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
