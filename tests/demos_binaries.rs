@@ -181,24 +181,37 @@ fn example_binaries_asymmetric_mode() {
     }
 }
 
-/// The binaries read `REUSE_GRACE`: a number turns reuse detection on (the
-/// demo still keeps its contract), anything else stops it with a clear error.
+/// The binaries read `REUSE_GRACE` and `MAX_SESSIONS`: a number turns the
+/// mode on (the demo still keeps its contract), anything else stops it with
+/// a clear error naming the variable.
 #[test]
-fn the_binaries_read_reuse_grace() {
+fn the_binaries_read_reuse_grace_and_max_sessions() {
     for name in ["axum", "hyper"] {
-        let (child, port) = start_demo(name, &[("REUSE_GRACE", "30".as_ref())]);
+        let env = [
+            ("REUSE_GRACE", "30".as_ref()),
+            ("MAX_SESSIONS", "1".as_ref()),
+            ("REVOCATION_PATH", "memory".as_ref()),
+        ];
+        let (child, port) = start_demo(name, &env);
         let alice = login_over(port, "alice", "wonderland");
         assert_eq!(authorized(port, "GET", "/me", &alice), 200, "{name}");
+        // MAX_SESSIONS=1: a second login ends the first.
+        let again = login_over(port, "alice", "wonderland");
+        assert_eq!(authorized(port, "GET", "/me", &alice), 401, "{name}");
+        assert_eq!(authorized(port, "GET", "/me", &again), 200, "{name}");
         stop(child);
-        let output = process::command(&examples_dir().join(name))
-            .env("PORT", "0")
-            .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
-            .env("REUSE_GRACE", "soon")
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{name}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("REUSE_GRACE"), "{name}: {stderr}");
+        for (variable, value) in [("REUSE_GRACE", "soon"), ("MAX_SESSIONS", "none")] {
+            let output = process::command(&examples_dir().join(name))
+                .env("PORT", "0")
+                .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+                .env("REVOCATION_PATH", "memory")
+                .env(variable, value)
+                .output()
+                .unwrap();
+            assert!(!output.status.success(), "{name}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(variable), "{name}: {stderr}");
+        }
     }
 }
 
@@ -230,6 +243,26 @@ fn a_logout_survives_kill_9_and_a_restart_with_revocation_path() {
             authorized(port, "GET", "/me", &bob),
             200,
             "{name}: bob was logged out"
+        );
+        // The session registry survived too: bob's session is listed.
+        let (status, listed) = process::raw_http(
+            port,
+            &format!(
+                "GET /sessions HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer {bob}\r\n\r\n"
+            ),
+        );
+        let bob_sid = {
+            use base64::Engine as _;
+            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(bob.split('.').nth(1).unwrap())
+                .unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+            claims["sid"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(status, 200, "{name}: {listed}");
+        assert!(
+            listed.contains(&bob_sid),
+            "{name}: the restart forgot bob's session: {listed}"
         );
         stop(child);
         // REVOCATION_PATH=memory: the demo forgets on restart.
