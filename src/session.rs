@@ -214,6 +214,7 @@ impl<C: Claims> Session<C> {
     /// [`StoreErrorKind::Full`]): the token then stays valid, so answer with an
     /// error, not a success (the response still carries no renewal); or [`StoreErrorKind::NotRevocable`] for a
     /// token with neither `sid` nor `jti`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub async fn end(&self) -> Result<(), StoreError> {
         self.set(Action::End);
         let registered = self.inner.verified.claims.registered();

@@ -654,3 +654,168 @@ async fn per_renewal_cost_on_redis_and_postgres() {
         per[2].as_secs_f64() / per[1].as_secs_f64()
     );
 }
+
+/// A store that forwards everything to `S` but keeps no session registry:
+/// the same store with the registry off, for the comparisons below.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+struct NoRegistry(std::sync::Arc<dyn tower_sliding_jwt::store::RevocationStore>);
+
+#[cfg(all(feature = "redis", feature = "postgres"))]
+impl tower_sliding_jwt::store::RevocationStore for NoRegistry {
+    fn check(
+        &self,
+        token: &tower_sliding_jwt::store::TokenIds<'_>,
+        now: i64,
+    ) -> tower_sliding_jwt::store::Lookup {
+        self.0.check(token, now)
+    }
+
+    fn check_fresh(
+        &self,
+        token: &tower_sliding_jwt::store::TokenIds<'_>,
+        now: i64,
+    ) -> tower_sliding_jwt::store::Lookup {
+        self.0.check_fresh(token, now)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: tower_sliding_jwt::store::Revocation,
+        now: i64,
+    ) -> tower_sliding_jwt::BoxFuture<'a, Result<(), tower_sliding_jwt::StoreError>> {
+        self.0.revoke(revocation, now)
+    }
+
+    fn shared_flight(&self) -> Option<&dyn tower_sliding_jwt::store::SharedFlight> {
+        self.0.shared_flight()
+    }
+
+    fn keeps_cutoffs(&self) -> bool {
+        self.0.keeps_cutoffs()
+    }
+
+    fn keeps_replacements(&self) -> bool {
+        self.0.keeps_replacements()
+    }
+}
+
+/// The cost of a login and of a renewal with the session registry and
+/// without it, per store, sequential, interleaved in rounds: memory,
+/// durable (SQLite, a group commit per write), Redis (one node) and
+/// PostgreSQL. Run with `cargo test --release --features
+/// redis,postgres,sqlite --test load -- --ignored --nocapture
+/// login_and_renewal_cost`.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run with --release --ignored --nocapture"]
+async fn login_and_renewal_cost_with_and_without_the_registry() {
+    use std::sync::Arc;
+    use tower_sliding_jwt::store::RevocationStore;
+    const ROUNDS: usize = 6;
+    const PER_ROUND: usize = 300;
+    let now = 1_800_000_000;
+    let clock = ManualClock::new(now);
+    let redis = redis_server::Server::start();
+    let postgres = postgres_server::Postgres::start();
+    let dir = std::env::temp_dir().join(format!("tsj-load-registry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let durable: Arc<dyn RevocationStore> = Arc::new(
+        tower_sliding_jwt::DurableStore::builder(dir.join("r.sqlite3"))
+            .with_clock(clock.clone())
+            .open()
+            .unwrap(),
+    );
+    let redis: Arc<dyn RevocationStore> = Arc::new(
+        tower_sliding_jwt::redis::RedisStore::builder(redis.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let postgres: Arc<dyn RevocationStore> = Arc::new(
+        tower_sliding_jwt::postgres::PostgresStore::builder(postgres.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let memory: Arc<dyn RevocationStore> = Arc::new(MemoryStore::new());
+    let mut stores: Vec<(String, Arc<dyn RevocationStore>)> = Vec::new();
+    for (name, store) in [
+        ("memory", memory),
+        ("durable", durable),
+        ("Redis", redis),
+        ("PostgreSQL", postgres),
+    ] {
+        stores.push((format!("{name}, registry"), store.clone()));
+        stores.push((format!("{name}, no registry"), Arc::new(NoRegistry(store))));
+    }
+    // Logins at `now - 45 min` (so each token is due for renewal at `now`).
+    let login_clock = ManualClock::new(now - 45 * 60);
+    let layers: Vec<_> = stores
+        .iter()
+        .map(|(_, store)| {
+            let at_login = demo::builder(SECRET, login_clock.clone())
+                .unwrap()
+                .with_revocation_store(store.clone())
+                .build()
+                .unwrap();
+            let at_renewal = demo::builder(SECRET, clock.clone())
+                .unwrap()
+                .with_revocation_store(store.clone())
+                .build()
+                .unwrap()
+                .layer(service_fn(ok as fn(_) -> _));
+            (at_login, at_renewal)
+        })
+        .collect();
+    let (parts, ()) = Request::post("/login")
+        .header("user-agent", "load/1")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let mut logins = vec![Duration::ZERO; stores.len()];
+    let mut renewals = vec![Duration::ZERO; stores.len()];
+    for round in 0..ROUNDS {
+        for (which, (at_login, at_renewal)) in layers.iter().enumerate() {
+            let issuer = at_login.issuer();
+            let mut tokens = Vec::with_capacity(PER_ROUND);
+            let started = std::time::Instant::now();
+            for i in 0..PER_ROUND {
+                let claims = demo::claims(&format!("u{round}-{which}-{i}"), "user");
+                tokens.push(issuer.login(&parts, claims).await.unwrap().into_token());
+            }
+            logins[which] += started.elapsed();
+            let started = std::time::Instant::now();
+            for token in &tokens {
+                let request = Request::get("/")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(())
+                    .unwrap();
+                let response = tower::ServiceExt::oneshot(at_renewal.clone(), request)
+                    .await
+                    .unwrap();
+                assert!(response.headers().contains_key("authorization"));
+            }
+            renewals[which] += started.elapsed();
+        }
+    }
+    let n = (ROUNDS * PER_ROUND) as u32;
+    for (i, (name, _)) in stores.iter().enumerate() {
+        println!(
+            "{name}: login {:?}, renewal {:?}",
+            logins[i] / n,
+            renewals[i] / n
+        );
+    }
+    for pair in (0..stores.len()).step_by(2) {
+        println!(
+            "{}: registry / none: login {:.2}, renewal {:.2}",
+            stores[pair].0,
+            logins[pair].as_secs_f64() / logins[pair + 1].as_secs_f64(),
+            renewals[pair].as_secs_f64() / renewals[pair + 1].as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,9 @@
 //! [`SessionRoutes`]: the routes of "where you're logged in", as a plain
 //! tower service behind the layer.
 
+// Without the `tracing` feature the events compile to nothing.
+#![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+
 use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;

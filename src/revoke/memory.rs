@@ -201,6 +201,7 @@ impl MemoryStore {
     }
 
     /// The session registry kept beside the revocations.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn registry(&self) -> &LocalRegistry {
         &self.inner.registry
     }
