@@ -62,6 +62,11 @@ pub(crate) struct SessionEnv {
     pub(crate) counters: Arc<Counters>,
     /// The layer's leeway: a revocation outlives the session's cap by it.
     pub(crate) leeway: i64,
+    /// The longest session cap the layer may sign (its `max_session`, or
+    /// `with_lifetime_limits`' maximum): a session ended outside a request
+    /// stays ended at least this long after it began, whatever cap its row
+    /// recorded at login (a later token may carry a longer one).
+    pub(crate) max_session: i64,
     /// Live sessions one subject may have.
     pub(crate) max_sessions: usize,
     pub(crate) on_limit: OnLimit,
@@ -406,6 +411,7 @@ mod tests {
             clock: Arc::new(clock),
             counters: Arc::new(Counters::new()),
             leeway: 5,
+            max_session: 86_400,
             max_sessions: crate::registry::MAX_SESSIONS_PER_SUBJECT,
             on_limit: OnLimit::EndLeastRecent,
         });

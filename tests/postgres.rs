@@ -934,6 +934,23 @@ async fn a_users_sessions_are_shared_by_every_instance_and_bounded() {
         );
     }
     sessions::limit_counts_every_instance(&limited.iter().collect::<Vec<_>>(), "pg").await;
+    let mut refusing = Vec::new();
+    for _ in 0..3 {
+        let store = PostgresStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap();
+        refusing.push(
+            SlidingJwtLayer::builder(hs256())
+                .with_clock(clock.clone())
+                .with_revocation_store(store)
+                .with_max_sessions(2, tower_sliding_jwt::OnLimit::Refuse)
+                .build()
+                .unwrap(),
+        );
+    }
+    sessions::simultaneous_logins_keep_the_limit(&refusing.iter().collect::<Vec<_>>(), "pg").await;
     // Planted rows the crate could not have written are not listed.
     server.psql(&format!(
         "INSERT INTO tsj_sessions (subject, sid, created, last_seen, expires, cap, user_agent)
@@ -949,6 +966,18 @@ async fn a_users_sessions_are_shared_by_every_instance_and_bounded() {
             .unwrap()
             .is_empty()
     );
+    // ... and deleted, so they do not count against mallory's limit.
+    assert_eq!(
+        server.psql("SELECT count(*) FROM tsj_sessions WHERE subject = 'mallory'"),
+        "0"
+    );
+    // More rows than any limit allows: refused, never listed in part.
+    server.psql(&format!(
+        "INSERT INTO tsj_sessions (subject, sid, created, last_seen, expires, cap)
+         SELECT 'bulk', 's' || n, 0, 0, {far}, {far} FROM generate_series(1, 2001) AS n",
+        far = T0 + 86_400
+    ));
+    assert!(instances[0].layer.sessions().list("bulk").await.is_err());
     // A database that goes away: logins and listings are refused, never
     // answered from what is left.
     let (parts, ()) = http::Request::post("/login").body(()).unwrap().into_parts();

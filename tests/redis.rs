@@ -1031,6 +1031,24 @@ async fn a_users_sessions_are_shared_by_every_instance() {
         );
     }
     sessions::limit_counts_every_instance(&limited.iter().collect::<Vec<_>>(), "one-node").await;
+    let mut refusing = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+            .await
+            .unwrap();
+        refusing.push(
+            SlidingJwtLayer::builder(hs256())
+                .with_clock(clock.clone())
+                .with_revocation_store(store)
+                .with_max_sessions(2, tower_sliding_jwt::OnLimit::Refuse)
+                .build()
+                .unwrap(),
+        );
+    }
+    sessions::simultaneous_logins_keep_the_limit(&refusing.iter().collect::<Vec<_>>(), "one-node")
+        .await;
     // A subject's rows sit in one hash, hash-tagged by a digest of it.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("tsj:sessions:*")
@@ -1041,6 +1059,36 @@ async fn a_users_sessions_are_shared_by_every_instance() {
         !keys.is_empty() && keys.iter().all(|k| k.len() == "tsj:sessions:{}".len() + 32),
         "{keys:?}"
     );
+    // A field the crate did not write is not listed, and is deleted (it
+    // would count against the user's limit).
+    use sha2::Digest as _;
+    let tag: String = sha2::Sha256::digest(b"erin")[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = format!("tsj:sessions:{{{tag}}}");
+    let layer = &instances[0].layer;
+    let (parts, ()) = http::Request::post("/login").body(()).unwrap().into_parts();
+    layer
+        .issuer()
+        .login(&parts, user("erin", "user"))
+        .await
+        .unwrap();
+    let mut redis = connection(&server).await;
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("planted")
+        .arg(format!("{} 0 0 not json", T0 + 86_400))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(layer.sessions().list("erin").await.unwrap().len(), 1);
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(fields.len(), 1, "{fields:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,20 @@ async fn another_users_sid_is_not_found_and_stays_alive_and_hostile_sids_touch_n
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
     assert_eq!(layer.sessions().list("alice").await.unwrap().len(), 1);
+    // A path only starting with the prefix is not under it.
+    let second = login(&layer, "alice", "A2").await;
+    let glued = format!("/sessions{}", sid(&second));
+    assert_eq!(
+        send(&app, call("DELETE", &glued, alice.token()))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, get(second.token())).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(layer.sessions().list("alice").await.unwrap().len(), 2);
     // Wrong methods name what is allowed.
     let response = send(&app, call("POST", "/sessions", alice.token())).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -523,11 +537,100 @@ async fn a_failing_registry_is_503_never_a_partial_answer_and_renews_nothing() {
     // A renewal the registry cannot follow is not handed out; the token
     // stays good, and the next request renews once the store is back.
     clock.advance(std::time::Duration::from_secs(50 * 60));
-    let response = send(&app, get(alice.token())).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(renewed(&response), None);
+    for _ in 0..2 {
+        // The second request finds the replacement in the single flight:
+        // it is not handed out either while the registry cannot follow.
+        let response = send(&app, get(alice.token())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(renewed(&response), None);
+    }
     store.set(false);
     clock.advance(std::time::Duration::from_secs(2 * 60));
     assert!(renewed(&send(&app, get(alice.token())).await).is_some());
     let _ = SessionMetadata::none();
+}
+
+#[tokio::test]
+async fn renew_with_moves_the_rows_expiry_too() {
+    let clock = clock();
+    let layer = layer_on(&clock, MemoryStore::new());
+    let demoter = layer.layer(service_fn(demoting));
+    let alice = login(&layer, "alice", "A").await;
+    clock.advance(std::time::Duration::from_secs(10 * 60));
+    let demoted =
+        renewed(&send(&demoter, demote(alice.token())).await).expect("renew_with's token");
+    // Past the first token's exp, inside the new one's: still listed.
+    clock.advance(std::time::Duration::from_secs(55 * 60));
+    let sessions = layer.sessions().list("alice").await.unwrap();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "a session renew_with kept alive is listed"
+    );
+    assert_eq!(sessions[0].last_seen.unix_timestamp(), T0 + 10 * 60);
+    assert_eq!(
+        sessions[0].expires.unix_timestamp(),
+        payload(&demoted)["exp"].as_i64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_session_ended_outside_a_request_stays_ended_past_its_recorded_cap() {
+    use tower_sliding_jwt::store::RevocationStatus;
+    let clock = clock();
+    let store = MemoryStore::new();
+    let day = std::time::Duration::from_secs(86_400);
+    let layer = SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_revocation_store(store.clone())
+        .with_lifetime_limits(tower_sliding_jwt::Lifetimes::new().with_max_session(30 * day))
+        .build()
+        .unwrap();
+    let alice = login(&layer, "alice", "A").await;
+    assert!(layer.sessions().end("alice", &sid(&alice)).await.unwrap());
+    // Its row said one day; a later token of it could carry up to thirty
+    // (the layer's limit): the revocation lasts that long.
+    let ids = TokenIds::of(&alice.claims().registered);
+    for days in [2, 29] {
+        let at = T0 + days * 86_400;
+        assert!(
+            matches!(
+                store.check(&ids, at),
+                Lookup::Ready(Ok(RevocationStatus::Revoked))
+            ),
+            "day {days}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_logins_of_one_user_keep_the_limit() {
+    for on_limit in [OnLimit::Refuse, OnLimit::EndLeastRecent] {
+        let clock = clock();
+        let layer = SlidingJwtLayer::builder(hs256())
+            .with_clock(clock.clone())
+            .with_max_sessions(2, on_limit)
+            .build()
+            .unwrap();
+        let logins: Vec<_> = (0..16)
+            .map(|_| {
+                let issuer = layer.issuer();
+                tokio::spawn(async move {
+                    let (parts, ()) = Request::post("/login").body(()).unwrap().into_parts();
+                    issuer.login(&parts, user("alice", "user")).await
+                })
+            })
+            .collect();
+        let mut succeeded = 0;
+        for login in logins {
+            if login.await.unwrap().is_ok() {
+                succeeded += 1;
+            }
+        }
+        let live = layer.sessions().list("alice").await.unwrap().len();
+        assert!(live <= 2, "{on_limit:?}: {live} live sessions");
+        if on_limit == OnLimit::Refuse {
+            assert_eq!(succeeded, 2);
+        }
+    }
 }

@@ -432,6 +432,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             clock: settings.clock.clone(),
             counters: counters.clone(),
             leeway,
+            max_session: max_session_limit,
             max_sessions,
             on_limit,
         });

@@ -66,7 +66,10 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     /// end it from another device ([`Session::sessions`](crate::Session::sessions)).
     /// A user at the layer's limit
     /// ([`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions))
-    /// first loses the least recently seen session, or is refused.
+    /// first loses the least recently seen session, or is refused. Claims
+    /// without a `sub`, or with one over 1 KiB, are issued but not recorded
+    /// (nor counted against a limit); on a store without a registry
+    /// nothing is recorded.
     ///
     /// ```
     /// use tower_sliding_jwt::{Key, SlidingJwtLayer, StandardClaims};

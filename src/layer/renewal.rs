@@ -277,11 +277,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         if let Some(shared) = config.checkpoint.store.shared_flight() {
             return self.renew_shared(shared, &id, plan, update);
         }
-        let mut signed_here = false;
         let outcome = config
             .flights
             .get_or_sign(id.key(), self.now, plan.forget_after, || {
-                signed_here = true;
                 let claims = update.map_or_else(|| self.session.claims().clone(), |claims| *claims);
                 Ok((self.sign(claims, plan.expires_at)?, plan.expires_at))
             });
@@ -294,11 +292,11 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let registered = self.session.claims().registered();
         let exp = registered.exp;
         // The session's row in the registry follows the renewal (its
-        // `last_seen`, its newest `exp`); a renewal it cannot follow hands
-        // nothing out. A store answering at once (memory) costs no wait.
-        let touch = match signed_here
-            .then(|| registry::touch(&config.env, registered, expires_at, self.now))
-            .flatten()
+        // `last_seen`, its newest `exp`) before any request hands the
+        // replacement out (each one that does touches: it only raises the
+        // row's times); a renewal it cannot follow hands nothing out. A
+        // store answering at once (memory) costs no wait.
+        let touch = match registry::touch(&config.env, registered, expires_at, self.now)
             .map(registry::unless_ready)
         {
             Some(Err(error)) => {
@@ -459,9 +457,19 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let (old_exp, clock) = (current.exp, engine.clock.clone());
         let (engine, checkpoint) = (engine.clone(), checkpoint.clone());
         let (flights, successors) = (config.flights.clone(), config.successors.clone());
+        let env = config.env.clone();
+        let registered = current.clone();
         Finish::Wait(Box::pin(async move {
             let answer = lookup.resolve().await;
             if !checkpoint.confirmed(answer, clock.now(), old_exp) {
+                return None;
+            }
+            // The session's row follows the new token's `exp` first: a
+            // token the registry does not know of is not handed out.
+            if let Some(touch) = registry::touch(&env, &registered, expires_at, now)
+                && let Err(error) = touch.await
+            {
+                event!(warn, %error, "the session registry cannot follow renew_with; nothing is issued");
                 return None;
             }
             let store = &*checkpoint.store;

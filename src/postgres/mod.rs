@@ -177,9 +177,12 @@
 //! inserts (and, at the layer's limit, deletes the sessions it ended, in
 //! the same statement, committed durably as a revocation is), a renewal
 //! updates `last_seen` and `expires`, a listing reads one subject's rows.
-//! Every instance lists what any instance recorded or ended at once. Two
-//! logins of one user at the same instant may each pass the limit by one;
-//! the next login brings it back. Expired rows go with the purge above.
+//! Every instance lists what any instance recorded or ended at once. A
+//! login's insert runs in a transaction holding an advisory lock on the
+//! subject (`hashtextextended(subject, <prefix's key>)`), so logins of one
+//! user on several instances at once count each other and the limit
+//! holds. Expired rows go with the purge above; a listing deletes rows the
+//! crate could not have written and refuses a subject with more than 2 000.
 
 mod builder;
 mod flight;

@@ -39,15 +39,21 @@ impl Shared {
             sqlx::query(AssertSqlSafe(self.sql.list_sessions.as_str()))
                 .bind(&subject)
                 .bind(now)
-                .bind(MAX_ROWS)
+                .bind(MAX_ROWS + 1)
                 .fetch_all(&self.pool),
         )
         .await?;
+        // More rows than any limit lets a subject have: planted, and a
+        // listing of part of them would be presented as complete.
+        if rows.len() > MAX_ROWS as usize {
+            return Err(super::invalid("too many session rows for one subject"));
+        }
         let short = |text: &Option<String>| {
             text.as_ref()
                 .is_none_or(|t| t.len() <= MAX_USER_AGENT_BYTES)
         };
         let mut sessions = Vec::with_capacity(rows.len());
+        let mut garbage = Vec::new();
         for row in rows {
             let read = (|| -> Result<SessionRow, sqlx::Error> {
                 let mut session = SessionRow::new(row.try_get::<String, _>(0)?, subject.clone());
@@ -60,13 +66,19 @@ impl Shared {
                 Ok(session)
             })();
             let session = read.map_err(super::unavailable)?;
-            // A row this crate could not have written is skipped.
+            // A row this crate could not have written is skipped, and
+            // deleted: it would count against the subject's limit.
             if session.sid.len() <= MAX_SID_BYTES
                 && short(&session.user_agent)
                 && short(&session.address)
             {
                 sessions.push(session);
+            } else {
+                garbage.push(session.sid);
             }
+        }
+        if !garbage.is_empty() {
+            self.remove_sessions(subject, garbage).await?;
         }
         Ok(sessions)
     }
@@ -80,9 +92,16 @@ impl Shared {
     ) -> Result<(), StoreError> {
         self.reachable()?;
         self.query_sent();
-        let added = bounded(
-            self.timeout,
-            sqlx::query(AssertSqlSafe(self.sql.insert_session.as_str()))
+        // One transaction holding the subject's lock: the count of a login
+        // sees every login of the same user committed before it (without
+        // it, simultaneous logins would each count the others out).
+        let added = bounded(self.timeout, async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(AssertSqlSafe(self.sql.lock_subject.as_str()))
+                .bind(&row.subject)
+                .execute(&mut *tx)
+                .await?;
+            let added = sqlx::query(AssertSqlSafe(self.sql.insert_session.as_str()))
                 .bind(&row.subject)
                 .bind(&row.sid)
                 .bind(row.created)
@@ -94,8 +113,11 @@ impl Shared {
                 .bind(&remove)
                 .bind(now)
                 .bind(i64::try_from(max_rows).unwrap_or(i64::MAX))
-                .fetch_optional(&self.pool),
-        )
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(added)
+        })
         .await?;
         match added {
             Some(_) => Ok(()),

@@ -53,6 +53,9 @@ pub(super) struct Statements {
     migrate: Vec<String>,
     /// `$1` subject, `$2` now, `$3` limit: the live rows, insert order.
     pub(super) list_sessions: String,
+    /// `$1` subject: a transaction's lock on the subject's rows, so
+    /// concurrent logins of one user count each other.
+    pub(super) lock_subject: String,
     /// `$1` subject, `$2` sid, `$3` created, `$4` last_seen, `$5` expires,
     /// `$6` cap, `$7` user agent, `$8` address, `$9` sids to remove, `$10`
     /// now, `$11` the most rows: adds the row unless the subject would pass
@@ -210,6 +213,10 @@ impl Statements {
                 sessions_index(p),
                 format!("UPDATE {p}state SET version = {SCHEMA_VERSION} WHERE id = 1 AND version = 1"),
             ],
+            lock_subject: format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, {}))",
+                lock_key(p)
+            ),
             list_sessions: format!(
                 "SELECT sid, created, last_seen, expires, cap, user_agent, address
                  FROM {p}sessions WHERE subject = $1 AND expires > $2 ORDER BY n LIMIT $3"

@@ -115,16 +115,22 @@ impl Shared {
             .arg(MAX_FIELDS);
         let fields: Vec<(String, String)> = self.query(&script).await?;
         let mut rows = Vec::with_capacity(fields.len());
+        let mut garbage = Vec::new();
         for (sid, value) in fields {
-            // A field this crate did not write is skipped, never trusted.
+            // A field this crate did not write is skipped, never trusted,
+            // and deleted: it would count against the subject's limit.
             let Some((order, row)) =
                 parse(&value).filter(|(_, row)| row.sid == sid && row.subject == subject)
             else {
+                garbage.push(sid);
                 continue;
             };
             if row.expires > now {
                 rows.push((order, row));
             }
+        }
+        if !garbage.is_empty() {
+            self.remove_sessions(subject, garbage).await?;
         }
         rows.sort_by_key(|(order, _)| *order);
         Ok(rows.into_iter().map(|(_, row)| row).collect())

@@ -289,7 +289,9 @@ impl SessionInfo {
 /// let listed = sessions.list("alice").await?;
 /// assert_eq!(listed.len(), 1);
 /// assert_eq!(listed[0].user_agent.as_deref(), Some("curl/8"));
-/// // A password change: end them all.
+/// // An admin ends them all (after a password change, also
+/// // `layer.revoker().revoke_subject("alice")`: it covers sessions the
+/// // registry never recorded, e.g. tokens from `Issuer::issue`).
 /// assert_eq!(sessions.end_all("alice").await?, 1);
 /// assert!(sessions.list("alice").await?.is_empty());
 /// # let _ = (issued, SessionMetadata::none());
@@ -397,14 +399,18 @@ impl Sessions {
         let mut ended = Vec::with_capacity(rows.len());
         let mut failed = None;
         for row in rows {
-            // No session outlives the longest cap a layer accepts: a row
-            // read back from a shared store asks for no more than that.
+            // Until the latest moment a token of it could verify: its
+            // recorded cap, or a longer one a later token may carry (up to
+            // the layer's longest); never more than the longest cap a
+            // layer accepts (a row read back from a shared store asks for
+            // no more).
             let longest = now.saturating_add(MAX_SESSION_SECS);
             let revocation = Revocation {
                 target: RevocationTarget::Session(row.sid.clone()),
                 until: row
                     .cap
                     .max(row.expires)
+                    .max(row.created.saturating_add(env.max_session))
                     .min(longest)
                     .saturating_add(env.leeway),
             };
@@ -481,38 +487,45 @@ impl Sessions {
         if row.subject.len() > MAX_SUBJECT_BYTES || row.sid.len() > MAX_SID_BYTES {
             return Ok(());
         }
-        let now = self.env.clock.now();
         let limit = self.env.max_sessions;
-        let mut live = self.live(&row.subject, now).await.map_err(store_error)?;
-        live.retain(|other| other.sid != row.sid);
-        let mut remove = Vec::new();
-        if live.len() >= limit {
-            if self.env.on_limit == OnLimit::Refuse {
-                return Err(IssueError::new(IssueErrorKind::TooManySessions, None));
+        // A login of the same user at the same moment may take the last
+        // place between the count and the insert (the store refuses the
+        // insert then, changing nothing): count again, a few times.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let now = self.env.clock.now();
+            let mut live = self.live(&row.subject, now).await.map_err(store_error)?;
+            live.retain(|other| other.sid != row.sid);
+            let mut remove = Vec::new();
+            if live.len() >= limit {
+                if self.env.on_limit == OnLimit::Refuse {
+                    return Err(IssueError::new(IssueErrorKind::TooManySessions, None));
+                }
+                // `live` is in insert order: a stable sort keeps it for ties.
+                live.sort_by(|a, b| {
+                    a.last_seen
+                        .cmp(&b.last_seen)
+                        .then(a.created.cmp(&b.created))
+                });
+                let excess = live.len() + 1 - limit;
+                let victims: Vec<SessionRow> = live.into_iter().take(excess).collect();
+                remove = victims.iter().map(|row| row.sid.clone()).collect();
+                let ended = self
+                    .end_rows(&row.subject, victims, now)
+                    .await
+                    .map_err(store_error)?;
+                event!(
+                    info,
+                    ended,
+                    "a login past the limit ended the least recently seen sessions"
+                );
             }
-            // `live` is in insert order: a stable sort keeps it for ties.
-            live.sort_by(|a, b| {
-                a.last_seen
-                    .cmp(&b.last_seen)
-                    .then(a.created.cmp(&b.created))
-            });
-            let excess = live.len() + 1 - limit;
-            let victims: Vec<SessionRow> = live.into_iter().take(excess).collect();
-            remove = victims.iter().map(|row| row.sid.clone()).collect();
-            let ended = self
-                .end_rows(&row.subject, victims, now)
-                .await
-                .map_err(store_error)?;
-            event!(
-                info,
-                ended,
-                "a login past the limit ended the least recently seen sessions"
-            );
+            match registry.insert(row.clone(), remove, limit, now).await {
+                Err(error) if error.kind() == StoreErrorKind::Full && attempts < 3 => continue,
+                result => return result.map_err(store_error),
+            }
         }
-        registry
-            .insert(row, remove, limit, now)
-            .await
-            .map_err(store_error)
     }
 }
 

