@@ -236,8 +236,12 @@ pub mod fuzzing {
     }
 
     /// Reads a row's `record` as the SQL stores read it back from a shared
-    /// database, checking its bounds.
+    /// database, and the same bytes as a stored session registry row,
+    /// checking their bounds.
     pub fn sql_record(record: &[u8]) {
         crate::revoke::row::fuzz_record(record);
+        if let Ok(text) = std::str::from_utf8(record) {
+            crate::registry::codec::fuzz_row(text);
+        }
     }
 }

@@ -273,6 +273,15 @@ impl SessionRegistry for RedisStore {
     }
 }
 
+/// Reads `value` as a registry hash's field: what is accepted is within
+/// the row's bounds.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_value(value: &str) {
+    if let Some((_, row)) = parse(value) {
+        assert!(codec::encode(&row).len() <= MAX_ROW_BYTES);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

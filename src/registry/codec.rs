@@ -85,6 +85,19 @@ pub(crate) fn decode(text: &str) -> Option<SessionRow> {
     })
 }
 
+/// Reads `text` as a stored row: what is accepted is within the bounds
+/// and writes back as the same row.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_row(text: &str) {
+    let Some(row) = decode(text) else {
+        return;
+    };
+    assert!(row.sid.len() <= MAX_SID_BYTES && row.subject.len() <= MAX_SUBJECT_BYTES);
+    let again = encode(&row);
+    assert!(again.len() <= MAX_ROW_BYTES);
+    assert_eq!(decode(&again), Some(row));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
