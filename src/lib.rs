@@ -33,10 +33,10 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
-mod registry;
 mod reject;
 mod revoke;
 mod session;
+mod sessions;
 mod source;
 mod stats;
 mod token;
@@ -60,15 +60,14 @@ pub use layer::policy::{RenewWindow, Throttle};
 pub use layer::revalidate::Verdict;
 pub use layer::{Issuer, SlidingJwt, SlidingJwtBuilder, SlidingJwtLayer, VerifierBuilder};
 pub use origin::Origin;
-pub use registry::{
-    MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionInfo, SessionMetadata, SessionRoutes, Sessions,
-};
 pub use reject::{GrpcResponder, HttpResponder, Rejection, RejectionKind};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use revoke::{DurableStore, DurableStoreBuilder};
 pub use revoke::{MemoryStore, Revoker, StoreError, StoreErrorKind};
 pub use session::Session;
+pub use sessions::routes::SessionRoutes;
+pub use sessions::{MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionInfo, SessionMetadata, Sessions};
 pub use source::{BearerHeader, CookieSource, HeaderSource, SameSite, TokenSource};
 pub use stats::Stats;
 /// The date-time type of [`IssuedToken::expiry`], [`Session::expiry`] and
@@ -106,10 +105,9 @@ pub mod store {
     //! [`RevocationStore`] with a default, so an existing store keeps
     //! compiling and says plainly what it lacks.
     pub use crate::BoxFuture;
-    pub use crate::registry::{SessionRegistry, SessionRow};
     pub use crate::revoke::{
         FailureMode, Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget,
-        SharedFlight, TokenIds,
+        SessionRegistry, SessionRow, SharedFlight, TokenIds,
     };
 }
 
@@ -230,7 +228,11 @@ pub mod fuzzing {
     /// (`message`) as the Redis store would, checking its bounds.
     pub fn redis_entries(key: &str, value: &str, message: &str) {
         #[cfg(feature = "redis")]
-        crate::redis::fuzz_entries(key, value, message);
+        {
+            crate::redis::fuzz_entries(key, value, message);
+            // The same value as a field of a session registry hash.
+            crate::redis::fuzz_registry_value(value);
+        }
         #[cfg(not(feature = "redis"))]
         let _ = (key, value, message);
     }
@@ -241,7 +243,7 @@ pub mod fuzzing {
     pub fn sql_record(record: &[u8]) {
         crate::revoke::row::fuzz_record(record);
         if let Ok(text) = std::str::from_utf8(record) {
-            crate::registry::codec::fuzz_row(text);
+            crate::revoke::registry_codec::fuzz_row(text);
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Handler-side session control: the per-request [`Session`] handle, and
-//! [`SessionEnv`], what every session of a layer shares. (Ending sessions
-//! outside a request is the [`Revoker`](crate::Revoker)'s, in `revoke/`.)
+//! Handler-side session control: the per-request [`Session`] handle. (What
+//! every session of a layer shares, and a user's other sessions, are in
+//! `sessions/`; ending sessions by id outside a request is the
+//! [`Revoker`](crate::Revoker)'s, in `revoke/`.)
 
 use std::fmt;
 use std::ops::Deref;
@@ -10,11 +11,10 @@ use time::OffsetDateTime;
 
 use crate::claims::Claims;
 use crate::clock::{Clock, datetime};
-use crate::registry::{OnLimit, SessionInfo, Sessions};
 use crate::revoke::{
     Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
 };
-use crate::stats::Counters;
+use crate::sessions::{SessionEnv, SessionInfo, Sessions};
 use crate::token::{Held, RawToken};
 
 /// Put into every request the layer authenticated, beside its
@@ -52,24 +52,6 @@ pub(crate) enum Action<C> {
     None,
     End,
     RenewWith(C),
-}
-
-/// What every session of a layer shares (the store, the clock, the
-/// counters), behind one `Arc`: a request pays one reference count for all.
-pub(crate) struct SessionEnv {
-    pub(crate) store: Arc<dyn RevocationStore>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) counters: Arc<Counters>,
-    /// The layer's leeway: a revocation outlives the session's cap by it.
-    pub(crate) leeway: i64,
-    /// The longest session cap the layer may sign (its `max_session`, or
-    /// `with_lifetime_limits`' maximum): a session ended outside a request
-    /// stays ended at least this long after it began, whatever cap its row
-    /// recorded at login (a later token may carry a longer one).
-    pub(crate) max_session: i64,
-    /// Live sessions one subject may have.
-    pub(crate) max_sessions: usize,
-    pub(crate) on_limit: OnLimit,
 }
 
 struct Inner<C> {
@@ -383,6 +365,7 @@ mod tests {
     use crate::claims::{RegisteredClaims, StandardClaims};
     use crate::clock::ManualClock;
     use crate::revoke::{MemoryStore, RevocationStatus, TokenIds};
+    use crate::stats::Counters;
     use crate::token::Verified;
 
     #[tokio::test]
@@ -412,8 +395,8 @@ mod tests {
             counters: Arc::new(Counters::new()),
             leeway: 5,
             max_session: 86_400,
-            max_sessions: crate::registry::MAX_SESSIONS_PER_SUBJECT,
-            on_limit: OnLimit::EndLeastRecent,
+            max_sessions: crate::sessions::MAX_SESSIONS_PER_SUBJECT,
+            on_limit: crate::sessions::OnLimit::EndLeastRecent,
         });
         let session = Session::new(Held::Owned(verified), env, Some(900 + 86_400), 5);
         session.end().await.unwrap();

@@ -19,12 +19,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keys::{Key, Keys, provider};
 use crate::log::event;
-use crate::registry::{MAX_SESSIONS_LIMIT, MAX_SESSIONS_PER_SUBJECT, OnLimit};
 use crate::reject::HttpResponder;
+use crate::revoke::MAX_SESSIONS_LIMIT;
 use crate::revoke::{
     Checkpoint, MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore,
 };
-use crate::session::SessionEnv;
+use crate::sessions::{MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionEnv};
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
 use crate::token::{Lifetimes, TokenEngine};

@@ -10,10 +10,9 @@ use http::request::Parts;
 use crate::claims::Claims;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::Keys;
-use crate::registry::{SessionMetadata, SessionRow, Sessions};
 use crate::reject::{Rejection, RejectionKind};
-use crate::revoke::{Checkpoint, OnReused, Settled, TokenIds};
-use crate::session::SessionEnv;
+use crate::revoke::{Checkpoint, OnReused, SessionRow, Settled, TokenIds};
+use crate::sessions::{SessionEnv, SessionMetadata, Sessions};
 use crate::token::{IssuedToken, Lifetimes, TokenEngine};
 
 /// Mints login tokens with the same keys, clock, issuer, audience and

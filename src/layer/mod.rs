@@ -17,7 +17,7 @@ use crate::log::event;
 use crate::reject::RejectionKind;
 use crate::reject::{Rejection, Responder};
 use crate::revoke::Checkpoint;
-use crate::session::SessionEnv;
+use crate::sessions::SessionEnv;
 use crate::source::TokenSource;
 use crate::token::TokenEngine;
 

@@ -17,10 +17,10 @@ use crate::error::IssueError;
 use crate::extensions::{NoRenewal, Renewed};
 use crate::keys::Keys;
 use crate::log::event;
-use crate::registry;
 use crate::revoke::record;
 use crate::revoke::{Lookup, Revocation, RevocationTarget, SharedFlight, TokenIds};
 use crate::session::{Action, Session};
+use crate::sessions as registry;
 use crate::stats::Event as StatEvent;
 use crate::token::{RawToken, TokenEngine, TokenId, Verified, jws, random_id};
 

@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::store::PostgresStore;
 use super::{Shared, bounded};
 use crate::BoxFuture;
-use crate::registry::{
+use crate::revoke::{
     MAX_SESSIONS_LIMIT, MAX_SID_BYTES, MAX_USER_AGENT_BYTES, SessionRegistry, SessionRow,
 };
 use crate::revoke::{StoreError, StoreErrorKind};

@@ -116,6 +116,8 @@ use crate::revoke::{MAX_REVOCATION_SECS, MemoryStore, StoreError, StoreErrorKind
 
 pub use crate::revoke::FailureMode;
 pub use builder::RedisStoreBuilder;
+#[cfg(fuzzing)]
+pub(crate) use registry::fuzz_value as fuzz_registry_value;
 pub use store::RedisStore;
 #[cfg(fuzzing)]
 pub(crate) use store::fuzz_entries;

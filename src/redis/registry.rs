@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use super::store::RedisStore;
 use super::{MAX_REVOCATION_SECS, Shared};
 use crate::BoxFuture;
-use crate::registry::codec::{self, MAX_ROW_BYTES};
-use crate::registry::{MAX_SESSIONS_LIMIT, SessionRegistry, SessionRow};
+use crate::revoke::registry_codec::{self as codec, MAX_ROW_BYTES};
+use crate::revoke::{MAX_SESSIONS_LIMIT, SessionRegistry, SessionRow};
 use crate::revoke::{StoreError, StoreErrorKind};
 
 /// The most fields a subject's hash may hold before a listing refuses it

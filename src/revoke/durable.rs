@@ -53,14 +53,15 @@ use std::task::{Context, Poll, Waker};
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::registry_codec as codec;
 use super::row::{MAX_RECORD_BYTES, decode, encode};
 use super::{
     Lookup, MemoryStore, Revocation, RevocationStore, StoreError, StoreErrorKind, TokenIds,
 };
+use super::{SessionRegistry, SessionRow};
 use crate::BoxFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::log::event;
-use crate::registry::{SessionRegistry, SessionRow, codec};
 
 /// The schema this version writes and reads.
 const SCHEMA_VERSION: i64 = 2;

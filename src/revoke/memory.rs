@@ -10,11 +10,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use super::filter::{Filter, Level};
 use super::{
-    Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget, StoreError,
-    StoreErrorKind, TokenIds,
+    LocalRegistry, Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget,
+    SessionRegistry, SessionRow, StoreError, StoreErrorKind, TokenIds,
 };
 use crate::BoxFuture;
-use crate::registry::{LocalRegistry, SessionRegistry, SessionRow};
 
 /// Expired entries dropped, and entries copied into a growing filter level,
 /// per insert: bounded work, and expired entries go faster than new ones come.

@@ -12,14 +12,17 @@ use std::sync::Arc;
 
 use crate::BoxFuture;
 use crate::claims::RegisteredClaims;
-use crate::registry::SessionRegistry;
 
 mod admission;
 #[cfg(feature = "sqlite")]
 mod durable;
 mod error;
 mod filter;
+mod local_registry;
 mod memory;
+mod registry;
+#[cfg(any(feature = "sqlite", feature = "redis", fuzzing))]
+pub(crate) mod registry_codec;
 mod reuse;
 mod revoker;
 #[cfg(any(feature = "sqlite", feature = "postgres", fuzzing))]
@@ -31,7 +34,12 @@ pub(crate) use admission::{Checkpoint, OnReused, Pending, Settled};
 #[cfg(feature = "sqlite")]
 pub use durable::{DurableStore, DurableStoreBuilder};
 pub use error::{StoreError, StoreErrorKind};
+pub(crate) use local_registry::LocalRegistry;
 pub use memory::MemoryStore;
+pub(crate) use registry::{
+    MAX_SESSIONS_LIMIT, MAX_SID_BYTES, MAX_SUBJECT_BYTES, MAX_USER_AGENT_BYTES,
+};
+pub use registry::{SessionRegistry, SessionRow};
 pub(crate) use reuse::{OnReuse, ReuseDetection};
 pub use revoker::Revoker;
 pub(crate) use revoker::record;

@@ -1,6 +1,8 @@
-//! A user's sessions: the registry part of a store ([`SessionRegistry`] and
-//! its [`SessionRow`]s), the [`Sessions`] handle that lists and ends them,
-//! the login's metadata, and the ready-made routes ([`SessionRoutes`]).
+//! A user's sessions: the [`Sessions`] handle that lists and ends them over
+//! the store's session registry (its part is in `revoke/registry.rs`), the
+//! login's metadata, the limit, what every session of a layer shares
+//! ([`SessionEnv`]), and the ready-made routes (`routes.rs`, behind the
+//! layer; nothing here imports them).
 //!
 //! The registry lists sessions, it never admits them: verification stays
 //! stateless, and a token whose session was never recorded is served as
@@ -22,141 +24,42 @@ use http::request::Parts;
 use time::OffsetDateTime;
 
 use crate::BoxFuture;
-use crate::clock::datetime;
+use crate::clock::{Clock, datetime};
 use crate::error::{IssueError, IssueErrorKind};
 use crate::log::event;
 use crate::revoke::{
-    MAX_SESSION_SECS, Revocation, RevocationStatus, RevocationTarget, StoreError, StoreErrorKind,
-    TokenIds, record,
+    MAX_SESSION_SECS, MAX_SID_BYTES, MAX_SUBJECT_BYTES, MAX_USER_AGENT_BYTES, Revocation,
+    RevocationStatus, RevocationStore, RevocationTarget, SessionRegistry, SessionRow, StoreError,
+    StoreErrorKind, TokenIds, record,
 };
-use crate::session::SessionEnv;
+use crate::stats::Counters;
 
-#[cfg(any(feature = "sqlite", feature = "redis", fuzzing))]
-pub(crate) mod codec;
-mod local;
-mod routes;
+pub(crate) mod routes;
 
-pub(crate) use local::LocalRegistry;
-pub use routes::SessionRoutes;
+/// What every session of a layer shares (the store, the clock, the
+/// counters, the session limits), behind one `Arc`: a request's
+/// [`Session`](crate::Session) pays one reference count for all, and a
+/// [`Sessions`] handle is this.
+pub(crate) struct SessionEnv {
+    pub(crate) store: Arc<dyn RevocationStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) counters: Arc<Counters>,
+    /// The layer's leeway: a revocation outlives the session's cap by it.
+    pub(crate) leeway: i64,
+    /// The longest session cap the layer may sign (its `max_session`, or
+    /// `with_lifetime_limits`' maximum): a session ended outside a request
+    /// stays ended at least this long after it began, whatever cap its row
+    /// recorded at login (a later token may carry a longer one).
+    pub(crate) max_session: i64,
+    /// Live sessions one subject may have.
+    pub(crate) max_sessions: usize,
+    pub(crate) on_limit: OnLimit,
+}
 
 /// The live sessions one subject may have when the layer sets no limit of
 /// its own ([`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions)):
 /// a login past it ends the least recently seen session.
 pub const MAX_SESSIONS_PER_SUBJECT: usize = 100;
-
-/// The highest limit [`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions)
-/// accepts.
-pub(crate) const MAX_SESSIONS_LIMIT: usize = 1000;
-
-/// The longest user agent a row keeps, in bytes (longer ones are cut at a
-/// character boundary).
-pub(crate) const MAX_USER_AGENT_BYTES: usize = 256;
-
-/// The longest `sid` the registry takes (the layer's are 22 characters):
-/// a longer one names no session.
-pub(crate) const MAX_SID_BYTES: usize = 128;
-
-/// The longest `sub` the registry takes: a longer subject's sessions are
-/// not recorded (its tokens still work).
-pub(crate) const MAX_SUBJECT_BYTES: usize = 1024;
-
-/// What the registry keeps of one session. A store returns these from
-/// [`SessionRegistry::list`] and keeps every field as it was given.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    /// The session's `sid`.
-    pub sid: String,
-    /// Its subject (`sub`).
-    pub subject: String,
-    /// When it began (`auth_time`), Unix seconds.
-    pub created: i64,
-    /// Its login or latest renewal, Unix seconds.
-    pub last_seen: i64,
-    /// The `exp` of its newest token: the row is over then.
-    pub expires: i64,
-    /// Its cap: no token of it outlives this (a revocation of it is kept
-    /// until then, plus the leeway).
-    pub cap: i64,
-    /// The login's user agent, cut to 256 bytes.
-    pub user_agent: Option<String>,
-    /// The login's client address, when the application recorded one.
-    pub address: Option<String>,
-}
-
-impl SessionRow {
-    /// A row for session `sid` of `subject`; every time is 0 and there is no
-    /// metadata until set.
-    pub fn new(sid: impl Into<String>, subject: impl Into<String>) -> Self {
-        Self {
-            sid: sid.into(),
-            subject: subject.into(),
-            created: 0,
-            last_seen: 0,
-            expires: 0,
-            cap: 0,
-            user_agent: None,
-            address: None,
-        }
-    }
-}
-
-/// The session registry part of a store: a row per session recorded at
-/// login, so a user can list their sessions and end the others.
-///
-/// Reached through [`RevocationStore::sessions`](crate::store::RevocationStore::sessions).
-/// Every store of this crate keeps one. The layer calls
-/// [`insert`](Self::insert) once per login, [`touch`](Self::touch) once per
-/// renewal and [`list`](Self::list) once per listing or ending; it decides
-/// which sessions are live (checking each row against the revocations) and
-/// which to end, so a store only keeps rows. Rows of one subject are few (at
-/// most the layer's limit, [`MAX_SESSIONS_PER_SUBJECT`] by default).
-///
-/// A store must bound what it holds: `insert` refuses with
-/// [`StoreErrorKind::Full`] rather than let a subject exceed `max_rows`
-/// live rows or the store exceed its capacity, and rows whose `expires`
-/// passed are deleted in bounded work.
-pub trait SessionRegistry: Send + Sync + 'static {
-    /// The rows of `subject` whose `expires` is after `now`, oldest insert
-    /// first.
-    fn list(
-        &self,
-        subject: &str,
-        now: i64,
-    ) -> BoxFuture<'static, Result<Vec<SessionRow>, StoreError>>;
-
-    /// In one atomic step: deletes the rows of `row.subject` named in
-    /// `remove`, then adds `row` (replacing a row with the same `sid`).
-    /// Refuses with [`StoreErrorKind::Full`], changing nothing, when the
-    /// subject would then have more than `max_rows` rows whose `expires` is
-    /// after `now`, or the store is full.
-    fn insert(
-        &self,
-        row: SessionRow,
-        remove: Vec<String>,
-        max_rows: usize,
-        now: i64,
-    ) -> BoxFuture<'static, Result<(), StoreError>>;
-
-    /// A renewal of session `sid` of `subject`: sets the row's `last_seen`
-    /// and raises its `expires` to at least `expires`. A session with no row
-    /// gets none (`Ok`).
-    fn touch(
-        &self,
-        subject: &str,
-        sid: &str,
-        last_seen: i64,
-        expires: i64,
-    ) -> BoxFuture<'static, Result<(), StoreError>>;
-
-    /// Deletes the rows of `subject` named in `sids` (missing ones are
-    /// ignored).
-    fn remove(
-        &self,
-        subject: &str,
-        sids: Vec<String>,
-    ) -> BoxFuture<'static, Result<(), StoreError>>;
-}
 
 /// What a login past the per-user limit does
 /// ([`with_max_sessions`](crate::SlidingJwtBuilder::with_max_sessions)).
@@ -434,7 +337,7 @@ impl Sessions {
         }
     }
 
-    fn registry(&self) -> Result<&dyn crate::store::SessionRegistry, StoreError> {
+    fn registry(&self) -> Result<&dyn SessionRegistry, StoreError> {
         self.env.store.sessions().ok_or_else(|| {
             StoreError::new(
                 StoreErrorKind::Unsupported,

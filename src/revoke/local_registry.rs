@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::SessionRow;
-use crate::revoke::{StoreError, StoreErrorKind};
+use super::{SessionRow, StoreError, StoreErrorKind};
 
 /// Rows per subject, in insert order, bounded by a capacity over all
 /// subjects.
