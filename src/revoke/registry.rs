@@ -73,7 +73,7 @@ impl SessionRow {
 /// renewal and [`list`](Self::list) once per listing or ending; it decides
 /// which sessions are live (checking each row against the revocations) and
 /// which to end, so a store only keeps rows. Rows of one subject are few (at
-/// most the layer's limit, [`MAX_SESSIONS_PER_SUBJECT`] by default).
+/// most the layer's limit, [`MAX_SESSIONS_PER_SUBJECT`](crate::MAX_SESSIONS_PER_SUBJECT) by default).
 ///
 /// A store must bound what it holds: `insert` refuses with
 /// [`StoreErrorKind::Full`] rather than let a subject exceed `max_rows`
