@@ -52,6 +52,7 @@ pub fn app(layer: SlidingJwtLayer<Key, DemoClaims>) -> Router {
         .route("/admin", get(admin))
         .route("/logout", post(logout))
         .route("/notifications", get(notifications))
+        .route("/events", get(events))
         // `GET /sessions`, `DELETE /sessions/{sid}`, `POST /sessions/end-others`.
         .nest_service("/sessions", SessionRoutes::<DemoClaims>::new())
         .route_layer(layer);
@@ -133,6 +134,14 @@ async fn admin(claims: Authenticated<DemoClaims>) -> Result<&'static str, Status
 /// it is not activity, so it never renews the token.
 async fn notifications(_session: Session<DemoClaims>) -> Json<serde_json::Value> {
     Json(serde_json::json!([]))
+}
+
+/// `GET /events`: Server-Sent Events until the session ends (see
+/// `demo::Events`); not activity, so holding it never renews.
+async fn events(session: Session<DemoClaims>) -> Response {
+    let mut response = Response::new(axum::body::Body::new(demo::Events::new(&session)));
+    demo::Events::headers(response.headers_mut());
+    response
 }
 
 /// `POST /logout`: revokes the session; any of its tokens gets 401 from now on.

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use demo::DemoClaims;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -35,7 +36,13 @@ use tower_sliding_jwt::{
     SlidingJwtLayer, SystemClock,
 };
 
-type Body = Full<Bytes>;
+/// Whole bodies, and the `GET /events` stream.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A whole body.
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 struct State<P> {
     /// `/me`, `/admin` and `/logout`, behind the sliding-JWT layer.
@@ -79,7 +86,7 @@ where
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => Ok(text(StatusCode::OK, "ok")),
         (&Method::POST, "/login") => Ok(login(request, &state).await),
-        (_, "/me" | "/admin" | "/logout" | "/notifications") => {
+        (_, "/me" | "/admin" | "/logout" | "/notifications" | "/events") => {
             state.protected.clone().oneshot(request).await
         }
         (_, path) if path == "/sessions" || path.starts_with("/sessions/") => {
@@ -88,7 +95,7 @@ where
         (_, "/.well-known/jwks.json") if state.jwks.is_some() => {
             let jwks = state.jwks.clone().expect("checked");
             let response = jwks.oneshot(request).await?;
-            Ok(response.map(|body| Body::new(body.into_bytes())))
+            Ok(response.map(|body| full(body.into_bytes())))
         }
         _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
     }
@@ -101,7 +108,7 @@ async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infalli
     if request.uri().path().starts_with("/sessions") {
         let routes = SessionRoutes::<DemoClaims>::new().with_prefix("/sessions");
         let response = routes.oneshot(request).await?;
-        return Ok(response.map(|body| Body::new(Bytes::from(body))));
+        return Ok(response.map(full));
     }
     let session = request
         .extensions()
@@ -118,6 +125,13 @@ async fn protected(request: Request<Incoming>) -> Result<Response<Body>, Infalli
         (&Method::GET, "/admin") => text(StatusCode::FORBIDDEN, "forbidden"),
         // A background poll: not activity (the layer's rule), never renews.
         (&Method::GET, "/notifications") => json(StatusCode::OK, &serde_json::json!([])),
+        // Server-Sent Events until the session ends (see `demo::Events`);
+        // not activity, so holding it never renews.
+        (&Method::GET, "/events") => {
+            let mut response = Response::new(demo::Events::new(&session).boxed_unsync());
+            demo::Events::headers(response.headers_mut());
+            response
+        }
         (&Method::POST, "/logout") => match session.end().await {
             Ok(()) => empty(StatusCode::NO_CONTENT),
             Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),
@@ -191,7 +205,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -201,7 +215,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(value.to_string()));
+    let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -64,7 +64,7 @@ pub use reject::{GrpcResponder, HttpResponder, Rejection, RejectionKind};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use revoke::{DurableStore, DurableStoreBuilder};
-pub use revoke::{MemoryStore, Revoker, StoreError, StoreErrorKind};
+pub use revoke::{EndReason, MemoryStore, Revoker, StoreError, StoreErrorKind};
 pub use session::Session;
 pub use sessions::routes::SessionRoutes;
 pub use sessions::{MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionInfo, SessionMetadata, Sessions};
@@ -106,8 +106,8 @@ pub mod store {
     //! compiling and says plainly what it lacks.
     pub use crate::BoxFuture;
     pub use crate::revoke::{
-        FailureMode, Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget,
-        SessionRegistry, SessionRow, SharedFlight, TokenIds,
+        EndReason, FailureMode, FeedListener, Lookup, Revocation, RevocationFeed, RevocationStatus,
+        RevocationStore, RevocationTarget, SessionRegistry, SessionRow, SharedFlight, TokenIds,
     };
 }
 
@@ -137,6 +137,7 @@ pub mod future {
     //! The response futures of the services, named in type signatures only.
     pub use crate::client::ClientFuture;
     pub use crate::layer::ResponseFuture;
+    pub use crate::sessions::Ended;
 }
 
 // The old root paths of items that moved into `store`, `policy`,

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::claims::Claims;
 use crate::clock::{Clock, datetime};
 use crate::revoke::{
-    Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
+    EndReason, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
 };
 use crate::sessions::{SessionEnv, SessionInfo, Sessions};
 use crate::token::{Held, RawToken};
@@ -206,16 +206,16 @@ impl<C: Claims> Session<C> {
         self.set(Action::End);
         let registered = self.inner.verified.claims.registered();
         let revocation = match (&registered.sid, &registered.jti) {
-            (Some(sid), _) => Revocation {
-                target: RevocationTarget::Session(sid.clone()),
-                until: self.inner.session_until,
-            },
-            (None, Some(jti)) => Revocation {
-                target: RevocationTarget::Token(jti.clone()),
-                until: self.inner.token_until,
-            },
+            (Some(sid), _) => Revocation::new(
+                RevocationTarget::Session(sid.clone()),
+                self.inner.session_until,
+            ),
+            (None, Some(jti)) => {
+                Revocation::new(RevocationTarget::Token(jti.clone()), self.inner.token_until)
+            }
             (None, None) => return Err(StoreErrorKind::NotRevocable.into()),
         };
+        let revocation = revocation.with_reason(EndReason::Logout);
         let env = &self.inner.env;
         record(&*env.store, revocation, env.clock.now(), &env.counters).await?;
         // The session is over; its row in the registry goes too (a row left
@@ -280,6 +280,52 @@ impl<C: Claims> Session<C> {
             return Ok(false);
         };
         self.registry().end(sub, sid).await
+    }
+
+    /// Resolves, with the reason, when this session ends: logout or
+    /// [`end`](Self::end), ended from another session or by an admin,
+    /// reuse detected, its cap reached, idle past its newest token's `exp`,
+    /// or the claims of this request's token superseded by
+    /// [`renew_with`](Self::renew_with) — on this instance or any other
+    /// sharing the store. A renewal does not resolve it: it follows the
+    /// session, not this request's token. For a WebSocket, a Server-Sent
+    /// Events stream or a gRPC server stream, race the stream against it
+    /// and close when it resolves (with close code 4001 and the reason, an
+    /// `event: session-ended`, or `UNAUTHENTICATED`); on
+    /// [`EndReason::CannotTell`](crate::EndReason::CannotTell) close
+    /// without saying it ended (the store could not tell: fail closed).
+    ///
+    /// `Send` and `'static`; it costs one entry in the layer while it
+    /// lives, and nothing per second: one watcher per layer wakes exactly
+    /// the connections of a session that ended (see the guide "Long-lived
+    /// connections").
+    ///
+    /// ```
+    /// use tower_sliding_jwt::{EndReason, Session, StandardClaims};
+    ///
+    /// async fn stream(session: Session<StandardClaims>) {
+    ///     let ended = session.ended();
+    ///     tokio::pin!(ended);
+    ///     loop {
+    ///         tokio::select! {
+    ///             reason = &mut ended => {
+    ///                 // Send the close frame or the last event naming `reason`.
+    ///                 let _ = reason == EndReason::Logout;
+    ///                 break;
+    ///             }
+    ///             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+    ///                 // Send the next event.
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = stream;
+    /// ```
+    pub fn ended(&self) -> crate::future::Ended {
+        self.inner
+            .env
+            .watcher
+            .watch(self.inner.verified.claims.registered(), self.inner.deadline)
     }
 
     fn registry(&self) -> Sessions {
@@ -389,10 +435,16 @@ mod tests {
                 alg: jsonwebtoken::Algorithm::HS256,
             },
         };
+        let counters = Arc::new(Counters::new());
         let env = Arc::new(SessionEnv {
+            watcher: crate::sessions::Watcher::new(
+                Arc::new(store.clone()),
+                Arc::new(clock.clone()),
+                counters.clone(),
+            ),
             store: Arc::new(store.clone()),
             clock: Arc::new(clock),
-            counters: Arc::new(Counters::new()),
+            counters,
             leeway: 5,
             max_session: 86_400,
             max_sessions: crate::sessions::MAX_SESSIONS_PER_SUBJECT,

@@ -28,9 +28,12 @@ pub(crate) enum Event {
     /// A reuse mark the store had no room for: a renewal refused, or a
     /// first use left unmarked.
     MarkRefused,
+    /// A long-lived connection told its session ended (a
+    /// `Session::ended` future the watcher resolved).
+    StreamEnded,
 }
 
-const EVENTS: usize = 6;
+const EVENTS: usize = 7;
 /// Event slots, then one slot per rejection kind (and one for kinds added later).
 const SLOTS: usize = EVENTS + KINDS.len() + 1;
 const STRIPES: usize = 8;
@@ -97,6 +100,7 @@ impl Counters {
             revoked: self.sum(Event::Revoked as usize),
             reuse_detected: self.sum(Event::ReuseDetected as usize),
             marks_refused: self.sum(Event::MarkRefused as usize),
+            streams_ended: self.sum(Event::StreamEnded as usize),
             rejected: std::array::from_fn(|i| self.sum(EVENTS + i)),
         }
     }
@@ -115,6 +119,7 @@ pub(crate) mod exported {
     pub(crate) const REVOKED: &str = "sliding_jwt_revoked_total";
     pub(crate) const REUSE_DETECTED: &str = "sliding_jwt_reuse_detected_total";
     pub(crate) const MARKS_REFUSED: &str = "sliding_jwt_reuse_marks_refused_total";
+    pub(crate) const STREAMS_ENDED: &str = "sliding_jwt_streams_ended_total";
     pub(crate) const REJECTED: &str = "sliding_jwt_rejected_total";
     pub(crate) const STORE_SECONDS: &str = "sliding_jwt_store_round_trip_seconds";
 
@@ -132,6 +137,7 @@ pub(crate) mod exported {
                 Event::Revoked => REVOKED,
                 Event::ReuseDetected => REUSE_DETECTED,
                 Event::MarkRefused => MARKS_REFUSED,
+                Event::StreamEnded => STREAMS_ENDED,
             };
             let events = [
                 Event::Verified,
@@ -140,6 +146,7 @@ pub(crate) mod exported {
                 Event::Revoked,
                 Event::ReuseDetected,
                 Event::MarkRefused,
+                Event::StreamEnded,
             ];
             Self {
                 events: events.map(|event| metrics::counter!(name(event))),
@@ -182,6 +189,7 @@ pub struct Stats {
     revoked: u64,
     reuse_detected: u64,
     marks_refused: u64,
+    streams_ended: u64,
     rejected: [u64; KINDS.len() + 1],
 }
 
@@ -223,6 +231,14 @@ impl Stats {
         self.marks_refused
     }
 
+    /// Long-lived connections told their session ended
+    /// ([`Session::ended`](crate::Session::ended) futures resolved: logout,
+    /// ending, reuse, cap, idle, superseded claims, or the store unable to
+    /// tell), each once.
+    pub fn streams_ended(&self) -> u64 {
+        self.streams_ended
+    }
+
     /// Requests refused for `kind`.
     pub fn rejected(&self, kind: RejectionKind) -> u64 {
         self.rejected[index(kind)]
@@ -248,6 +264,7 @@ impl fmt::Debug for Stats {
             .field("revoked", &self.revoked)
             .field("reuse_detected", &self.reuse_detected)
             .field("marks_refused", &self.marks_refused)
+            .field("streams_ended", &self.streams_ended)
             .field("rejected", &self.rejected_total())
             .finish()
     }

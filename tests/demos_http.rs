@@ -957,6 +957,170 @@ async fn max_sessions_ends_the_least_recently_seen() {
     assert!(error.contains("MAX_SESSIONS"), "{error}");
 }
 
+/// `GET /events` with `bearer`: the status, and the stream's text as it
+/// arrives (the channel closes when the stream ends).
+async fn open_events(
+    client: &HttpClient,
+    addr: SocketAddr,
+    bearer: &str,
+) -> (StatusCode, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let request = Request::get(format!("http://{addr}/events"))
+        .header("authorization", bearer)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    assert!(status != StatusCode::OK || response.headers()["content-type"] == "text/event-stream");
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let mut body = response.into_body();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data()
+                && sender
+                    .send(String::from_utf8_lossy(&data).into_owned())
+                    .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (status, receiver)
+}
+
+/// Reads `events` until it ends (within `bound`): the last event's name and
+/// data, if it sent one (`None` when it ended without `session-ended`).
+async fn last_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    bound: Duration,
+) -> Option<String> {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(chunk)) => text.push_str(&chunk),
+            Ok(None) => break,
+            Err(_) => panic!("the stream did not end within {bound:?}: {text}"),
+        }
+    }
+    let last = text.split("\n\n").filter(|e| !e.is_empty()).last()?;
+    last.starts_with("event: session-ended\n").then(|| {
+        last.lines()
+            .find_map(|line| line.strip_prefix("data: "))
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+/// The contract's "Long-lived connections" over the demos at `addrs` (the
+/// stream on the last one; logins and endings on the first).
+async fn events_contract(addrs: &[SocketAddr], clock: &ManualClock) {
+    let client = http_client();
+    let (first, last) = (addrs[0], addrs[addrs.len() - 1]);
+    // Logout: one last `session-ended` naming it, then the end.
+    let alice = login_from(&client, first, "alice", "wonderland", "A").await;
+    let (status, mut events) = open_events(&client, last, &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let first_event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first_event.starts_with("data: "), "{first_event}");
+    let reply = call(
+        &client,
+        first,
+        Method::POST,
+        "/logout",
+        &[("authorization", &alice)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        last_event(&mut events, Duration::from_secs(1))
+            .await
+            .as_deref(),
+        Some("logout")
+    );
+    assert_eq!(
+        open_events(&client, last, &alice).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Ended from another session: "ended".
+    let phone = login_from(&client, first, "bob", "builder", "Phone").await;
+    let laptop = login_from(&client, last, "bob", "builder", "Laptop").await;
+    let (_, mut phone_events) = open_events(&client, last, &phone).await;
+    let path = format!("/sessions/{}", sid_of(&phone));
+    let reply = call(
+        &client,
+        first,
+        Method::DELETE,
+        &path,
+        &[("authorization", &laptop)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        last_event(&mut phone_events, Duration::from_secs(1))
+            .await
+            .as_deref(),
+        Some("ended")
+    );
+    // A renewal does not close it; opening and holding it never renews.
+    let (status, mut laptop_events) = open_events(&client, last, &laptop).await;
+    assert_eq!(status, StatusCode::OK);
+    clock.advance(Duration::from_secs(50 * 60));
+    let held = get_with(&client, last, "/events", "authorization", &laptop);
+    let renewed = get_with(&client, first, "/me", "authorization", &laptop).await;
+    let renewed = format!("Bearer {}", renewed.bearer().expect("renewed"));
+    drop(held);
+    clock.advance(Duration::from_secs(15 * 60));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut seen = String::new();
+    while let Ok(chunk) = laptop_events.try_recv() {
+        seen.push_str(&chunk);
+    }
+    assert!(
+        !seen.contains("session-ended"),
+        "a renewal closed the stream: {seen}"
+    );
+    // Ended from a later login of the same user (not end-others: the
+    // cluster tests still use another session of bob's).
+    let tablet = login_from(&client, first, "bob", "builder", "Tablet").await;
+    let path = format!("/sessions/{}", sid_of(&laptop));
+    let reply = call(
+        &client,
+        first,
+        Method::DELETE,
+        &path,
+        &[("authorization", &tablet)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        last_event(&mut laptop_events, Duration::from_secs(1))
+            .await
+            .as_deref(),
+        Some("ended")
+    );
+    assert_eq!(
+        get_with(&client, first, "/me", "authorization", &renewed)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demos_end_event_streams_with_their_session() {
+    for which in [Http::Axum, Http::Hyper] {
+        let clock = ManualClock::new(SystemClock.now());
+        let addr = start(which, &clock).await;
+        events_contract(&[addr], &clock).await;
+    }
+}
+
 /// Which shared store a cluster of demos uses.
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[derive(Clone, Copy)]
@@ -1157,10 +1321,17 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
     let (_, renewed) = demos_agree(&addrs, &clock).await;
     sessions_contract(&addrs).await;
 
-    // Redis down: 503 with Retry-After everywhere (fail closed).
+    // Redis down: 503 with Retry-After everywhere (fail closed), and an
+    // open event stream ends without saying its session ended.
     let bob = format!("Bearer {bob}");
+    let (status, mut bob_events) = open_events(&client, addrs[1], &bob).await;
+    assert_eq!(status, StatusCode::OK);
     server.stop();
     all_fail_closed(&client, &addrs, &bob, Duration::from_secs(5)).await;
+    assert_eq!(
+        last_event(&mut bob_events, Duration::from_secs(5)).await,
+        None
+    );
 
     // Back (empty): every instance recovers by itself, and still refuses
     // the session logged out before the outage.
@@ -1218,6 +1389,8 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    // Last: it moves the clock past every token above.
+    events_contract(&addrs, &clock).await;
 }
 
 /// `DATABASE_URL=url`: three demos (axum, hyper, axum) on one PostgreSQL
@@ -1254,4 +1427,6 @@ async fn http_demos_act_as_one_cluster_on_postgres() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+    // Last: it moves the clock past every token above.
+    events_contract(&addrs, &clock).await;
 }

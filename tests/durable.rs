@@ -18,6 +18,7 @@ fn session(sid: &str) -> Revocation {
     Revocation {
         target: RevocationTarget::Session(sid.into()),
         until: NOW + 86_400,
+        reason: None,
     }
 }
 

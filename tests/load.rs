@@ -225,6 +225,7 @@ fn a_million_tokens_leave_memory_flat() {
                     &Revocation {
                         target: RevocationTarget::Session(sid),
                         until: now + 300,
+                        reason: None,
                     },
                     now,
                 )

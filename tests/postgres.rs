@@ -75,6 +75,7 @@ fn logout(
         Revocation {
             target: RevocationTarget::Session(sid),
             until: now + 600,
+            reason: None,
         },
         now,
     )

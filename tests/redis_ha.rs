@@ -287,6 +287,7 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         tower_sliding_jwt::store::Revocation {
             target: tower_sliding_jwt::store::RevocationTarget::Session(sid(&acknowledged)),
             until: clock_now(&clock) + 86_400,
+            reason: None,
         },
         clock_now(&clock),
     )
@@ -376,6 +377,7 @@ async fn sentinels_fail_over_and_the_instances_follow_losing_nothing() {
         tower_sliding_jwt::store::Revocation {
             target: tower_sliding_jwt::store::RevocationTarget::Session("nobody".into()),
             until: clock_now(&clock) + 86_400,
+            reason: None,
         },
         clock_now(&clock),
     )

@@ -545,6 +545,7 @@ impl RevocationStore for FlakyStore {
                     token.sid.unwrap().to_owned(),
                 ),
                 until: now + 86_400,
+                reason: None,
             };
             self.memory.insert(&revocation, now).unwrap();
         }

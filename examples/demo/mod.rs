@@ -228,9 +228,10 @@ pub fn builder_with_key(
         .with_lifetime_limits(Lifetimes::new().with_max_session(REMEMBERED))
         .with_leeway(Duration::from_secs(5))
         .with_clock(clock)
-        // `GET /notifications` is a background poll: not activity.
+        // `GET /notifications` is a background poll, and `GET /events` a
+        // stream that is opened and held: neither is activity.
         .with_activity_rule(|method, uri, _| {
-            !(method == http::Method::GET && uri.path() == "/notifications")
+            !(method == http::Method::GET && matches!(uri.path(), "/notifications" | "/events"))
         })
         .with_token_source(BearerHeader::new())
         .with_token_source(session_cookie()))
@@ -465,4 +466,78 @@ pub fn me(claims: &DemoClaims) -> serde_json::Value {
     serde_json::json!({
         "sub": r.sub, "role": claims.extra.role, "sid": r.sid, "exp": r.exp, "iat": r.iat, "auth_time": r.auth_time,
     })
+}
+
+/// `GET /events`: a Server-Sent Events stream that follows the caller's
+/// session, not the token it was opened with. An event every second
+/// (`data: {"n": 1}`, counting) while the session lives; when it ends (logout,
+/// ended from another session, reuse, its cap, idle, superseded claims),
+/// one last `event: session-ended` whose `data:` names the reason, and the
+/// stream ends. When this instance cannot tell whether the session lives
+/// (the shared store unreachable past its bound), it ends without that
+/// event (fail closed): a reconnect then gets 503.
+#[derive(Debug)]
+pub struct Events {
+    ended: tower_sliding_jwt::future::Ended,
+    tick: tokio::time::Interval,
+    sent: u64,
+    done: bool,
+}
+
+impl Events {
+    /// The stream of the request whose session is `session`.
+    pub fn new(session: &tower_sliding_jwt::Session<DemoClaims>) -> Self {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            ended: session.ended(),
+            tick,
+            sent: 0,
+            done: false,
+        }
+    }
+
+    /// `text/event-stream`, never cached.
+    pub fn headers(headers: &mut http::HeaderMap) {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+}
+
+impl http_body::Body for Events {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(reason) = std::pin::Pin::new(&mut self.ended).poll(cx) {
+            self.done = true;
+            if reason == tower_sliding_jwt::EndReason::CannotTell {
+                return Poll::Ready(None);
+            }
+            let last = format!("event: session-ended\ndata: {reason}\n\n");
+            return Poll::Ready(Some(Ok(http_body::Frame::data(last.into()))));
+        }
+        match self.tick.poll_tick(cx) {
+            Poll::Ready(_) => {
+                self.sent += 1;
+                let event = format!("data: {{\"n\":{}}}\n\n", self.sent);
+                Poll::Ready(Some(Ok(http_body::Frame::data(event.into()))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }

@@ -24,7 +24,7 @@ use crate::revoke::MAX_SESSIONS_LIMIT;
 use crate::revoke::{
     Checkpoint, MAX_SESSION_SECS, MemoryStore, OnReuse, ReuseDetection, RevocationStore,
 };
-use crate::sessions::{MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionEnv};
+use crate::sessions::{MAX_SESSIONS_PER_SUBJECT, OnLimit, SessionEnv, Watcher};
 use crate::source::{BearerHeader, TokenSource};
 use crate::stats::Counters;
 use crate::token::{Lifetimes, TokenEngine};
@@ -428,6 +428,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         };
         let counters = Arc::new(Counters::new());
         let env = Arc::new(SessionEnv {
+            watcher: Watcher::new(store.clone(), settings.clock.clone(), counters.clone()),
             store: store.clone(),
             clock: settings.clock.clone(),
             counters: counters.clone(),

@@ -18,7 +18,7 @@ use crate::extensions::{NoRenewal, Renewed};
 use crate::keys::Keys;
 use crate::log::event;
 use crate::revoke::record;
-use crate::revoke::{Lookup, Revocation, RevocationTarget, SharedFlight, TokenIds};
+use crate::revoke::{EndReason, Lookup, Revocation, RevocationTarget, SharedFlight, TokenIds};
 use crate::session::{Action, Session};
 use crate::sessions as registry;
 use crate::stats::Event as StatEvent;
@@ -477,10 +477,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             // The token the handler renewed is retired first: from here on
             // no request presenting it gets a new replacement (its re-check
             // fails), so nothing below hands the new token out early.
-            let retired = Revocation {
-                target: RevocationTarget::Token(jti.clone()),
-                until: retire_until,
-            };
+            let retired = Revocation::new(RevocationTarget::Token(jti.clone()), retire_until);
             if let Err(error) = record(store, retired, now, counters).await {
                 event!(warn, %error, "renew_with could not retire the token it replaces; nothing is issued");
                 return None;
@@ -531,18 +528,21 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
                     .iter()
                     .filter_map(|(ids, _)| ids.iat)
                     .fold(now.max(clock.now()), i64::max);
-                revocations.push(Revocation {
-                    target: RevocationTarget::Superseded { sid, before, keep },
-                    until: session_until.min(before.saturating_add(longest)),
-                });
+                revocations.push(
+                    Revocation::new(
+                        RevocationTarget::Superseded { sid, before, keep },
+                        session_until.min(before.saturating_add(longest)),
+                    )
+                    .with_reason(EndReason::Superseded),
+                );
             } else {
                 // A store without cut-offs: the siblings it knows of are
                 // retired by `jti`.
                 for (ids, _) in &siblings {
-                    revocations.push(Revocation {
-                        target: RevocationTarget::Token(ids.jti.clone()),
-                        until: ids.exp.saturating_add(leeway),
-                    });
+                    revocations.push(Revocation::new(
+                        RevocationTarget::Token(ids.jti.clone()),
+                        ids.exp.saturating_add(leeway),
+                    ));
                 }
             }
             // Every revocation is attempted, whatever fails before it.
@@ -591,6 +591,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             expires_at: signed.expires_at,
         });
         self.config.env.counters.count(StatEvent::Renewed);
+        // This session's open connections live on until the new `exp`.
+        if let Some(sid) = &self.session.claims().registered().sid {
+            self.config.env.watcher.renewed(sid, signed.expires_at);
+        }
         event!(
             debug,
             sid = self.session.claims().registered().sid.as_deref(),

@@ -199,6 +199,11 @@ impl RevocationStore for PostgresStore {
     fn sessions(&self) -> Option<&dyn crate::store::SessionRegistry> {
         Some(self)
     }
+
+    fn feed(&self) -> Option<&dyn crate::store::RevocationFeed> {
+        // Every revocation reaches the in-memory part (the replica).
+        Some(&self.shared.replica)
+    }
 }
 
 /// One revocation as a row: its `until_`, `record` and `digest`.

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::BoxFuture;
 use crate::revoke::{
-    Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
+    EndReason, Lookup, Revocation, RevocationStore, RevocationTarget, SharedFlight, StoreError,
     StoreErrorKind, TokenIds,
 };
 use crate::revoke::{MAX_REVOCATION_SECS, replica_lookup};
@@ -170,6 +170,11 @@ impl RevocationStore for RedisStore {
     fn sessions(&self) -> Option<&dyn crate::store::SessionRegistry> {
         Some(self)
     }
+
+    fn feed(&self) -> Option<&dyn crate::store::RevocationFeed> {
+        // Every revocation reaches the in-memory part (the replica).
+        Some(&self.shared.replica)
+    }
 }
 
 impl Shared {
@@ -282,10 +287,11 @@ impl<'a> Entry<'a> {
             RevocationTarget::Superseded { keep, .. } => keep.as_str(),
             _ => "",
         };
+        let reason = EndReason::code(revocation.reason);
         let (kind, id, before) = match &revocation.target {
-            RevocationTarget::Session(sid) => ('s', sid.as_str(), 0),
+            RevocationTarget::Session(sid) => ('s', sid.as_str(), reason),
             RevocationTarget::Superseded { sid, before, .. } => ('c', sid.as_str(), *before),
-            RevocationTarget::Token(jti) => ('j', jti.as_str(), 0),
+            RevocationTarget::Token(jti) => ('j', jti.as_str(), reason),
             RevocationTarget::Subject { subject, before } => ('u', subject.as_str(), *before),
             RevocationTarget::Replaced { jti, used_at, .. } => ('r', jti.as_str(), *used_at),
         };
@@ -461,9 +467,15 @@ impl<'a> Entry<'a> {
             },
             _ => return None,
         };
+        // A session's (or a lone token's) `before` carries why it ended.
+        let reason = match self.kind {
+            's' | 'j' => EndReason::from_code(self.before),
+            _ => None,
+        };
         Some(Revocation {
             target,
             until: self.until,
+            reason,
         })
     }
 }
@@ -514,6 +526,7 @@ mod tests {
                 keep: "k|é:3".into(),
             },
             until: 99,
+            reason: None,
         };
         let entry = Entry::from(&revocation);
         let message = entry.message();
@@ -545,6 +558,7 @@ mod tests {
                 before: 7,
             },
             until: 99,
+            reason: None,
         };
         let entry = Entry::from(&revocation);
         let message = entry.message();

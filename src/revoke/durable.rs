@@ -413,6 +413,11 @@ impl RevocationStore for DurableStore {
     fn sessions(&self) -> Option<&dyn SessionRegistry> {
         Some(self)
     }
+
+    fn feed(&self) -> Option<&dyn crate::store::RevocationFeed> {
+        // Every revocation reaches the in-memory part.
+        Some(&self.memory)
+    }
 }
 
 /// Answered from memory; each change committed before it is acknowledged.
@@ -965,6 +970,7 @@ mod tests {
         Revocation {
             target: RevocationTarget::Session(sid.into()),
             until,
+            reason: None,
         }
     }
 
@@ -1001,6 +1007,7 @@ mod tests {
                     keep: "k".into(),
                 },
                 until: NOW + 100,
+                reason: None,
             };
             store.revoke(cutoff, NOW).await.unwrap();
         }

@@ -10,8 +10,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use super::filter::{Filter, Level};
 use super::{
-    LocalRegistry, Lookup, Revocation, RevocationStatus, RevocationStore, RevocationTarget,
-    SessionRegistry, SessionRow, StoreError, StoreErrorKind, TokenIds,
+    FeedListener, Listeners, LocalRegistry, Lookup, Revocation, RevocationFeed, RevocationStatus,
+    RevocationStore, RevocationTarget, SessionRegistry, SessionRow, StoreError, StoreErrorKind,
+    TokenIds,
 };
 use crate::BoxFuture;
 
@@ -114,6 +115,8 @@ struct MemoryInner {
     mark_quota: AtomicUsize,
     /// The session registry: a row per session recorded at login.
     registry: LocalRegistry,
+    /// Who hears of each revocation taken (the layers' stream watchers).
+    feed: Listeners,
     /// Checks that had to look in the map (filter hits).
     #[cfg(test)]
     locked_checks: AtomicUsize,
@@ -182,6 +185,7 @@ impl MemoryStore {
                 capacity,
                 mark_quota: AtomicUsize::new(MARKS_PER_SUBJECT),
                 registry: LocalRegistry::new(capacity),
+                feed: Listeners::default(),
                 #[cfg(test)]
                 locked_checks: AtomicUsize::new(0),
                 #[cfg(test)]
@@ -252,6 +256,16 @@ impl MemoryStore {
     /// entries and this revocation is a new one; it is logged, and nothing is
     /// recorded.
     pub fn insert(&self, revocation: &Revocation, now: i64) -> Result<(), StoreError> {
+        self.apply(revocation, now)?;
+        // Every revocation this store takes, its own or one a replica
+        // hears of, reaches the streams watching its session.
+        if revocation.until > now && self.inner.feed.has_listeners() {
+            self.inner.feed.notify(revocation);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, revocation: &Revocation, now: i64) -> Result<(), StoreError> {
         let until = revocation.until;
         if until <= now {
             return Ok(());
@@ -447,10 +461,7 @@ impl MemoryStore {
                     used_at: slot.before,
                 },
             };
-            batch.push(Revocation {
-                target,
-                until: slot.until,
-            });
+            batch.push(Revocation::new(target, slot.until));
             last = Some(due);
         }
         (batch, None)
@@ -676,6 +687,16 @@ impl RevocationStore for MemoryStore {
     fn sessions(&self) -> Option<&dyn SessionRegistry> {
         Some(self)
     }
+
+    fn feed(&self) -> Option<&dyn RevocationFeed> {
+        Some(self)
+    }
+}
+
+impl RevocationFeed for MemoryStore {
+    fn subscribe(&self, listener: FeedListener) {
+        self.inner.feed.subscribe(listener);
+    }
 }
 
 /// The registry in memory: answered at once, bounded by the store's
@@ -740,7 +761,16 @@ mod tests {
     }
 
     fn revoke(store: &MemoryStore, target: RevocationTarget, until: i64, now: i64) {
-        store.insert(&Revocation { target, until }, now).unwrap();
+        store
+            .insert(
+                &Revocation {
+                    target,
+                    until,
+                    reason: None,
+                },
+                now,
+            )
+            .unwrap();
     }
 
     #[test]
@@ -814,6 +844,7 @@ mod tests {
             &Revocation {
                 target: RevocationTarget::Session("c".into()),
                 until: 200,
+                reason: None,
             },
             100,
         );
@@ -864,7 +895,8 @@ mod tests {
                     subject: "bob".into(),
                     before: 42
                 },
-                until: 300
+                until: 300,
+                reason: None,
             }
         );
     }
@@ -879,6 +911,7 @@ mod tests {
                 keep: keep.into(),
             },
             until: 1_000,
+            reason: None,
         };
         let token = |jti: &'static str, iat: i64| TokenIds {
             issued_at: Some(iat),
@@ -944,6 +977,7 @@ mod tests {
         Revocation {
             target: RevocationTarget::Session(id.into()),
             until,
+            reason: None,
         }
     }
 

@@ -149,6 +149,116 @@ pub struct Revocation {
     /// When the entry can be forgotten: no token it matches can verify after
     /// this time (the session cap, or the token's own expiry).
     pub until: i64,
+    /// Why a session (or a token without `sid`) ended, for the streams that
+    /// watch it ([`Session::ended`](crate::Session::ended)): a store that
+    /// shares revocations carries it with a [`RevocationTarget::Session`]
+    /// or [`RevocationTarget::Token`] (this crate's do), so every instance
+    /// names the same reason. `None`: not said (read as
+    /// [`EndReason::Ended`]).
+    pub reason: Option<EndReason>,
+}
+
+impl Revocation {
+    /// A revocation of `target` until `until`, for no reason said.
+    pub fn new(target: RevocationTarget, until: i64) -> Self {
+        Self {
+            target,
+            until,
+            reason: None,
+        }
+    }
+
+    /// The same, for `reason`.
+    pub fn with_reason(mut self, reason: EndReason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}
+
+/// Why a session ended, as [`Session::ended`](crate::Session::ended)
+/// answers it (and the demos' `session-ended` event names it).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// Its user logged out ([`Session::end`](crate::Session::end)).
+    Logout,
+    /// Ended from another session or by an admin ([`Sessions`](crate::Sessions),
+    /// [`Revoker`](crate::Revoker), a login past the limit), or for a reason
+    /// not said.
+    Ended,
+    /// A replaced token came back: reuse detected, the session revoked.
+    Reuse,
+    /// Its cap was reached.
+    Cap,
+    /// Idle past its newest token's `exp`: nothing renewed it.
+    Idle,
+    /// The claims it was opened with were superseded
+    /// ([`Session::renew_with`](crate::Session::renew_with)): old claims
+    /// never keep a connection alive.
+    Superseded,
+    /// This instance cannot tell whether the session still lives (the
+    /// shared store unreachable past its bound): end the connection
+    /// without saying it ended (fail closed); a reconnect gets 503 until
+    /// the store is back.
+    CannotTell,
+}
+
+impl EndReason {
+    /// The reason as one lowercase word (`logout`, `ended`, `reuse`, `cap`,
+    /// `idle`, `superseded`, `cannot-tell`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Ended => "ended",
+            Self::Reuse => "reuse",
+            Self::Cap => "cap",
+            Self::Idle => "idle",
+            Self::Superseded => "superseded",
+            Self::CannotTell => "cannot-tell",
+        }
+    }
+
+    /// The reason a store carries in a session revocation's otherwise
+    /// unused `before` (0: not said).
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "redis", feature = "postgres", fuzzing)),
+        allow(dead_code)
+    )]
+    pub(crate) fn code(reason: Option<Self>) -> i64 {
+        match reason {
+            None | Some(Self::Ended) => 0,
+            Some(Self::Logout) => 1,
+            Some(Self::Reuse) => 2,
+            Some(Self::Superseded) => 3,
+            Some(Self::Cap) => 4,
+            Some(Self::Idle) => 5,
+            Some(Self::CannotTell) => 6,
+        }
+    }
+
+    /// The reason of [`code`](Self::code); `None` for 0 or a code this
+    /// version does not know.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "redis", feature = "postgres", fuzzing)),
+        allow(dead_code)
+    )]
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            1 => Self::Logout,
+            2 => Self::Reuse,
+            3 => Self::Superseded,
+            4 => Self::Cap,
+            5 => Self::Idle,
+            6 => Self::CannotTell,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The identifiers of a verified token that a store looks up.
@@ -338,6 +448,78 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn sessions(&self) -> Option<&dyn SessionRegistry> {
         None
     }
+
+    /// The store's revocation feed, if it has one (every store of this
+    /// crate does): each revocation it takes, recorded here or heard from
+    /// another instance, is handed to its listeners, so a long-lived
+    /// connection ends with its session ([`Session::ended`](crate::Session::ended)).
+    /// `None` by default: such connections then end at once with
+    /// [`EndReason::CannotTell`] (nothing would tell them their session
+    /// ended).
+    fn feed(&self) -> Option<&dyn RevocationFeed> {
+        None
+    }
+}
+
+/// What a [`RevocationFeed`] calls with each revocation its store takes;
+/// answers `false` to be dropped (its layer is gone). Called on the thread
+/// that applied the revocation, with no lock of the store held: keep it
+/// short.
+pub type FeedListener = Box<dyn Fn(&Revocation) -> bool + Send + Sync>;
+
+/// The revocation feed part of a store: every revocation the store takes
+/// — recorded through it, or heard from another instance of a cluster —
+/// reaches its listeners, once it is honoured by the store's checks.
+pub trait RevocationFeed: Send + Sync {
+    /// Adds `listener` for as long as it answers `true`.
+    fn subscribe(&self, listener: FeedListener);
+}
+
+/// The listeners of a feed, as the in-memory store keeps them.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    any: std::sync::atomic::AtomicBool,
+    listeners: std::sync::RwLock<Vec<(FeedListener, std::sync::atomic::AtomicBool)>>,
+}
+
+impl Listeners {
+    pub(crate) fn subscribe(&self, listener: FeedListener) {
+        self.listeners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((listener, std::sync::atomic::AtomicBool::new(false)));
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether anyone listens (one atomic load on the insert path).
+    pub(crate) fn has_listeners(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Hands `revocation` to every listener; drops those that are gone.
+    pub(crate) fn notify(&self, revocation: &Revocation) {
+        use std::sync::atomic::Ordering;
+        let mut any_gone = false;
+        for (listener, gone) in self
+            .listeners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            if !gone.load(Ordering::Relaxed) && !listener(revocation) {
+                gone.store(true, Ordering::Relaxed);
+                any_gone = true;
+            }
+        }
+        if any_gone {
+            let mut listeners = self
+                .listeners
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            listeners.retain(|(_, gone)| !gone.load(Ordering::Relaxed));
+            self.any.store(!listeners.is_empty(), Ordering::Release);
+        }
+    }
 }
 
 /// A store behind a pointer is the store: every method forwards.
@@ -382,6 +564,10 @@ macro_rules! forward_store {
 
             fn sessions(&self) -> Option<&dyn SessionRegistry> {
                 (**self).sessions()
+            }
+
+            fn feed(&self) -> Option<&dyn RevocationFeed> {
+                (**self).feed()
             }
         }
     )+};

@@ -16,7 +16,9 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record};
+use super::{
+    EndReason, Revocation, RevocationStore, RevocationTarget, StoreError, StoreErrorKind, record,
+};
 use crate::BoxFuture;
 use crate::claims::RegisteredClaims;
 use crate::log::event;
@@ -96,6 +98,7 @@ impl<C> ReuseDetection<C> {
                 subject: claims.sub.clone(),
             },
             until,
+            reason: None,
         };
         let (store, marked, counters) = (store.clone(), self.marked.clone(), counters.clone());
         Some(Box::pin(async move {
@@ -151,7 +154,8 @@ impl<C: crate::Claims> ReuseDetection<C> {
             sid,
             "reuse detected: a replaced token arrived after the grace; revoking its session"
         );
-        if let Err(error) = record(store, Revocation { target, until }, now, counters).await {
+        let revocation = Revocation::new(target, until).with_reason(EndReason::Reuse);
+        if let Err(error) = record(store, revocation, now, counters).await {
             event!(error, sid, %error, "reuse detected, but the session could not be revoked");
             return false;
         }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Revocation, RevocationStore, RevocationTarget, StoreError};
+use super::{EndReason, Revocation, RevocationStore, RevocationTarget, StoreError};
 use crate::clock::Clock;
 use crate::log::event;
 use crate::stats::{Counters, Event};
@@ -67,7 +67,7 @@ impl Revoker {
         let until = now.saturating_add(self.horizon);
         record(
             &*self.store,
-            Revocation { target, until },
+            Revocation::new(target, until).with_reason(EndReason::Ended),
             now,
             &self.counters,
         )

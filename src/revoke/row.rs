@@ -2,7 +2,7 @@
 //! PostgreSQL's `PostgresStore`): one `record` blob per revocation, the
 //! same bytes in both.
 
-use super::{MAX_REVOCATION_SECS, Revocation, RevocationTarget};
+use super::{EndReason, MAX_REVOCATION_SECS, Revocation, RevocationTarget};
 
 /// Kind, `until` and `before` in front of the id.
 const FIXED: usize = 17;
@@ -19,13 +19,14 @@ pub(crate) fn encode(revocation: &Revocation) -> Vec<u8> {
     // A session's cut-off keeps its `keep` and `sid` in the id field as
     // `{keep length}:{keep}{sid}`.
     let cutoff;
+    let reason = EndReason::code(revocation.reason);
     let (kind, id, before) = match &revocation.target {
-        RevocationTarget::Session(sid) => (b's', sid.as_str(), 0),
+        RevocationTarget::Session(sid) => (b's', sid.as_str(), reason),
         RevocationTarget::Superseded { sid, before, keep } => {
             cutoff = format!("{}:{keep}{sid}", keep.len());
             (b'c', cutoff.as_str(), *before)
         }
-        RevocationTarget::Token(jti) => (b'j', jti.as_str(), 0),
+        RevocationTarget::Token(jti) => (b'j', jti.as_str(), reason),
         RevocationTarget::Subject { subject, before } => (b'u', subject.as_str(), *before),
         RevocationTarget::Replaced { jti, used_at, .. } => (b'r', jti.as_str(), *used_at),
     };
@@ -72,7 +73,16 @@ pub(crate) fn decode(body: &[u8]) -> Option<Revocation> {
         },
         _ => return None,
     };
-    Some(Revocation { target, until })
+    // A session's (or a lone token's) `before` carries why it ended.
+    let reason = match kind {
+        b's' | b'j' => EndReason::from_code(before),
+        _ => None,
+    };
+    Some(Revocation {
+        target,
+        until,
+        reason,
+    })
 }
 
 /// The revocation in a `record` read back from where others can write
@@ -129,6 +139,7 @@ mod tests {
             encode(&Revocation {
                 target: RevocationTarget::Session(sid.into()),
                 until,
+                reason: None,
             })
         };
         let far = read_back(&session("s", i64::MAX), NOW).unwrap();
@@ -159,7 +170,11 @@ mod tests {
                 subject: None,
             },
         ] {
-            let revocation = Revocation { target, until: 99 };
+            let revocation = Revocation {
+                target,
+                until: 99,
+                reason: None,
+            };
             assert_eq!(decode(&encode(&revocation)), Some(revocation));
         }
     }

@@ -28,13 +28,17 @@ use crate::clock::{Clock, datetime};
 use crate::error::{IssueError, IssueErrorKind};
 use crate::log::event;
 use crate::revoke::{
-    MAX_SESSION_SECS, MAX_SID_BYTES, MAX_SUBJECT_BYTES, MAX_USER_AGENT_BYTES, Revocation,
-    RevocationStatus, RevocationStore, RevocationTarget, SessionRegistry, SessionRow, StoreError,
-    StoreErrorKind, TokenIds, record,
+    EndReason, MAX_SESSION_SECS, MAX_SID_BYTES, MAX_SUBJECT_BYTES, MAX_USER_AGENT_BYTES,
+    Revocation, RevocationStatus, RevocationStore, RevocationTarget, SessionRegistry, SessionRow,
+    StoreError, StoreErrorKind, TokenIds, record,
 };
 use crate::stats::Counters;
 
 pub(crate) mod routes;
+mod watch;
+
+pub use watch::Ended;
+pub(crate) use watch::Watcher;
 
 /// What every session of a layer shares (the store, the clock, the
 /// counters, the session limits), behind one `Arc`: a request's
@@ -54,6 +58,8 @@ pub(crate) struct SessionEnv {
     /// Live sessions one subject may have.
     pub(crate) max_sessions: usize,
     pub(crate) on_limit: OnLimit,
+    /// The long-lived connections waiting for their session to end.
+    pub(crate) watcher: Watcher,
 }
 
 /// The live sessions one subject may have when the layer sets no limit of
@@ -316,6 +322,7 @@ impl Sessions {
                     .max(row.created.saturating_add(env.max_session))
                     .min(longest)
                     .saturating_add(env.leeway),
+                reason: Some(EndReason::Ended),
             };
             match record(&*env.store, revocation, now, &env.counters).await {
                 Ok(()) => ended.push(row.sid),
