@@ -44,6 +44,7 @@ fn revocation(n: usize) -> Revocation {
     Revocation {
         target: RevocationTarget::Session(format!("revoked-session-{n:08}")),
         until: NOW + 86_400,
+        reason: None,
     }
 }
 

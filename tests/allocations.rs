@@ -59,7 +59,9 @@ fn ok(_: Request<()>) -> Ready<Result<Response<()>, Infallible>> {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn counted<T>(f: impl FnOnce() -> T) -> (usize, T) {
