@@ -441,6 +441,7 @@ mod tests {
                 Arc::new(store.clone()),
                 Arc::new(clock.clone()),
                 counters.clone(),
+                5,
             ),
             store: Arc::new(store.clone()),
             clock: Arc::new(clock),

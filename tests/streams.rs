@@ -189,7 +189,18 @@ async fn renewals_keep_a_stream_open_and_idleness_and_the_cap_end_it() {
     let unrecorded = layer.issuer().issue(user("carol", "user")).unwrap();
     let bob_stream = session_of(&layer, bob.token()).await.ended();
     let carol_stream = session_of(&layer, unrecorded.token()).await.ended();
+    // Served until exp plus the leeway: idle only then (a reconnect at
+    // that moment is refused).
     clock.advance(Duration::from_secs(3600));
+    let mut bob_stream = Box::pin(bob_stream);
+    assert!(still_open(&mut bob_stream).await, "inside the leeway");
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        send(&app(&layer, Arc::default()), get(bob.token()))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(within_two_seconds(bob_stream).await, Some(EndReason::Idle));
     assert_eq!(
         within_two_seconds(carol_stream).await,
@@ -218,7 +229,7 @@ async fn a_renewal_elsewhere_moves_the_deadline_through_the_registry() {
         still_open(&mut stream).await,
         "renewed on the other instance"
     );
-    clock.advance(Duration::from_secs(50 * 60));
+    clock.advance(Duration::from_secs(50 * 60 + 5));
     assert_eq!(within_two_seconds(stream).await, Some(EndReason::Idle));
 }
 
@@ -264,6 +275,8 @@ struct Flaky {
     inner: MemoryStore,
     failing: Arc<std::sync::atomic::AtomicBool>,
     feed: bool,
+    /// Answers every check through a future (a store doing I/O).
+    pending: bool,
 }
 
 impl RevocationStore for Flaky {
@@ -271,7 +284,13 @@ impl RevocationStore for Flaky {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Lookup::Ready(Err(StoreErrorKind::Unavailable.into()));
         }
-        self.inner.check(token, now)
+        match self.inner.check(token, now) {
+            Lookup::Ready(answer) if self.pending => Lookup::Pending(Box::pin(async move {
+                tokio::task::yield_now().await;
+                answer
+            })),
+            lookup => lookup,
+        }
     }
 
     fn revoke<'a>(
@@ -294,6 +313,7 @@ async fn a_store_that_cannot_tell_ends_every_stream() {
         inner: MemoryStore::new(),
         failing: Arc::default(),
         feed: true,
+        pending: false,
     };
     let layer = layer_on(&clock, store.clone());
     let alice = layer.issuer().issue(user("alice", "user")).unwrap();
@@ -363,4 +383,62 @@ async fn a_thousand_open_streams_and_one_logout_wake_exactly_one_sessions_stream
             stream.abort();
         }
     }
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_the_streams_opened_with_it_and_a_gone_layer_ends_all() {
+    let clock = clock();
+    let layer = layer_on(&clock, MemoryStore::new());
+    let alice = login(&layer, "alice").await;
+    let stolen_stream = session_of(&layer, alice.token()).await.ended();
+    clock.advance(Duration::from_secs(50 * 60));
+    let renewed = renewed_of(&layer, alice.token()).await;
+    let mut owner_stream = Box::pin(session_of(&layer, &renewed).await.ended());
+    let jti = alice.claims().registered.jti.clone().unwrap();
+    layer.revoker().revoke_token(&jti).await.unwrap();
+    assert_eq!(
+        within_two_seconds(stolen_stream).await,
+        Some(EndReason::Ended)
+    );
+    assert!(
+        still_open(&mut owner_stream).await,
+        "the session's other token goes on"
+    );
+    // The layer and every session of it gone: nothing could end the
+    // stream any more, so it ends.
+    drop(layer);
+    assert_eq!(
+        within_two_seconds(owner_stream).await,
+        Some(EndReason::CannotTell)
+    );
+}
+
+#[tokio::test]
+async fn a_store_answering_through_futures_is_asked_once_when_a_stream_opens() {
+    let clock = clock();
+    let inner = MemoryStore::new();
+    let store = Flaky {
+        inner: inner.clone(),
+        failing: Arc::default(),
+        feed: true,
+        pending: true,
+    };
+    let layer = layer_on(&clock, store);
+    let alice = layer.issuer().issue(user("alice", "user")).unwrap();
+    let session = session_of(&layer, alice.token()).await;
+    // Revoked between the request and the stream, behind the feed's back.
+    let sid = alice.claims().registered.sid.clone().unwrap();
+    inner
+        .insert(
+            &Revocation::new(
+                tower_sliding_jwt::store::RevocationTarget::Session(sid),
+                T0 + 86_400,
+            ),
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        within_two_seconds(session.ended()).await,
+        Some(EndReason::Ended)
+    );
 }

@@ -428,7 +428,12 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         };
         let counters = Arc::new(Counters::new());
         let env = Arc::new(SessionEnv {
-            watcher: Watcher::new(store.clone(), settings.clock.clone(), counters.clone()),
+            watcher: Watcher::new(
+                store.clone(),
+                settings.clock.clone(),
+                counters.clone(),
+                leeway,
+            ),
             store: store.clone(),
             clock: settings.clock.clone(),
             counters: counters.clone(),

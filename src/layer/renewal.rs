@@ -477,7 +477,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
             // The token the handler renewed is retired first: from here on
             // no request presenting it gets a new replacement (its re-check
             // fails), so nothing below hands the new token out early.
-            let retired = Revocation::new(RevocationTarget::Token(jti.clone()), retire_until);
+            // Its connections end as superseded (old claims never keep one
+            // alive), whichever of this and the cut-off reaches them first.
+            let retired = Revocation::new(RevocationTarget::Token(jti.clone()), retire_until)
+                .with_reason(EndReason::Superseded);
             if let Err(error) = record(store, retired, now, counters).await {
                 event!(warn, %error, "renew_with could not retire the token it replaces; nothing is issued");
                 return None;

@@ -236,8 +236,10 @@ impl EndReason {
         }
     }
 
-    /// The reason of [`code`](Self::code); `None` for 0 or a code this
-    /// version does not know.
+    /// The reason of [`code`](Self::code); `None` for 0, or a code that no
+    /// revocation carries (cap, idle and "cannot tell" are never
+    /// revocations: one read back is planted), or one this version does
+    /// not know.
     #[cfg_attr(
         not(any(feature = "sqlite", feature = "redis", feature = "postgres", fuzzing)),
         allow(dead_code)
@@ -247,9 +249,6 @@ impl EndReason {
             1 => Self::Logout,
             2 => Self::Reuse,
             3 => Self::Superseded,
-            4 => Self::Cap,
-            5 => Self::Idle,
-            6 => Self::CannotTell,
             _ => return None,
         })
     }
@@ -488,12 +487,12 @@ impl Listeners {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((listener, std::sync::atomic::AtomicBool::new(false)));
-        self.any.store(true, std::sync::atomic::Ordering::Release);
+        self.any.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether anyone listens (one atomic load on the insert path).
     pub(crate) fn has_listeners(&self) -> bool {
-        self.any.load(std::sync::atomic::Ordering::Acquire)
+        self.any.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Hands `revocation` to every listener; drops those that are gone.
@@ -517,7 +516,7 @@ impl Listeners {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             listeners.retain(|(_, gone)| !gone.load(Ordering::Relaxed));
-            self.any.store(!listeners.is_empty(), Ordering::Release);
+            self.any.store(!listeners.is_empty(), Ordering::SeqCst);
         }
     }
 }

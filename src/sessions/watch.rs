@@ -54,10 +54,16 @@ struct Shared {
     store: Arc<dyn RevocationStore>,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
+    /// The layer's leeway: a token is served until its `exp` plus this,
+    /// so a session is idle only then.
+    leeway: i64,
     /// Open connections: the renewal path skips the lock when none.
     open: AtomicUsize,
-    /// Subscribed to the store's feed, and the thread started.
+    /// Subscribed to the store's feed, and the thread started (or tried).
     started: AtomicBool,
+    /// The clock's thread runs: without it nothing would end a connection
+    /// by time or by the store's health, so none is kept open.
+    ticking: AtomicBool,
 }
 
 #[derive(Default)]
@@ -65,6 +71,9 @@ struct State {
     sessions: HashMap<Arc<str>, Watched>,
     /// Subject -> the keys of its watched sessions ("log out everywhere").
     subjects: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// `jti` -> the key of the session a connection opened with that token
+    /// belongs to (a revocation of that one token ends them).
+    tokens: HashMap<Arc<str>, Arc<str>>,
     /// (deadline, key): the next moment something is due, per session.
     due: BTreeSet<(i64, Arc<str>)>,
     next_id: u64,
@@ -72,7 +81,7 @@ struct State {
 
 /// One watched session.
 struct Watched {
-    /// Its `sid`; `None` for a token without one (watched by `jti`).
+    /// Its `sid`; `None` for a token without one.
     sid: Option<Arc<str>>,
     subject: Option<Arc<str>>,
     /// `auth_time` (or `iat`): a "log out everywhere" before it ends it.
@@ -85,17 +94,12 @@ struct Watched {
     connections: Vec<Arc<Connection>>,
 }
 
-impl Watched {
-    fn next_deadline(&self) -> i64 {
-        self.cap.map_or(self.expires, |cap| cap.min(self.expires))
-    }
-}
-
 /// One connection's side: what ended it, or that it should read the
 /// registry, and whom to wake.
 struct Connection {
     id: u64,
-    /// The token it was opened with (a `renew_with` cut-off ends it).
+    /// The token it was opened with (a `renew_with` cut-off, or a
+    /// revocation of that token, ends it).
     issued_at: i64,
     jti: Option<Arc<str>>,
     state: Mutex<Signal>,
@@ -115,13 +119,16 @@ impl Connection {
     }
 }
 
-/// The key a session is watched under: its `sid`, or `\0` and the `jti` of
-/// a token without one.
-fn key_of(claims: &RegisteredClaims) -> Option<Arc<str>> {
-    match (&claims.sid, &claims.jti) {
-        (Some(sid), _) => Some(Arc::from(sid.as_str())),
-        (None, Some(jti)) => Some(Arc::from(format!("\0{jti}"))),
-        (None, None) => None,
+/// Wakers collected under the watcher's lock, woken once it is released
+/// (a waker that polls at once must not find the lock held).
+#[derive(Default)]
+struct Wake(Vec<Waker>);
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        for waker in self.0.drain(..) {
+            waker.wake();
+        }
     }
 }
 
@@ -130,6 +137,7 @@ impl Watcher {
         store: Arc<dyn RevocationStore>,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
+        leeway: i64,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -137,8 +145,10 @@ impl Watcher {
                 store,
                 clock,
                 counters,
+                leeway,
                 open: AtomicUsize::new(0),
                 started: AtomicBool::new(false),
+                ticking: AtomicBool::new(false),
             }),
         }
     }
@@ -147,48 +157,51 @@ impl Watcher {
     /// `cap`) ends.
     pub(crate) fn watch(&self, claims: &RegisteredClaims, cap: Option<i64>) -> Ended {
         let shared = &self.shared;
-        let ended = |reason| Ended::done(reason, Arc::downgrade(shared));
-        // Nothing would tell this connection its session ended: it does
-        // not stay open on that (fail closed).
+        // Nothing would tell this connection its session ended (no feed,
+        // no clock): it does not stay open on that (fail closed).
         if shared.store.feed().is_none() || !shared.start() {
-            return ended(EndReason::CannotTell);
+            shared.counters.count(Event::StreamEnded);
+            return Ended::done(EndReason::CannotTell, Arc::downgrade(shared));
         }
-        let Some(key) = key_of(claims) else {
-            // Neither `sid` nor `jti`: nothing can revoke it; it ends with
-            // its token.
-            return self.add(claims, cap, Arc::from(format!("\0\0{}", claims.exp)));
-        };
-        let connection = self.add(claims, cap, key);
+        let mut ended = self.add(claims, cap);
         // Registered first, then checked: a revocation landing between the
         // two is seen by one or the other.
-        let now = shared.clock.now();
-        let answer = match shared.store.check(&TokenIds::of(claims), now) {
-            Lookup::Ready(answer) => Some(answer),
-            Lookup::Pending(_) => None,
-        };
-        let reason = match answer {
-            Some(Ok(RevocationStatus::Revoked)) => Some(EndReason::Ended),
-            Some(Ok(RevocationStatus::Superseded { .. })) => Some(EndReason::Superseded),
-            Some(Err(_)) => Some(EndReason::CannotTell),
-            _ => None,
-        };
-        if let (Some(reason), Some(connection)) = (reason, &connection.connection) {
-            shared.deliver(connection, reason);
+        if claims.sid.is_some() || claims.jti.is_some() {
+            let now = shared.clock.now();
+            match shared.store.check(&TokenIds::of(claims), now) {
+                Lookup::Ready(answer) => {
+                    if let (Some(reason), Some(connection)) =
+                        (first_answer(answer), &ended.connection)
+                    {
+                        let mut wake = Wake::default();
+                        shared.deliver(connection, reason, &mut wake);
+                    }
+                }
+                // Awaited by the future's first polls.
+                Lookup::Pending(lookup) => ended.first = Some(lookup),
+            }
         }
-        connection
+        ended
     }
 
-    fn add(&self, claims: &RegisteredClaims, cap: Option<i64>, key: Arc<str>) -> Ended {
+    fn add(&self, claims: &RegisteredClaims, cap: Option<i64>) -> Ended {
         let shared = &self.shared;
         let mut state = shared.lock();
+        let state = &mut *state;
         state.next_id += 1;
+        let id = state.next_id;
+        // A token with neither `sid` nor `jti` is a session of its own.
+        let key: Arc<str> = match (&claims.sid, &claims.jti) {
+            (Some(sid), _) => Arc::from(sid.as_str()),
+            (None, Some(jti)) => Arc::from(format!("\0{jti}")),
+            (None, None) => Arc::from(format!("\0\0{id}")),
+        };
         let connection = Arc::new(Connection {
-            id: state.next_id,
+            id,
             issued_at: claims.iat.unwrap_or(i64::MIN),
             jti: claims.jti.as_deref().map(Arc::from),
             state: Mutex::new(Signal::default()),
         });
-        let state = &mut *state;
         let watched = state
             .sessions
             .entry(key.clone())
@@ -203,12 +216,6 @@ impl Watcher {
             });
         watched.expires = watched.expires.max(claims.exp);
         watched.connections.push(connection.clone());
-        let deadline = watched.next_deadline();
-        if deadline != watched.deadline {
-            state.due.remove(&(watched.deadline, key.clone()));
-            state.due.insert((deadline, key.clone()));
-            watched.deadline = deadline;
-        }
         if let Some(subject) = &watched.subject {
             state
                 .subjects
@@ -216,11 +223,16 @@ impl Watcher {
                 .or_default()
                 .insert(key.clone());
         }
+        if let Some(jti) = &connection.jti {
+            state.tokens.insert(jti.clone(), key.clone());
+        }
+        shared.schedule(state, &key);
         shared.open.fetch_add(1, Ordering::Relaxed);
         Ended {
             connection: Some(connection),
             key,
             shared: Arc::downgrade(shared),
+            first: None,
             reading: None,
             done: None,
         }
@@ -235,10 +247,20 @@ impl Watcher {
         self.shared.extend(sid, expires);
     }
 
-    /// Connections open (tests, and the docs' figures).
+    /// Connections open (tests).
     #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.shared.open.load(Ordering::Relaxed)
+    }
+}
+
+/// What the store's first answer for a new connection's token means.
+fn first_answer(answer: Result<RevocationStatus, StoreError>) -> Option<EndReason> {
+    match answer {
+        Ok(RevocationStatus::Revoked) => Some(EndReason::Ended),
+        Ok(RevocationStatus::Superseded { .. }) => Some(EndReason::Superseded),
+        Err(_) => Some(EndReason::CannotTell),
+        Ok(_) => None,
     }
 }
 
@@ -250,65 +272,94 @@ impl fmt::Debug for Watcher {
     }
 }
 
+/// Clears `ticking` when the clock's thread ends, however it ends (a
+/// panic in a store's `check_fresh` included), and ends every connection:
+/// nothing would end them by time any more.
+struct Ticking(Weak<Shared>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.ticking.store(false, Ordering::SeqCst);
+            shared.end_all(EndReason::CannotTell);
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Subscribes to the store's feed and starts the clock's thread, once.
-    /// `false` when the thread cannot start.
+    /// Subscribes to the store's feed and starts the clock's thread, once;
+    /// whether the thread runs.
     fn start(self: &Arc<Self>) -> bool {
-        if self.started.swap(true, Ordering::AcqRel) {
-            return true;
-        }
-        if let Some(feed) = self.store.feed() {
+        if !self.started.swap(true, Ordering::SeqCst) {
+            if let Some(feed) = self.store.feed() {
+                let weak = Arc::downgrade(self);
+                feed.subscribe(Box::new(move |revocation| match weak.upgrade() {
+                    Some(shared) => {
+                        shared.revoked(revocation);
+                        true
+                    }
+                    None => false,
+                }));
+            }
+            self.ticking.store(true, Ordering::SeqCst);
             let weak = Arc::downgrade(self);
-            feed.subscribe(Box::new(move |revocation| match weak.upgrade() {
-                Some(shared) => {
-                    shared.revoked(revocation);
-                    true
-                }
-                None => false,
-            }));
+            let spawned = std::thread::Builder::new()
+                .name("tsj-session-watch".into())
+                .spawn(move || {
+                    let _ticking = Ticking(weak.clone());
+                    loop {
+                        std::thread::park_timeout(TICK);
+                        let Some(shared) = weak.upgrade() else {
+                            return;
+                        };
+                        shared.tick();
+                    }
+                });
+            if spawned.is_err() {
+                self.ticking.store(false, Ordering::SeqCst);
+            }
         }
-        let weak = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("tsj-session-watch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::park_timeout(TICK);
-                    let Some(shared) = weak.upgrade() else {
-                        return;
-                    };
-                    shared.tick();
-                }
-            })
-            .is_ok()
+        self.ticking.load(Ordering::SeqCst)
     }
 
     /// A revocation the store took: wakes the connections it ends.
     fn revoked(&self, revocation: &Revocation) {
         let reason = revocation.reason.unwrap_or(EndReason::Ended);
-        let mut state = self.lock();
+        let mut wake = Wake::default();
+        let state = self.lock();
         if state.sessions.is_empty() {
             return;
         }
         match &revocation.target {
-            RevocationTarget::Session(sid) => self.end(&mut state, sid, reason),
-            RevocationTarget::Token(jti) => self.end(&mut state, &format!("\0{jti}"), reason),
+            RevocationTarget::Session(sid) => self.end(&state, sid, reason, &mut wake),
+            RevocationTarget::Token(jti) => {
+                // The connections opened with that very token.
+                if let Some(watched) = state
+                    .tokens
+                    .get(jti.as_str())
+                    .and_then(|key| state.sessions.get(key))
+                {
+                    for connection in &watched.connections {
+                        if connection.jti.as_deref() == Some(jti.as_str()) {
+                            self.deliver(connection, reason, &mut wake);
+                        }
+                    }
+                }
+            }
             RevocationTarget::Subject { subject, before } => {
-                let keys: Vec<Arc<str>> = state
-                    .subjects
-                    .get(subject.as_str())
-                    .map(|keys| keys.iter().cloned().collect())
-                    .unwrap_or_default();
-                for key in keys {
-                    if state
-                        .sessions
-                        .get(&key)
-                        .is_some_and(|watched| watched.created < *before)
-                    {
-                        self.end(&mut state, &key, reason);
+                if let Some(keys) = state.subjects.get(subject.as_str()) {
+                    for key in keys {
+                        if state
+                            .sessions
+                            .get(key)
+                            .is_some_and(|watched| watched.created < *before)
+                        {
+                            self.end(&state, key, reason, &mut wake);
+                        }
                     }
                 }
             }
@@ -319,7 +370,7 @@ impl Shared {
                         if connection.issued_at <= *before
                             && connection.jti.as_deref() != Some(keep.as_str())
                         {
-                            self.deliver(connection, EndReason::Superseded);
+                            self.deliver(connection, EndReason::Superseded, &mut wake);
                         }
                     }
                 }
@@ -327,31 +378,56 @@ impl Shared {
             // A reuse mark ends nothing by itself.
             _ => {}
         }
+        drop(state);
     }
 
     /// Ends every connection of session `key`.
-    fn end(&self, state: &mut State, key: &str, reason: EndReason) {
-        let Some(watched) = state.sessions.get(key) else {
-            return;
-        };
-        for connection in &watched.connections {
-            self.deliver(connection, reason);
+    fn end(&self, state: &State, key: &str, reason: EndReason, wake: &mut Wake) {
+        if let Some(watched) = state.sessions.get(key) {
+            for connection in &watched.connections {
+                self.deliver(connection, reason, wake);
+            }
         }
     }
 
-    /// Tells one connection its session ended (once) and wakes it.
-    fn deliver(&self, connection: &Connection, reason: EndReason) {
-        let waker = {
-            let mut signal = connection.lock();
-            if signal.ended.is_some() {
-                return;
+    /// Ends every watched connection.
+    fn end_all(&self, reason: EndReason) {
+        let mut wake = Wake::default();
+        let state = self.lock();
+        for watched in state.sessions.values() {
+            for connection in &watched.connections {
+                self.deliver(connection, reason, &mut wake);
             }
-            signal.ended = Some(reason);
-            signal.waker.take()
-        };
+        }
+        drop(state);
+    }
+
+    /// Tells one connection its session ended (once); its waker goes to
+    /// `wake`.
+    fn deliver(&self, connection: &Connection, reason: EndReason, wake: &mut Wake) {
+        let mut signal = connection.lock();
+        if signal.ended.is_some() {
+            return;
+        }
+        signal.ended = Some(reason);
         self.counters.count(Event::StreamEnded);
-        if let Some(waker) = waker {
-            waker.wake();
+        if let Some(waker) = signal.waker.take() {
+            wake.0.push(waker);
+        }
+    }
+
+    /// Puts session `key` at its next deadline: its cap, or its newest
+    /// `exp` plus the leeway (its token is served until then).
+    fn schedule(&self, state: &mut State, key: &Arc<str>) {
+        let Some(watched) = state.sessions.get_mut(key) else {
+            return;
+        };
+        let idle = watched.expires.saturating_add(self.leeway);
+        let deadline = watched.cap.map_or(idle, |cap| cap.min(idle));
+        if deadline != watched.deadline {
+            state.due.remove(&(watched.deadline, key.clone()));
+            state.due.insert((deadline, key.clone()));
+            watched.deadline = deadline;
         }
     }
 
@@ -366,41 +442,36 @@ impl Shared {
         else {
             return;
         };
-        let Some(watched) = state.sessions.get_mut(&key) else {
-            return;
-        };
-        watched.expires = watched.expires.max(expires);
-        let deadline = watched.next_deadline();
-        if deadline != watched.deadline {
-            state.due.remove(&(watched.deadline, key.clone()));
-            state.due.insert((deadline, key));
-            watched.deadline = deadline;
+        if let Some(watched) = state.sessions.get_mut(&key) {
+            watched.expires = watched.expires.max(expires);
         }
+        self.schedule(state, &key);
     }
 
     /// What is due by the clock, and the store's health.
     fn tick(&self) {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        if state.sessions.is_empty() {
+        if self.open.load(Ordering::Relaxed) == 0 {
             return;
         }
+        let now = self.clock.now();
         // While the store cannot vouch for its answers, no connection can
-        // be told whether its session lives: they all end.
+        // be told whether its session lives: they all end. (A store that
+        // answers only asynchronously is not asked here: its errors reach
+        // the requests.)
         let probe = TokenIds {
-            sid: Some("\0watch"),
+            sid: Some("tsj-watch-probe"),
             jti: None,
             sub: None,
             authenticated_at: None,
             issued_at: None,
         };
         if let Lookup::Ready(Err(_)) = self.store.check_fresh(&probe, now) {
-            let keys: Vec<Arc<str>> = state.sessions.keys().cloned().collect();
-            for key in keys {
-                self.end(&mut state, &key, EndReason::CannotTell);
-            }
+            self.end_all(EndReason::CannotTell);
             return;
         }
+        let mut wake = Wake::default();
+        let mut state = self.lock();
+        let state = &mut *state;
         while let Some((deadline, key)) = state.due.first().cloned() {
             if deadline > now {
                 break;
@@ -411,7 +482,7 @@ impl Shared {
             };
             watched.deadline = i64::MAX;
             if watched.cap.is_some_and(|cap| cap <= now) {
-                self.end(&mut state, &key, EndReason::Cap);
+                self.end(state, &key, EndReason::Cap, &mut wake);
             } else if watched.sid.is_some()
                 && watched.subject.is_some()
                 && self.store.sessions().is_some()
@@ -419,29 +490,24 @@ impl Shared {
                 // A renewal elsewhere may have moved it: each connection
                 // reads the registry's row once, on its own task.
                 for connection in &watched.connections {
-                    let waker = {
-                        let mut signal = connection.lock();
-                        signal.check = true;
-                        signal.waker.take()
-                    };
-                    if let Some(waker) = waker {
-                        waker.wake();
+                    let mut signal = connection.lock();
+                    signal.check = true;
+                    if let Some(waker) = signal.waker.take() {
+                        wake.0.push(waker);
                     }
                 }
             } else {
-                self.end(&mut state, &key, EndReason::Idle);
+                self.end(state, &key, EndReason::Idle, &mut wake);
             }
         }
     }
 
-    /// A connection's registry read: the row of its session, if any.
+    /// A connection's registry read: the rows of its session's subject.
     fn read_row(
         &self,
         key: &str,
     ) -> Option<BoxFuture<'static, Result<Vec<SessionRow>, StoreError>>> {
-        let state = self.lock();
-        let watched = state.sessions.get(key)?;
-        let subject = watched.subject.clone()?;
+        let subject = self.lock().sessions.get(key)?.subject.clone()?;
         let registry = self.store.sessions()?;
         Some(registry.list(&subject, self.clock.now()))
     }
@@ -449,31 +515,29 @@ impl Shared {
     /// What a connection's registry read found.
     fn row_read(&self, key: &str, answer: Result<Vec<SessionRow>, StoreError>) {
         let now = self.clock.now();
-        let expires = match answer {
+        let mut wake = Wake::default();
+        let rows = match answer {
+            Ok(rows) => rows,
             Err(_) => {
-                let mut state = self.lock();
-                self.end(&mut state, key, EndReason::CannotTell);
+                let state = self.lock();
+                self.end(&state, key, EndReason::CannotTell, &mut wake);
                 return;
             }
-            Ok(rows) => rows
-                .iter()
-                .find(|row| *row.sid == *key)
-                .map(|row| row.expires),
         };
+        let listed = rows
+            .iter()
+            .find(|row| *row.sid == *key)
+            .map(|row| row.expires);
+        let state = self.lock();
+        // A renewal here may have moved it meanwhile too.
+        let known = state.sessions.get(key).map(|watched| watched.expires);
+        let expires = listed.max(known);
         match expires {
-            Some(expires) if expires > now => self.extend(key, expires),
-            _ => {
-                let mut state = self.lock();
-                let known = state.sessions.get(key).map(|watched| watched.expires);
-                // A renewal here may have moved it meanwhile.
-                match known {
-                    Some(known) if known > now => {
-                        drop(state);
-                        self.extend(key, known);
-                    }
-                    _ => self.end(&mut state, key, EndReason::Idle),
-                }
+            Some(expires) if expires.saturating_add(self.leeway) > now => {
+                drop(state);
+                self.extend(key, expires);
             }
+            _ => self.end(&state, key, EndReason::Idle, &mut wake),
         }
     }
 
@@ -485,10 +549,18 @@ impl Shared {
         let Some(watched) = state.sessions.get_mut(key) else {
             return;
         };
-        let before = watched.connections.len();
-        watched.connections.retain(|connection| connection.id != id);
-        if watched.connections.len() < before {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+        let Some(position) = watched.connections.iter().position(|c| c.id == id) else {
+            return;
+        };
+        let connection = watched.connections.swap_remove(position);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(jti) = &connection.jti
+            && !watched
+                .connections
+                .iter()
+                .any(|other| other.jti.as_deref() == Some(jti))
+        {
+            state.tokens.remove(jti);
         }
         if watched.connections.is_empty() {
             let deadline = watched.deadline;
@@ -508,6 +580,27 @@ impl Shared {
             if state.sessions.is_empty() {
                 state.sessions = HashMap::new();
                 state.subjects = HashMap::new();
+                state.tokens = HashMap::new();
+            }
+        }
+    }
+}
+
+/// The layer is gone: nothing will tell its connections their session
+/// ended any more, so they end now.
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let mut wake = Wake::default();
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for watched in state.sessions.values() {
+            for connection in &watched.connections {
+                let mut signal = connection.lock();
+                if signal.ended.is_none() {
+                    signal.ended = Some(EndReason::CannotTell);
+                    if let Some(waker) = signal.waker.take() {
+                        wake.0.push(waker);
+                    }
+                }
             }
         }
     }
@@ -522,10 +615,12 @@ pub struct Ended {
     connection: Option<Arc<Connection>>,
     key: Arc<str>,
     shared: Weak<Shared>,
+    /// The store's first answer for the token, when it needs I/O.
+    first: Option<BoxFuture<'static, Result<RevocationStatus, StoreError>>>,
     /// The registry read in flight, when the session reached its known
     /// `exp`.
     reading: Option<BoxFuture<'static, Result<Vec<SessionRow>, StoreError>>>,
-    /// Resolved at once (no feed, or the layer is gone).
+    /// Resolved at once (no feed, no clock).
     done: Option<EndReason>,
 }
 
@@ -535,6 +630,7 @@ impl Ended {
             connection: None,
             key: Arc::from(""),
             shared,
+            first: None,
             reading: None,
             done: Some(reason),
         }
@@ -557,6 +653,15 @@ impl Future for Ended {
         let Some(connection) = self.connection.clone() else {
             return Poll::Ready(EndReason::CannotTell);
         };
+        if let Some(first) = &mut self.first
+            && let Poll::Ready(answer) = first.as_mut().poll(cx)
+        {
+            self.first = None;
+            if let (Some(reason), Some(shared)) = (first_answer(answer), self.shared.upgrade()) {
+                let mut wake = Wake::default();
+                shared.deliver(&connection, reason, &mut wake);
+            }
+        }
         loop {
             if let Some(reading) = &mut self.reading {
                 let answer = match reading.as_mut().poll(cx) {
@@ -577,7 +682,7 @@ impl Future for Ended {
                     None => return Poll::Ready(EndReason::CannotTell),
                 }
             }
-            let check = {
+            {
                 let mut signal = connection.lock();
                 if let Some(reason) = signal.ended {
                     return Poll::Ready(reason);
@@ -587,16 +692,13 @@ impl Future for Ended {
                     return Poll::Pending;
                 }
                 signal.check = false;
-                true
+            }
+            let Some(shared) = self.shared.upgrade() else {
+                return Poll::Ready(EndReason::CannotTell);
             };
-            if check {
-                let Some(shared) = self.shared.upgrade() else {
-                    return Poll::Ready(EndReason::CannotTell);
-                };
-                match shared.read_row(&self.key) {
-                    Some(reading) => self.reading = Some(reading),
-                    None => shared.row_read(&self.key, Ok(Vec::new())),
-                }
+            match shared.read_row(&self.key) {
+                Some(reading) => self.reading = Some(reading),
+                None => shared.row_read(&self.key, Ok(Vec::new())),
             }
         }
     }
@@ -636,6 +738,7 @@ mod tests {
             Arc::new(store.clone()),
             Arc::new(ManualClock::new(1000)),
             counters.clone(),
+            5,
         );
         let mut a = watcher.watch(&claims("a", "u", 5000), Some(9000));
         let b = watcher.watch(&claims("b", "u", 5000), Some(9000));
