@@ -925,14 +925,11 @@ async fn a_users_sessions_are_shared_by_every_instance_and_bounded() {
             .connect()
             .await
             .unwrap();
-        limited.push(
-            SlidingJwtLayer::builder(hs256())
-                .with_clock(clock.clone())
-                .with_revocation_store(store)
-                .with_max_sessions(2, tower_sliding_jwt::OnLimit::EndLeastRecent)
-                .build()
-                .unwrap(),
-        );
+        limited.push(sessions::limited(
+            store,
+            &clock,
+            tower_sliding_jwt::OnLimit::EndLeastRecent,
+        ));
     }
     sessions::limit_counts_every_instance(&limited.iter().collect::<Vec<_>>(), "pg").await;
     let mut refusing = Vec::new();
@@ -942,14 +939,11 @@ async fn a_users_sessions_are_shared_by_every_instance_and_bounded() {
             .connect()
             .await
             .unwrap();
-        refusing.push(
-            SlidingJwtLayer::builder(hs256())
-                .with_clock(clock.clone())
-                .with_revocation_store(store)
-                .with_max_sessions(2, tower_sliding_jwt::OnLimit::Refuse)
-                .build()
-                .unwrap(),
-        );
+        refusing.push(sessions::limited(
+            store,
+            &clock,
+            tower_sliding_jwt::OnLimit::Refuse,
+        ));
     }
     sessions::simultaneous_logins_keep_the_limit(&refusing.iter().collect::<Vec<_>>(), "pg").await;
     // Planted rows the crate could not have written are not listed.

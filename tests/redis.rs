@@ -1021,14 +1021,11 @@ async fn a_users_sessions_are_shared_by_every_instance() {
             .connect()
             .await
             .unwrap();
-        limited.push(
-            SlidingJwtLayer::builder(hs256())
-                .with_clock(clock.clone())
-                .with_revocation_store(store)
-                .with_max_sessions(2, tower_sliding_jwt::OnLimit::EndLeastRecent)
-                .build()
-                .unwrap(),
-        );
+        limited.push(sessions::limited(
+            store,
+            &clock,
+            tower_sliding_jwt::OnLimit::EndLeastRecent,
+        ));
     }
     sessions::limit_counts_every_instance(&limited.iter().collect::<Vec<_>>(), "one-node").await;
     let mut refusing = Vec::new();
@@ -1038,14 +1035,11 @@ async fn a_users_sessions_are_shared_by_every_instance() {
             .connect()
             .await
             .unwrap();
-        refusing.push(
-            SlidingJwtLayer::builder(hs256())
-                .with_clock(clock.clone())
-                .with_revocation_store(store)
-                .with_max_sessions(2, tower_sliding_jwt::OnLimit::Refuse)
-                .build()
-                .unwrap(),
-        );
+        refusing.push(sessions::limited(
+            store,
+            &clock,
+            tower_sliding_jwt::OnLimit::Refuse,
+        ));
     }
     sessions::simultaneous_logins_keep_the_limit(&refusing.iter().collect::<Vec<_>>(), "one-node")
         .await;

@@ -10,7 +10,7 @@ use super::store::PostgresStore;
 use super::{Counters, Shared, bounded};
 use crate::BoxFuture;
 use crate::revoke::sealed::{FlightKeys, MAX_SEALED_BYTES, MAX_TOKEN_BYTES, Malformed};
-use crate::revoke::{SharedFlight, StoreError, StoreErrorKind};
+use crate::revoke::{SharedFlight, StoreError};
 
 /// Seconds a flight row outlives its old token by the writer's clock, so an
 /// instance whose clock runs behind (by up to the largest leeway) still
@@ -56,16 +56,6 @@ impl SharedFlight for PostgresStore {
 type Stored = (Option<i32>, Option<Vec<u8>>);
 
 impl Shared {
-    /// Without the feed the database is most likely unreachable: do not
-    /// wait for a timeout on every renewal.
-    fn flight_ready(&self) -> Result<(), StoreError> {
-        if self.live() {
-            Ok(())
-        } else {
-            Err(StoreErrorKind::Unavailable.into())
-        }
-    }
-
     async fn claim(
         &self,
         keys: FlightKeys,
@@ -105,7 +95,7 @@ impl Shared {
         until: i64,
         now: i64,
     ) -> Result<Option<(Arc<str>, i64)>, StoreError> {
-        self.flight_ready()?;
+        self.reachable()?;
         let sealed = keys.seal(expires_at, token)?;
         self.query_sent();
         let row = bounded(
@@ -129,7 +119,7 @@ impl Shared {
     /// The live replacement stored for the old token of `keys`, if one
     /// sealed for it is there (read bounded; anything else is garbage).
     async fn replacement(&self, keys: FlightKeys) -> Result<Option<(Arc<str>, i64)>, StoreError> {
-        self.flight_ready()?;
+        self.reachable()?;
         self.query_sent();
         let row = bounded(
             self.timeout,
@@ -163,7 +153,7 @@ impl Shared {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Malformed.into());
         }
-        self.flight_ready()?;
+        self.reachable()?;
         let sealed = keys.seal(expires_at, &token)?;
         let until = until.saturating_add(CLOCK_MARGIN);
         self.query_sent();

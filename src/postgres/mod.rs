@@ -316,6 +316,17 @@ impl Shared {
         self.confirmed.load(Ordering::Acquire) != 0
     }
 
+    /// An error at once while the store is not listening (a flight claim,
+    /// a registry read or write): the database is most likely unreachable,
+    /// do not wait for a timeout.
+    fn reachable(&self) -> Result<(), StoreError> {
+        if self.live() {
+            Ok(())
+        } else {
+            Err(StoreErrorKind::Unavailable.into())
+        }
+    }
+
     /// Not trusted until the next confirmation; whether it was before.
     fn distrust(&self) -> bool {
         self.confirmed.swap(0, Ordering::AcqRel) != 0

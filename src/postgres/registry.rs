@@ -17,16 +17,6 @@ use crate::revoke::{StoreError, StoreErrorKind};
 const MAX_ROWS: i64 = 2 * MAX_SESSIONS_LIMIT as i64;
 
 impl Shared {
-    /// An error at once while the store is not listening: the database is
-    /// most likely unreachable, do not wait for a timeout.
-    fn reachable(&self) -> Result<(), StoreError> {
-        if self.live() {
-            Ok(())
-        } else {
-            Err(StoreErrorKind::Unavailable.into())
-        }
-    }
-
     async fn list_sessions(
         &self,
         subject: String,

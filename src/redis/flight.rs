@@ -3,13 +3,12 @@
 //! derive.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::store::RedisStore;
 use super::{RedisCounters, Shared, clamp_ttl, seconds_until};
 use crate::BoxFuture;
 use crate::revoke::sealed::{FlightKeys, MAX_SEALED_BYTES, MAX_TOKEN_BYTES, Malformed};
-use crate::revoke::{SharedFlight, StoreError, StoreErrorKind};
+use crate::revoke::{SharedFlight, StoreError};
 
 /// Seconds a flight entry outlives its old token by the writer's clock, so
 /// an instance whose clock runs behind (by up to the largest leeway) still
@@ -101,9 +100,7 @@ impl Shared {
     ) -> Result<Option<(Arc<str>, i64)>, StoreError> {
         // Without the feed Redis is most likely unreachable: do not wait for
         // a timeout on every renewal.
-        if !self.live.load(Ordering::Acquire) {
-            return Err(StoreErrorKind::Unavailable.into());
-        }
+        self.reachable()?;
         let key = format!("{}flight:{}", self.prefix, keys.id);
         let sealed = keys.seal(expires_at, token)?;
         // One round trip on every Redis version: the `SET` stores this offer
@@ -138,9 +135,7 @@ impl Shared {
     /// The replacement stored for the old token of `keys`, if one sealed
     /// for it is there (read bounded; anything else is garbage).
     async fn replacement(&self, keys: FlightKeys) -> Result<Option<(Arc<str>, i64)>, StoreError> {
-        if !self.live.load(Ordering::Acquire) {
-            return Err(StoreErrorKind::Unavailable.into());
-        }
+        self.reachable()?;
         let key = format!("{}flight:{}", self.prefix, keys.id);
         let mut pipe = redis::pipe();
         pipe.cmd("STRLEN")
@@ -172,9 +167,7 @@ impl Shared {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Malformed.into());
         }
-        if !self.live.load(Ordering::Acquire) {
-            return Err(StoreErrorKind::Unavailable.into());
-        }
+        self.reachable()?;
         let key = format!("{}flight:{}", self.prefix, keys.id);
         let sealed = keys.seal(expires_at, &token)?;
         let mut script = redis::cmd("EVAL");

@@ -212,6 +212,17 @@ impl Shared {
         self.live.load(Ordering::Acquire) && !self.overflow.load(Ordering::Acquire)
     }
 
+    /// An error at once while the revocation feed is down (a flight claim,
+    /// a registry read or write): Redis is most likely unreachable, do not
+    /// wait for a timeout.
+    fn reachable(&self) -> Result<(), StoreError> {
+        if self.live.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(StoreErrorKind::Unavailable.into())
+        }
+    }
+
     /// The command connection (a cheap clone).
     fn commands(&self) -> Commands {
         self.commands

@@ -13,6 +13,7 @@ use super::store::RedisStore;
 use super::{MAX_REVOCATION_SECS, Shared};
 use crate::BoxFuture;
 use crate::revoke::registry_codec::{self as codec, MAX_ROW_BYTES};
+use crate::revoke::sealed::hex;
 use crate::revoke::{MAX_SESSIONS_LIMIT, SessionRegistry, SessionRow};
 use crate::revoke::{StoreError, StoreErrorKind};
 
@@ -74,11 +75,7 @@ return redis.call('HGETALL', KEYS[1])
 impl Shared {
     /// The hash of `subject`'s rows.
     fn sessions_key(&self, subject: &str) -> String {
-        let digest = Sha256::digest(subject.as_bytes());
-        let mut tag = String::with_capacity(32);
-        for byte in &digest[..16] {
-            tag.push_str(&format!("{byte:02x}"));
-        }
+        let tag = hex(&Sha256::digest(subject.as_bytes())[..16]);
         format!("{}sessions:{{{tag}}}", self.prefix)
     }
 
@@ -89,16 +86,6 @@ impl Shared {
             .saturating_sub(self.clock.now())
             .saturating_add(60)
             .clamp(1, MAX_REVOCATION_SECS)
-    }
-
-    /// An error at once while the revocation feed is down: Redis is most
-    /// likely unreachable, do not wait for a timeout.
-    fn reachable(&self) -> Result<(), StoreError> {
-        if self.live.load(std::sync::atomic::Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(StoreErrorKind::Unavailable.into())
-        }
     }
 
     async fn list_sessions(

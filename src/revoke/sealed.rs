@@ -37,6 +37,15 @@ pub(crate) struct FlightKeys {
     tag: HmacSha256,
 }
 
+/// `bytes` in lowercase hexadecimal (a flight's id, a Redis hash tag).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
 impl FlightKeys {
     pub(crate) fn derive(old: &[u8]) -> Self {
         let derive = |label: &[u8]| {
@@ -46,12 +55,8 @@ impl FlightKeys {
             mac.finalize().into_bytes()
         };
         let id = derive(b"id");
-        let mut hex = String::with_capacity(64);
-        for byte in id.iter().take(20) {
-            hex.push_str(&format!("{byte:02x}"));
-        }
         Self {
-            id: hex,
+            id: hex(&id[..20]),
             seal: new_mac(&derive(b"seal")),
             tag: new_mac(&derive(b"tag")),
         }

@@ -394,7 +394,7 @@ impl Sessions {
         let Some(registry) = self.env.store.sessions() else {
             return Ok(());
         };
-        if row.subject.len() > MAX_SUBJECT_BYTES || row.sid.len() > MAX_SID_BYTES {
+        if !recordable(&row.subject, &row.sid) {
             return Ok(());
         }
         let limit = self.env.max_sessions;
@@ -449,7 +449,7 @@ pub(crate) fn touch(
 ) -> Option<BoxFuture<'static, Result<(), StoreError>>> {
     let registry = env.store.sessions()?;
     let (sub, sid) = (registered.sub.as_deref()?, registered.sid.as_deref()?);
-    if sub.len() > MAX_SUBJECT_BYTES || sid.len() > MAX_SID_BYTES {
+    if !recordable(sub, sid) {
         return None;
     }
     Some(registry.touch(sub, sid, now, expires))
@@ -497,6 +497,12 @@ pub(crate) async fn both<A, B>(
         }
     })
     .await
+}
+
+/// Whether the registry keeps a session of `subject` named `sid` (a longer
+/// one is served, never recorded): the same bound at login and renewal.
+fn recordable(subject: &str, sid: &str) -> bool {
+    subject.len() <= MAX_SUBJECT_BYTES && sid.len() <= MAX_SID_BYTES
 }
 
 /// Whether `sid` may name a session in a route: short, and base64url or a

@@ -590,19 +590,7 @@ impl Shared {
 /// ended any more, so they end now.
 impl Drop for Shared {
     fn drop(&mut self) {
-        let mut wake = Wake::default();
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for watched in state.sessions.values() {
-            for connection in &watched.connections {
-                let mut signal = connection.lock();
-                if signal.ended.is_none() {
-                    signal.ended = Some(EndReason::CannotTell);
-                    if let Some(waker) = signal.waker.take() {
-                        wake.0.push(waker);
-                    }
-                }
-            }
-        }
+        self.end_all(EndReason::CannotTell);
     }
 }
 

@@ -8,9 +8,10 @@
 use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode};
-use tower_sliding_jwt::{IssuedToken, Key, ManualClock, SlidingJwtLayer};
+use tower_sliding_jwt::store::RevocationStore;
+use tower_sliding_jwt::{IssuedToken, Key, ManualClock, OnLimit, SlidingJwtLayer};
 
-use super::{Claimset, app, get, renewed, send, user};
+use super::{Claimset, app, get, hs256, renewed, send, user};
 
 type Layer = SlidingJwtLayer<Key, Claimset>;
 
@@ -42,6 +43,17 @@ async fn sids(layer: &Layer, sub: &str) -> Vec<String> {
         .collect();
     sids.sort();
     sids
+}
+
+/// An instance on `store` allowing two sessions per user, `on_limit` past
+/// them.
+pub fn limited(store: impl RevocationStore, clock: &ManualClock, on_limit: OnLimit) -> Layer {
+    SlidingJwtLayer::builder(hs256())
+        .with_clock(clock.clone())
+        .with_revocation_store(store)
+        .with_max_sessions(2, on_limit)
+        .build()
+        .unwrap()
 }
 
 /// Every layer refuses `token` within a second.
