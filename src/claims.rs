@@ -68,6 +68,33 @@ pub struct RegisteredClaims {
     /// [`prev_jti`](Self::prev_jti)): the mark lives until then, plus the leeway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_exp: Option<i64>,
+    /// The key this token is bound to (RFC 9449 DPoP, RFC 7800 `cnf`): set
+    /// at login from the client's proof and copied by every renewal. A
+    /// token carrying it is accepted only by a layer configured
+    /// [`with_dpop`](crate::SlidingJwtBuilder::with_dpop), under the `DPoP`
+    /// scheme, with a proof signed by that key; anywhere else it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a DPoP-bound token: the RFC 7638 thumbprint of the
+/// client's public key (`jkt`, SHA-256, base64url). Any other confirmation
+/// method (an mTLS certificate's `x5t#S256`, ...) is refused: the layer
+/// could not check it, and a bound token never passes unchecked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// The JWK SHA-256 thumbprint of the key the token is bound to.
+    pub jkt: String,
+}
+
+impl Confirmation {
+    /// A binding to the key with this RFC 7638 thumbprint.
+    pub fn jkt(thumbprint: impl Into<String>) -> Self {
+        Self {
+            jkt: thumbprint.into(),
+        }
+    }
 }
 
 impl RegisteredClaims {
@@ -338,7 +365,7 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-const REGISTERED: [&str; 13] = [
+const REGISTERED: [&str; 14] = [
     "iss",
     "sub",
     "aud",
@@ -352,6 +379,7 @@ const REGISTERED: [&str; 13] = [
     "session_ttl",
     "prev_jti",
     "prev_exp",
+    "cnf",
 ];
 
 /// Names of the non-registered members seen so far: the first few inline
@@ -409,7 +437,8 @@ impl<'de, A: MapAccess<'de>> Registered<'de, A> {
             9 => r.session_exp = map.next_value()?,
             10 => r.session_ttl = map.next_value()?,
             11 => r.prev_jti = map.next_value()?,
-            _ => r.prev_exp = map.next_value()?,
+            12 => r.prev_exp = map.next_value()?,
+            _ => r.cnf = map.next_value()?,
         }
         Ok(())
     }

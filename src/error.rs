@@ -201,6 +201,18 @@ pub enum IssueErrorKind {
     /// layer refuses more ([`OnLimit::Refuse`](crate::OnLimit::Refuse)).
     #[error("too many sessions")]
     TooManySessions,
+    /// The login request's DPoP proof is malformed, for another method or
+    /// URL, too old, or already used ([`Issuer::login`](crate::Issuer::login)
+    /// with [`with_dpop`](crate::SlidingJwtBuilder::with_dpop)); or DPoP
+    /// is required and the login carries no proof. Answer 400 with
+    /// `{"error": "invalid_dpop_proof"}`: no token was issued.
+    #[error("invalid DPoP proof")]
+    InvalidDpopProof,
+    /// The login request's DPoP proof lacks the server's current nonce.
+    /// Answer 400 with `{"error": "use_dpop_nonce"}` and a `DPoP-Nonce`
+    /// header ([`Issuer::dpop_nonce`](crate::Issuer::dpop_nonce)).
+    #[error("DPoP nonce required")]
+    UseDpopNonce,
 }
 
 impl IssueError {

@@ -18,6 +18,7 @@
 mod claims;
 mod client;
 mod clock;
+pub mod dpop;
 mod error;
 mod extensions;
 #[cfg(feature = "axum")]
@@ -44,7 +45,7 @@ mod token;
 
 // What an application writes: the layer and its builders, claims, keys,
 // sources, the session, the issuer, errors, the stores and the client half.
-pub use claims::{Audience, Claims, RegisteredClaims, StandardClaims};
+pub use claims::{Audience, Claims, Confirmation, RegisteredClaims, StandardClaims};
 pub use client::{ClientLayer, SlidingJwtClient, TokenStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
@@ -95,6 +96,8 @@ pub mod store {
     //! | reuse marks | [`RevocationStore`] ([`RevocationTarget::Replaced`], [`RevocationStatus::Replaced`], `keeps_replacements`, `has_room_for_mark`) | stolen-token (reuse) detection |
     //! | shared single flight | [`SharedFlight`], reached through [`RevocationStore::shared_flight`] | one replacement per old token across a cluster; a superseded sibling's successor on every instance |
     //! | session registry | [`SessionRegistry`] (rows of [`SessionRow`]), reached through [`RevocationStore::sessions`] | a user's sessions: [`Issuer::login`](crate::Issuer::login) records, a renewal touches, [`Sessions`](crate::Sessions) lists and ends |
+    //! | revocation feed | [`RevocationFeed`], reached through [`RevocationStore::feed`] | long-lived connections end with their session ([`Session::ended`](crate::Session::ended)) |
+    //! | replay cache | [`ReplayCache`], reached through [`RevocationStore::replays`] | DPoP proofs refused on every instance once used (Redis, PostgreSQL); without it each layer keeps its own |
     //!
     //! [`RevocationStore`] is the store's entry point: every other part is
     //! reached through one of its methods answering `Option<&dyn Part>` (or,
@@ -107,8 +110,9 @@ pub mod store {
     //! compiling and says plainly what it lacks.
     pub use crate::BoxFuture;
     pub use crate::revoke::{
-        EndReason, FailureMode, FeedListener, Lookup, Revocation, RevocationFeed, RevocationStatus,
-        RevocationStore, RevocationTarget, SessionRegistry, SessionRow, SharedFlight, TokenIds,
+        EndReason, FailureMode, FeedListener, Lookup, ReplayCache, Revocation, RevocationFeed,
+        RevocationStatus, RevocationStore, RevocationTarget, SessionRegistry, SessionRow,
+        SharedFlight, TokenIds,
     };
 }
 

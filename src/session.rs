@@ -450,6 +450,7 @@ mod tests {
             max_session: 86_400,
             max_sessions: crate::sessions::MAX_SESSIONS_PER_SUBJECT,
             on_limit: crate::sessions::OnLimit::EndLeastRecent,
+            dpop: None,
         });
         let session = Session::new(Held::Owned(verified), env, Some(900 + 86_400), 5);
         session.end().await.unwrap();

@@ -94,12 +94,16 @@ fn unquote(value: &str) -> Option<&str> {
     }
 }
 
-/// The token in a response header: `Bearer <token>` (scheme
-/// case-insensitive), or the bare token when `bearer_only` is false.
-pub(super) fn renewed_token(value: &HeaderValue, bearer_only: bool) -> Option<&str> {
+/// The token in a response header: `Bearer <token>` (or `DPoP <token>`
+/// when `dpop`; scheme case-insensitive), or the bare token when
+/// `bearer_only` is false.
+pub(super) fn renewed_token(value: &HeaderValue, bearer_only: bool, dpop: bool) -> Option<&str> {
     let value = value.to_str().ok()?.trim_matches(' ');
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer")
+                || (dpop && scheme.eq_ignore_ascii_case("dpop")) =>
+        {
             Some(token.trim_start_matches(' '))
         }
         Some(_) => None,

@@ -62,6 +62,9 @@ pub(super) struct Watch {
 impl Watch {
     fn inspect(&self, status: StatusCode, headers: &http::HeaderMap) {
         let config = &*self.config;
+        if let Some(dpop) = &config.dpop {
+            dpop.nonces.learn(headers);
+        }
         let grpc_status = headers.get("grpc-status").map(HeaderValue::as_bytes);
         if refused_the_token(status, headers, grpc_status) {
             if config.clear_on_unauthorized
@@ -85,7 +88,11 @@ impl Watch {
         let (Some(value), None) = (values.next(), values.next()) else {
             return;
         };
-        let Some(token) = renewed_token(value, config.response_header == AUTHORIZATION) else {
+        let Some(token) = renewed_token(
+            value,
+            config.response_header == AUTHORIZATION,
+            config.dpop.is_some(),
+        ) else {
             return;
         };
         if config.tokens.offer_within(token, config.max_token_bytes)

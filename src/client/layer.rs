@@ -7,6 +7,7 @@ use http::header::AUTHORIZATION;
 use tower_layer::Layer;
 
 use super::{Binding, ClientConfig, SlidingJwtClient, TokenStore};
+use crate::dpop::{ClientDpop, DpopKey, NonceRetryLayer};
 use crate::error::ConfigError;
 use crate::origin::Origin;
 
@@ -94,6 +95,7 @@ impl ClientLayer {
                 clear_on_unauthorized: true,
                 on_token_change: None,
                 on_unauthorized: None,
+                dpop: None,
             }),
         }
     }
@@ -162,6 +164,69 @@ impl ClientLayer {
     pub fn with_clear_on_unauthorized(mut self, clear: bool) -> Self {
         self.config().clear_on_unauthorized = clear;
         self
+    }
+
+    /// DPoP (RFC 9449): every request for the origin carries a fresh proof
+    /// signed by `key` (method, URL, the token's hash, the server's latest
+    /// nonce), and the token goes as `Authorization: DPoP <token>`. A login
+    /// sent through the layer carries a proof too, so the server binds the
+    /// session to the key. Renewals (`Authorization: DPoP <new>`) are
+    /// adopted only with the same binding. The server's `DPoP-Nonce` is
+    /// remembered from every response; for the one retry a fresh nonce
+    /// asks for, add [`nonce_retry`](Self::nonce_retry) outside this layer.
+    ///
+    /// For a [`for_channel`](Self::for_channel) layer (a tonic `Channel`,
+    /// whose requests carry relative URIs) name the server's origin with
+    /// [`with_dpop_origin`](Self::with_dpop_origin): proofs must name the URL.
+    ///
+    /// ```
+    /// use tower_sliding_jwt::dpop::DpopKey;
+    /// use tower_sliding_jwt::{ClientLayer, TokenStore};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ClientLayer::for_origin("https://api.example.com", TokenStore::empty())?
+    ///     .with_dpop(DpopKey::generate()?);
+    /// let retry = layer.nonce_retry();
+    /// // tower::ServiceBuilder::new().layer(retry).layer(layer).service(hyper_util_client)
+    /// # let _ = retry;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_dpop(mut self, key: DpopKey) -> Self {
+        self.config().dpop = Some(ClientDpop::new(key));
+        self
+    }
+
+    /// The origin DPoP proofs name (`https://api.example.com:8443`), for a
+    /// channel whose requests carry no absolute URI. Call it after
+    /// [`with_dpop`](Self::with_dpop).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidOrigin`](crate::ConfigErrorKind::InvalidOrigin)
+    /// as [`Origin::parse`]; [`ConfigErrorKind::InvalidValue`](crate::ConfigErrorKind::InvalidValue)
+    /// without [`with_dpop`](Self::with_dpop) first.
+    pub fn with_dpop_origin(mut self, origin: &str) -> Result<Self, ConfigError> {
+        let origin = Origin::parse(origin)?.to_string();
+        let dpop = self
+            .config()
+            .dpop
+            .take()
+            .ok_or(crate::ConfigErrorKind::InvalidValue)?;
+        self.config().dpop = Some(dpop.with_origin(origin));
+        Ok(self)
+    }
+
+    /// The layer that retries a request once when the server asks for a
+    /// fresh DPoP nonce; put it outside this layer. Without
+    /// [`with_dpop`](Self::with_dpop) it never retries.
+    pub fn nonce_retry(&self) -> NonceRetryLayer {
+        let nonces = self
+            .config
+            .dpop
+            .as_ref()
+            .map(|dpop| dpop.nonces.clone())
+            .unwrap_or_default();
+        NonceRetryLayer::new(nonces)
     }
 
     /// The shared token store.

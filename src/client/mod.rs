@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, Uri};
 
+use crate::dpop::ClientDpop;
 use crate::origin::Origin;
 pub use future::ClientFuture;
 pub use layer::ClientLayer;
@@ -73,6 +74,8 @@ pub(crate) struct ClientConfig {
     pub(crate) clear_on_unauthorized: bool,
     pub(crate) on_token_change: Option<OnChange>,
     pub(crate) on_unauthorized: Option<OnUnauthorized>,
+    /// DPoP: the key proofs are signed with, and the server's latest nonce.
+    pub(crate) dpop: Option<ClientDpop>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -85,6 +88,7 @@ impl fmt::Debug for ClientConfig {
             .field("clear_on_unauthorized", &self.clear_on_unauthorized)
             .field("on_token_change", &self.on_token_change.is_some())
             .field("on_unauthorized", &self.on_unauthorized.is_some())
+            .field("dpop", &self.dpop)
             .finish()
     }
 }

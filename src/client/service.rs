@@ -10,6 +10,8 @@ use tower_service::Service;
 
 use super::future::{ClientFuture, Watch};
 use super::{ClientConfig, TokenStore};
+use crate::dpop::DPOP;
+use crate::source::credential;
 
 /// The client service produced by [`ClientLayer`](crate::ClientLayer).
 #[derive(Debug, Clone)]
@@ -62,9 +64,32 @@ where
         let watch = (self.config.binding.covers(request.uri())
             && !request.headers().contains_key(AUTHORIZATION))
         .then(|| {
-            let sent = self.config.tokens.header();
-            if let Some(header) = &sent {
-                request.headers_mut().insert(AUTHORIZATION, header.clone());
+            let tokens = &self.config.tokens;
+            let sent = tokens.header();
+            match &self.config.dpop {
+                None => {
+                    if let Some(header) = &sent {
+                        request.headers_mut().insert(AUTHORIZATION, header.clone());
+                    }
+                }
+                Some(dpop) => {
+                    // The proof names the token it goes with; the token
+                    // goes under the DPoP scheme.
+                    let token = sent.as_ref().and(tokens.token());
+                    let proof = dpop.proof(
+                        request.method(),
+                        request.uri(),
+                        token.as_deref(),
+                        tokens.now(),
+                    );
+                    let headers = request.headers_mut();
+                    if let Some(proof) = proof {
+                        headers.insert(DPOP, proof);
+                    }
+                    if let Some(value) = token.and_then(|t| credential("DPoP", &t)) {
+                        headers.insert(AUTHORIZATION, value);
+                    }
+                }
             }
             Watch {
                 config: self.config.clone(),

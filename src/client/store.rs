@@ -30,6 +30,8 @@ struct Unverified {
     sub: Option<String>,
     iss: Option<String>,
     auth_time: Option<i64>,
+    /// The key binding (DPoP `cnf`), as it is: a renewal keeps it exactly.
+    cnf: Option<Value>,
 }
 
 impl Unverified {
@@ -44,6 +46,7 @@ impl Unverified {
             && same(&self.sub, &offered.sub)
             && same(&self.iss, &offered.iss)
             && (self.auth_time.is_none() || offered.auth_time == self.auth_time)
+            && offered.cnf == self.cnf
     }
 }
 
@@ -205,8 +208,9 @@ impl TokenStore {
     ///   ahead of now ([`with_max_lifetime`](Self::with_max_lifetime));
     /// * it is tied to the current token: the current token has a `sid` and
     ///   the offered one the same `sid`, and the same `sub`, `iss` and
-    ///   `auth_time` where the current one has them — a token of another
-    ///   session or user is never adopted;
+    ///   `auth_time` where the current one has them, and exactly the same
+    ///   key binding (DPoP `cnf`, or none) — a token of another session or
+    ///   user, or bound to another key, is never adopted;
     /// * with [`with_verification_keys`](Self::with_verification_keys), its
     ///   signature verifies.
     pub fn offer(&self, token: &str) -> bool {
@@ -273,6 +277,11 @@ impl TokenStore {
         }
     }
 
+    /// The time by the store's clock (a DPoP proof's `iat`).
+    pub(crate) fn now(&self) -> i64 {
+        self.checks.clock.now()
+    }
+
     pub(crate) fn header(&self) -> Option<HeaderValue> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         current.as_ref().map(|c| c.header.clone())
@@ -315,6 +324,7 @@ fn unverified(token: &str, max_bytes: usize) -> Option<Unverified> {
         sub: text("sub")?,
         iss: text("iss")?,
         auth_time: number("auth_time")?,
+        cnf: claims.get("cnf").filter(|c| !c.is_null()).cloned(),
     })
 }
 

@@ -60,6 +60,7 @@ impl<K: Keys, C: Claims> SlidingJwtLayer<K, C> {
                 cache_capacity: 0,
                 cross_origin: true,
                 trusted_origins: Vec::new(),
+                dpop: None,
             },
         }
     }
@@ -107,6 +108,7 @@ pub(super) struct Settings<C> {
     pub(super) cache_capacity: usize,
     pub(super) cross_origin: bool,
     pub(super) trusted_origins: Vec<String>,
+    pub(super) dpop: Option<crate::dpop::Dpop>,
 }
 
 impl<K, C, P: fmt::Debug, R: fmt::Debug> fmt::Debug for SlidingJwtBuilder<K, C, P, R> {
@@ -376,6 +378,14 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
         if sources.is_empty() {
             sources.push(Box::new(BearerHeader::new()));
         }
+        let dpop = match settings.dpop {
+            None => None,
+            Some(dpop) => {
+                // The DPoP channel is read first: index 0.
+                sources.insert(0, Box::new(BearerHeader::dpop()));
+                Some(Arc::new(dpop.build(leeway)?))
+            }
+        };
         crate::session::register_claims_type::<C>();
         let store = settings
             .store
@@ -441,6 +451,7 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> SlidingJwtBuilder<K, C, P, R> {
             max_session: max_session_limit,
             max_sessions,
             on_limit,
+            dpop,
         });
         let checkpoint = Checkpoint::new(store, counters, reuse, leeway);
         let engine = TokenEngine {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use http::request::Parts;
 
-use crate::claims::Claims;
+use crate::claims::{Claims, Confirmation};
+use crate::dpop::{DPOP, DpopMode};
 use crate::error::{IssueError, IssueErrorKind};
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind};
@@ -89,9 +90,71 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     /// cannot record the session (answer 503 with `Retry-After`: no token
     /// was handed out), [`IssueErrorKind::TooManySessions`] when the layer
     /// refuses logins past its limit.
-    pub async fn login(&self, request: &Parts, claims: C) -> Result<IssuedToken<C>, IssueError> {
+    ///
+    /// With [`with_dpop`](crate::SlidingJwtBuilder::with_dpop), a login
+    /// whose request carries a `DPoP` proof gets a token bound to the
+    /// proof's key ([`dpop_binding`](Self::dpop_binding)); answer it with
+    /// `"token_type": "DPoP"` and set no cookie (a bound token is never
+    /// accepted from one). A bad proof is
+    /// [`IssueErrorKind::InvalidDpopProof`], a missing nonce
+    /// [`IssueErrorKind::UseDpopNonce`].
+    pub async fn login(
+        &self,
+        request: &Parts,
+        mut claims: C,
+    ) -> Result<IssuedToken<C>, IssueError> {
+        claims.registered_mut().cnf = self.dpop_binding(request).await?;
         self.login_with(claims, Lifetimes::new(), SessionMetadata::of(request))
             .await
+    }
+
+    /// The binding a login request asks for: the key of its `DPoP` proof
+    /// (checked for the request's method and URL, age, nonce and one use,
+    /// without `ath`), as the `cnf` to put in the session's claims. `None`
+    /// for a request without a proof, or a layer without DPoP.
+    ///
+    /// # Errors
+    /// [`IssueErrorKind::InvalidDpopProof`] for a bad or replayed proof, or
+    /// none where DPoP is required; [`IssueErrorKind::UseDpopNonce`] when
+    /// the proof lacks the server's current nonce ([`dpop_nonce`](Self::dpop_nonce)
+    /// goes into the answer's `DPoP-Nonce`); [`IssueErrorKind::Store`] when
+    /// the cluster's replay cache cannot answer.
+    pub async fn dpop_binding(&self, request: &Parts) -> Result<Option<Confirmation>, IssueError> {
+        let Some(guard) = &self.env.dpop else {
+            return Ok(None);
+        };
+        if !request.headers.contains_key(DPOP) {
+            return match guard.mode {
+                DpopMode::Allowed => Ok(None),
+                DpopMode::Required => Err(IssueError::new(IssueErrorKind::InvalidDpopProof, None)),
+            };
+        }
+        let now = self.engine.clock.now();
+        let checked = guard
+            .check(&request.method, &request.uri, &request.headers, None, now)
+            .map_err(|kind| {
+                let kind = match kind {
+                    RejectionKind::UseDpopNonce => IssueErrorKind::UseDpopNonce,
+                    _ => IssueErrorKind::InvalidDpopProof,
+                };
+                IssueError::new(kind, None)
+            })?;
+        if let Some(cache) = self.env.store.replays() {
+            match cache.remember(checked.id, guard.until(&checked)).await {
+                Ok(true) => {}
+                Ok(false) => return Err(IssueError::new(IssueErrorKind::InvalidDpopProof, None)),
+                Err(e) => return Err(IssueError::new(IssueErrorKind::Store, Some(Box::new(e)))),
+            }
+        }
+        Ok(Some(Confirmation::jkt(checked.jkt)))
+    }
+
+    /// The server's current DPoP nonce, for the `DPoP-Nonce` header of a
+    /// login answer ([`IssueErrorKind::UseDpopNonce`], and every answer
+    /// when nonces are required); `None` without DPoP.
+    pub fn dpop_nonce(&self) -> Option<http::HeaderValue> {
+        let guard = self.env.dpop.as_ref()?;
+        Some(guard.nonce(self.engine.clock.now()))
     }
 
     /// [`login`](Self::login) with a session's own lifetimes (as
@@ -198,7 +261,9 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
     /// a replaced token past the grace is refused
     /// ([`TokenReused`](crate::RejectionKind::TokenReused)) but its session
     /// is not ended (a token kept for later is not a stolen copy), and a
-    /// replacement's first use is marked as the layer would.
+    /// replacement's first use is marked as the layer would. A DPoP-bound
+    /// token is refused ([`SchemeMismatch`](crate::RejectionKind::SchemeMismatch)):
+    /// its proof comes with a request, and only the layer checks it.
     ///
     /// # Errors
     /// The [`Rejection`] the layer would have answered with.
@@ -206,6 +271,10 @@ impl<K: Keys, C: Claims> Issuer<K, C> {
         let (engine, checkpoint) = (&self.engine, &self.checkpoint);
         let now = engine.clock.now();
         let (claims, _, deadline) = engine.verify_keyed(token, now).map_err(Rejection::new)?;
+        // A bound token needs its proof, which only a request carries.
+        if claims.registered().cnf.is_some() {
+            return Err(Rejection::new(RejectionKind::SchemeMismatch));
+        }
         let ids = TokenIds::of(claims.registered());
         // A reused token is refused, but its session is not ended here:
         // `verify` may check a token kept for later (a queued message, a

@@ -109,6 +109,9 @@ where
     let kind = rejection.kind();
     config.env.counters.rejected(kind);
     let mut response = config.responder.respond(&rejection);
+    if let Some(dpop) = &config.env.dpop {
+        dpop.challenge(kind, response.headers_mut(), config.engine.clock.now());
+    }
     // What was sent: the HTTP status, and the gRPC status when the responder
     // answered in gRPC (an UNAUTHENTICATED is HTTP 200 on the wire).
     // (The fields are read only when the event is enabled.)

@@ -13,6 +13,7 @@ use super::policy::{RenewalContext, RenewalPolicy, is_success};
 use super::revalidate::Verdict;
 use crate::BoxFuture;
 use crate::claims::Claims;
+use crate::dpop::DPOP_NONCE;
 use crate::error::IssueError;
 use crate::extensions::{NoRenewal, Renewed};
 use crate::keys::Keys;
@@ -201,6 +202,15 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
     /// Applies the handler's action and the core's rules to the response, and
     /// signs the replacement when one is due.
     pub(super) fn finish<B>(&mut self, response: &mut Response<B>) -> Finish {
+        // A DPoP request learns the nonce to use next (source 0 is DPoP's).
+        if let Some(dpop) = &self.config.env.dpop
+            && self.source == 0
+            && dpop.requires_nonce()
+        {
+            response
+                .headers_mut()
+                .insert(DPOP_NONCE, dpop.nonce(self.now));
+        }
         match self.finish_renewal(response) {
             Finish::Done => self
                 .successor(response)
@@ -614,6 +624,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let registered = claims.registered_mut();
         registered.sid.clone_from(&current.sid);
         registered.auth_time = current.auth_time;
+        // The binding too: a renewal never moves a session to another key
+        // (nor unbinds it).
+        registered.cnf.clone_from(&current.cnf);
         let mut claims = claims.renewed(self.now, expires_at, random_id()?);
         // The layer's own claims, whatever `renewed` did: with reuse
         // detection, the replacement names the token it replaces.

@@ -15,6 +15,7 @@ use super::revalidate::Verdict;
 use super::{Config, reject};
 use crate::BoxFuture;
 use crate::claims::Claims;
+use crate::dpop::DpopMode;
 use crate::keys::Keys;
 use crate::reject::{Rejection, RejectionKind, Responder};
 use crate::revoke::{OnReused, Pending, Settled, StoreError, TokenIds};
@@ -127,8 +128,12 @@ where
             Ok(verified) => verified,
             Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
         };
-        config.env.counters.count(Event::Verified);
         let claims = &verified.claims;
+        let replay = match bind(config, source, token, &request, claims, now) {
+            Ok(replay) => replay,
+            Err(kind) => return ResponseFuture::rejected(reject(config, Rejection::new(kind))),
+        };
+        config.env.counters.count(Event::Verified);
 
         let pending = match checkpoint.enter(&TokenIds::of(claims.registered()), now) {
             Ok(pending) => pending,
@@ -159,7 +164,7 @@ where
         request.extensions_mut().insert(AuthenticatedByLayer);
         let after = After::new(config.clone(), session, source, now, plan);
 
-        if pending.is_none() && mark.is_none() && hook.is_none() {
+        if pending.is_none() && mark.is_none() && hook.is_none() && replay.is_none() {
             return ResponseFuture::inner(self.inner.call(request), Some(after));
         }
         let admitting = pending.map(|pending| Admitting {
@@ -173,8 +178,51 @@ where
         // called afterwards; a clone stays behind for the next request.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let gate = gate(admitting, now, mark, hook);
+        let gate = gate(admitting, now, replay, mark, hook);
         ResponseFuture::checking(Box::pin(gate), ready, request, after)
+    }
+}
+
+/// A shared replay cache's answer: is this the proof's first use?
+type Replay = BoxFuture<'static, Result<bool, StoreError>>;
+
+/// DPoP (`with_dpop`): a token bound to a key (`cnf`) is accepted only
+/// under the `DPoP` scheme (the layer's source 0) with a proof signed by
+/// that key; an unbound one never under that scheme, nor at all where
+/// DPoP is required. Without DPoP, a bound token is refused. Answers the
+/// cluster's replay check still to await, if the store shares one.
+fn bind<K, C: Claims, P, R, B>(
+    config: &Config<K, C, P, R>,
+    source: usize,
+    token: &str,
+    request: &Request<B>,
+    claims: &C,
+    now: i64,
+) -> Result<Option<Replay>, RejectionKind> {
+    let cnf = claims.registered().cnf.as_ref();
+    let Some(guard) = &config.env.dpop else {
+        return match cnf {
+            Some(_) => Err(RejectionKind::SchemeMismatch),
+            None => Ok(None),
+        };
+    };
+    match (source == 0, cnf) {
+        (false, None) if guard.mode == DpopMode::Allowed => Ok(None),
+        (true, Some(cnf)) => {
+            let checked = guard.check(
+                request.method(),
+                request.uri(),
+                request.headers(),
+                Some(token),
+                now,
+            )?;
+            if checked.jkt != cnf.jkt {
+                return Err(RejectionKind::InvalidDpopProof);
+            }
+            let shared = config.env.store.replays();
+            Ok(shared.map(|cache| cache.remember(checked.id, guard.until(&checked))))
+        }
+        _ => Err(RejectionKind::SchemeMismatch),
     }
 }
 
@@ -227,6 +275,7 @@ struct Admitting<K, C, P, R> {
 async fn gate<K, C, P, R>(
     admitting: Option<Admitting<K, C, P, R>>,
     now: i64,
+    replay: Option<Replay>,
     mark: Option<BoxFuture<'static, Result<(), StoreError>>>,
     hook: Option<BoxFuture<'static, Verdict<C>>>,
 ) -> Gate<C>
@@ -235,6 +284,14 @@ where
     C: Claims,
     P: RenewalPolicy,
 {
+    // A proof another instance already took is a replay.
+    if let Some(replay) = replay {
+        match replay.await {
+            Ok(true) => {}
+            Ok(false) => return Gate::Reject(RejectionKind::InvalidDpopProof),
+            Err(_) => return Gate::Reject(RejectionKind::StoreUnavailable),
+        }
+    }
     if let Some(admitting) = admitting {
         let checkpoint = &admitting.config.checkpoint;
         let session = &admitting.session;
@@ -323,7 +380,8 @@ where
     // What the client is told comes from the verified token, not from
     // what the flight stored beside it.
     let expires_at = new.exp;
-    if new.sid.is_none() || new.sid != old.sid || new.sub != old.sub {
+    // The successor keeps the binding the request's proof was checked for.
+    if new.sid.is_none() || new.sid != old.sid || new.sub != old.sub || new.cnf != old.cnf {
         return refused();
     }
     // The successor is admitted as itself, or not at all.

@@ -210,5 +210,23 @@ macro_rules! verification_settings {
             self.settings_mut().trusted_origins.push(origin.into());
             self
         }
+
+        /// Sender-constrained sessions (DPoP, RFC 9449): tokens bound to a
+        /// key the client holds (`cnf.jkt`), each request carrying a fresh
+        /// proof signed by it, so a copied token is worthless without the
+        /// key. The layer then also reads `Authorization: DPoP <token>`
+        /// (before its other sources), checks the `DPoP` proof header
+        /// (method, URL, age, the token's hash, one use per proof, the
+        /// server nonce when required), renews bound tokens as
+        /// `Authorization: DPoP <new>` with the same binding, and
+        /// [`Issuer::login`](crate::Issuer::login) binds the tokens of
+        /// logins that carry a proof. In [`DpopMode::Allowed`](crate::dpop::DpopMode::Allowed)
+        /// bearer tokens are still accepted; a bound token is never
+        /// accepted as a bearer token or from a cookie. Without this
+        /// setting, a token carrying `cnf` is refused.
+        pub fn with_dpop(mut self, dpop: $crate::dpop::Dpop) -> Self {
+            self.settings_mut().dpop = Some(dpop);
+            self
+        }
     };
 }

@@ -27,6 +27,7 @@ impl<B: Default> Responder<B> for GrpcResponder {
             Class::InvalidToken => ("16", "invalid or expired token"),
             Class::Unavailable => ("14", "authentication backend unavailable"),
             Class::Forbidden => ("7", "cross-site request refused"),
+            Class::Dpop => ("16", "invalid DPoP proof"),
         };
         headers.insert("grpc-status", HeaderValue::from_static(status));
         // grpc-message is percent-encoded; these fixed messages need no escaping.

@@ -132,7 +132,9 @@ impl<M: BodyMode> HttpResponder<M> {
             Class::InvalidRequest => (WWW_AUTHENTICATE, self.challenges[1].clone()),
             Class::InvalidToken => (WWW_AUTHENTICATE, self.challenges[2].clone()),
             Class::Unavailable => (RETRY_AFTER, HeaderValue::from_static("1")),
-            Class::Forbidden => return response,
+            // The DPoP challenge (with the layer's algorithms and nonce)
+            // is written by the layer.
+            Class::Forbidden | Class::Dpop => return response,
         };
         response.headers_mut().insert(name, value);
         response
@@ -177,7 +179,7 @@ impl<B: From<&'static str>> Responder<B> for HttpResponder<ProblemJson> {
         let body = if self.body.reason {
             problem_with_reason(rejection.kind)
         } else {
-            problem(rejection.kind.class())
+            problem(rejection.kind)
         };
         let mut response = self.response(rejection, B::from(body));
         response.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
@@ -199,19 +201,27 @@ macro_rules! problem_start {
     (Forbidden) => {
         r#"{"type":"about:blank","title":"Forbidden","status":403,"error":"access_denied","detail":"a cross-site request with the session cookie was refused""#
     };
+    (Dpop) => {
+        r#"{"type":"about:blank","title":"Unauthorized","status":401,"error":"invalid_dpop_proof","detail":"the DPoP proof is missing or invalid""#
+    };
+    (Nonce) => {
+        r#"{"type":"about:blank","title":"Unauthorized","status":401,"error":"use_dpop_nonce","detail":"a DPoP proof with the server's current nonce is required""#
+    };
     (Unavailable) => {
         r#"{"type":"about:blank","title":"Service Unavailable","status":503,"error":"temporarily_unavailable","detail":"authentication is temporarily unavailable; retry later""#
     };
 }
 
-/// The generic problem body of a class.
-fn problem(class: Class) -> &'static str {
-    match class {
+/// The generic problem body of a kind's class.
+fn problem(kind: RejectionKind) -> &'static str {
+    match kind.class() {
         Class::Missing => concat!(problem_start!(Missing), "}"),
         Class::InvalidRequest => concat!(problem_start!(InvalidRequest), "}"),
         Class::InvalidToken => concat!(problem_start!(InvalidToken), "}"),
         Class::Forbidden => concat!(problem_start!(Forbidden), "}"),
         Class::Unavailable => concat!(problem_start!(Unavailable), "}"),
+        Class::Dpop if kind == RejectionKind::UseDpopNonce => concat!(problem_start!(Nonce), "}"),
+        Class::Dpop => concat!(problem_start!(Dpop), "}"),
     }
 }
 
@@ -248,6 +258,9 @@ fn problem_with_reason(kind: RejectionKind) -> &'static str {
         CrossSiteRequest => Forbidden, "cross_site_request";
         StoreUnavailable => Unavailable, "store_unavailable";
         KeysUnavailable => Unavailable, "keys_unavailable";
+        SchemeMismatch => InvalidToken, "scheme_mismatch";
+        InvalidDpopProof => Dpop, "invalid_dpop_proof";
+        UseDpopNonce => Nonce, "use_dpop_nonce";
     }
 }
 

@@ -117,6 +117,25 @@ pub enum RejectionKind {
     /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
     #[error("revocation store unavailable")]
     StoreUnavailable,
+    /// A DPoP-bound token (one carrying `cnf`) sent as a bearer token or in
+    /// a cookie, or to a layer without DPoP; an unbound token sent under the
+    /// `DPoP` scheme; or a bearer token where DPoP is required
+    /// ([`with_dpop`](crate::SlidingJwtBuilder::with_dpop)). Answers
+    /// `invalid_token`.
+    #[error("token presented under the wrong scheme")]
+    SchemeMismatch,
+    /// The DPoP proof is missing, malformed, signed by another key than
+    /// the token's, for another method or URL, too old, or already used
+    /// (RFC 9449 §4.3): 401 with `WWW-Authenticate: DPoP
+    /// error="invalid_dpop_proof"`.
+    #[error("invalid DPoP proof")]
+    InvalidDpopProof,
+    /// The DPoP proof lacks a current server nonce, or the replay cache is
+    /// full and cannot remember the proof (RFC 9449 §8): 401 with
+    /// `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a fresh
+    /// `DPoP-Nonce`.
+    #[error("DPoP nonce required")]
+    UseDpopNonce,
     /// The keys are not loaded yet (a remote JWKS (`RemoteJwks`, feature `jwks`) before
     /// its first successful load): 503 with `Retry-After` (gRPC
     /// `UNAVAILABLE`), not 401, so clients keep their token and retry.
@@ -150,6 +169,9 @@ impl RejectionKind {
         Self::CrossSiteRequest,
         Self::StoreUnavailable,
         Self::KeysUnavailable,
+        Self::SchemeMismatch,
+        Self::InvalidDpopProof,
+        Self::UseDpopNonce,
     ];
 
     /// A stable `snake_case` name for this kind (`"expired"`, `"revoked"`,
@@ -181,6 +203,9 @@ impl RejectionKind {
             Self::CrossSiteRequest => "cross_site_request",
             Self::StoreUnavailable => "store_unavailable",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::SchemeMismatch => "scheme_mismatch",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -190,6 +215,7 @@ impl RejectionKind {
             Self::MalformedCredentials | Self::DuplicateCredentials => Class::InvalidRequest,
             Self::StoreUnavailable | Self::KeysUnavailable => Class::Unavailable,
             Self::CrossSiteRequest => Class::Forbidden,
+            Self::InvalidDpopProof | Self::UseDpopNonce => Class::Dpop,
             _ => Class::InvalidToken,
         }
     }
@@ -202,6 +228,8 @@ enum Class {
     InvalidToken,
     Forbidden,
     Unavailable,
+    /// A DPoP proof problem: the challenge is the layer's (`DPoP ...`).
+    Dpop,
 }
 
 impl Rejection {
@@ -222,7 +250,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self.kind.class() {
             Class::InvalidRequest => StatusCode::BAD_REQUEST,
-            Class::Missing | Class::InvalidToken => StatusCode::UNAUTHORIZED,
+            Class::Missing | Class::InvalidToken | Class::Dpop => StatusCode::UNAUTHORIZED,
             Class::Forbidden => StatusCode::FORBIDDEN,
             Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -249,6 +277,8 @@ impl Rejection {
             Class::InvalidToken => Some("invalid_token"),
             Class::Forbidden => Some("access_denied"),
             Class::Unavailable => Some("temporarily_unavailable"),
+            Class::Dpop if self.kind == RejectionKind::UseDpopNonce => Some("use_dpop_nonce"),
+            Class::Dpop => Some("invalid_dpop_proof"),
         }
     }
 
@@ -261,6 +291,10 @@ impl Rejection {
             Class::InvalidToken => "the access token is invalid or expired",
             Class::Forbidden => "a cross-site request with the session cookie was refused",
             Class::Unavailable => "authentication is temporarily unavailable; retry later",
+            Class::Dpop if self.kind == RejectionKind::UseDpopNonce => {
+                "a DPoP proof with the server's current nonce is required"
+            }
+            Class::Dpop => "the DPoP proof is missing or invalid",
         }
     }
 

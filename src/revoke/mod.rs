@@ -458,6 +458,26 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn feed(&self) -> Option<&dyn RevocationFeed> {
         None
     }
+
+    /// The store's cluster-wide replay cache for DPoP proofs, if it shares
+    /// one between instances (Redis, PostgreSQL): a proof used on one
+    /// instance is refused by all. `None` by default: each layer then keeps
+    /// its own bounded cache, which stops replays on that instance only.
+    fn replays(&self) -> Option<&dyn ReplayCache> {
+        None
+    }
+}
+
+/// The replay cache part of a store (DPoP, RFC 9449 §11.1): remembers each
+/// proof until it could no longer be accepted anyway, so a copied proof is
+/// refused on every instance. One write per DPoP request.
+pub trait ReplayCache: Send + Sync {
+    /// Records the proof `id` (a SHA-256 of the key's thumbprint and the
+    /// proof's `jti`: no proof content) until `until` (seconds since the
+    /// epoch). `Ok(true)` when this is its first use, `Ok(false)` when it
+    /// was seen before; an error refuses the request (503): a proof the
+    /// cache could not record is never accepted.
+    fn remember(&self, id: [u8; 32], until: i64) -> BoxFuture<'static, Result<bool, StoreError>>;
 }
 
 /// What a [`RevocationFeed`] calls with each revocation its store takes;
@@ -567,6 +587,10 @@ macro_rules! forward_store {
 
             fn feed(&self) -> Option<&dyn RevocationFeed> {
                 (**self).feed()
+            }
+
+            fn replays(&self) -> Option<&dyn ReplayCache> {
+                (**self).replays()
             }
         }
     )+};

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 
 use crate::BoxFuture;
 use crate::clock::{Clock, datetime};
+use crate::dpop::DpopGuard;
 use crate::error::{IssueError, IssueErrorKind};
 use crate::log::event;
 use crate::revoke::{
@@ -60,6 +61,9 @@ pub(crate) struct SessionEnv {
     pub(crate) on_limit: OnLimit,
     /// The long-lived connections waiting for their session to end.
     pub(crate) watcher: Watcher,
+    /// The DPoP checks, when the layer takes bound tokens; its channel
+    /// (`Authorization: DPoP`) is then the layer's source 0.
+    pub(crate) dpop: Option<Arc<DpopGuard>>,
 }
 
 /// The live sessions one subject may have when the layer sets no limit of

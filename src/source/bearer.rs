@@ -20,6 +20,8 @@ use crate::token::jws::is_compact;
 pub struct BearerHeader {
     request: HeaderName,
     response: HeaderName,
+    /// `Bearer`, or `DPoP` for the layer's own DPoP channel.
+    scheme: &'static str,
 }
 
 impl Default for BearerHeader {
@@ -27,6 +29,7 @@ impl Default for BearerHeader {
         Self {
             request: AUTHORIZATION,
             response: AUTHORIZATION,
+            scheme: "Bearer",
         }
     }
 }
@@ -35,6 +38,15 @@ impl BearerHeader {
     /// Reads `Authorization`, renews into `Authorization`.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1), renewed the same way:
+    /// the channel a layer configured with DPoP reads first.
+    pub(crate) fn dpop() -> Self {
+        Self {
+            scheme: "DPoP",
+            ..Self::default()
+        }
     }
 
     /// Writes renewed tokens into `name` instead (e.g. `x-renewed-token`).
@@ -58,7 +70,7 @@ impl TokenSource for BearerHeader {
             Some(space) => bytes.split_at(space),
             None => (bytes, &[][..]),
         };
-        if !scheme.eq_ignore_ascii_case(b"bearer") {
+        if !scheme.eq_ignore_ascii_case(self.scheme.as_bytes()) {
             return Ok(None);
         }
         let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
@@ -73,7 +85,7 @@ impl TokenSource for BearerHeader {
         if !is_compact(token) {
             return;
         }
-        if let Some(value) = credential("Bearer", token) {
+        if let Some(value) = credential(self.scheme, token) {
             headers.insert(self.response.clone(), value);
         }
     }

@@ -1,0 +1,301 @@
+//! One DPoP proof checked as RFC 9449 §4.3 says: sizes first, then the
+//! header (`typ`, an allowed asymmetric `alg`, a public `jwk` of the
+//! algorithm's kind and nothing else naming a key), the claims (`htm`,
+//! `htu`, `iat`, `ath`, `jti`), and the signature by the `jwk`. Nothing of
+//! the proof is ever logged or put into an error.
+
+use std::borrow::Cow;
+use std::str::FromStr as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::jwk::ThumbprintHash;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::htu;
+use crate::token::jws;
+
+/// The largest proof read (an RSA-4096 key and signature fit in half).
+pub(crate) const MAX_PROOF_BYTES: usize = 8 * 1024;
+/// The longest `jti` accepted.
+pub(crate) const MAX_JTI_BYTES: usize = 256;
+/// The longest `nonce` read.
+const MAX_NONCE_BYTES: usize = 256;
+
+/// What the request says a proof must match.
+pub(crate) struct Expected<'a> {
+    /// The request's method (`htm`).
+    pub(crate) method: &'a str,
+    /// The request's URL in normal form (`htu`).
+    pub(crate) url: &'a str,
+    /// The access token presented with the proof (`ath`); `None` at login.
+    pub(crate) token: Option<&'a str>,
+    pub(crate) now: i64,
+    /// How old `iat` may be, and how far ahead (the leeway).
+    pub(crate) max_age: i64,
+    pub(crate) leeway: i64,
+}
+
+/// A proof that passed every check but the nonce and the replay cache.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    /// The RFC 7638 thumbprint of the proof's key (base64url SHA-256).
+    pub(crate) jkt: String,
+    /// Names the proof in replay caches: SHA-256 of `jkt`, a dot and `jti`.
+    pub(crate) id: [u8; 32],
+    pub(crate) iat: i64,
+    pub(crate) nonce: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    typ: Cow<'a, str>,
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow)]
+    jwk: Jwk<'a>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    // Anything else that names a key, or that must be understood, is refused.
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+    #[serde(default)]
+    jku: Option<IgnoredAny>,
+    #[serde(default)]
+    x5u: Option<IgnoredAny>,
+    #[serde(default)]
+    x5c: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Jwk<'a> {
+    #[serde(borrow)]
+    kty: Cow<'a, str>,
+    #[serde(default, borrow)]
+    crv: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    x: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    y: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    n: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    e: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    alg: Option<Cow<'a, str>>,
+    // The private members of EC, OKP and RSA keys, and a symmetric key.
+    #[serde(default)]
+    d: Option<IgnoredAny>,
+    #[serde(default)]
+    p: Option<IgnoredAny>,
+    #[serde(default)]
+    q: Option<IgnoredAny>,
+    #[serde(default)]
+    dp: Option<IgnoredAny>,
+    #[serde(default)]
+    dq: Option<IgnoredAny>,
+    #[serde(default)]
+    qi: Option<IgnoredAny>,
+    #[serde(default)]
+    oth: Option<IgnoredAny>,
+    #[serde(default)]
+    k: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    jti: Cow<'a, str>,
+    #[serde(borrow)]
+    htm: Cow<'a, str>,
+    #[serde(borrow)]
+    htu: Cow<'a, str>,
+    iat: i64,
+    #[serde(default, borrow)]
+    ath: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    nonce: Option<Cow<'a, str>>,
+}
+
+/// The key of a proof, with its thumbprint input.
+struct ProofKey {
+    decoding: DecodingKey,
+    thumbprint_input: String,
+}
+
+/// Checks `proof` against `expected`; `None` when any check fails.
+pub(crate) fn check(
+    provider: &CryptoProvider,
+    algorithms: &[Algorithm],
+    proof: &str,
+    expected: &Expected<'_>,
+) -> Option<Checked> {
+    if proof.len() > MAX_PROOF_BYTES || !jws::is_compact(proof) {
+        return None;
+    }
+    let (header_b64, payload_b64, signature_b64, signing_input) = jws::split(proof).ok()?;
+    let header_json = json_object(header_b64)?;
+    let header: Header<'_> = serde_json::from_slice(&header_json).ok()?;
+    if !header.typ.eq_ignore_ascii_case("dpop+jwt")
+        || header.crit.is_some()
+        || header.jku.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+    {
+        return None;
+    }
+    let alg = Algorithm::from_str(&header.alg).ok()?;
+    if !algorithms.contains(&alg) || alg.family() == AlgorithmFamily::Hmac {
+        return None;
+    }
+    let jwk = &header.jwk;
+    // A `kid` beside the `jwk` must name that very key.
+    if header.kid.is_some() && header.kid != jwk.kid {
+        return None;
+    }
+    if jwk.alg.as_deref().is_some_and(|a| a != header.alg) {
+        return None;
+    }
+    let key = proof_key(alg, jwk)?;
+
+    let payload_json = json_object(payload_b64)?;
+    let payload: Payload<'_> = serde_json::from_slice(&payload_json).ok()?;
+    if payload.jti.is_empty() || payload.jti.len() > MAX_JTI_BYTES {
+        return None;
+    }
+    if payload.htm != expected.method {
+        return None;
+    }
+    if htu::normalise(&payload.htu).as_deref() != Some(expected.url) {
+        return None;
+    }
+    let age = expected.now.saturating_sub(payload.iat);
+    if age > expected.max_age || -age > expected.leeway {
+        return None;
+    }
+    let digest = |bytes: &[u8]| (provider.key_utils.compute_digest)(bytes, ThumbprintHash::SHA256);
+    if let Some(token) = expected.token {
+        let ath = payload.ath.as_deref()?;
+        let hash = digest(token.as_bytes()).ok()?;
+        if ath != URL_SAFE_NO_PAD.encode(hash) {
+            return None;
+        }
+    }
+    if payload
+        .nonce
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_NONCE_BYTES)
+    {
+        return None;
+    }
+
+    let signature = jws::b64_decode(signature_b64).ok()?;
+    let verifier = (provider.verifier_factory)(&alg, &key.decoding).ok()?;
+    verifier.verify(signing_input.as_bytes(), &signature).ok()?;
+
+    let jkt = URL_SAFE_NO_PAD.encode(digest(key.thumbprint_input.as_bytes()).ok()?);
+    let mut named = Vec::with_capacity(jkt.len() + 1 + payload.jti.len());
+    named.extend_from_slice(jkt.as_bytes());
+    named.push(b'.');
+    named.extend_from_slice(payload.jti.as_bytes());
+    let id = digest(&named).ok()?.try_into().ok()?;
+    Some(Checked {
+        jkt,
+        id,
+        iat: payload.iat,
+        nonce: payload.nonce.map(Cow::into_owned),
+    })
+}
+
+/// How deep a proof's JSON may nest (a header with its `jwk` needs 2).
+const MAX_DEPTH: usize = 8;
+
+/// A base64url segment holding a JSON object nested at most [`MAX_DEPTH`]
+/// deep (checked before parsing).
+fn json_object(segment: &str) -> Option<Vec<u8>> {
+    let json = jws::b64_decode(segment).ok()?;
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let (mut depth, mut string, mut escaped) = (0usize, false, false);
+    for &b in &json {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if string => escaped = true,
+            b'"' => string = !string,
+            b'{' | b'[' if !string => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return None;
+                }
+            }
+            b'}' | b']' if !string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(json)
+}
+
+/// The verifying key a `jwk` describes, for `alg` only: the family and
+/// curve must match, coordinates must have their exact sizes, and no
+/// private member may be present.
+fn proof_key(alg: Algorithm, jwk: &Jwk<'_>) -> Option<ProofKey> {
+    let private = [
+        &jwk.d, &jwk.p, &jwk.q, &jwk.dp, &jwk.dq, &jwk.qi, &jwk.oth, &jwk.k,
+    ];
+    if private.iter().any(|member| member.is_some()) {
+        return None;
+    }
+    fn sized<'v>(
+        value: &'v Option<Cow<'_, str>>,
+        bytes: std::ops::RangeInclusive<usize>,
+    ) -> Option<&'v str> {
+        let value = value.as_deref()?;
+        let decoded = jws::b64_decode(value).ok()?;
+        bytes.contains(&decoded.len()).then_some(value)
+    }
+    match (alg.family(), &*jwk.kty) {
+        (AlgorithmFamily::Ec, "EC") => {
+            let (crv, size) = match alg {
+                Algorithm::ES256 => ("P-256", 32),
+                Algorithm::ES384 => ("P-384", 48),
+                _ => return None,
+            };
+            if jwk.crv.as_deref() != Some(crv) {
+                return None;
+            }
+            let x = sized(&jwk.x, size..=size)?;
+            let y = sized(&jwk.y, size..=size)?;
+            Some(ProofKey {
+                decoding: DecodingKey::from_ec_components(x, y).ok()?,
+                thumbprint_input: format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#),
+            })
+        }
+        (AlgorithmFamily::Ed, "OKP") => {
+            if jwk.crv.as_deref() != Some("Ed25519") {
+                return None;
+            }
+            let x = sized(&jwk.x, 32..=32)?;
+            Some(ProofKey {
+                decoding: DecodingKey::from_ed_components(x).ok()?,
+                thumbprint_input: format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+            })
+        }
+        (AlgorithmFamily::Rsa, "RSA") => {
+            // 2048 to 8192 bits: smaller is weak, larger only costs.
+            let n = sized(&jwk.n, 256..=1024)?;
+            let e = sized(&jwk.e, 1..=8)?;
+            Some(ProofKey {
+                decoding: DecodingKey::from_rsa_components(n, e).ok()?,
+                thumbprint_input: format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
+            })
+        }
+        _ => None,
+    }
+}
