@@ -704,3 +704,88 @@ async fn grpc_clients_send_proofs_for_the_configured_origin() {
     }
     assert_ne!(tokens.token().unwrap(), issued.token(), "renewed over gRPC");
 }
+
+/// A store whose replay cache answers as told: "seen" (another instance
+/// took the proof) or an error (the cache is unreachable).
+struct SharedReplays {
+    inner: tower_sliding_jwt::MemoryStore,
+    answer: Result<bool, ()>,
+}
+
+impl tower_sliding_jwt::store::RevocationStore for SharedReplays {
+    fn check(
+        &self,
+        token: &tower_sliding_jwt::store::TokenIds<'_>,
+        now: i64,
+    ) -> tower_sliding_jwt::store::Lookup {
+        self.inner.check(token, now)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: tower_sliding_jwt::store::Revocation,
+        now: i64,
+    ) -> tower_sliding_jwt::BoxFuture<'a, Result<(), tower_sliding_jwt::StoreError>> {
+        self.inner.revoke(revocation, now)
+    }
+
+    fn replays(&self) -> Option<&dyn tower_sliding_jwt::store::ReplayCache> {
+        Some(self)
+    }
+}
+
+impl tower_sliding_jwt::store::ReplayCache for SharedReplays {
+    fn remember(
+        &self,
+        _id: [u8; 32],
+        _until: i64,
+    ) -> tower_sliding_jwt::BoxFuture<'static, Result<bool, tower_sliding_jwt::StoreError>> {
+        let answer = self
+            .answer
+            .map_err(|()| tower_sliding_jwt::StoreErrorKind::Unavailable.into());
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+#[tokio::test]
+async fn the_clusters_replay_cache_is_asked_and_fails_closed() {
+    let clock = clock();
+    let key = DpopKey::generate().unwrap();
+    for (answer, expected) in [
+        (Ok(true), None),
+        (Ok(false), Some(RejectionKind::InvalidDpopProof)),
+        (Err(()), Some(RejectionKind::StoreUnavailable)),
+    ] {
+        let layer = SlidingJwtLayer::<Key, Claimset>::builder(hs256())
+            .with_clock(clock.clone())
+            .with_revocation_store(SharedReplays {
+                inner: tower_sliding_jwt::MemoryStore::new(),
+                answer,
+            })
+            .with_dpop(Dpop::allowed())
+            .build()
+            .unwrap();
+        let mut claims = user("alice", "admin");
+        claims.registered.cnf = Some(Confirmation::jkt(key.thumbprint()));
+        let token = layer.issuer().issue(claims).unwrap().token().to_owned();
+        let proof = key.proof("GET", URL, Some(&token), None, T0).unwrap();
+        let response = send(&app(&layer), dpop_get(&token, &proof)).await;
+        assert_eq!(rejection(&response), expected, "{answer:?}");
+        // A login's proof goes through the same cache.
+        let proof = key
+            .proof("POST", "http://api.test/login", None, None, T0)
+            .unwrap();
+        let (parts, ()) = Request::post("/login")
+            .header("host", HOST)
+            .header("dpop", proof)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let login = layer.issuer().login(&parts, user("alice", "admin")).await;
+        match answer {
+            Ok(true) => assert!(login.is_ok()),
+            Ok(false) => assert_eq!(login.unwrap_err().kind(), IssueErrorKind::InvalidDpopProof),
+            Err(()) => assert_eq!(login.unwrap_err().kind(), IssueErrorKind::Store),
+        }
+    }
+}

@@ -4,6 +4,8 @@
 #![cfg(feature = "postgres")]
 
 mod common;
+#[path = "common/dpop.rs"]
+mod dpop_cluster;
 #[path = "common/postgres_server.rs"]
 mod postgres_server;
 #[path = "common/sessions.rs"]
@@ -498,7 +500,7 @@ async fn schema_version_prefix_and_grants() {
 
     server.psql(
         "CREATE ROLE app LOGIN;
-         GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights, tsj_sessions TO app",
+         GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights, tsj_sessions, tsj_proofs TO app",
     );
     let app_url = server.url().replace("postgres@", "app@");
     let store = PostgresStore::builder(app_url.clone())
@@ -515,7 +517,7 @@ async fn schema_version_prefix_and_grants() {
     assert!(format!("{refused}: {:?}", std::error::Error::source(&refused)).contains("permission"));
 
     // A version 1 dataset (before the session registry) gains its table.
-    server.psql("DROP TABLE tsj_sessions; UPDATE tsj_state SET version = 1");
+    server.psql("DROP TABLE tsj_sessions, tsj_proofs; UPDATE tsj_state SET version = 1");
     let upgraded = instance(&server, &clock, |b| b).await;
     let (parts, ()) = http::Request::post("/login").body(()).unwrap().into_parts();
     upgraded
@@ -528,15 +530,16 @@ async fn schema_version_prefix_and_grants() {
         upgraded.layer.sessions().list("alice").await.unwrap().len(),
         1
     );
-    assert_eq!(server.psql("SELECT version FROM tsj_state").trim(), "2");
+    assert_eq!(server.psql("SELECT version FROM tsj_state").trim(), "3");
+    assert_eq!(server.psql("SELECT count(*) FROM tsj_proofs").trim(), "0");
 
-    server.psql("UPDATE tsj_state SET version = 3");
+    server.psql("UPDATE tsj_state SET version = 4");
     let refused = PostgresStore::builder(server.url())
         .connect()
         .await
         .unwrap_err();
     let message = std::error::Error::source(&refused).unwrap().to_string();
-    assert!(message.contains("version 3"), "{message}");
+    assert!(message.contains("version 4"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -996,4 +999,19 @@ async fn a_users_sessions_are_shared_by_every_instance_and_bounded() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_proofs_are_refused_on_every_instance_once_used() {
+    let server = Postgres::start();
+    let clock = clock();
+    let store = || {
+        PostgresStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+    };
+    let a = dpop_cluster::instance(store().await.unwrap(), &clock);
+    let b = dpop_cluster::instance(store().await.unwrap(), &clock);
+    dpop_cluster::proofs_and_nonces_are_shared(&a, &b, T0, "pg").await;
+    assert_eq!(server.psql("SELECT count(*) FROM tsj_proofs").trim(), "2");
 }

@@ -4,6 +4,8 @@
 #![cfg(feature = "redis")]
 
 mod common;
+#[path = "common/dpop.rs"]
+mod dpop_cluster;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 #[path = "common/sessions.rs"]
@@ -1118,4 +1120,25 @@ async fn an_unreachable_redis_refuses_logins_and_listings_with_503() {
         StoreErrorKind::Unavailable | StoreErrorKind::Timeout
     ));
     let _ = issued;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_proofs_are_refused_on_every_instance_once_used() {
+    let server = Server::start();
+    let clock = clock();
+    let store = || {
+        RedisStore::builder(server.url())
+            .with_clock(clock.clone())
+            .connect()
+    };
+    let a = dpop_cluster::instance(store().await.unwrap(), &clock);
+    let b = dpop_cluster::instance(store().await.unwrap(), &clock);
+    dpop_cluster::proofs_and_nonces_are_shared(&a, &b, T0, "one-node").await;
+    // One key per proof, expiring with it.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tsj:dpop:*")
+        .query_async(&mut connection(&server).await)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
 }

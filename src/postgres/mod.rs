@@ -107,7 +107,7 @@
 //! ```sql
 //! CREATE TABLE tsj_state (        -- one row
 //!     id smallint PRIMARY KEY CHECK (id = 1),
-//!     version integer NOT NULL,   -- the schema version: 2
+//!     version integer NOT NULL,   -- the schema version: 3
 //!     seq bigint NOT NULL,        -- the highest sequence number given
 //!     epoch text NOT NULL);       -- random, set when the tables are made
 //! CREATE TABLE tsj_revocations (
@@ -133,8 +133,12 @@
 //!     address text,
 //!     PRIMARY KEY (subject, sid));
 //! CREATE INDEX tsj_sessions_expires ON tsj_sessions (expires);
+//! CREATE TABLE tsj_proofs (       -- the DPoP replay cache (version 3)
+//!     id bytea PRIMARY KEY,       -- SHA-256 of the key's thumbprint and the proof's jti
+//!     until_ bigint NOT NULL);    -- when the proof is too old to be accepted anyway
+//! CREATE INDEX tsj_proofs_until ON tsj_proofs (until_);
 //! INSERT INTO tsj_state (id, version, seq, epoch)
-//!     VALUES (1, 2, 0, md5(random()::text || clock_timestamp()::text));
+//!     VALUES (1, 3, 0, md5(random()::text || clock_timestamp()::text));
 //! ```
 //!
 //! The tables are created unqualified: in the first schema of the
@@ -151,10 +155,10 @@
 //! `USAGE` on the schema, and `CREATE` on it for the first start (since
 //! PostgreSQL 15 ordinary roles may no longer create tables in `public`;
 //! or run the statements above once as another role), then
-//! `SELECT, INSERT, UPDATE, DELETE` on the four tables:
+//! `SELECT, INSERT, UPDATE, DELETE` on the five tables:
 //!
 //! ```sql
-//! GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights, tsj_sessions TO app;
+//! GRANT SELECT, INSERT, UPDATE, DELETE ON tsj_state, tsj_revocations, tsj_flights, tsj_sessions, tsj_proofs TO app;
 //! ```
 //!
 //! The system
@@ -166,10 +170,11 @@
 //! tables. A store refuses to start on a version it does not know (a newer
 //! crate wrote them), naming it, and migrates an older one in place at its
 //! first start, under the same advisory lock: version 1 (0.4.0 before the
-//! session registry) gains `tsj_sessions` (a role that may not create
-//! tables needs it made once by another: the statement above). An instance
-//! of the older version refuses to *start* on version 2 tables (it keeps
-//! running if started before): upgrade every instance.
+//! session registry) gains `tsj_sessions`, version 2 (0.4.0 before DPoP)
+//! gains `tsj_proofs` (a role that may not create tables needs them made
+//! once by another: the statements above). An instance of an older
+//! version refuses to *start* on newer tables (it keeps running if started
+//! before): upgrade every instance.
 //!
 //! # Session registry
 //! A user's sessions ([`Sessions`](crate::Sessions)) are rows of
@@ -187,6 +192,7 @@
 mod builder;
 mod flight;
 mod registry;
+mod replay;
 mod schema;
 mod store;
 mod sync;

@@ -9,7 +9,7 @@ use crate::revoke::row::MAX_RECORD_BYTES;
 use crate::revoke::sealed::MAX_SEALED_BYTES;
 
 /// The schema this version writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// The longest table prefix: PostgreSQL cuts identifiers at 63 bytes, and
 /// the longest name the store makes adds 17.
@@ -51,6 +51,12 @@ pub(super) struct Statements {
     pub(super) flight: String,
     /// Version 1 to 2: the session registry's table.
     migrate: Vec<String>,
+    /// Version 2 to 3: the DPoP replay cache's table.
+    migrate_v3: Vec<String>,
+    /// `$1` proof id, `$2` until, `$3` now: a row unless a live one is
+    /// there; answers a row when this is the proof's first use.
+    pub(super) remember_proof: String,
+    pub(super) purge_proofs: String,
     /// `$1` subject, `$2` now, `$3` limit: the live rows, insert order.
     pub(super) list_sessions: String,
     /// `$1` subject: a transaction's lock on the subject's rows, so
@@ -113,6 +119,8 @@ impl Statements {
                 format!("CREATE INDEX IF NOT EXISTS {p}flights_until ON {p}flights (until_)"),
                 sessions_table(p),
                 sessions_index(p),
+                proofs_table(p),
+                proofs_index(p),
                 format!(
                     "INSERT INTO {p}state (id, version, seq, epoch)
                      VALUES (1, {SCHEMA_VERSION}, 0, md5(random()::text || clock_timestamp()::text))
@@ -211,8 +219,26 @@ impl Statements {
             migrate: vec![
                 sessions_table(p),
                 sessions_index(p),
-                format!("UPDATE {p}state SET version = {SCHEMA_VERSION} WHERE id = 1 AND version = 1"),
+                format!("UPDATE {p}state SET version = 2 WHERE id = 1 AND version = 1"),
             ],
+            migrate_v3: vec![
+                proofs_table(p),
+                proofs_index(p),
+                format!("UPDATE {p}state SET version = 3 WHERE id = 1 AND version = 2"),
+            ],
+            // A proof row may be lost in a crash of the server (committed
+            // with `synchronous_commit = off`, like a flight): the cost is
+            // that proof's replay within its minute, never a lost logout.
+            remember_proof: format!(
+                "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+                 INSERT INTO {p}proofs AS r (id, until_) SELECT $1, $2 FROM relaxed
+                 ON CONFLICT (id) DO UPDATE SET until_ = EXCLUDED.until_ WHERE r.until_ < $3
+                 RETURNING 1"
+            ),
+            purge_proofs: format!(
+                "DELETE FROM {p}proofs WHERE id IN (
+                    SELECT id FROM {p}proofs WHERE until_ < $1 ORDER BY until_ LIMIT $2)"
+            ),
             lock_subject: format!(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, {}))",
                 lock_key(p)
@@ -275,14 +301,16 @@ impl Statements {
                 bounded(timeout, self.read_version(pool)).await?
             }
         };
-        let version = match version {
-            // Version 1 gains the registry's table.
-            Some(1) => {
-                bounded(timeout, self.run(pool, prefix, &self.migrate)).await?;
-                bounded(timeout, self.read_version(pool)).await?
-            }
-            other => other,
-        };
+        let mut version = version;
+        // Version 1 gains the registry's table, version 2 the proofs'.
+        if version == Some(1) {
+            bounded(timeout, self.run(pool, prefix, &self.migrate)).await?;
+            version = bounded(timeout, self.read_version(pool)).await?;
+        }
+        if version == Some(2) {
+            bounded(timeout, self.run(pool, prefix, &self.migrate_v3)).await?;
+            version = bounded(timeout, self.read_version(pool)).await?;
+        }
         match version {
             Some(SCHEMA_VERSION) => Ok(()),
             Some(newer) if newer > SCHEMA_VERSION => Err(invalid(&format!(
@@ -350,6 +378,21 @@ fn sessions_table(p: &str) -> String {
 
 fn sessions_index(p: &str) -> String {
     format!("CREATE INDEX IF NOT EXISTS {p}sessions_expires ON {p}sessions (expires)")
+}
+
+/// The DPoP replay cache's table (schema version 3): a row per proof
+/// (SHA-256 of the key's thumbprint and the proof's `jti`), kept until the
+/// proof is too old to be accepted anyway.
+fn proofs_table(p: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {p}proofs (
+            id bytea PRIMARY KEY,
+            until_ bigint NOT NULL)"
+    )
+}
+
+fn proofs_index(p: &str) -> String {
+    format!("CREATE INDEX IF NOT EXISTS {p}proofs_until ON {p}proofs (until_)")
 }
 
 /// The advisory lock key of a prefix: the instances creating the same

@@ -387,6 +387,7 @@ impl Shared {
             &self.sql.purge_revocations,
             &self.sql.purge_flights,
             &self.sql.purge_sessions,
+            &self.sql.purge_proofs,
         ] {
             // Each table its own budget: neither starves the other.
             let budget = std::time::Instant::now() + self.timeout * 5;

@@ -99,6 +99,7 @@ mod builder;
 mod cluster;
 mod flight;
 mod registry;
+mod replay;
 mod store;
 mod sync;
 mod topology;

@@ -171,6 +171,10 @@ impl RevocationStore for RedisStore {
         Some(self)
     }
 
+    fn replays(&self) -> Option<&dyn crate::store::ReplayCache> {
+        Some(self)
+    }
+
     fn feed(&self) -> Option<&dyn crate::store::RevocationFeed> {
         // Every revocation reaches the in-memory part (the replica).
         Some(&self.shared.replica)
