@@ -85,12 +85,29 @@ async fn login(
     let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
+    let mut headers = HeaderMap::new();
+    // A DPoP client learns the nonce to use next.
+    if request.headers.contains_key("dpop")
+        && let Some(nonce) = state.issuer.dpop_nonce()
+    {
+        headers.insert("dpop-nonce", nonce);
+    }
+    // A login with a DPoP proof gets a token bound to the proof's key.
+    let cnf = match demo::dpop_binding(&state.issuer, &request).await {
+        Ok(cnf) => cnf,
+        Err((status, error)) => {
+            return (status, headers, Json(serde_json::json!({ "error": error }))).into_response();
+        }
+    };
+    let bound = cnf.is_some();
+    let mut claims = demo::claims(&credentials.username, role);
+    claims.registered.cnf = cnf;
     // The session is recorded with the request's user agent, so the user
     // can list it (`GET /sessions`) and end it from another device.
     let issued = match state
         .issuer
         .login_with(
-            demo::claims(&credentials.username, role),
+            claims,
             demo::lifetimes(credentials.remember),
             SessionMetadata::of(&request),
         )
@@ -102,18 +119,16 @@ async fn login(
             return (status, [(header::RETRY_AFTER, "1")]).into_response();
         }
     };
-    let mut headers = HeaderMap::new();
-    // The same token for browsers (cookie) and API clients (JSON body).
-    let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    headers.insert(header::SET_COOKIE, cookie);
+    // The same token for browsers (cookie) and API clients (JSON body); a
+    // bound token never goes into a cookie (it would be refused there).
+    if !bound {
+        let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        headers.insert(header::SET_COOKIE, cookie);
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    (
-        headers,
-        Json(serde_json::json!({ "token": issued.token() })),
-    )
-        .into_response()
+    (headers, Json(demo::login_body(issued.token(), bound))).into_response()
 }
 
 /// `GET /me`: the verified claims, put into the request by the layer.

@@ -165,12 +165,34 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
     let Some(role) = demo::authenticate(&credentials.username, &credentials.password) else {
         return empty(StatusCode::UNAUTHORIZED);
     };
+    // A DPoP client learns the nonce to use next.
+    let nonce = parts
+        .headers
+        .contains_key("dpop")
+        .then(|| state.issuer.dpop_nonce())
+        .flatten();
+    let with_nonce = |mut response: Response<Body>| {
+        if let Some(nonce) = &nonce {
+            response.headers_mut().insert("dpop-nonce", nonce.clone());
+        }
+        response
+    };
+    // A login with a DPoP proof gets a token bound to the proof's key.
+    let cnf = match demo::dpop_binding(&state.issuer, &parts).await {
+        Ok(cnf) => cnf,
+        Err((status, error)) => {
+            return with_nonce(json(status, &serde_json::json!({ "error": error })));
+        }
+    };
+    let bound = cnf.is_some();
+    let mut claims = demo::claims(&credentials.username, role);
+    claims.registered.cnf = cnf;
     // The session is recorded with the request's user agent, so the user
     // can list it (`GET /sessions`) and end it from another device.
     let issued = match state
         .issuer
         .login_with(
-            demo::claims(&credentials.username, role),
+            claims,
             demo::lifetimes(credentials.remember),
             SessionMetadata::of(&parts),
         )
@@ -185,17 +207,18 @@ async fn login<P>(request: Request<Incoming>, state: &State<P>) -> Response<Body
             return response;
         }
     };
-    let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
-        return empty(StatusCode::INTERNAL_SERVER_ERROR);
-    };
-    let mut response = json(
-        StatusCode::OK,
-        &serde_json::json!({ "token": issued.token() }),
-    );
+    let mut response = json(StatusCode::OK, &demo::login_body(issued.token(), bound));
     let headers = response.headers_mut();
-    headers.insert(SET_COOKIE, cookie);
+    // The same token for browsers (cookie) and API clients (JSON body); a
+    // bound token never goes into a cookie (it would be refused there).
+    if !bound {
+        let Ok(cookie) = state.cookie.set_cookie_for(&issued) else {
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        headers.insert(SET_COOKIE, cookie);
+    }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    with_nonce(response)
 }
 
 fn empty(status: StatusCode) -> Response<Body> {

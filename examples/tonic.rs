@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --example tonic            # the server, on 127.0.0.1:50051
 //! cargo run --example tonic -- client  # three calls; the first one renews the token
+//! cargo run --example tonic -- client --dpop  # the same with a DPoP-bound session
 //! ```
 //!
 //! The service and its messages are tonic's generated code for
@@ -38,8 +39,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tower::Layer;
+use tower_sliding_jwt::dpop::DpopKey;
 use tower_sliding_jwt::{
-    ClientLayer, Clock, GrpcResponder, Key, ManualClock, Session, SlidingJwtClient,
+    ClientLayer, Clock, Confirmation, GrpcResponder, Key, ManualClock, Session, SlidingJwtClient,
     SlidingJwtLayer, SystemClock, TokenStore, policy::DefaultPolicy,
 };
 
@@ -101,11 +103,25 @@ pub async fn serve(
 pub async fn connect(
     address: String,
     tokens: TokenStore,
-) -> Result<GreeterClient<SlidingJwtClient<Channel>>, tonic::transport::Error> {
+) -> Result<GreeterClient<SlidingJwtClient<Channel>>, Box<dyn std::error::Error>> {
+    connect_with(address, tokens, None).await
+}
+
+/// [`connect`], and with a DPoP key the client signs a proof for every
+/// call (`dpop` metadata, `htm` POST, `htu` the address and the method's
+/// path) and sends the token as `authorization: DPoP <token>`.
+pub async fn connect_with(
+    address: String,
+    tokens: TokenStore,
+    dpop: Option<DpopKey>,
+) -> Result<GreeterClient<SlidingJwtClient<Channel>>, Box<dyn std::error::Error>> {
+    let mut layer = ClientLayer::for_channel(tokens);
+    if let Some(key) = dpop {
+        // A channel's requests carry relative URIs: proofs name its origin.
+        layer = layer.with_dpop(key).with_dpop_origin(&address)?;
+    }
     let channel = Endpoint::from_shared(address)?.connect().await?;
-    Ok(GreeterClient::new(
-        ClientLayer::for_channel(tokens).layer(channel),
-    ))
+    Ok(GreeterClient::new(layer.layer(channel)))
 }
 
 /// A `SayHello` request for `name`.
@@ -115,16 +131,22 @@ pub fn hello(name: &str) -> HelloRequest {
     }
 }
 
-async fn client(secret: &[u8], port: u16) -> Result<(), Box<dyn std::error::Error>> {
+async fn client(secret: &[u8], port: u16, dpop: bool) -> Result<(), Box<dyn std::error::Error>> {
     // A real client gets its token from your login endpoint. The demo mints one
     // with the shared secret, dated 45 minutes back, so that its first call
-    // falls inside the 20-minute renew window.
+    // falls inside the 20-minute renew window. With `--dpop` the token is
+    // bound to a key the client generates (it holds the key, so the issuer
+    // can bind it without an HTTP login).
     let issued_at = ManualClock::new(SystemClock.now() - 45 * 60);
-    let login = demo::layer(secret, issued_at)?
-        .issuer()
-        .issue(demo::claims("alice", "admin"))?;
+    let key = dpop.then(DpopKey::generate).transpose()?;
+    let mut claims = demo::claims("alice", "admin");
+    claims.registered.cnf = key.as_ref().map(|key| Confirmation::jkt(key.thumbprint()));
+    let login = demo::layer(secret, issued_at)?.issuer().issue(claims)?;
     let tokens = TokenStore::new(login.token());
-    let mut greeter = connect(format!("http://127.0.0.1:{port}"), tokens.clone()).await?;
+    if key.is_some() {
+        println!("DPoP: the session is bound to this client's key");
+    }
+    let mut greeter = connect_with(format!("http://127.0.0.1:{port}"), tokens.clone(), key).await?;
     println!("token expires at {:?} (login)", tokens.expires_at());
     for name in ["world", "again", "once more"] {
         let reply = greeter.say_hello(hello(name)).await?;
@@ -145,7 +167,8 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     let (secret, port) = demo::settings(50051)?;
     if std::env::args().nth(1).as_deref() == Some("client") {
-        return client(&secret, port).await.map_err(|e| e.to_string());
+        let dpop = std::env::args().any(|arg| arg == "--dpop");
+        return client(&secret, port, dpop).await.map_err(|e| e.to_string());
     }
     let layer = grpc_layer(&secret, SystemClock).map_err(|e| e.to_string())?;
     let listener = demo::listen(port).await?;

@@ -355,3 +355,48 @@ fn the_several_services_example_runs() {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
 }
+
+/// `DPOP_NONCE=1`: the binaries demand their nonce (RFC 9449 §8) from an
+/// outside client (`tests/outside/dpop_client.py`, PyJWT), at login and on
+/// every request, and accept a retry carrying it. Skipped without Python
+/// and PyJWT.
+#[test]
+fn the_binaries_demand_a_dpop_nonce_with_dpop_nonce_1() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipping: python3 with PyJWT and cryptography is not installed");
+        return;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/outside/dpop_client.py");
+    for name in ["axum", "hyper"] {
+        let env = [
+            ("DPOP_NONCE", "1".as_ref()),
+            ("REVOCATION_PATH", "memory".as_ref()),
+        ];
+        let (child, port) = start_demo(name, &env);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args([
+                "nonce",
+                &format!("http://127.0.0.1:{port}"),
+                &now.to_string(),
+                "-",
+            ])
+            .output()
+            .unwrap();
+        stop(child);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("nonce flow kept"),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

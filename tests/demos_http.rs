@@ -1320,6 +1320,7 @@ async fn http_demos_act_as_one_cluster_behind_redis() {
     let bob = token(login(&client, addrs[2], "bob", "builder").await);
     let (_, renewed) = demos_agree(&addrs, &clock).await;
     sessions_contract(&addrs).await;
+    dpop_cluster_contract(&addrs, &clock).await;
 
     // Redis down: 503 with Retry-After everywhere (fail closed), and an
     // open event stream ends without saying its session ended.
@@ -1413,6 +1414,7 @@ async fn http_demos_act_as_one_cluster_on_postgres() {
     );
     let (old, renewed) = demos_agree(&addrs, &clock).await;
     sessions_contract(&addrs).await;
+    dpop_cluster_contract(&addrs, &clock).await;
 
     server.stop_immediate();
     all_fail_closed(&client, &addrs, &bob, Duration::from_secs(6)).await;
@@ -1429,4 +1431,137 @@ async fn http_demos_act_as_one_cluster_on_postgres() {
     );
     // Last: it moves the clock past every token above.
     events_contract(&addrs, &clock).await;
+}
+
+/// The outside DPoP client (`tests/outside/dpop_client.py`, PyJWT and
+/// `cryptography`) runs `phase` against the demo at `addr` with the
+/// server's time; `None` when Python or PyJWT is not installed.
+async fn outside_dpop_client(
+    phase: &str,
+    addr: SocketAddr,
+    now: i64,
+    state: &std::path::Path,
+) -> Option<String> {
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .await;
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!(
+            "skipping the outside DPoP client: python3 with PyJWT and cryptography is not installed"
+        );
+        return None;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/outside/dpop_client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(phase)
+        .arg(format!("http://{addr}"))
+        .arg(now.to_string())
+        .arg(state)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the outside DPoP client ({phase}): {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+/// "Sender-constrained sessions: DPoP": another language's client finds a
+/// bound login, the token accepted only with its proof, every refusal with
+/// its challenge, replays refused, and a renewal keeping the binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demos_bind_sessions_to_an_outside_clients_dpop_key() {
+    for which in [Http::Axum, Http::Hyper] {
+        let clock = ManualClock::new(SystemClock.now());
+        let addr = start(which, &clock).await;
+        let state =
+            std::env::temp_dir().join(format!("tsj-dpop-{}-{which:?}.json", std::process::id()));
+        let Some(out) = outside_dpop_client("contract", addr, clock.now(), &state).await else {
+            return;
+        };
+        assert!(out.contains("contract kept"), "{which:?}: {out}");
+        clock.advance(Duration::from_secs(2500));
+        let out = outside_dpop_client("renew", addr, clock.now(), &state)
+            .await
+            .unwrap();
+        assert!(out.contains("renewal kept the binding"), "{which:?}: {out}");
+        let _ = std::fs::remove_file(&state);
+    }
+}
+
+/// DPoP across a cluster of demos: a login bound on one instance is
+/// accepted with its proof on every other, a proof used on one is refused
+/// by all, and every instance gives the same nonce (derived from the
+/// shared key, so each accepts the others').
+#[cfg(any(feature = "redis", feature = "postgres"))]
+async fn dpop_cluster_contract(addrs: &[SocketAddr], clock: &ManualClock) {
+    let client = http_client();
+    let key = tower_sliding_jwt::dpop::DpopKey::generate().unwrap();
+    let now = clock.now();
+    let url = |addr: SocketAddr, path: &str| format!("http://{addr}{path}");
+    let proof = key
+        .proof("POST", &url(addrs[0], "/login"), None, None, now)
+        .unwrap();
+    let body = r#"{"username":"alice","password":"wonderland"}"#;
+    let reply = call(
+        &client,
+        addrs[0],
+        Method::POST,
+        "/login",
+        &[("content-type", "application/json"), ("dpop", &proof)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    let token = reply.json()["token"].as_str().unwrap().to_owned();
+    let nonce = reply.headers["dpop-nonce"].clone();
+    let authorization = format!("DPoP {token}");
+    for (i, addr) in addrs.iter().enumerate() {
+        let proof = key
+            .proof("GET", &url(*addr, "/me"), Some(&token), None, now)
+            .unwrap();
+        let headers = [
+            ("authorization", authorization.as_str()),
+            ("dpop", proof.as_str()),
+        ];
+        let reply = call(&client, *addr, Method::GET, "/me", &headers, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "instance {i}");
+        // The same proof at the next instance: already used.
+        let next = addrs[(i + 1) % addrs.len()];
+        let headers = [
+            ("authorization", authorization.as_str()),
+            ("dpop", proof.as_str()),
+        ];
+        let replay = call(&client, next, Method::GET, "/me", &headers, "").await;
+        assert_eq!(
+            replay.status,
+            StatusCode::UNAUTHORIZED,
+            "replayed at the next instance"
+        );
+        let challenge = replay.headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("DPoP error=\"invalid_dpop_proof\""),
+            "{challenge}"
+        );
+        // Every instance gives the same nonce.
+        let proof = key
+            .proof("POST", &url(*addr, "/login"), None, None, now)
+            .unwrap();
+        let reply = call(
+            &client,
+            *addr,
+            Method::POST,
+            "/login",
+            &[("content-type", "application/json"), ("dpop", &proof)],
+            body,
+        )
+        .await;
+        assert_eq!(reply.headers["dpop-nonce"], nonce, "instance {i}");
+    }
 }

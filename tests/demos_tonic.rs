@@ -83,3 +83,43 @@ async fn tonic_demo_keeps_the_contract() {
     clock.advance(Duration::from_secs(20 * 60));
     assert!(greeter.say_hello(tonic_demo::hello("later")).await.is_ok());
 }
+
+#[tokio::test]
+async fn the_tonic_demos_client_keeps_a_dpop_bound_session_alive() {
+    let clock = ManualClock::new(SystemClock.now());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layer = tonic_demo::grpc_layer(SECRET, clock.clone()).unwrap();
+    let key = tower_sliding_jwt::dpop::DpopKey::generate().unwrap();
+    let mut claims = tonic_demo::demo::claims("alice", "admin");
+    claims.registered.cnf = Some(tower_sliding_jwt::Confirmation::jkt(key.thumbprint()));
+    let login = layer.issuer().issue(claims).unwrap();
+    tokio::spawn(tonic_demo::serve(listener, layer));
+    let address = format!("http://{addr}");
+
+    // The bound token as a bearer token: UNAUTHENTICATED.
+    let stolen = TokenStore::new(login.token()).with_clock(clock.clone());
+    let mut thief = tonic_demo::connect(address.clone(), stolen).await.unwrap();
+    let status = thief.say_hello(tonic_demo::hello("x")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    // With its key, over HTTP/2 (`htu` from `:authority`), renewed under DPoP.
+    let tokens = TokenStore::new(login.token()).with_clock(clock.clone());
+    let mut greeter = tonic_demo::connect_with(address, tokens.clone(), Some(key))
+        .await
+        .unwrap();
+    assert!(greeter.say_hello(tonic_demo::hello("world")).await.is_ok());
+    clock.advance(Duration::from_secs(50 * 60));
+    let reply = greeter.say_hello(tonic_demo::hello("again")).await.unwrap();
+    let renewed = reply
+        .metadata()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let renewed = renewed.strip_prefix("DPoP ").expect("renewed under DPoP");
+    assert_eq!(tokens.token().as_deref(), Some(renewed));
+    assert_eq!(payload(renewed)["cnf"], payload(login.token())["cnf"]);
+    clock.advance(Duration::from_secs(20 * 60));
+    assert!(greeter.say_hello(tonic_demo::hello("later")).await.is_ok());
+}

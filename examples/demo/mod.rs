@@ -234,7 +234,76 @@ pub fn builder_with_key(
             !(method == http::Method::GET && matches!(uri.path(), "/notifications" | "/events"))
         })
         .with_token_source(BearerHeader::new())
-        .with_token_source(session_cookie()))
+        .with_token_source(session_cookie())
+        .with_dpop(dpop()))
+}
+
+/// DPoP (the contract's "Sender-constrained sessions"): bound and bearer
+/// tokens both accepted; server nonces derived from the signing key (so
+/// every instance sharing the key accepts the others'), required with
+/// `DPOP_NONCE=1`; `PUBLIC_URL` (e.g. `https://api.example.com`) is the URL
+/// proofs name when the demo sits behind a proxy. A bad `PUBLIC_URL` stops
+/// the demo when the layer is built.
+pub fn dpop() -> tower_sliding_jwt::dpop::Dpop {
+    let mut dpop = tower_sliding_jwt::dpop::Dpop::allowed().with_nonce_secret(nonce_secret());
+    if std::env::var("DPOP_NONCE").is_ok_and(|v| v == "1") {
+        dpop = dpop.with_required_nonce(true);
+    }
+    if let Ok(url) = std::env::var("PUBLIC_URL")
+        && !url.is_empty()
+    {
+        dpop = dpop.with_public_url(url);
+    }
+    dpop
+}
+
+/// What the DPoP nonces derive from: the signing key's material (the PEM
+/// file in asymmetric mode, the HMAC secret otherwise). The layer derives
+/// its nonce key from it under a label of its own.
+fn nonce_secret() -> Vec<u8> {
+    if let Some(path) = std::env::var_os("JWT_PRIVATE_KEY")
+        && let Ok(pem) = std::fs::read(path)
+    {
+        return pem;
+    }
+    match std::env::var("JWT_SECRET") {
+        Ok(secret) if secret.len() >= 32 => secret.into_bytes(),
+        _ => DEV_SECRET.as_bytes().to_vec(),
+    }
+}
+
+/// Why a login's DPoP proof was refused: the status and the JSON `error`.
+pub type DpopRefusal = (http::StatusCode, &'static str);
+
+/// The key binding a login asks for with its `DPoP` proof (`None`: a
+/// bearer login), or its refusal: 400 `invalid_dpop_proof` or
+/// `use_dpop_nonce` (answer with the issuer's `DPoP-Nonce`), 503 when the
+/// cluster's replay cache cannot answer.
+pub async fn dpop_binding(
+    issuer: &tower_sliding_jwt::Issuer<Key, DemoClaims>,
+    request: &http::request::Parts,
+) -> Result<Option<tower_sliding_jwt::Confirmation>, DpopRefusal> {
+    use tower_sliding_jwt::IssueErrorKind;
+    issuer
+        .dpop_binding(request)
+        .await
+        .map_err(|error| match error.kind() {
+            IssueErrorKind::UseDpopNonce => (http::StatusCode::BAD_REQUEST, "use_dpop_nonce"),
+            IssueErrorKind::InvalidDpopProof => {
+                (http::StatusCode::BAD_REQUEST, "invalid_dpop_proof")
+            }
+            _ => (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+            ),
+        })
+}
+
+/// The body of a login answer: the token and its type (`DPoP` when it is
+/// bound to the client's key, which then gets no cookie).
+pub fn login_body(token: &str, bound: bool) -> serde_json::Value {
+    let token_type = if bound { "DPoP" } else { "Bearer" };
+    serde_json::json!({ "token": token, "token_type": token_type })
 }
 
 /// Reuse detection with `grace` seconds (`$REUSE_GRACE`), when given; it
