@@ -201,6 +201,64 @@ fn main() {
             }
         }
         if alg.name == "HS256" {
+            // DPoP allowed, a bearer request: what the bearer requests of a
+            // layer that also takes DPoP pay.
+            let mut allowed = dpop_service((alg.key)(), &clock, 16);
+            compare(
+                "verify/HS256+dpop-allowed",
+                &mut |_| {
+                    black_box(call(&mut allowed, request(&authorization)));
+                },
+                &mut baseline,
+            );
+            // A bound token with a fresh proof per request (ES256, EdDSA):
+            // the token and one asymmetric verification. A fresh layer per
+            // pass over the pool (its replay cache would refuse a reuse).
+            for (name, proof_alg, pem) in [
+                ("ES256", tower_sliding_jwt::Algorithm::ES256, ES256_PRIVATE),
+                ("EdDSA", tower_sliding_jwt::Algorithm::EdDSA, ED25519_PRIVATE),
+            ] {
+                let dpop_key = tower_sliding_jwt::dpop::DpopKey::from_key(
+                    tower_sliding_jwt::Key::from_pem(proof_alg, pem).unwrap(),
+                )
+                .unwrap();
+                let mut bound = claims(NOW, NOW + 3600, 0, 0);
+                bound.registered.cnf =
+                    Some(tower_sliding_jwt::Confirmation::jkt(dpop_key.thumbprint()));
+                let bound = token(alg, &bound);
+                let dpop_authorization =
+                    http::HeaderValue::try_from(format!("DPoP {bound}")).unwrap();
+                let proofs: Vec<String> = (0..4096)
+                    .map(|_| {
+                        dpop_key
+                            .proof("GET", "http://bench.test/", Some(&bound), None, NOW)
+                            .unwrap()
+                    })
+                    .collect();
+                let proof_headers: Vec<_> = proofs
+                    .iter()
+                    .map(|p| http::HeaderValue::try_from(p.as_str()).unwrap())
+                    .collect();
+                let mut dpop = dpop_service((alg.key)(), &clock, 2 * proofs.len());
+                compare(
+                    &format!("verify/HS256+dpop-{name}"),
+                    &mut |i| {
+                        if i % proofs.len() == 0 {
+                            dpop = dpop_service((alg.key)(), &clock, 2 * proofs.len());
+                        }
+                        let request =
+                            dpop_request(&dpop_authorization, &proof_headers[i % proofs.len()]);
+                        let response = call(&mut dpop, request);
+                        debug_assert_eq!(response.status(), 200);
+                        black_box(response);
+                    },
+                    &mut |i| {
+                        decode_with_proof(&bound, alg, &validation, &proofs[i % proofs.len()]);
+                    },
+                );
+            }
+        }
+        if alg.name == "HS256" {
             // Reuse detection on, with a replacement whose predecessor this
             // instance already marked (every request after the first).
             let replacement = token(alg, &replacement_claims(NOW, NOW + 3600, 0));
