@@ -243,6 +243,12 @@ pub mod fuzzing {
         let _ = (key, value, message);
     }
 
+    /// Checks `proof` as a DPoP proof for a fixed request, and normalises
+    /// the same text as an `htu`: never a panic; a normal form is stable.
+    pub fn dpop_proof(proof: &str) {
+        crate::dpop::fuzz(proof);
+    }
+
     /// Reads a row's `record` as the SQL stores read it back from a shared
     /// database, and the same bytes as a stored session registry row,
     /// checking their bounds.

@@ -387,3 +387,23 @@ impl DpopGuard {
         }
     }
 }
+
+/// The fuzz target's entry: `proof` checked for a fixed request (any
+/// algorithm the layer takes), and normalised as a URL, twice.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(proof: &str) {
+    let expected = proof::Expected {
+        method: "GET",
+        url: "http://api.test/me",
+        token: Some("a.b.c"),
+        now: 1_800_000_000,
+        max_age: 60,
+        leeway: 5,
+    };
+    if let Ok(provider) = provider() {
+        let _ = proof::check(provider, &DEFAULT_ALGORITHMS, proof, &expected);
+    }
+    if let Some(normal) = htu::normalise(proof) {
+        assert_eq!(htu::normalise(&normal).as_deref(), Some(normal.as_str()));
+    }
+}
