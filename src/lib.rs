@@ -4,6 +4,7 @@
 #![doc = include_str!("docs/sessions.md")]
 #![doc = include_str!("docs/user-sessions.md")]
 #![doc = include_str!("docs/streams.md")]
+#![doc = include_str!("docs/dpop.md")]
 #![doc = include_str!("docs/security.md")]
 #![doc = include_str!("docs/reuse.md")]
 #![doc = include_str!("docs/rejections.md")]

@@ -820,3 +820,102 @@ async fn login_and_renewal_cost_with_and_without_the_registry() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a DPoP request costs on each store beside a bearer request on the
+/// same layer: the proof's verification (EdDSA, the demos' client's key),
+/// and on Redis and PostgreSQL the cluster-wide replay write. Sequential,
+/// interleaved. `cargo test --release --features
+/// redis,postgres,sqlite --test load -- --ignored --nocapture dpop_request_cost`.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run with --release --ignored --nocapture"]
+async fn dpop_request_cost_by_store() {
+    use tower::ServiceExt;
+    use tower_sliding_jwt::store::RevocationStore;
+    const ROUNDS: usize = 6;
+    const PER_ROUND: usize = 300;
+    let now = 1_800_000_000;
+    let clock = ManualClock::new(now);
+    let redis = redis_server::Server::start();
+    let postgres = postgres_server::Postgres::start();
+    let stores: Vec<(&str, Arc<dyn RevocationStore>)> = vec![
+        ("memory (local replay cache)", Arc::new(MemoryStore::new())),
+        (
+            "Redis",
+            Arc::new(
+                tower_sliding_jwt::redis::RedisStore::builder(redis.url())
+                    .with_clock(clock.clone())
+                    .connect()
+                    .await
+                    .unwrap(),
+            ),
+        ),
+        (
+            "PostgreSQL",
+            Arc::new(
+                tower_sliding_jwt::postgres::PostgresStore::builder(postgres.url())
+                    .with_clock(clock.clone())
+                    .connect()
+                    .await
+                    .unwrap(),
+            ),
+        ),
+    ];
+    let key = tower_sliding_jwt::dpop::DpopKey::generate().unwrap();
+    let mut totals = vec![(Duration::ZERO, Duration::ZERO); stores.len()];
+    for _ in 0..ROUNDS {
+        for (index, (_, store)) in stores.iter().enumerate() {
+            let layer = demo::builder(SECRET, clock.clone())
+                .unwrap()
+                .with_revocation_store(store.clone())
+                .build()
+                .unwrap();
+            let mut claims = demo::claims("alice", "admin");
+            claims.registered.cnf = Some(tower_sliding_jwt::Confirmation::jkt(key.thumbprint()));
+            let bound = layer.issuer().issue(claims).unwrap().token().to_owned();
+            let bearer = layer
+                .issuer()
+                .issue(demo::claims("bob", "user"))
+                .unwrap()
+                .token()
+                .to_owned();
+            let service = layer.layer(service_fn(ok as fn(_) -> _));
+            let proofs: Vec<String> = (0..PER_ROUND)
+                .map(|_| {
+                    key.proof("GET", "http://api.test/me", Some(&bound), None, now)
+                        .unwrap()
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            for proof in &proofs {
+                let request = Request::get("/me")
+                    .header("host", "api.test")
+                    .header("authorization", format!("DPoP {bound}"))
+                    .header("dpop", proof)
+                    .body(())
+                    .unwrap();
+                let response = service.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+            totals[index].0 += started.elapsed();
+            let started = std::time::Instant::now();
+            for _ in 0..PER_ROUND {
+                let request = Request::get("/me")
+                    .header("authorization", format!("Bearer {bearer}"))
+                    .body(())
+                    .unwrap();
+                let response = service.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+            totals[index].1 += started.elapsed();
+        }
+    }
+    let n = (ROUNDS * PER_ROUND) as f64;
+    for ((name, _), (dpop, bearer)) in stores.iter().zip(&totals) {
+        eprintln!(
+            "{name}: DPoP request {:.1} µs, bearer request {:.1} µs",
+            dpop.as_secs_f64() * 1e6 / n,
+            bearer.as_secs_f64() * 1e6 / n
+        );
+    }
+}
