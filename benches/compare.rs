@@ -216,7 +216,11 @@ fn main() {
             // pass over the pool (its replay cache would refuse a reuse).
             for (name, proof_alg, pem) in [
                 ("ES256", tower_sliding_jwt::Algorithm::ES256, ES256_PRIVATE),
-                ("EdDSA", tower_sliding_jwt::Algorithm::EdDSA, ED25519_PRIVATE),
+                (
+                    "EdDSA",
+                    tower_sliding_jwt::Algorithm::EdDSA,
+                    ED25519_PRIVATE,
+                ),
             ] {
                 let dpop_key = tower_sliding_jwt::dpop::DpopKey::from_key(
                     tower_sliding_jwt::Key::from_pem(proof_alg, pem).unwrap(),

@@ -344,9 +344,12 @@ pub fn decode_with_proof(token: &str, alg: &Alg, validation: &Validation, proof:
     let mut proof_validation = Validation::new(header.alg);
     proof_validation.validate_exp = false;
     proof_validation.required_spec_claims.clear();
-    let claims =
-        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(proof, &key, &proof_validation)
-            .unwrap()
-            .claims;
+    let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+        proof,
+        &key,
+        &proof_validation,
+    )
+    .unwrap()
+    .claims;
     std::hint::black_box(claims);
 }
