@@ -789,3 +789,120 @@ async fn the_clusters_replay_cache_is_asked_and_fails_closed() {
         }
     }
 }
+
+#[tokio::test]
+async fn weak_proof_keys_are_refused() {
+    common::init();
+    let clock = clock();
+    let layer = layer_with(&clock, Dpop::allowed());
+    let app = app(&layer);
+    let bind = |jwk: &str| {
+        // The token is bound to the key the jwk describes, as a login with
+        // such a proof would bind it.
+        let canonical: serde_json::Value = serde_json::from_str(jwk).unwrap();
+        let input = match canonical["kty"].as_str().unwrap() {
+            "OKP" => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{}}}"#, canonical["x"]),
+            _ => format!(
+                r#"{{"e":{},"kty":"RSA","n":{}}}"#,
+                canonical["e"], canonical["n"]
+            ),
+        };
+        let jkt = b64(<sha2::Sha256 as sha2::Digest>::digest(input.as_bytes()));
+        let mut claims = user("mallory", "user");
+        claims.registered.cnf = Some(Confirmation::jkt(jkt));
+        layer.issuer().issue(claims).unwrap().token().to_owned()
+    };
+    // Ed25519's identity point: the signature (R = identity, S = 0)
+    // verifies for any message without the strict checks.
+    let identity = b64({
+        let mut x = [0u8; 32];
+        x[0] = 1;
+        x
+    });
+    let jwk = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{identity}"}}"#);
+    let token = bind(&jwk);
+    let ath = b64(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let header = format!(r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":{jwk}}}"#);
+    let payload = format!(r#"{{"jti":"x","htm":"GET","htu":"{URL}","iat":{T0},"ath":"{ath}"}}"#);
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    let forged = format!("{}.{}.{}", b64(&header), b64(&payload), b64(signature));
+    let response = send(&app, dpop_get(&token, &forged)).await;
+    assert_eq!(rejection(&response), Some(RejectionKind::InvalidDpopProof));
+
+    // An RSA modulus with a leading zero octet (a key padded to pass the
+    // size check), signed by the real key.
+    let rsa = Key::from_pem(Algorithm::RS256, RSA_PRIVATE).unwrap();
+    let public = serde_json::to_value(rsa.to_jwk().unwrap()).unwrap();
+    let mut n = vec![0u8];
+    n.extend(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            public["n"].as_str().unwrap(),
+        )
+        .unwrap(),
+    );
+    let jwk = format!(r#"{{"kty":"RSA","n":"{}","e":{}}}"#, b64(&n), public["e"]);
+    let token = bind(&jwk);
+    let ath = b64(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let padded = forge(
+        &format!(r#"{{"typ":"dpop+jwt","alg":"RS256","jwk":{jwk}}}"#),
+        &format!(r#"{{"jti":"y","htm":"GET","htu":"{URL}","iat":{T0},"ath":"{ath}"}}"#),
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+        Algorithm::RS256,
+    );
+    let response = send(&app, dpop_get(&token, &padded)).await;
+    assert_eq!(rejection(&response), Some(RejectionKind::InvalidDpopProof));
+}
+
+/// Claims whose `renewed` drops every claim it does not know, `cnf` too.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Forgetful {
+    #[serde(flatten)]
+    registered: tower_sliding_jwt::RegisteredClaims,
+}
+
+impl tower_sliding_jwt::Claims for Forgetful {
+    fn registered(&self) -> &tower_sliding_jwt::RegisteredClaims {
+        &self.registered
+    }
+
+    fn registered_mut(&mut self) -> &mut tower_sliding_jwt::RegisteredClaims {
+        &mut self.registered
+    }
+
+    fn renewed(mut self, issued_at: i64, expires_at: i64, jti: String) -> Self {
+        self.registered.cnf = None;
+        self.registered.iat = Some(issued_at);
+        self.registered.exp = expires_at;
+        self.registered.jti = Some(jti);
+        self
+    }
+}
+
+#[tokio::test]
+async fn a_claims_type_cannot_unbind_a_renewal() {
+    let clock = clock();
+    let layer = SlidingJwtLayer::<Key, Forgetful>::builder(hs256())
+        .with_clock(clock.clone())
+        .with_dpop(Dpop::allowed())
+        .build()
+        .unwrap();
+    let key = DpopKey::generate().unwrap();
+    let mut claims = Forgetful {
+        registered: tower_sliding_jwt::RegisteredClaims::new("alice"),
+    };
+    claims.registered.cnf = Some(Confirmation::jkt(key.thumbprint()));
+    let token = layer.issuer().issue(claims).unwrap().token().to_owned();
+    let service = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    clock.advance(Duration::from_secs(2500));
+    let proof = key
+        .proof("GET", URL, Some(&token), None, T0 + 2500)
+        .unwrap();
+    let response = service.oneshot(dpop_get(&token, &proof)).await.unwrap();
+    let renewed = response.headers()["authorization"].to_str().unwrap();
+    let renewed = renewed.strip_prefix("DPoP ").unwrap();
+    assert_eq!(payload(renewed)["cnf"]["jkt"], key.thumbprint());
+}

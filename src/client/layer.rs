@@ -226,7 +226,8 @@ impl ClientLayer {
             .as_ref()
             .map(|dpop| dpop.nonces.clone())
             .unwrap_or_default();
-        NonceRetryLayer::new(nonces)
+        let tokens = self.config.tokens.clone();
+        NonceRetryLayer::new(nonces, Arc::new(move || tokens.header().is_some()))
     }
 
     /// The shared token store.

@@ -75,7 +75,12 @@ where
                 Some(dpop) => {
                     // The proof names the token it goes with; the token
                     // goes under the DPoP scheme.
-                    let token = sent.as_ref().and(tokens.token());
+                    // One snapshot: the token sent is the one `sent` names.
+                    let token = sent
+                        .as_ref()
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.strip_prefix("Bearer "))
+                        .map(str::to_owned);
                     let proof = dpop.proof(
                         request.method(),
                         request.uri(),

@@ -79,11 +79,11 @@ impl ClientDpop {
         token: Option<&str>,
         now: i64,
     ) -> Option<HeaderValue> {
+        // The request's own URL when it is absolute; the configured origin
+        // for a channel's relative URIs.
         let url = match (uri.scheme_str(), uri.authority(), &self.origin) {
+            (Some(scheme), Some(authority), _) => format!("{scheme}://{authority}{}", uri.path()),
             (_, _, Some(origin)) => format!("{origin}{}", uri.path()),
-            (Some(scheme), Some(authority), None) => {
-                format!("{scheme}://{authority}{}", uri.path())
-            }
             _ => return None,
         };
         let nonce = self.nonces.get();
@@ -118,11 +118,18 @@ impl fmt::Debug for ClientDpop {
 #[derive(Clone)]
 pub struct NonceRetryLayer {
     nonces: NonceMemory,
+    holds_token: HoldsToken,
 }
 
+/// Whether the client layer holds a token (its requests carry one).
+pub(crate) type HoldsToken = Arc<dyn Fn() -> bool + Send + Sync>;
+
 impl NonceRetryLayer {
-    pub(crate) fn new(nonces: NonceMemory) -> Self {
-        Self { nonces }
+    pub(crate) fn new(nonces: NonceMemory, holds_token: HoldsToken) -> Self {
+        Self {
+            nonces,
+            holds_token,
+        }
     }
 }
 
@@ -139,6 +146,7 @@ impl<S> Layer<S> for NonceRetryLayer {
         NonceRetry {
             inner,
             nonces: self.nonces.clone(),
+            holds_token: self.holds_token.clone(),
         }
     }
 }
@@ -148,6 +156,7 @@ impl<S> Layer<S> for NonceRetryLayer {
 pub struct NonceRetry<S> {
     inner: S,
     nonces: NonceMemory,
+    holds_token: HoldsToken,
 }
 
 impl<S> fmt::Debug for NonceRetry<S> {
@@ -156,12 +165,31 @@ impl<S> fmt::Debug for NonceRetry<S> {
     }
 }
 
-/// Whether a response asks for the nonce it carries, one other than `held`.
-fn asks_for_nonce(status: StatusCode, headers: &HeaderMap, held: Option<&str>) -> bool {
+/// Whether a response asks for the nonce it carries (one other than
+/// `held`): a 401 with the `DPoP error="use_dpop_nonce"` challenge (RFC
+/// 9449 §9), or a 400 to a request that carried no token (a login: §8's
+/// answer, whose `use_dpop_nonce` is in the body). A handler's own 400 or
+/// 401 to a request with a token is never sent twice.
+fn asks_for_nonce(
+    status: StatusCode,
+    headers: &HeaderMap,
+    held: Option<&str>,
+    had_token: bool,
+) -> bool {
     let offered = headers.get(DPOP_NONCE).and_then(|v| v.to_str().ok());
-    matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED)
-        && offered.is_some()
-        && offered != held
+    if offered.is_none() || offered == held {
+        return false;
+    }
+    let challenged = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.starts_with("DPoP ") && v.contains("error=\"use_dpop_nonce\""));
+    match status {
+        StatusCode::UNAUTHORIZED => challenged,
+        StatusCode::BAD_REQUEST => !had_token,
+        _ => false,
+    }
 }
 
 impl<S, B, RB> Service<Request<B>> for NonceRetry<S>
@@ -186,13 +214,14 @@ where
         *copy.version_mut() = request.version();
         *copy.headers_mut() = request.headers().clone();
         let held = self.nonces.get();
+        let had_token = (self.holds_token)();
         // The service that reported ready takes this request; a clone
         // stays behind for the next one, and another sends the retry.
         let retry = self.inner.clone();
         NonceRetryFuture {
             state: State::First {
                 future: self.inner.call(request),
-                retry: Some((retry, copy, held)),
+                retry: Some((retry, copy, held, had_token)),
             },
         }
     }
@@ -212,7 +241,7 @@ pin_project! {
         First {
             #[pin]
             future: S::Future,
-            retry: Option<(S, Request<B>, Option<String>)>,
+            retry: Option<(S, Request<B>, Option<String>, bool)>,
         },
         Ready {
             retry: Option<(S, Request<B>)>,
@@ -242,10 +271,11 @@ where
             let next = match this.state.as_mut().project() {
                 StateProj::First { future, retry } => {
                     let response = ready!(future.poll(cx))?;
-                    let Some((service, copy, held)) = retry.take() else {
+                    let Some((service, copy, held, had_token)) = retry.take() else {
                         return Poll::Ready(Ok(response));
                     };
-                    if !asks_for_nonce(response.status(), response.headers(), held.as_deref()) {
+                    let (status, headers) = (response.status(), response.headers());
+                    if !asks_for_nonce(status, headers, held.as_deref(), had_token) {
                         return Poll::Ready(Ok(response));
                     }
                     State::Ready {
@@ -264,5 +294,65 @@ where
             };
             this.state.set(next);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_an_asked_for_nonce_is_retried() {
+        let nonce = ("dpop-nonce", "fresh");
+        let challenge = (
+            "www-authenticate",
+            "DPoP error=\"use_dpop_nonce\", algs=\"ES256\"",
+        );
+        let (ok, bad, unauthorized) = (
+            StatusCode::OK,
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+        );
+        // A resource request: only the 401 with the challenge.
+        assert!(asks_for_nonce(
+            unauthorized,
+            &headers(&[nonce, challenge]),
+            None,
+            true
+        ));
+        assert!(!asks_for_nonce(
+            unauthorized,
+            &headers(&[nonce]),
+            None,
+            true
+        ));
+        assert!(
+            !asks_for_nonce(bad, &headers(&[nonce]), None, true),
+            "a handler's 400"
+        );
+        assert!(!asks_for_nonce(
+            ok,
+            &headers(&[nonce, challenge]),
+            None,
+            true
+        ));
+        // The nonce already held: the retry would fail the same way.
+        assert!(!asks_for_nonce(
+            unauthorized,
+            &headers(&[nonce, challenge]),
+            Some("fresh"),
+            true
+        ));
+        // A login (no token): the 400 carrying a new nonce.
+        assert!(asks_for_nonce(bad, &headers(&[nonce]), Some("old"), false));
+        assert!(!asks_for_nonce(bad, &headers(&[]), None, false));
     }
 }

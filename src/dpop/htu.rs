@@ -44,6 +44,15 @@ pub(crate) fn normalise(url: &str) -> Option<String> {
 /// single `Host` header). Forwarded headers are never read.
 pub(crate) fn of_request(base: Option<&str>, uri: &Uri, headers: &HeaderMap) -> Option<String> {
     let path = uri.path();
+    // A path the router would see differently from its normal form (dot
+    // segments, raw or escaped) is refused rather than compared.
+    let escaped = normalise_escapes(path)?;
+    if escaped
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return None;
+    }
     let url = match base {
         Some(base) => format!("{base}{path}"),
         None => {
@@ -56,7 +65,15 @@ pub(crate) fn of_request(base: Option<&str>, uri: &Uri, headers: &HeaderMap) -> 
                     if hosts.next().is_some() {
                         return None;
                     }
-                    host.to_str().ok()?
+                    // An authority and nothing else: a `Host` carrying a
+                    // path, query or fragment would rewrite the URL.
+                    let host = host.to_str().ok()?;
+                    if host.contains(['/', '?', '#', '@'])
+                        || http::uri::Authority::try_from(host).is_err()
+                    {
+                        return None;
+                    }
+                    host
                 }
             };
             format!("{scheme}://{authority}{path}")
@@ -246,6 +263,21 @@ mod tests {
             of_request(Some(&base), &uri, &headers).as_deref(),
             Some("https://api.example.com/v1/me")
         );
+        for host in [
+            "api.test?",
+            "api.test#",
+            "h/transfer?",
+            "u@api.test",
+            "api.test/",
+        ] {
+            let mut crafted = HeaderMap::new();
+            crafted.insert("host", host.parse().unwrap());
+            assert_eq!(of_request(None, &uri, &crafted), None, "Host: {host}");
+        }
+        for path in ["/x/../me", "/x/%2e%2e/me", "/./me", "/x/%2E/me"] {
+            let dotted: Uri = path.parse().unwrap();
+            assert_eq!(of_request(None, &dotted, &headers), None, "{path}");
+        }
         headers.append("host", "other".parse().unwrap());
         assert_eq!(of_request(None, &uri, &headers), None, "two Host headers");
         assert_eq!(of_request(None, &uri, &HeaderMap::new()), None, "no host");

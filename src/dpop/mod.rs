@@ -353,9 +353,14 @@ impl DpopGuard {
     }
 
     /// Until when a cache must remember `checked`: after it, its `iat` is
-    /// too old to be accepted.
+    /// too old to be accepted, also by an instance whose clock lags this
+    /// one's by up to the leeway.
     pub(crate) fn until(&self, checked: &Checked) -> i64 {
-        checked.iat.saturating_add(self.max_age).saturating_add(1)
+        checked
+            .iat
+            .saturating_add(self.max_age)
+            .saturating_add(self.leeway)
+            .saturating_add(1)
     }
 
     /// Whether responses to DPoP requests carry the next nonce.

@@ -213,6 +213,46 @@ pub(crate) fn check(
     })
 }
 
+/// The encodings of the Ed25519 points of small order (their sign bit
+/// cleared), canonical or not: the identity, the points of order 2, 4 and 8,
+/// and `y = p - 1`, `p`, `p + 1`.
+const SMALL_ORDER: [[u8; 32]; 7] = {
+    let mut points = [[0u8; 32]; 7];
+    // 0 (order 4).
+    // 1 (order 1, the identity).
+    points[1][0] = 1;
+    // Order 8.
+    points[2] = [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ];
+    points[3] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    // p - 1 (order 2), p (order 4), p + 1 (the identity).
+    let mut i = 0;
+    while i < 3 {
+        let mut point = [0xffu8; 32];
+        point[0] = 0xec + i as u8;
+        point[31] = 0x7f;
+        points[4 + i] = point;
+        i += 1;
+    }
+    points
+};
+
+/// Whether `x` encodes an Ed25519 point of small order.
+fn small_order(x: &[u8]) -> bool {
+    let Ok(mut point) = <[u8; 32]>::try_from(x) else {
+        return true;
+    };
+    point[31] &= 0x7f;
+    SMALL_ORDER.contains(&point)
+}
+
 /// How deep a proof's JSON may nest (a header with its `jwk` needs 2).
 const MAX_DEPTH: usize = 8;
 
@@ -282,15 +322,30 @@ fn proof_key(alg: Algorithm, jwk: &Jwk<'_>) -> Option<ProofKey> {
                 return None;
             }
             let x = sized(&jwk.x, 32..=32)?;
+            // A small-order point verifies forged signatures (the backends
+            // verify without the strict checks).
+            if small_order(&jws::b64_decode(x).ok()?) {
+                return None;
+            }
             Some(ProofKey {
                 decoding: DecodingKey::from_ed_components(x).ok()?,
                 thumbprint_input: format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
             })
         }
         (AlgorithmFamily::Rsa, "RSA") => {
-            // 2048 to 8192 bits: smaller is weak, larger only costs.
+            // 2048 to 8192 bits read (the RustCrypto backend verifies up to
+            // 4096), without leading zero octets (RFC 7518
+            // §6.3.1, and a short key padded to pass the size); an odd
+            // exponent of at least 3.
             let n = sized(&jwk.n, 256..=1024)?;
             let e = sized(&jwk.e, 1..=8)?;
+            let (modulus, exponent) = (jws::b64_decode(n).ok()?, jws::b64_decode(e).ok()?);
+            let odd = exponent.last().is_some_and(|last| last & 1 == 1);
+            let at_least_3 =
+                exponent.iter().rev().skip(1).any(|&b| b != 0) || exponent.last() >= Some(&3);
+            if modulus.first() == Some(&0) || exponent.first() == Some(&0) || !odd || !at_least_3 {
+                return None;
+            }
             Some(ProofKey {
                 decoding: DecodingKey::from_rsa_components(n, e).ok()?,
                 thumbprint_input: format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),

@@ -2,6 +2,7 @@
 //! forgetting is dropping the older generation and no entry is scanned.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 /// Shards, so parallel requests rarely wait for one another.
@@ -28,6 +29,10 @@ struct Generations {
 /// any proof is accepted) and at most two.
 pub(crate) struct LocalReplay {
     shards: Vec<Mutex<Generations>>,
+    /// Picks a proof's shard with a key of this process: ids are hashes of
+    /// what a client chose, so a plain byte would let one client aim every
+    /// proof at one shard and fill it.
+    shard_of: std::collections::hash_map::RandomState,
     per_shard: usize,
     window: i64,
 }
@@ -46,6 +51,7 @@ impl LocalReplay {
             .collect();
         Self {
             shards,
+            shard_of: std::collections::hash_map::RandomState::new(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
             window: window.max(1),
         }
@@ -53,7 +59,12 @@ impl LocalReplay {
 
     /// Records `id` (valid until `until`), unless it was seen.
     pub(crate) fn remember(&self, id: [u8; 32], until: i64, now: i64) -> Remembered {
-        let shard = &self.shards[usize::from(id[0]) % SHARDS];
+        let index = self.shard_of.hash_one(id) as usize % self.shards.len();
+        self.remember_in(index, id, until, now)
+    }
+
+    fn remember_in(&self, index: usize, id: [u8; 32], until: i64, now: i64) -> Remembered {
+        let shard = &self.shards[index];
         // A poisoned shard still holds sound maps: every change is one insert.
         let mut g = shard
             .lock()
@@ -71,7 +82,12 @@ impl LocalReplay {
             return Remembered::Seen;
         }
         if g.current.len() + g.previous.len() >= self.per_shard {
-            return Remembered::Full;
+            // Make room from what no longer needs remembering first.
+            g.current.retain(|_, until| *until >= now);
+            g.previous.retain(|_, until| *until >= now);
+            if g.current.len() + g.previous.len() >= self.per_shard {
+                return Remembered::Full;
+            }
         }
         g.current.insert(id, until);
         Remembered::First
@@ -94,13 +110,16 @@ mod tests {
     fn id(n: u32) -> [u8; 32] {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&n.to_be_bytes());
-        id[0] = 0; // one shard
         id
     }
 
     #[test]
     fn replays_are_seen_until_forgotten_and_a_full_cache_refuses() {
-        let cache = LocalReplay::new(SHARDS * 3, 70);
+        // One shard's worth: three proofs in all (per shard, 1).
+        let mut cache = LocalReplay::new(SHARDS * 3, 70);
+        cache.shards.truncate(1);
+        cache.per_shard = 3;
+        let cache = Single(cache);
         assert_eq!(cache.remember(id(1), 1070, 1000), Remembered::First);
         assert_eq!(cache.remember(id(2), 1070, 1000), Remembered::First);
         assert_eq!(cache.remember(id(3), 1070, 1000), Remembered::First);
@@ -110,5 +129,19 @@ mod tests {
         // Two windows later everything is forgotten, and there is room.
         assert_eq!(cache.remember(id(4), 1300, 1141), Remembered::First);
         assert_eq!(cache.remember(id(1), 1300, 1141), Remembered::First);
+        // Full of live entries: refused; once they expire, room is made
+        // without waiting for the generation to turn.
+        assert_eq!(cache.remember(id(5), 1150, 1141), Remembered::First);
+        assert_eq!(cache.remember(id(6), 1150, 1141), Remembered::Full);
+        assert_eq!(cache.remember(id(6), 1200, 1160), Remembered::First);
+    }
+
+    /// A cache of one shard, for exact counts.
+    struct Single(LocalReplay);
+
+    impl Single {
+        fn remember(&self, id: [u8; 32], until: i64, now: i64) -> Remembered {
+            self.0.remember_in(0, id, until, now)
+        }
     }
 }

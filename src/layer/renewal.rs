@@ -628,9 +628,10 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         // (nor unbinds it).
         registered.cnf.clone_from(&current.cnf);
         let mut claims = claims.renewed(self.now, expires_at, random_id()?);
-        // The layer's own claims, whatever `renewed` did: with reuse
-        // detection, the replacement names the token it replaces.
+        // The layer's own claims, whatever `renewed` did: the key binding,
+        // and with reuse detection, the token it replaces.
         let registered = claims.registered_mut();
+        registered.cnf.clone_from(&current.cnf);
         let config = &self.config;
         if config.checkpoint.detects_reuse() {
             registered.prev_jti.clone_from(&current.jti);
