@@ -624,11 +624,9 @@ impl<K: Keys, C: Claims, P: RenewalPolicy, R> After<K, C, P, R> {
         let registered = claims.registered_mut();
         registered.sid.clone_from(&current.sid);
         registered.auth_time = current.auth_time;
-        // The binding too: a renewal never moves a session to another key
-        // (nor unbinds it).
-        registered.cnf.clone_from(&current.cnf);
         let mut claims = claims.renewed(self.now, expires_at, random_id()?);
-        // The layer's own claims, whatever `renewed` did: the key binding,
+        // The layer's own claims, whatever `renewed` did: the key binding
+        // (a renewal never moves a session to another key, nor unbinds it),
         // and with reuse detection, the token it replaces.
         let registered = claims.registered_mut();
         registered.cnf.clone_from(&current.cnf);
