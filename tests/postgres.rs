@@ -1008,6 +1008,8 @@ async fn dpop_proofs_are_refused_on_every_instance_once_used() {
     let store = || {
         PostgresStore::builder(server.url())
             .with_clock(clock.clone())
+            // The other tests of this binary load the machine meanwhile.
+            .with_timeout(Duration::from_secs(10))
             .connect()
     };
     let a = dpop_cluster::instance(store().await.unwrap(), &clock);
