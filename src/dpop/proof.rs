@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::htu;
+use crate::keys::PublicParams;
 use crate::token::jws;
 
 /// The largest proof read (an RSA-4096 key and signature fit in half).
@@ -123,10 +124,10 @@ struct Payload<'a> {
     nonce: Option<Cow<'a, str>>,
 }
 
-/// The key of a proof, with its thumbprint input.
+/// The key of a proof, with its public parameters (for the thumbprint).
 struct ProofKey {
     decoding: DecodingKey,
-    thumbprint_input: String,
+    public: PublicParams,
 }
 
 /// Checks `proof` against `expected`; `None` when any check fails.
@@ -199,7 +200,7 @@ pub(crate) fn check(
     let verifier = (provider.verifier_factory)(&alg, &key.decoding).ok()?;
     verifier.verify(signing_input.as_bytes(), &signature).ok()?;
 
-    let jkt = URL_SAFE_NO_PAD.encode(digest(key.thumbprint_input.as_bytes()).ok()?);
+    let jkt = URL_SAFE_NO_PAD.encode(digest(key.public.thumbprint_input().as_bytes()).ok()?);
     let mut named = Vec::with_capacity(jkt.len() + 1 + payload.jti.len());
     named.extend_from_slice(jkt.as_bytes());
     named.push(b'.');
@@ -314,7 +315,11 @@ fn proof_key(alg: Algorithm, jwk: &Jwk<'_>) -> Option<ProofKey> {
             let y = sized(&jwk.y, size..=size)?;
             Some(ProofKey {
                 decoding: DecodingKey::from_ec_components(x, y).ok()?,
-                thumbprint_input: format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#),
+                public: PublicParams::Ec {
+                    crv,
+                    x: x.to_owned(),
+                    y: y.to_owned(),
+                },
             })
         }
         (AlgorithmFamily::Ed, "OKP") => {
@@ -329,7 +334,7 @@ fn proof_key(alg: Algorithm, jwk: &Jwk<'_>) -> Option<ProofKey> {
             }
             Some(ProofKey {
                 decoding: DecodingKey::from_ed_components(x).ok()?,
-                thumbprint_input: format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+                public: PublicParams::Okp { x: x.to_owned() },
             })
         }
         (AlgorithmFamily::Rsa, "RSA") => {
@@ -348,7 +353,10 @@ fn proof_key(alg: Algorithm, jwk: &Jwk<'_>) -> Option<ProofKey> {
             }
             Some(ProofKey {
                 decoding: DecodingKey::from_rsa_components(n, e).ok()?,
-                thumbprint_input: format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
+                public: PublicParams::Rsa {
+                    n: n.to_owned(),
+                    e: e.to_owned(),
+                },
             })
         }
         _ => None,

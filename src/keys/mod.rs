@@ -23,6 +23,7 @@ pub(crate) use alg::alg_name;
 pub use jwk::{Jwk, Jwks};
 pub use key::Key;
 pub(crate) use provider::provider;
+pub(crate) use public::PublicParams;
 pub use ring::KeyRing;
 
 /// The keys a [`Keys`] implementation verifies with at this moment: borrowed
