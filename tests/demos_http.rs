@@ -488,26 +488,32 @@ for token in sys.argv[2:]:
                         audience="demo-api", issuer="tower-sliding-jwt-demo")
     print("verified", key.key_id, claims["sub"], claims["sid"], claims["exp"])
 "#;
+    let mut args = vec!["-c".to_owned(), SCRIPT.to_owned(), url.to_owned()];
+    args.extend(tokens.iter().map(|t| (*t).to_owned()));
+    python("PyJWT", &args).await
+}
+
+/// Runs `python3` with `args` when Python with PyJWT and `cryptography` is
+/// installed (`None`, with a message, when not), asserting it succeeds;
+/// answers its output. `what` names it in messages.
+async fn python(what: &str, args: &[String]) -> Option<String> {
     let probe = tokio::process::Command::new("python3")
         .args(["-c", "import jwt, cryptography"])
         .output()
         .await;
     if !probe.is_ok_and(|out| out.status.success()) {
-        eprintln!("skipping the PyJWT check: python3 with PyJWT and cryptography is not installed");
+        eprintln!("skipping {what}: python3 with PyJWT and cryptography is not installed");
         return None;
     }
     let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(url)
-        .args(tokens)
+        .args(args)
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "PyJWT refused: {stdout}{}",
+        "{what} failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     Some(stdout)
@@ -1442,34 +1448,16 @@ async fn outside_dpop_client(
     now: i64,
     state: &std::path::Path,
 ) -> Option<String> {
-    let probe = tokio::process::Command::new("python3")
-        .args(["-c", "import jwt, cryptography"])
-        .output()
-        .await;
-    if !probe.is_ok_and(|out| out.status.success()) {
-        eprintln!(
-            "skipping the outside DPoP client: python3 with PyJWT and cryptography is not installed"
-        );
-        return None;
-    }
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/outside/dpop_client.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(phase)
-        .arg(format!("http://{addr}"))
-        .arg(now.to_string())
-        .arg(state)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the outside DPoP client ({phase}): {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(stdout)
+    let args = [
+        script.display().to_string(),
+        phase.to_owned(),
+        format!("http://{addr}"),
+        now.to_string(),
+        state.display().to_string(),
+    ];
+    python(&format!("the outside DPoP client ({phase})"), &args).await
 }
 
 /// "Sender-constrained sessions: DPoP": another language's client finds a

@@ -4,6 +4,8 @@
 //! over HTTP and gRPC.
 
 mod common;
+#[path = "common/dpop.rs"]
+mod dpop_cluster;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -49,12 +51,7 @@ async fn bound_login(layer: &SlidingJwtLayer<Key, Claimset>, key: &DpopKey, now:
     let proof = key
         .proof("POST", "http://api.test/login", None, None, now)
         .unwrap();
-    let (parts, ()) = Request::post("/login")
-        .header("host", HOST)
-        .header("dpop", proof)
-        .body(())
-        .unwrap()
-        .into_parts();
+    let parts = dpop_cluster::login_parts(&proof);
     let issued = layer
         .issuer()
         .login(&parts, user("alice", "admin"))
@@ -417,12 +414,7 @@ async fn required_mode_refuses_bearer_tokens_and_logins_without_a_proof() {
     let proof = key
         .proof("POST", "http://api.test/elsewhere", None, None, T0)
         .unwrap();
-    let (parts, ()) = Request::post("/login")
-        .header("host", HOST)
-        .header("dpop", proof)
-        .body(())
-        .unwrap()
-        .into_parts();
+    let parts = dpop_cluster::login_parts(&proof);
     let refused = layer.issuer().login(&parts, user("bob", "user")).await;
     assert_eq!(
         refused.unwrap_err().kind(),
@@ -450,12 +442,7 @@ async fn nonces_are_demanded_shared_by_secret_and_sent_ahead() {
     let proof = key
         .proof("POST", "http://api.test/login", None, None, T0)
         .unwrap();
-    let (parts, ()) = Request::post("/login")
-        .header("host", HOST)
-        .header("dpop", proof)
-        .body(())
-        .unwrap()
-        .into_parts();
+    let parts = dpop_cluster::login_parts(&proof);
     let refused = layer.issuer().login(&parts, user("alice", "admin")).await;
     assert_eq!(refused.unwrap_err().kind(), IssueErrorKind::UseDpopNonce);
     let nonce = layer.issuer().dpop_nonce().unwrap();
@@ -463,12 +450,7 @@ async fn nonces_are_demanded_shared_by_secret_and_sent_ahead() {
     let proof = key
         .proof("POST", "http://api.test/login", None, Some(nonce), T0)
         .unwrap();
-    let (parts, ()) = Request::post("/login")
-        .header("host", HOST)
-        .header("dpop", proof)
-        .body(())
-        .unwrap()
-        .into_parts();
+    let parts = dpop_cluster::login_parts(&proof);
     let token = layer
         .issuer()
         .login(&parts, user("alice", "admin"))
@@ -775,12 +757,7 @@ async fn the_clusters_replay_cache_is_asked_and_fails_closed() {
         let proof = key
             .proof("POST", "http://api.test/login", None, None, T0)
             .unwrap();
-        let (parts, ()) = Request::post("/login")
-            .header("host", HOST)
-            .header("dpop", proof)
-            .body(())
-            .unwrap()
-            .into_parts();
+        let parts = dpop_cluster::login_parts(&proof);
         let login = layer.issuer().login(&parts, user("alice", "admin")).await;
         match answer {
             Ok(true) => assert!(login.is_ok()),

@@ -716,8 +716,7 @@ async fn login_and_renewal_cost_with_and_without_the_registry() {
     const PER_ROUND: usize = 300;
     let now = 1_800_000_000;
     let clock = ManualClock::new(now);
-    let redis = redis_server::Server::start();
-    let postgres = postgres_server::Postgres::start();
+    let (_servers, redis, postgres) = cluster_stores(&clock).await;
     let dir = std::env::temp_dir().join(format!("tsj-load-registry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -725,20 +724,6 @@ async fn login_and_renewal_cost_with_and_without_the_registry() {
         tower_sliding_jwt::DurableStore::builder(dir.join("r.sqlite3"))
             .with_clock(clock.clone())
             .open()
-            .unwrap(),
-    );
-    let redis: Arc<dyn RevocationStore> = Arc::new(
-        tower_sliding_jwt::redis::RedisStore::builder(redis.url())
-            .with_clock(clock.clone())
-            .connect()
-            .await
-            .unwrap(),
-    );
-    let postgres: Arc<dyn RevocationStore> = Arc::new(
-        tower_sliding_jwt::postgres::PostgresStore::builder(postgres.url())
-            .with_clock(clock.clone())
-            .connect()
-            .await
             .unwrap(),
     );
     let memory: Arc<dyn RevocationStore> = Arc::new(MemoryStore::new());
@@ -836,30 +821,11 @@ async fn dpop_request_cost_by_store() {
     const PER_ROUND: usize = 300;
     let now = 1_800_000_000;
     let clock = ManualClock::new(now);
-    let redis = redis_server::Server::start();
-    let postgres = postgres_server::Postgres::start();
+    let (_servers, redis, postgres) = cluster_stores(&clock).await;
     let stores: Vec<(&str, Arc<dyn RevocationStore>)> = vec![
         ("memory (local replay cache)", Arc::new(MemoryStore::new())),
-        (
-            "Redis",
-            Arc::new(
-                tower_sliding_jwt::redis::RedisStore::builder(redis.url())
-                    .with_clock(clock.clone())
-                    .connect()
-                    .await
-                    .unwrap(),
-            ),
-        ),
-        (
-            "PostgreSQL",
-            Arc::new(
-                tower_sliding_jwt::postgres::PostgresStore::builder(postgres.url())
-                    .with_clock(clock.clone())
-                    .connect()
-                    .await
-                    .unwrap(),
-            ),
-        ),
+        ("Redis", redis),
+        ("PostgreSQL", postgres),
     ];
     let key = tower_sliding_jwt::dpop::DpopKey::generate().unwrap();
     let mut totals = vec![(Duration::ZERO, Duration::ZERO); stores.len()];
@@ -918,4 +884,31 @@ async fn dpop_request_cost_by_store() {
             bearer.as_secs_f64() * 1e6 / n
         );
     }
+}
+
+/// A throw-away Redis and PostgreSQL (kept alive by the first value) and a
+/// store on each, on `clock`: what the timing tests compare.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+async fn cluster_stores(
+    clock: &ManualClock,
+) -> (
+    (redis_server::Server, postgres_server::Postgres),
+    Arc<dyn tower_sliding_jwt::store::RevocationStore>,
+    Arc<dyn tower_sliding_jwt::store::RevocationStore>,
+) {
+    let servers = (
+        redis_server::Server::start(),
+        postgres_server::Postgres::start(),
+    );
+    let redis = tower_sliding_jwt::redis::RedisStore::builder(servers.0.url())
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .unwrap();
+    let postgres = tower_sliding_jwt::postgres::PostgresStore::builder(servers.1.url())
+        .with_clock(clock.clone())
+        .connect()
+        .await
+        .unwrap();
+    (servers, Arc::new(redis), Arc::new(postgres))
 }

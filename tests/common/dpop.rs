@@ -26,7 +26,8 @@ pub fn instance(store: impl RevocationStore, clock: &ManualClock) -> Layer {
         .unwrap()
 }
 
-fn login_parts(proof: &str) -> http::request::Parts {
+/// `POST /login` on `api.test` carrying the DPoP `proof`.
+pub fn login_parts(proof: &str) -> http::request::Parts {
     Request::post("/login")
         .header("host", "api.test")
         .header("dpop", proof)
